@@ -73,7 +73,10 @@ pub struct CloseFrame {
 impl CloseFrame {
     /// A close frame with a code and reason.
     pub fn new(code: impl Into<CloseCode>, reason: impl Into<Utf8Bytes>) -> Self {
-        CloseFrame { code: code.into(), reason: reason.into() }
+        CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        }
     }
 
     /// Parse a close frame payload received from the peer. `None` means an empty payload
@@ -87,7 +90,8 @@ impl CloseFrame {
                 if !code.is_allowed_on_wire() {
                     return Err(ProtocolError::InvalidCloseCode(code.0).into());
                 }
-                let reason = Utf8Bytes::try_from(payload.slice(2..)).map_err(|_| Error::InvalidUtf8)?;
+                let reason =
+                    Utf8Bytes::try_from(payload.slice(2..)).map_err(|_| Error::InvalidUtf8)?;
                 Ok(Some(CloseFrame { code, reason }))
             }
         }
@@ -117,10 +121,14 @@ mod tests {
 
     #[test]
     fn wire_codes() {
-        for c in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999] {
+        for c in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999,
+        ] {
             assert!(CloseCode(c).is_allowed_on_wire(), "{c}");
         }
-        for c in [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535] {
+        for c in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535,
+        ] {
             assert!(!CloseCode(c).is_allowed_on_wire(), "{c}");
         }
     }
@@ -136,9 +144,14 @@ mod tests {
             CloseFrame::parse(Bytes::from_static(&[0x03, 0xed])),
             Err(Error::Protocol(ProtocolError::InvalidCloseCode(1005)))
         ));
-        let f = CloseFrame::parse(Bytes::from_static(b"\x03\xe8bye")).unwrap().unwrap();
+        let f = CloseFrame::parse(Bytes::from_static(b"\x03\xe8bye"))
+            .unwrap()
+            .unwrap();
         assert_eq!(f.code, CloseCode::NORMAL);
         assert_eq!(f.reason.as_str(), "bye");
-        assert!(matches!(CloseFrame::parse(Bytes::from_static(b"\x03\xe8\xff")), Err(Error::InvalidUtf8)));
+        assert!(matches!(
+            CloseFrame::parse(Bytes::from_static(b"\x03\xe8\xff")),
+            Err(Error::InvalidUtf8)
+        ));
     }
 }

@@ -59,7 +59,9 @@ impl Error {
         match self {
             Error::Protocol(_) => Some(CloseCode::PROTOCOL_ERROR),
             Error::InvalidUtf8 | Error::Inflate(_) => Some(CloseCode::INVALID_PAYLOAD),
-            Error::FrameTooBig { .. } | Error::MessageTooBig { .. } => Some(CloseCode::MESSAGE_TOO_BIG),
+            Error::FrameTooBig { .. } | Error::MessageTooBig { .. } => {
+                Some(CloseCode::MESSAGE_TOO_BIG)
+            }
             Error::Deflate(_) => Some(CloseCode::INTERNAL_ERROR),
             _ => None,
         }

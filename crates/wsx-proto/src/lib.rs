@@ -19,21 +19,22 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod close;
-// pub mod config;
-// pub mod connection;
+pub mod config;
+pub mod connection;
 pub mod deflate;
 pub mod error;
-// pub mod frame;
+pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod output;
 pub mod role;
-// pub mod utf8;
+pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-// pub use config::Config;
-// pub use connection::{Connection, Event};
+pub use config::Config;
+pub use connection::{Connection, encode_frame};
 pub use error::{Error, ProtocolError};
-// pub use frame::{FrameHeader, OpCode};
+pub use frame::{FrameHeader, OpCode};
 pub use message::{Message, Utf8Bytes};
 pub use role::Role;

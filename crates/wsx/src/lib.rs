@@ -1,1 +1,31 @@
-//! wsx
+//! # wsx
+//!
+//! A fast, correct WebSocket (RFC 6455) client and server for tokio, with permessage-deflate
+//! (RFC 7692). The protocol itself lives in the sans-IO crate [`wsx_proto`]; this crate drives
+//! it over any `AsyncRead + AsyncWrite` transport.
+//!
+//! - Client: [`connect`] or [`ClientBuilder`].
+//! - Server: [`accept`], [`accept_with`] (inspect the request, choose a subprotocol, reject), or
+//!   [`read_request`] + [`upgrade`] inside a router that also serves plain HTTP.
+//! - A connection: [`WebSocket`], with `recv`/`send`, or as a `Stream` + `Sink` of [`Message`].
+//!
+//! Writes are coalesced: [`WebSocket::feed`] queues a message, [`WebSocket::flush`] writes every
+//! queued frame in as few (vectored) writes as possible; [`WebSocket::send`] is both.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod server;
+pub mod websocket;
+
+pub use bytes::Bytes;
+pub use client::{ClientBuilder, connect};
+pub use config::WebSocketConfig;
+pub use error::{Error, Result};
+pub use server::{Accept, Reject, accept, accept_with, read_request, respond, upgrade};
+pub use websocket::WebSocket;
+pub use wsx_proto::deflate::DeflateConfig;
+pub use wsx_proto::handshake::{ClientResponse, HttpRequest};
+pub use wsx_proto::{CloseCode, CloseFrame, Message, Role, Utf8Bytes};

@@ -1,0 +1,517 @@
+//! The connection state machine: bytes in, messages out; messages in, bytes out.
+//!
+//! After the handshake, the I/O layer drives a [`Connection`] like this:
+//!
+//! 1. read bytes from the transport into [`Connection::recv_buf`] (or hand them over with
+//!    [`Connection::feed`]);
+//! 2. call [`Connection::poll_message`] until it returns `Ok(None)` (more bytes needed);
+//! 3. queue messages with [`Connection::send`]; pings are answered and close frames echoed
+//!    automatically;
+//! 4. write the queued bytes ([`Connection::output_chunks`], [`Connection::advance_output`]);
+//! 5. after an error from `poll_message` (the close frame it queued is in the output) or once
+//!    [`Connection::is_closed`], flush and close the transport: a server at once, a client after
+//!    the server closed its side (or a timeout).
+//!
+//! Received frames are decoded in place in the read buffer: payloads are unmasked where they lie
+//! and handed out as [`Bytes`] split from it, so a single-frame message is never copied. Text is
+//! validated as it arrives, even inside a frame that is only partly received.
+
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::close::{CloseCode, CloseFrame};
+use crate::config::Config;
+use crate::deflate::PerMessageDeflate;
+use crate::error::{Error, ProtocolError};
+use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
+use crate::mask::apply_mask;
+use crate::message::{Message, Utf8Bytes};
+use crate::output::OutputQueue;
+use crate::role::Role;
+use crate::utf8::Utf8Validator;
+
+/// A frame whose header has been decoded and whose payload is (partly) in the read buffer.
+#[derive(Debug)]
+struct InFrame {
+    header: FrameHeader,
+    /// Payload bytes at the front of the read buffer already unmasked (and validated).
+    unmasked: usize,
+    /// Whether the payload is uncompressed text, validated as it arrives.
+    validate_utf8: bool,
+}
+
+/// A fragmented or compressed message being assembled.
+#[derive(Debug)]
+struct InMessage {
+    text: bool,
+    compressed: bool,
+    buf: BytesMut,
+}
+
+/// A WebSocket connection after the handshake, without I/O.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    rx: BytesMut,
+    frame: Option<InFrame>,
+    message: Option<InMessage>,
+    utf8: Utf8Validator,
+    out: OutputQueue,
+    deflate: Option<Box<PerMessageDeflate>>,
+    close_sent: bool,
+    close_received: bool,
+    failed: bool,
+}
+
+impl Connection {
+    /// A connection for `role` with the given limits and no extension.
+    pub fn new(role: Role, config: Config) -> Self {
+        Connection {
+            role,
+            config,
+            rx: BytesMut::new(),
+            frame: None,
+            message: None,
+            utf8: Utf8Validator::new(),
+            out: OutputQueue::default(),
+            deflate: None,
+            close_sent: false,
+            close_received: false,
+            failed: false,
+        }
+    }
+
+    /// Enable permessage-deflate with the parameters negotiated in the handshake.
+    pub fn with_deflate(mut self, deflate: PerMessageDeflate) -> Self {
+        self.deflate = Some(Box::new(deflate));
+        self
+    }
+
+    /// Start with bytes that arrived together with the handshake.
+    pub fn with_leftover(mut self, bytes: &[u8]) -> Self {
+        self.rx.extend_from_slice(bytes);
+        self
+    }
+
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether permessage-deflate is in use.
+    pub fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    // ----- input -----
+
+    /// The read buffer: append received bytes to it (for example with `read_buf`).
+    pub fn recv_buf(&mut self) -> &mut BytesMut {
+        &mut self.rx
+    }
+
+    /// Append received bytes (copies them; [`Connection::recv_buf`] avoids the copy).
+    pub fn feed(&mut self, data: &[u8]) {
+        self.rx.extend_from_slice(data);
+    }
+
+    /// How many more bytes the frame being received needs, at least (0 when unknown): a hint for
+    /// reserving read buffer space once for a large frame.
+    pub fn read_hint(&self) -> usize {
+        match &self.frame {
+            Some(f) => (f.header.payload_len as usize).saturating_sub(self.rx.len()),
+            None => 0,
+        }
+    }
+
+    /// Process received bytes: the next message, `Ok(None)` when more bytes are needed (or the
+    /// connection is closed), or the error that failed the connection. After an error, a close
+    /// frame with the matching code is queued and no more messages are produced.
+    ///
+    /// Pings are answered with a pong and a received close is echoed before they are returned.
+    pub fn poll_message(&mut self) -> Result<Option<Message>, Error> {
+        while !(self.failed || self.close_received) {
+            match self.step() {
+                Ok(Step::NeedMore) => return Ok(None),
+                Ok(Step::Continue) => {}
+                Ok(Step::Message(m)) => return Ok(Some(m)),
+                Err(e) => {
+                    self.fail(&e);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn step(&mut self) -> Result<Step, Error> {
+        if self.frame.is_none() {
+            let Some((header, len)) = FrameHeader::decode(&self.rx)? else {
+                return Ok(Step::NeedMore);
+            };
+            let validate_utf8 = self.check_header(&header)?;
+            self.rx.advance(len);
+            self.frame = Some(InFrame {
+                header,
+                unmasked: 0,
+                validate_utf8,
+            });
+        }
+        let Some(frame) = self.frame.as_mut() else {
+            return Ok(Step::NeedMore);
+        };
+        // check_header bounded the length by max_frame_size, a usize.
+        let len = frame.header.payload_len as usize;
+        let avail = self.rx.len().min(len);
+        if avail > frame.unmasked {
+            let fresh = &mut self.rx[frame.unmasked..avail];
+            if let Some(key) = frame.header.mask {
+                apply_mask(fresh, key, frame.unmasked);
+            }
+            if frame.validate_utf8 {
+                self.utf8.feed(fresh).map_err(|_| Error::InvalidUtf8)?;
+            }
+            frame.unmasked = avail;
+        }
+        if avail < len {
+            return Ok(Step::NeedMore);
+        }
+        let header = frame.header;
+        self.frame = None;
+        let payload = self.rx.split_to(len).freeze();
+        self.on_frame(header, payload)
+    }
+
+    /// Check a header against the role, extensions, message state and limits. Returns whether
+    /// its payload is uncompressed text to validate as it arrives.
+    fn check_header(&self, h: &FrameHeader) -> Result<bool, Error> {
+        if h.rsv2 || h.rsv3 || (h.rsv1 && self.deflate.is_none()) {
+            return Err(ProtocolError::ReservedBits.into());
+        }
+        if h.rsv1 && (h.opcode == OpCode::Continuation || h.opcode.is_control()) {
+            return Err(ProtocolError::CompressedControlOrContinuation.into());
+        }
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame.into()),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame.into()),
+            _ => {}
+        }
+        let limit = self.config.max_frame_size;
+        if h.payload_len > limit as u64 {
+            return Err(Error::FrameTooBig {
+                size: h.payload_len,
+                limit,
+            });
+        }
+        let (validate, so_far, compressed) = match (h.opcode, &self.message) {
+            (OpCode::Continuation, None) => {
+                return Err(ProtocolError::UnexpectedContinuation.into());
+            }
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::ExpectedContinuation.into());
+            }
+            (OpCode::Continuation, Some(m)) => (m.text && !m.compressed, m.buf.len(), m.compressed),
+            (OpCode::Text, None) => (!h.rsv1, 0, h.rsv1),
+            _ => (false, 0, h.rsv1),
+        };
+        let limit = self.config.max_message_size;
+        if !h.opcode.is_control() && !compressed && so_far as u64 + h.payload_len > limit as u64 {
+            return Err(Error::MessageTooBig {
+                size: so_far as u64 + h.payload_len,
+                limit,
+            });
+        }
+        Ok(validate)
+    }
+
+    fn on_frame(&mut self, header: FrameHeader, payload: Bytes) -> Result<Step, Error> {
+        match header.opcode {
+            OpCode::Ping => {
+                if !self.close_sent {
+                    self.queue_frame(OpCode::Pong, false, &payload, None);
+                }
+                Ok(Step::Message(Message::Ping(payload)))
+            }
+            OpCode::Pong => Ok(Step::Message(Message::Pong(payload))),
+            OpCode::Close => {
+                let frame = CloseFrame::parse(payload)?;
+                self.close_received = true;
+                if !self.close_sent {
+                    // Echo the status code (RFC 6455 §5.5.1).
+                    let echo = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
+                    self.queue_close(echo.as_ref());
+                }
+                Ok(Step::Message(Message::Close(frame)))
+            }
+            OpCode::Text | OpCode::Binary if header.fin && !header.rsv1 => {
+                if header.opcode == OpCode::Binary {
+                    return Ok(Step::Message(Message::Binary(payload)));
+                }
+                self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
+                Ok(Step::Message(Message::Text(
+                    Utf8Bytes::from_bytes_unchecked(payload),
+                )))
+            }
+            OpCode::Text | OpCode::Binary => {
+                self.message = Some(InMessage {
+                    text: header.opcode == OpCode::Text,
+                    compressed: header.rsv1,
+                    buf: BytesMut::new(),
+                });
+                self.append(payload, header.fin)
+            }
+            OpCode::Continuation => self.append(payload, header.fin),
+        }
+    }
+
+    /// Add a data frame's payload to the message being assembled.
+    fn append(&mut self, payload: Bytes, fin: bool) -> Result<Step, Error> {
+        let Some(msg) = self.message.as_mut() else {
+            return Err(ProtocolError::UnexpectedContinuation.into());
+        };
+        if msg.compressed {
+            let Some(deflate) = self.deflate.as_mut() else {
+                return Err(ProtocolError::ReservedBits.into());
+            };
+            let before = msg.buf.len();
+            deflate.decompress(&payload, fin, &mut msg.buf, self.config.max_message_size)?;
+            if msg.text {
+                self.utf8
+                    .feed(&msg.buf[before..])
+                    .map_err(|_| Error::InvalidUtf8)?;
+            }
+        } else if msg.buf.is_empty() && fin {
+            // Nothing to join: hand the payload over as it is.
+            msg.buf = BytesMut::from(payload);
+        } else {
+            msg.buf.extend_from_slice(&payload);
+        }
+        if !fin {
+            return Ok(Step::Continue);
+        }
+        let Some(msg) = self.message.take() else {
+            return Ok(Step::Continue);
+        };
+        let data = msg.buf.freeze();
+        if msg.text {
+            self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
+            Ok(Step::Message(Message::Text(
+                Utf8Bytes::from_bytes_unchecked(data),
+            )))
+        } else {
+            Ok(Step::Message(Message::Binary(data)))
+        }
+    }
+
+    /// Fail the connection: queue a close frame with the error's code and stop reading.
+    fn fail(&mut self, err: &Error) {
+        self.failed = true;
+        self.frame = None;
+        self.message = None;
+        if !self.close_sent {
+            let code = err.close_code().unwrap_or(CloseCode::PROTOCOL_ERROR);
+            let reason = short_reason(err);
+            self.queue_close(Some(&CloseFrame::new(code, reason.as_str())));
+        }
+    }
+
+    // ----- output -----
+
+    /// Queue a message to send. Data messages are compressed when permessage-deflate is in use
+    /// and the policy says so; a close frame starts (or completes) the close handshake.
+    pub fn send(&mut self, msg: Message) -> Result<(), Error> {
+        match msg {
+            Message::Text(t) => self.send_data(OpCode::Text, t.into_bytes()),
+            Message::Binary(b) => self.send_data(OpCode::Binary, b),
+            Message::Ping(p) => self.send_control(OpCode::Ping, p),
+            Message::Pong(p) => self.send_control(OpCode::Pong, p),
+            Message::Close(frame) => self.close(frame),
+        }
+    }
+
+    fn send_data(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
+        if self.close_sent || self.failed {
+            return Err(Error::Closed);
+        }
+        if let Some(deflate) = self.deflate.as_mut()
+            && deflate.should_compress(payload.len())
+        {
+            let mut buf = BytesMut::new();
+            deflate.compress(&payload, &mut buf)?;
+            let compressed = buf.freeze();
+            self.queue_frame(opcode, true, &compressed, Some(&compressed));
+            return Ok(());
+        }
+        self.queue_frame(opcode, false, &payload, Some(&payload));
+        Ok(())
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
+        if self.close_sent || self.failed {
+            return Err(Error::Closed);
+        }
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(Error::InvalidSend("control frame payload over 125 bytes"));
+        }
+        self.queue_frame(opcode, false, &payload, None);
+        Ok(())
+    }
+
+    /// Start the close handshake (or answer the peer's close) with an optional code and reason.
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        if self.close_sent || self.failed {
+            return Err(Error::Closed);
+        }
+        if let Some(f) = &frame {
+            f.validate_for_send()?;
+        }
+        self.queue_close(frame.as_ref());
+        Ok(())
+    }
+
+    /// Queue already encoded, unmasked frames (server role only), for example one broadcast
+    /// frame encoded once with [`encode_frame`] and shared among many connections.
+    pub fn send_encoded(&mut self, frames: Bytes) -> Result<(), Error> {
+        if self.role.masks_outgoing() {
+            return Err(Error::InvalidSend("a client must mask its frames"));
+        }
+        if self.close_sent || self.failed {
+            return Err(Error::Closed);
+        }
+        self.out.push_encoded(frames);
+        Ok(())
+    }
+
+    fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        let mut payload = BytesMut::new();
+        if let Some(f) = frame {
+            f.encode(&mut payload);
+        }
+        self.queue_frame(OpCode::Close, false, &payload, None);
+        self.close_sent = true;
+    }
+
+    fn queue_frame(&mut self, opcode: OpCode, rsv1: bool, payload: &[u8], shared: Option<&Bytes>) {
+        let mut header = FrameHeader::new(opcode, payload.len() as u64);
+        header.rsv1 = rsv1;
+        if self.role.masks_outgoing() {
+            header.mask = Some(rand::random());
+        }
+        self.out.push_frame(&header, payload, shared);
+    }
+
+    /// Whether there are bytes to write.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// The number of bytes queued for writing.
+    pub fn buffered_amount(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Fill `dst` with the queued output, in order, for a vectored write; returns the number of
+    /// slices filled.
+    pub fn output_chunks<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.out.chunks(dst)
+    }
+
+    /// The first contiguous run of queued output, for a plain write.
+    pub fn output_first_chunk(&self) -> &[u8] {
+        self.out.first_chunk()
+    }
+
+    /// Mark `n` bytes of output as written.
+    pub fn advance_output(&mut self, n: usize) {
+        self.out.advance(n);
+    }
+
+    /// Drop buffers that hold nothing, so an idle connection keeps no read or write buffer.
+    /// Frames and messages handed out stay valid.
+    pub fn release_idle_buffers(&mut self) {
+        if self.rx.is_empty() {
+            self.rx = BytesMut::new();
+        }
+        self.out.release_if_empty();
+    }
+
+    // ----- state -----
+
+    /// Whether we have sent a close frame.
+    pub fn is_close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// Whether the peer's close frame has arrived.
+    pub fn is_close_received(&self) -> bool {
+        self.close_received
+    }
+
+    /// Whether the connection was failed because of an error from the peer.
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Whether the close handshake is complete (or the connection failed): once the output is
+    /// written, the transport should be closed.
+    pub fn is_closed(&self) -> bool {
+        self.failed || (self.close_sent && self.close_received)
+    }
+}
+
+enum Step {
+    NeedMore,
+    Continue,
+    Message(Message),
+}
+
+/// A close reason for an error: its message cut to the 123 bytes a close frame allows.
+fn short_reason(err: &Error) -> String {
+    let mut s = err.to_string();
+    if s.len() > 123 {
+        let mut cut = 123;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Encode one unmasked, uncompressed frame holding `msg` (server role), for sending the same
+/// bytes to many connections with [`Connection::send_encoded`].
+pub fn encode_frame(msg: &Message) -> Result<Bytes, Error> {
+    let (opcode, payload): (OpCode, Bytes) = match msg {
+        Message::Text(t) => (OpCode::Text, t.clone().into_bytes()),
+        Message::Binary(b) => (OpCode::Binary, b.clone()),
+        Message::Ping(p) => (OpCode::Ping, p.clone()),
+        Message::Pong(p) => (OpCode::Pong, p.clone()),
+        Message::Close(f) => {
+            let mut buf = BytesMut::new();
+            if let Some(f) = f {
+                f.validate_for_send()?;
+                f.encode(&mut buf);
+            }
+            (OpCode::Close, buf.freeze())
+        }
+    };
+    if opcode.is_control() && payload.len() > MAX_CONTROL_PAYLOAD {
+        return Err(Error::InvalidSend("control frame payload over 125 bytes"));
+    }
+    let mut out = OutputQueue::default();
+    out.push_frame(
+        &FrameHeader::new(opcode, payload.len() as u64),
+        &payload,
+        None,
+    );
+    let mut buf = BytesMut::with_capacity(out.len());
+    buf.extend_from_slice(out.first_chunk());
+    Ok(buf.freeze())
+}

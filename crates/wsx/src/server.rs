@@ -1,0 +1,184 @@
+//! The server side: read the Upgrade request, let the application decide, answer it.
+//!
+//! [`accept`] is all most servers need. [`accept_with`] lets a callback see the request (path,
+//! query, headers) and choose a subprotocol, add response headers or reject it with a status.
+//! Routers that also serve plain HTTP use the two halves: [`read_request`], then [`upgrade`] or
+//! [`respond`].
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use wsx_proto::deflate::PerMessageDeflate;
+use wsx_proto::handshake::{
+    HandshakeError, HttpRequest, error_response, http_response, parse_request, validate_upgrade,
+    write_accept_response,
+};
+use wsx_proto::{Connection, Role};
+
+use crate::config::WebSocketConfig;
+use crate::error::{Error, Result};
+use crate::websocket::WebSocket;
+
+/// What the application answers to an Upgrade request it accepts.
+#[derive(Debug, Clone, Default)]
+pub struct Accept {
+    /// The subprotocol chosen among those the client offered.
+    pub subprotocol: Option<String>,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A refusal: the HTTP response sent instead of the upgrade.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    /// The HTTP status, such as 401, 403 or 404.
+    pub status: u16,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
+    /// The response body (plain text).
+    pub body: String,
+}
+
+impl Reject {
+    /// A refusal with a status and a short plain-text reason.
+    pub fn new(status: u16, body: impl Into<String>) -> Self {
+        Reject {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+}
+
+/// Accept a WebSocket connection on `io` with default settings.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), wsx::Error> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+/// loop {
+///     let (tcp, _) = listener.accept().await?;
+///     tokio::spawn(async move {
+///         let mut ws = wsx::accept(tcp).await?;
+///         while let Some(msg) = ws.recv().await {
+///             let msg = msg?;
+///             if msg.is_data() {
+///                 ws.send(msg).await?;
+///             }
+///         }
+///         Ok::<_, wsx::Error>(())
+///     });
+/// }
+/// # }
+/// ```
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(io: S) -> Result<WebSocket<S>> {
+    accept_with(io, &WebSocketConfig::default(), |_| Ok(Accept::default())).await
+}
+
+/// Accept a WebSocket connection, letting `decide` see the request first.
+pub async fn accept_with<S, F>(
+    mut io: S,
+    config: &WebSocketConfig,
+    decide: F,
+) -> Result<WebSocket<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&HttpRequest) -> std::result::Result<Accept, Reject>,
+{
+    let (req, leftover) = read_request(&mut io, config.max_header_bytes).await?;
+    if let Err(e) = validate_upgrade(&req) {
+        return refuse(&mut io, e).await;
+    }
+    match decide(&req) {
+        Ok(accept) => upgrade(io, &req, &leftover, config, accept).await,
+        Err(reject) => {
+            let headers: Vec<(&str, &str)> = reject
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            respond(&mut io, reject.status, &headers, reject.body.as_bytes()).await?;
+            Err(HandshakeError::Rejected {
+                status: reject.status,
+                reason: reject.body,
+            }
+            .into())
+        }
+    }
+}
+
+/// Read an HTTP request head. Bytes read past it are returned too (they belong to the
+/// WebSocket stream). A malformed or oversized request is answered (400, 431) and returned as an
+/// error.
+pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    max_header_bytes: usize,
+) -> Result<(HttpRequest, BytesMut)> {
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        if io.read_buf(&mut buf).await? == 0 {
+            return Err(Error::ConnectionReset);
+        }
+        match parse_request(&buf, max_header_bytes) {
+            Ok(Some((req, used))) => {
+                let _ = buf.split_to(used);
+                return Ok((req, buf));
+            }
+            Ok(None) => {}
+            Err(e) => return refuse(io, e).await,
+        }
+    }
+}
+
+/// Complete the handshake for a request read with [`read_request`]: validate it, answer 101
+/// (negotiating permessage-deflate if configured) and wrap `io`. An invalid request is answered
+/// with its HTTP error (400, 426 …) and returned as an error.
+pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    req: &HttpRequest,
+    leftover: &[u8],
+    config: &WebSocketConfig,
+    accept: Accept,
+) -> Result<WebSocket<S>> {
+    let ws_req = match validate_upgrade(req) {
+        Ok(r) => r,
+        Err(e) => return refuse(&mut io, e).await,
+    };
+    let mut conn = Connection::new(Role::Server, config.limits).with_leftover(leftover);
+    let mut extensions = None;
+    if let Some(deflate) = &config.compression {
+        if let Some((params, header)) = deflate.server_accept(&ws_req.extensions) {
+            conn = conn.with_deflate(PerMessageDeflate::new(Role::Server, params, deflate));
+            extensions = Some(header);
+        }
+    }
+    let mut resp = Vec::with_capacity(256);
+    write_accept_response(
+        &mut resp,
+        &ws_req.key,
+        accept.subprotocol.as_deref(),
+        extensions.as_deref(),
+        &accept.headers,
+    );
+    io.write_all(&resp).await?;
+    io.flush().await?;
+    Ok(WebSocket::from_parts(io, conn, config, accept.subprotocol))
+}
+
+/// Write a plain HTTP response (for routes that are not WebSocket, or a refusal).
+pub async fn respond<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<()> {
+    io.write_all(&http_response(status, headers, body)).await?;
+    io.flush().await?;
+    Ok(())
+}
+
+async fn refuse<S: AsyncWrite + Unpin, T>(io: &mut S, err: HandshakeError) -> Result<T> {
+    // The peer may be gone already; the handshake error is what matters.
+    let _ = io.write_all(&error_response(&err)).await;
+    let _ = io.flush().await;
+    let _ = io.shutdown().await;
+    Err(err.into())
+}

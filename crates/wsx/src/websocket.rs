@@ -1,0 +1,348 @@
+//! [`WebSocket`]: a [`wsx_proto::Connection`] driven over any `AsyncRead + AsyncWrite`.
+//!
+//! Reading: bytes are read straight into the connection's buffer, which decodes them in place.
+//! Writing: [`WebSocket::send`] queues a message and flushes; [`WebSocket::feed`] only queues,
+//! so several messages go out together in one (vectored) write at the next [`WebSocket::flush`].
+//! Pongs and the close echo are written while receiving, so a task that only reads still answers
+//! pings. When neither buffer holds anything, both are released: an idle connection keeps no
+//! read or write buffer.
+
+use std::future::{Future, poll_fn};
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+use wsx_proto::{CloseCode, CloseFrame, Connection, Message, Role};
+
+use crate::config::WebSocketConfig;
+use crate::error::{Error, Result};
+
+/// How much read buffer space to make available before each read.
+const READ_CHUNK: usize = 16 * 1024;
+/// The most read buffer reserved at once for a large announced frame.
+const MAX_RESERVE: usize = 4 << 20;
+/// How many slices one vectored write takes.
+const MAX_IOV: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Messages flow.
+    Open,
+    /// The close handshake is over (or the connection failed): write what is queued, then close.
+    Flushing,
+    /// Client: wait for the server to close TCP.
+    AwaitEof,
+    /// Finished.
+    Done,
+}
+
+/// A WebSocket connection over a transport `S` (a `TcpStream`, a TLS stream, …).
+///
+/// Receive with [`WebSocket::recv`] or as a [`futures_core::Stream`]; send with
+/// [`WebSocket::send`] or as a [`futures_sink::Sink`].
+#[derive(Debug)]
+pub struct WebSocket<S> {
+    io: S,
+    conn: Connection,
+    state: State,
+    close_timeout: Duration,
+    close_timer: Option<Pin<Box<Sleep>>>,
+    pending_error: Option<Error>,
+    write_high_water: usize,
+    subprotocol: Option<String>,
+}
+
+impl<S> WebSocket<S> {
+    /// Wrap a transport on which the handshake is done, with its protocol state.
+    pub fn from_parts(
+        io: S,
+        conn: Connection,
+        config: &WebSocketConfig,
+        subprotocol: Option<String>,
+    ) -> Self {
+        WebSocket {
+            io,
+            conn,
+            state: State::Open,
+            close_timeout: config.close_timeout,
+            close_timer: None,
+            pending_error: None,
+            write_high_water: config.write_buffer_high_water,
+            subprotocol,
+        }
+    }
+
+    /// Wrap a transport on which the handshake was done elsewhere, with default limits and no
+    /// extension.
+    pub fn from_raw(io: S, role: Role, config: &WebSocketConfig) -> Self {
+        WebSocket::from_parts(io, Connection::new(role, config.limits), config, None)
+    }
+
+    /// The subprotocol agreed in the handshake.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    /// Whether permessage-deflate was negotiated.
+    pub fn is_compressed(&self) -> bool {
+        self.conn.is_compressed()
+    }
+
+    /// Bytes queued but not yet written to the transport.
+    pub fn buffered_amount(&self) -> usize {
+        self.conn.buffered_amount()
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The protocol state machine.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Queue a message without writing it; [`WebSocket::flush`] writes everything queued.
+    pub fn feed(&mut self, msg: Message) -> Result<()> {
+        let closing = matches!(msg, Message::Close(_));
+        self.conn.send(msg)?;
+        if closing {
+            self.start_close_timer();
+        }
+        Ok(())
+    }
+
+    fn start_close_timer(&mut self) {
+        if self.close_timer.is_none() {
+            self.close_timer = Some(Box::pin(tokio::time::sleep(self.close_timeout)));
+        }
+    }
+
+    /// Whether the close deadline passed.
+    fn close_timer_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        match self.close_timer.as_mut() {
+            Some(t) => t.as_mut().poll(cx).is_ready(),
+            None => false,
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Receive the next message: `None` once the connection is closed.
+    ///
+    /// A received close frame is returned as [`Message::Close`]; keep calling `recv` to finish
+    /// the close handshake (it then returns `None`). A protocol error from the peer is returned
+    /// after the matching close frame was sent. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Result<Message>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Send a message and flush. A [`Message::Close`] starts the close handshake; use
+    /// [`WebSocket::close`] to also wait for it to finish.
+    pub async fn send(&mut self, msg: Message) -> Result<()> {
+        if self.conn.buffered_amount() >= self.write_high_water {
+            self.flush().await?;
+        }
+        self.feed(msg)?;
+        self.flush().await
+    }
+
+    /// Write everything queued.
+    pub async fn flush(&mut self) -> Result<()> {
+        poll_fn(|cx| self.poll_write_out(cx))
+            .await
+            .map_err(Error::from)
+    }
+
+    /// Close the connection: send a close frame with `code` and `reason`, wait for the peer's
+    /// close frame (messages arriving meanwhile are dropped) and close the transport.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        if !self.conn.is_close_sent() && self.state == State::Open {
+            self.feed(Message::Close(Some(CloseFrame::new(code, reason))))?;
+        }
+        while let Some(msg) = self.recv().await {
+            msg?;
+        }
+        Ok(())
+    }
+
+    /// Poll for the next message (see [`WebSocket::recv`]).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        loop {
+            match self.state {
+                State::Open => {
+                    match self.conn.poll_message() {
+                        Ok(Some(msg)) => {
+                            if matches!(msg, Message::Close(_)) {
+                                self.state = State::Flushing;
+                                self.start_close_timer();
+                            }
+                            if self.state == State::Flushing {
+                                // Echo the close at once, even if the user stops polling now.
+                                if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                                    self.state = State::Done;
+                                    self.pending_error.get_or_insert(e.into());
+                                }
+                            }
+                            return Poll::Ready(Some(Ok(msg)));
+                        }
+                        Ok(None) if self.conn.is_closed() => {
+                            self.state = State::Flushing;
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            self.pending_error = Some(e.into());
+                            self.state = State::Flushing;
+                            self.start_close_timer();
+                            continue;
+                        }
+                    }
+                    if self.conn.has_output() {
+                        if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                            self.state = State::Done;
+                            return Poll::Ready(Some(Err(e.into())));
+                        }
+                    }
+                    match self.poll_fill(cx) {
+                        Poll::Pending => {
+                            if self.close_timer_expired(cx) {
+                                self.state = State::Done;
+                                self.pending_error =
+                                    Some(Error::Timeout("waiting for the peer's close frame"));
+                                continue;
+                            }
+                            if !self.conn.has_output() && self.conn.read_hint() == 0 {
+                                self.conn.release_idle_buffers();
+                            }
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(Ok(0)) => {
+                            self.state = State::Done;
+                            return Poll::Ready(Some(Err(Error::ConnectionReset)));
+                        }
+                        Poll::Ready(Ok(_)) => {}
+                        Poll::Ready(Err(e)) => {
+                            self.state = State::Done;
+                            return Poll::Ready(Some(Err(e.into())));
+                        }
+                    }
+                }
+                State::Flushing => {
+                    match self.poll_write_out(cx) {
+                        Poll::Pending => {
+                            if self.close_timer_expired(cx) {
+                                self.state = State::Done;
+                                continue;
+                            }
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(Err(e)) => {
+                            self.state = State::Done;
+                            self.pending_error.get_or_insert(e.into());
+                            continue;
+                        }
+                        Poll::Ready(Ok(())) => {}
+                    }
+                    // The server closes TCP first; the client half-closes and waits for it.
+                    let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                    self.state = match self.conn.role() {
+                        Role::Server => State::Done,
+                        Role::Client => State::AwaitEof,
+                    };
+                }
+                State::AwaitEof => match self.poll_fill(cx) {
+                    Poll::Pending => {
+                        if self.close_timer_expired(cx) {
+                            self.state = State::Done;
+                            continue;
+                        }
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        // Whatever the server still sends after its close frame is dropped.
+                        self.conn.recv_buf().clear();
+                    }
+                    Poll::Ready(_) => self.state = State::Done,
+                },
+                State::Done => {
+                    self.close_timer = None;
+                    self.conn.release_idle_buffers();
+                    return Poll::Ready(self.pending_error.take().map(Err));
+                }
+            }
+        }
+    }
+
+    /// Read more bytes into the connection's buffer.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let want = self.conn.read_hint().clamp(READ_CHUNK, MAX_RESERVE);
+        let buf = self.conn.recv_buf();
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 || buf.capacity() == 0 {
+            buf.reserve(want);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf)
+    }
+
+    /// Write all queued output and flush the transport.
+    pub fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let WebSocket { io, conn, .. } = self;
+        while conn.has_output() {
+            let n = if io.is_write_vectored() {
+                let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                let k = conn.output_chunks(&mut slices);
+                ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..k]))?
+            } else {
+                ready!(Pin::new(&mut *io).poll_write(cx, conn.output_first_chunk()))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            conn.advance_output(n);
+        }
+        Pin::new(io).poll_flush(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> futures_core::Stream for WebSocket<S> {
+    type Item = Result<Message>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        if this.conn.buffered_amount() >= this.write_high_water {
+            ready!(this.poll_write_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
+        self.get_mut().feed(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_write_out(cx).map_err(Error::from)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        if !this.conn.is_close_sent() && this.state == State::Open {
+            this.feed(Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, ""))))?;
+        }
+        ready!(this.poll_write_out(cx))?;
+        Pin::new(&mut this.io)
+            .poll_shutdown(cx)
+            .map_err(Error::from)
+    }
+}

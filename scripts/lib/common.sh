@@ -1,0 +1,213 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/test.sh and scripts/autobahn.sh.
+# Source this file; it defines functions and a few globals, runs nothing.
+#
+# Conventions:
+#   - Steps and installers return 0 on success, 1 on failure and
+#     $SKIP_RC (77) when something they need is missing outside CI.
+#   - Every background process is started through `bg_start` so the EXIT
+#     trap installed by `install_cleanup_trap` can stop it, on success and
+#     on failure alike.
+
+ROOT_DIR="${ROOT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+REPORTS_DIR="${REPORTS_DIR:-$ROOT_DIR/reports}"
+TOOLS_DIR="${TOOLS_DIR:-$ROOT_DIR/.tools}"
+SKIP_RC=77
+
+# cargo may live in ~/.cargo/bin without being on PATH (fresh shells, CI).
+if ! command -v cargo >/dev/null 2>&1 && [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]]; then
+    PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+    export PATH
+fi
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+export PIP_NO_INPUT=1
+export DEBIAN_FRONTEND=noninteractive
+
+is_ci() { [[ "${CI:-}" == "true" || "${CI:-}" == "1" ]]; }
+
+section() {
+    printf '\n==================== %s ====================\n' "$*"
+}
+
+info() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*"; }
+warn() { printf '[%(%H:%M:%S)T] WARNING: %s\n' -1 "$*" >&2; }
+err()  { printf '[%(%H:%M:%S)T] ERROR: %s\n' -1 "$*" >&2; }
+
+# missing WHAT: report a missing tool. Under CI that is a failure (1),
+# otherwise the caller should skip ($SKIP_RC).
+missing() {
+    if is_ci; then
+        err "$* (CI=true: a missing tool is a failure)"
+        return 1
+    fi
+    warn "$* -- skipping (set CI=true to make this a failure)"
+    return "$SKIP_RC"
+}
+
+# now_s: seconds since the epoch (integer).
+now_s() { printf '%(%s)T' -1; }
+
+# fmt_duration SECONDS -> "1m23s"
+fmt_duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+# tail_log FILE [LINES]: show the end of a log file, indented.
+tail_log() {
+    local f=$1 n=${2:-40}
+    [[ -s "$f" ]] || return 0
+    printf -- '---- last %s lines of %s ----\n' "$n" "${f#"$ROOT_DIR"/}"
+    tail -n "$n" "$f" | sed 's/^/    /'
+    printf -- '---- end of %s ----\n' "${f#"$ROOT_DIR"/}"
+}
+
+# ---------------------------------------------------------------------------
+# apt
+
+APT_UPDATED=0
+apt_update_once() {
+    [[ $APT_UPDATED == 1 ]] && return 0
+    info "apt-get update"
+    if apt-get update -qq >/dev/null; then
+        APT_UPDATED=1
+        return 0
+    fi
+    err "apt-get update failed"
+    return 1
+}
+
+# apt_install PKG...: install the Debian packages that are not installed yet.
+apt_install() {
+    local pkg need=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+    done
+    [[ ${#need[@]} -eq 0 ]] && return 0
+    if ! command -v apt-get >/dev/null 2>&1 || [[ $(id -u) != 0 ]]; then
+        err "need Debian packages ${need[*]} but cannot apt-get install (not root or no apt)"
+        return 1
+    fi
+    apt_update_once || return 1
+    info "apt-get install ${need[*]}"
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+}
+
+# ---------------------------------------------------------------------------
+# background processes
+
+BG_PIDS=()
+
+# bg_start LOGFILE SECONDS CMD...: start CMD in the background under
+# timeout(1), stdout+stderr to LOGFILE ("-": inherit), stdin from
+# /dev/null. Sets BG_PID. timeout(1) puts itself and CMD into a new
+# process group whose id is BG_PID, so `bg_stop` can signal the group.
+bg_start() {
+    local log=$1 secs=$2
+    shift 2
+    if [[ "$log" == "-" ]]; then
+        timeout --kill-after=10 "$secs" "$@" </dev/null &
+    else
+        timeout --kill-after=10 "$secs" "$@" </dev/null >"$log" 2>&1 &
+    fi
+    BG_PID=$!
+    BG_PIDS+=("$BG_PID")
+}
+
+# bg_forget PID: drop PID from the cleanup list (after it was reaped).
+bg_forget() {
+    local p keep=()
+    for p in "${BG_PIDS[@]}"; do
+        [[ "$p" == "$1" ]] || keep+=("$p")
+    done
+    BG_PIDS=("${keep[@]}")
+}
+
+# run_limited LOGFILE SECONDS CMD...: like bg_start, then wait for it and
+# return its exit status (124/137: timed out). Waiting with `wait` rather
+# than running in the foreground keeps the script responsive to INT/TERM,
+# whose traps then stop the command through the EXIT trap.
+run_limited() {
+    local pid rc=0
+    bg_start "$@"
+    pid=$BG_PID
+    wait "$pid" || rc=$?
+    bg_forget "$pid"
+    return $rc
+}
+
+# bg_alive PID
+bg_alive() { kill -0 "$1" 2>/dev/null; }
+
+# bg_stop PID: TERM the process group, wait up to 10 s, then KILL it.
+bg_stop() {
+    local pid=$1 i
+    [[ -n "$pid" ]] || return 0
+    if bg_alive "$pid"; then
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do
+            bg_alive "$pid" || break
+            sleep 0.1
+        done
+        if bg_alive "$pid"; then
+            kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    wait "$pid" 2>/dev/null || true
+    bg_forget "$pid"
+}
+
+cleanup_bg() {
+    local pid
+    for pid in "${BG_PIDS[@]}"; do
+        bg_stop "$pid"
+    done
+    BG_PIDS=()
+    return 0
+}
+
+install_cleanup_trap() {
+    trap 'cleanup_bg' EXIT
+    trap 'echo "interrupted" >&2; exit 130' INT
+    trap 'echo "terminated" >&2; exit 143' TERM
+}
+
+# ---------------------------------------------------------------------------
+# ports
+
+# free_port: print a TCP port on 127.0.0.1 that was free a moment ago.
+free_port() {
+    python3 - <<'EOF'
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+EOF
+}
+
+# wait_port PORT SECONDS [PID]: poll until something accepts TCP connections
+# on 127.0.0.1:PORT. Fails early if PID (the process expected to listen)
+# exits first, and after SECONDS.
+wait_port() {
+    local port=$1 secs=$2 pid=${3:-}
+    python3 - "$port" "$secs" "$pid" <<'EOF'
+import os, socket, sys, time
+port, secs, pid = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+deadline = time.monotonic() + secs
+while True:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        pass
+    if pid:
+        try:
+            os.kill(int(pid), 0)
+        except OSError:
+            print("process %s exited before listening on port %d" % (pid, port), file=sys.stderr)
+            sys.exit(2)
+    if time.monotonic() > deadline:
+        print("nothing listening on 127.0.0.1:%d after %.0f s" % (port, secs), file=sys.stderr)
+        sys.exit(1)
+    time.sleep(0.05)
+EOF
+}

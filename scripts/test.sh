@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# The one test command for wsx.
+#
+#   bash scripts/test.sh                 # everything
+#   bash scripts/test.sh autobahn        # only steps whose name contains "autobahn"
+#   bash scripts/test.sh "cargo test"    # only cargo test
+#
+# Installs what it needs if missing (Debian packages, Autobahn|Testsuite),
+# then runs the steps in STEPS below and ends with one line
+# "test.sh: N passed, N failed[, N skipped]". Exits non-zero if any step failed.
+# Under CI=true a missing tool is a failure, never a skip.
+#
+# Environment (all optional):
+#   AUTOBAHN_CASES      case patterns, comma-separated (default "*")
+#   AUTOBAHN_EXCLUDE    excluded patterns (default "12.*,13.*"; see scripts/lib/autobahn.sh)
+#   AUTOBAHN_TIMEOUT    seconds per wstest / testee process (default 900)
+#   CARGO_TEST_TIMEOUT  seconds for cargo test (default 1800)
+#   BUILD_TIMEOUT       seconds for the release build of the examples (default 1200)
+#   WSX_ECHO_SERVER, WSX_AUTOBAHN_CLIENT  stand-in testee commands (see scripts/lib/autobahn.sh)
+#   REPORTS_DIR         where reports go (default ./reports)
+set -uo pipefail
+
+ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT_DIR" || exit 1
+# shellcheck source=lib/common.sh
+source "$ROOT_DIR/scripts/lib/common.sh"
+# shellcheck source=lib/autobahn.sh
+source "$ROOT_DIR/scripts/lib/autobahn.sh"
+
+# ---------------------------------------------------------------------------
+# Installers: run once, before the steps, in this order. Each is idempotent.
+# A failing installer is reported here; the steps that need the tool then
+# fail (CI) or skip (local) on their own.
+INSTALLERS=(
+    install_build_deps
+    install_autobahn
+)
+
+# Steps: "name|function". Each function returns 0 (pass), 1 (fail) or
+# $SKIP_RC (skip; only outside CI). Add new suites (npm/pip peers, ...) here.
+STEPS=(
+    "cargo test|step_cargo_test"
+    "autobahn server|step_autobahn_server"
+    "autobahn client|step_autobahn_client"
+)
+
+# ---------------------------------------------------------------------------
+# installers
+
+install_build_deps() {
+    # Debian packages the Rust build needs (none beyond the toolchain's
+    # gcc for now); add -dev packages here when a -sys crate arrives.
+    local pkgs=()
+    command -v cc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev)
+    [[ ${#pkgs[@]} -eq 0 ]] && { info "build deps: present"; return 0; }
+    apt_install "${pkgs[@]}"
+}
+
+install_autobahn() {
+    # Only needed when an autobahn step is selected.
+    selected "autobahn" || return 0
+    autobahn_install
+}
+
+# ---------------------------------------------------------------------------
+# steps
+
+step_cargo_test() {
+    command -v cargo >/dev/null 2>&1 || { missing "cargo not found"; return; }
+    local rc=0
+    info "cargo test --workspace ${CARGO_TEST_ARGS:-}"
+    # shellcheck disable=SC2086
+    run_limited - "${CARGO_TEST_TIMEOUT:-1800}" cargo test --workspace ${CARGO_TEST_ARGS:-} || rc=$?
+    [[ $rc == 124 || $rc == 137 ]] && err "cargo test timed out after ${CARGO_TEST_TIMEOUT:-1800}s"
+    return $((rc != 0))
+}
+
+step_autobahn_server() { autobahn_server_role; }
+step_autobahn_client() { autobahn_client_role; }
+
+# ---------------------------------------------------------------------------
+# driver
+
+FILTERS=("$@")
+
+# selected WORD: is any selected step's name containing WORD?
+selected() {
+    local entry name
+    for entry in "${STEPS[@]}"; do
+        name=${entry%%|*}
+        step_selected "$name" && [[ "$name" == *"$1"* ]] && return 0
+    done
+    return 1
+}
+
+step_selected() {
+    local f
+    [[ ${#FILTERS[@]} -eq 0 ]] && return 0
+    for f in "${FILTERS[@]}"; do
+        [[ "$1" == *"$f"* ]] && return 0
+    done
+    return 1
+}
+
+main() {
+    install_cleanup_trap
+    local t_start entry name fn rc t0 inst
+    local passed=0 failed=0 skipped=0 results=()
+    t_start=$(now_s)
+
+    section "environment"
+    info "repo: $ROOT_DIR   CI=${CI:-}"
+    info "$(cargo --version 2>/dev/null || echo 'cargo: not found')"
+    info "$(rustc --version 2>/dev/null || echo 'rustc: not found')"
+    info "$(python3 --version 2>&1 || echo 'python3: not found')"
+    info "$(nproc 2>/dev/null || echo '?') cores"
+
+    section "install"
+    for inst in "${INSTALLERS[@]}"; do
+        "$inst"
+        rc=$?
+        case $rc in
+            0) ;;
+            "$SKIP_RC") warn "$inst: not available" ;;
+            *) err "$inst failed" ;;
+        esac
+    done
+
+    for entry in "${STEPS[@]}"; do
+        name=${entry%%|*}
+        fn=${entry#*|}
+        step_selected "$name" || continue
+        section "$name"
+        t0=$(now_s)
+        "$fn"
+        rc=$?
+        if [[ $rc == "$SKIP_RC" ]] && is_ci; then
+            rc=1
+        fi
+        case $rc in
+            0) passed=$((passed + 1)); results+=("PASS  $name ($(fmt_duration $(($(now_s) - t0))))") ;;
+            "$SKIP_RC") skipped=$((skipped + 1)); results+=("SKIP  $name") ;;
+            *) failed=$((failed + 1)); results+=("FAIL  $name ($(fmt_duration $(($(now_s) - t0))))") ;;
+        esac
+        info "$name: ${results[-1]%% *} in $(fmt_duration $(($(now_s) - t0)))"
+    done
+    cleanup_bg
+
+    section "summary"
+    if [[ ${#results[@]} -eq 0 ]]; then
+        err "no step matched: ${FILTERS[*]}"
+        failed=1
+    fi
+    printf '  %s\n' "${results[@]}"
+    info "total time $(fmt_duration $(($(now_s) - t_start)))"
+    if [[ $skipped -gt 0 ]]; then
+        echo "test.sh: $passed passed, $failed failed, $skipped skipped"
+    else
+        echo "test.sh: $passed passed, $failed failed"
+    fi
+    [[ $failed -eq 0 ]]
+}
+
+main
