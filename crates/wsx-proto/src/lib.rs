@@ -2,7 +2,7 @@
 //!
 //! The sans-IO core of [wsx](https://docs.rs/wsx): bytes in, events out; messages in, bytes out.
 //! No sockets, no async, no clock. An I/O layer (such as the `wsx` crate for tokio) reads bytes
-//! from a transport into a [`Connection`], polls it for [`Event`]s, hands it messages to send and
+//! from a transport into a [`Connection`], polls it for [`Message`]s, hands it messages to send and
 //! writes out the bytes it produces.
 //!
 //! The flow of data:

@@ -132,10 +132,10 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             continue;
         };
         let mut conn = Connection::new(Role::Client, config.limits).with_leftover(&buf[used..]);
-        if let Some(deflate) = &config.compression {
-            if let Some(params) = deflate.client_accept(&resp.extensions)? {
-                conn = conn.with_deflate(PerMessageDeflate::new(Role::Client, params, deflate));
-            }
+        if let Some(deflate) = &config.compression
+            && let Some(params) = deflate.client_accept(&resp.extensions)?
+        {
+            conn = conn.with_deflate(PerMessageDeflate::new(Role::Client, params, deflate));
         }
         let ws = WebSocket::from_parts(io, conn, config, resp.subprotocol.clone());
         return Ok((ws, resp));

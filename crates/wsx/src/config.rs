@@ -17,9 +17,33 @@ pub struct WebSocketConfig {
     /// How long the client waits for the server to close TCP after the close handshake, and
     /// either side waits for the peer's close frame after sending its own. Default 5 s.
     pub close_timeout: Duration,
-    /// Queued output above which `send` and the `Sink` wait for the transport before queuing
-    /// more. Default 64 KiB.
-    pub write_buffer_high_water: usize,
+    /// The most output that may be queued before the [`Backpressure`] policy applies.
+    /// Default 1 MiB.
+    pub max_write_buffer: usize,
+    /// What happens when a message is queued while the output buffer is full. Default: wait.
+    pub backpressure: Backpressure,
+    /// Send a ping after this long without receiving anything. Default: none.
+    pub ping_interval: Option<Duration>,
+    /// How long to wait for the pong to a keepalive ping before failing the connection (close
+    /// 1011, [`crate::Error::Timeout`]). Default 20 s.
+    pub pong_timeout: Duration,
+    /// Close the connection (1001, [`crate::Error::Timeout`]) after this long without
+    /// receiving anything. Default: none.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// The policy when the outgoing buffer is full ([`WebSocketConfig::max_write_buffer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backpressure {
+    /// `send` and the `Sink` wait until the transport has taken enough (`feed`, which cannot
+    /// wait, still queues).
+    #[default]
+    Wait,
+    /// Queuing fails with [`crate::Error::BufferFull`]; the connection stays open.
+    Fail,
+    /// The connection is closed with this code (1008 or 1013 are usual) and queuing fails with
+    /// [`crate::Error::BufferFull`].
+    Close(wsx_proto::CloseCode),
 }
 
 impl Default for WebSocketConfig {
@@ -29,7 +53,11 @@ impl Default for WebSocketConfig {
             compression: None,
             max_header_bytes: 16 * 1024,
             close_timeout: Duration::from_secs(5),
-            write_buffer_high_water: 64 * 1024,
+            max_write_buffer: 1 << 20,
+            backpressure: Backpressure::Wait,
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(20),
+            idle_timeout: None,
         }
     }
 }
@@ -50,6 +78,27 @@ impl WebSocketConfig {
     /// Enable permessage-deflate with the given policy (offered by clients, accepted by servers).
     pub fn compression(mut self, deflate: DeflateConfig) -> Self {
         self.compression = Some(deflate);
+        self
+    }
+
+    /// Set the output buffer bound and the policy when it is full.
+    pub fn backpressure(mut self, max_write_buffer: usize, policy: Backpressure) -> Self {
+        self.max_write_buffer = max_write_buffer;
+        self.backpressure = policy;
+        self
+    }
+
+    /// Send keepalive pings after `interval` of silence and fail the connection when the pong
+    /// takes longer than `pong_timeout`.
+    pub fn keepalive(mut self, interval: Duration, pong_timeout: Duration) -> Self {
+        self.ping_interval = Some(interval);
+        self.pong_timeout = pong_timeout;
+        self
+    }
+
+    /// Close the connection after `timeout` without receiving anything.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
         self
     }
 

@@ -18,6 +18,9 @@ pub enum Error {
     /// The connection is closed; nothing more can be sent or received.
     #[error("the connection is closed")]
     Closed,
+    /// The outgoing buffer is full and the backpressure policy refuses to queue more.
+    #[error("the outgoing buffer is full")]
+    BufferFull,
     /// A deadline passed.
     #[error("timed out: {0}")]
     Timeout(&'static str),

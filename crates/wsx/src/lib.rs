@@ -17,12 +17,13 @@
 pub mod client;
 pub mod config;
 pub mod error;
+mod keepalive;
 pub mod server;
 pub mod websocket;
 
 pub use bytes::Bytes;
 pub use client::{ClientBuilder, connect};
-pub use config::WebSocketConfig;
+pub use config::{Backpressure, WebSocketConfig};
 pub use error::{Error, Result};
 pub use server::{Accept, Reject, accept, accept_with, read_request, respond, upgrade};
 pub use websocket::WebSocket;

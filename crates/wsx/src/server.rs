@@ -144,11 +144,11 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut conn = Connection::new(Role::Server, config.limits).with_leftover(leftover);
     let mut extensions = None;
-    if let Some(deflate) = &config.compression {
-        if let Some((params, header)) = deflate.server_accept(&ws_req.extensions) {
-            conn = conn.with_deflate(PerMessageDeflate::new(Role::Server, params, deflate));
-            extensions = Some(header);
-        }
+    if let Some(deflate) = &config.compression
+        && let Some((params, header)) = deflate.server_accept(&ws_req.extensions)
+    {
+        conn = conn.with_deflate(PerMessageDeflate::new(Role::Server, params, deflate));
+        extensions = Some(header);
     }
     let mut resp = Vec::with_capacity(256);
     write_accept_response(

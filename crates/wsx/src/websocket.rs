@@ -17,8 +17,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 use wsx_proto::{CloseCode, CloseFrame, Connection, Message, Role};
 
-use crate::config::WebSocketConfig;
+use crate::config::{Backpressure, WebSocketConfig};
 use crate::error::{Error, Result};
+use crate::keepalive::{Keepalive, KeepaliveAction};
 
 /// How much read buffer space to make available before each read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -51,7 +52,9 @@ pub struct WebSocket<S> {
     close_timeout: Duration,
     close_timer: Option<Pin<Box<Sleep>>>,
     pending_error: Option<Error>,
-    write_high_water: usize,
+    max_write_buffer: usize,
+    backpressure: Backpressure,
+    keepalive: Option<Box<Keepalive>>,
     subprotocol: Option<String>,
 }
 
@@ -70,7 +73,9 @@ impl<S> WebSocket<S> {
             close_timeout: config.close_timeout,
             close_timer: None,
             pending_error: None,
-            write_high_water: config.write_buffer_high_water,
+            max_write_buffer: config.max_write_buffer,
+            backpressure: config.backpressure,
+            keepalive: Keepalive::new(config).map(Box::new),
             subprotocol,
         }
     }
@@ -107,13 +112,50 @@ impl<S> WebSocket<S> {
     }
 
     /// Queue a message without writing it; [`WebSocket::flush`] writes everything queued.
+    ///
+    /// When the output buffer is full ([`WebSocketConfig::max_write_buffer`]), the
+    /// [`Backpressure`] policy applies: `Wait` queues anyway (only `send` and the `Sink` can
+    /// wait), `Fail` returns [`Error::BufferFull`], `Close` also closes the connection.
     pub fn feed(&mut self, msg: Message) -> Result<()> {
+        self.check_backpressure()?;
         let closing = matches!(msg, Message::Close(_));
         self.conn.send(msg)?;
         if closing {
             self.start_close_timer();
         }
         Ok(())
+    }
+
+    /// Queue frames encoded once for many connections with [`wsx_proto::encode_frame`]
+    /// (server role only): a broadcast encodes a message once and shares the bytes.
+    pub fn feed_encoded(&mut self, frames: bytes::Bytes) -> Result<()> {
+        self.check_backpressure()?;
+        self.conn.send_encoded(frames)?;
+        Ok(())
+    }
+
+    /// Whether the output buffer is at or over its bound.
+    pub fn is_write_buffer_full(&self) -> bool {
+        self.conn.buffered_amount() >= self.max_write_buffer
+    }
+
+    fn check_backpressure(&mut self) -> Result<()> {
+        if !self.is_write_buffer_full() {
+            return Ok(());
+        }
+        match self.backpressure {
+            Backpressure::Wait => Ok(()),
+            Backpressure::Fail => Err(Error::BufferFull),
+            Backpressure::Close(code) => {
+                if !self.conn.is_close_sent() {
+                    let _ = self
+                        .conn
+                        .close(Some(CloseFrame::new(code, "send buffer full")));
+                    self.start_close_timer();
+                }
+                Err(Error::BufferFull)
+            }
+        }
     }
 
     fn start_close_timer(&mut self) {
@@ -144,7 +186,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Send a message and flush. A [`Message::Close`] starts the close handshake; use
     /// [`WebSocket::close`] to also wait for it to finish.
     pub async fn send(&mut self, msg: Message) -> Result<()> {
-        if self.conn.buffered_amount() >= self.write_high_water {
+        if self.backpressure == Backpressure::Wait && self.is_write_buffer_full() {
             self.flush().await?;
         }
         self.feed(msg)?;
@@ -177,6 +219,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 State::Open => {
                     match self.conn.poll_message() {
                         Ok(Some(msg)) => {
+                            if let (Message::Pong(p), Some(k)) = (&msg, self.keepalive.as_mut()) {
+                                k.on_pong(p);
+                            }
                             if matches!(msg, Message::Close(_)) {
                                 self.state = State::Flushing;
                                 self.start_close_timer();
@@ -202,14 +247,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                             continue;
                         }
                     }
-                    if self.conn.has_output() {
-                        if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
-                            self.state = State::Done;
-                            return Poll::Ready(Some(Err(e.into())));
-                        }
+                    if self.conn.has_output()
+                        && let Poll::Ready(Err(e)) = self.poll_write_out(cx)
+                    {
+                        self.state = State::Done;
+                        return Poll::Ready(Some(Err(e.into())));
                     }
                     match self.poll_fill(cx) {
                         Poll::Pending => {
+                            if let Some(action) = self.poll_keepalive(cx) {
+                                match action {
+                                    KeepaliveAction::Ping(p) => {
+                                        let _ = self.conn.send(Message::Ping(p));
+                                    }
+                                    KeepaliveAction::PongTimeout => {
+                                        self.fail_with(
+                                            CloseCode::INTERNAL_ERROR,
+                                            "keepalive ping timeout",
+                                            Error::Timeout("no pong to a keepalive ping"),
+                                        );
+                                    }
+                                    KeepaliveAction::IdleTimeout => {
+                                        self.fail_with(
+                                            CloseCode::GOING_AWAY,
+                                            "idle timeout",
+                                            Error::Timeout(
+                                                "nothing received within the idle timeout",
+                                            ),
+                                        );
+                                    }
+                                }
+                                continue;
+                            }
                             if self.close_timer_expired(cx) {
                                 self.state = State::Done;
                                 self.pending_error =
@@ -225,7 +294,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                             self.state = State::Done;
                             return Poll::Ready(Some(Err(Error::ConnectionReset)));
                         }
-                        Poll::Ready(Ok(_)) => {}
+                        Poll::Ready(Ok(_)) => {
+                            if let Some(k) = self.keepalive.as_mut() {
+                                k.on_receive();
+                            }
+                        }
                         Poll::Ready(Err(e)) => {
                             self.state = State::Done;
                             return Poll::Ready(Some(Err(e.into())));
@@ -278,6 +351,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> Option<KeepaliveAction> {
+        if self.conn.is_close_sent() {
+            return None;
+        }
+        match self.keepalive.as_mut()?.poll(cx) {
+            Poll::Ready(action) => Some(action),
+            Poll::Pending => None,
+        }
+    }
+
+    /// End the connection from our side: queue a close frame, remember the error for `recv`.
+    fn fail_with(&mut self, code: CloseCode, reason: &str, err: Error) {
+        if !self.conn.is_close_sent() {
+            let _ = self.conn.close(Some(CloseFrame::new(code, reason)));
+        }
+        self.keepalive = None;
+        self.pending_error = Some(err);
+        self.state = State::Flushing;
+        self.start_close_timer();
+    }
+
     /// Read more bytes into the connection's buffer.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let want = self.conn.read_hint().clamp(READ_CHUNK, MAX_RESERVE);
@@ -321,7 +415,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocke
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.get_mut();
-        if this.conn.buffered_amount() >= this.write_high_water {
+        if this.backpressure == Backpressure::Wait && this.is_write_buffer_full() {
             ready!(this.poll_write_out(cx))?;
         }
         Poll::Ready(Ok(()))

@@ -1,0 +1,76 @@
+//! # wsx-stomp
+//!
+//! STOMP 1.0, 1.1 and 1.2 for WebSocket servers, sans IO: bytes in, frames and deliveries out.
+//! No sockets, no async, no clock; the I/O layer (the `/stomp` endpoint of `wsx serve`) feeds
+//! it the payloads of WebSocket messages and sends what it produces.
+//!
+//! The pieces, in the order data flows through them:
+//!
+//! 1. The codec. A [`Decoder`] turns a byte stream into [`Frame`]s whatever the WebSocket
+//!    message boundaries (frames split across messages or packed several per message,
+//!    heart-beat end-of-lines between them), unescaping headers the way the version says
+//!    ([`Escaping`]) and enforcing [`Limits`] with an [`Error`] naming the problem. [`encode`]
+//!    does the reverse; an [`EncodedFrame`] lets one MESSAGE be encoded once and shared by all
+//!    subscribers.
+//! 2. The [`Session`]: the server side of one connection. It negotiates the version and
+//!    heart-beats on CONNECT, asks an [`Authenticator`] who the client is, keeps subscriptions,
+//!    acknowledgements and transactions, answers receipts, and turns client mistakes into
+//!    ERROR frames. It produces [`Transmit`]s and exposes deadlines for the I/O layer's timers.
+//! 3. An [`Engine`] routes destinations: `/topic/NAME` to every subscriber, `/queue/NAME` to
+//!    one subscriber at a time with redelivery. [`MemoryEngine`] is the in-process one; the
+//!    trait leaves room for a shared store.
+//! 4. The [`Broker`] ties sessions and an engine together for a single process.
+//!
+//! Decoding a frame that arrives in two pieces:
+//!
+//! ```
+//! use wsx_stomp::{Command, Decoder, Limits, Version};
+//!
+//! let mut decoder = Decoder::new(Limits::default());
+//! decoder.set_version(Version::V1_2);
+//! decoder.feed(b"SEND\ndestination:/queue/a\\cb\ncontent-length:5\n\nhel");
+//! assert_eq!(decoder.poll_frame()?, None); // the body is not complete yet
+//! decoder.feed(b"lo\0\n");
+//! let frame = decoder.poll_frame()?.expect("a complete frame");
+//! assert_eq!(frame.command, Command::Send);
+//! assert_eq!(frame.header("destination"), Some("/queue/a:b")); // `\c` unescaped
+//! assert_eq!(&frame.body[..], b"hello");
+//! assert_eq!(decoder.poll_frame()?, None); // the trailing EOL was a heart-beat
+//! # Ok::<(), wsx_stomp::Error>(())
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod auth;
+mod broker;
+mod command;
+mod decode;
+mod destination;
+mod encode;
+pub mod engine;
+mod error;
+mod escape;
+mod frame;
+mod headers;
+mod heartbeat;
+mod limits;
+mod message;
+mod session;
+mod version;
+
+pub use auth::{AllowAll, Authenticator, ConnectRequest, ConnectionInfo, Principal, Refusal};
+pub use broker::Broker;
+pub use command::Command;
+pub use decode::Decoder;
+pub use destination::{Destination, DestinationKind, DestinationPattern};
+pub use encode::{EncodedFrame, encode, encode_into, encode_lossy};
+pub use engine::{ConnId, Delivery, Engine, MemoryEngine, SubscriberKey};
+pub use error::Error;
+pub use escape::Escaping;
+pub use frame::Frame;
+pub use headers::Headers;
+pub use heartbeat::{HeartBeat, HeartBeatHeader};
+pub use limits::Limits;
+pub use message::{Message, MessageId, Publish, RESERVED_HEADERS};
+pub use session::{AckMode, Phase, Session, SessionConfig, Transmit};
+pub use version::Version;

@@ -1,0 +1,211 @@
+//! SUBSCRIBE, UNSUBSCRIBE, SEND, and turning engine deliveries into MESSAGE frames.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::transactions::TxOp;
+use super::{After, Fail, Handled, Phase, Session, Transmit, parse_destination, require};
+use crate::destination::Destination;
+use crate::engine::{Delivery, Engine, SubscriberKey};
+use crate::frame::Frame;
+use crate::message::{MessageId, Publish};
+use crate::version::Version;
+
+/// How a subscription acknowledges messages (the `ack` header of SUBSCRIBE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AckMode {
+    /// Messages count as acknowledged when sent (the default).
+    Auto,
+    /// The client ACKs; an ACK covers the message and every earlier one of the subscription.
+    Client,
+    /// The client ACKs or NACKs each message on its own.
+    ClientIndividual,
+}
+
+impl AckMode {
+    /// Parse `auto`, `client` or `client-individual`.
+    pub fn parse(value: &str) -> Option<AckMode> {
+        match value {
+            "auto" => Some(AckMode::Auto),
+            "client" => Some(AckMode::Client),
+            "client-individual" => Some(AckMode::ClientIndividual),
+            _ => None,
+        }
+    }
+
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckMode::Auto => "auto",
+            AckMode::Client => "client",
+            AckMode::ClientIndividual => "client-individual",
+        }
+    }
+}
+
+/// One active subscription of the session.
+#[derive(Debug)]
+pub(super) struct Subscription {
+    pub(super) id: Arc<str>,
+    /// Subscription order, for deterministic iteration.
+    pub(super) seq: u64,
+    pub(super) destination: Destination,
+    pub(super) ack: AckMode,
+    /// Deliveries not acknowledged yet, oldest first (so by increasing `ack_id`).
+    pub(super) pending: VecDeque<Pending>,
+}
+
+/// A delivery waiting for ACK or NACK.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) ack_id: u64,
+    pub(super) message_id: MessageId,
+}
+
+impl Session {
+    pub(super) fn on_subscribe(
+        &mut self,
+        frame: &Frame,
+        engine: &mut dyn Engine,
+        out: &mut Vec<Delivery>,
+    ) -> Handled {
+        let text = require(frame, "destination")?;
+        let id: Arc<str> = match frame.header("id") {
+            Some(id) => id.into(),
+            // STOMP 1.0 makes the id optional; the destination then names the subscription.
+            None if self.version == Version::V1_0 => text.into(),
+            None => return Err(Fail::new("SUBSCRIBE frame has no id header")),
+        };
+        let ack = match frame.header("ack") {
+            None => AckMode::Auto,
+            Some(value) => AckMode::parse(value).ok_or_else(|| {
+                Fail::new(format!(
+                    "invalid ack mode `{value}`: use auto, client or client-individual"
+                ))
+            })?,
+        };
+        if self.subs.contains_key(&id) {
+            return Err(Fail::new(format!(
+                "subscription id `{id}` is already in use"
+            )));
+        }
+        if self.subs.len() >= self.config.max_subscriptions {
+            return Err(Fail::new(format!(
+                "subscription limit of {} reached",
+                self.config.max_subscriptions
+            )));
+        }
+        let destination = parse_destination(text)?;
+        if !self
+            .principal
+            .as_ref()
+            .is_some_and(|p| p.may_subscribe(destination.as_str()))
+        {
+            return Err(Fail::new(format!(
+                "not allowed to subscribe to {destination}"
+            )));
+        }
+        let window = (ack != AckMode::Auto).then_some(self.config.max_unacked);
+        self.next_sub_seq += 1;
+        self.subs.insert(
+            id.clone(),
+            Subscription {
+                id: id.clone(),
+                seq: self.next_sub_seq,
+                destination: destination.clone(),
+                ack,
+                pending: VecDeque::new(),
+            },
+        );
+        engine.subscribe(SubscriberKey::new(self.conn, id), &destination, window, out);
+        Ok(After::Continue)
+    }
+
+    pub(super) fn on_unsubscribe(
+        &mut self,
+        frame: &Frame,
+        engine: &mut dyn Engine,
+        out: &mut Vec<Delivery>,
+    ) -> Handled {
+        let id: Arc<str> = match (frame.header("id"), frame.header("destination")) {
+            (Some(id), _) => id.into(),
+            // STOMP 1.0 may name the subscription by its destination.
+            (None, Some(destination)) if self.version == Version::V1_0 => self
+                .subs
+                .values()
+                .filter(|s| s.destination.as_str() == destination)
+                .min_by_key(|s| s.seq)
+                .map_or_else(|| destination.into(), |s| s.id.clone()),
+            (None, _) => return Err(Fail::new("UNSUBSCRIBE frame has no id header")),
+        };
+        let Some(sub) = self.subs.remove(&id) else {
+            return Err(Fail::new(format!("no subscription with id `{id}`")));
+        };
+        for pending in &sub.pending {
+            self.ack_index.remove(&pending.ack_id);
+        }
+        engine.unsubscribe(&SubscriberKey::new(self.conn, sub.id), out);
+        Ok(After::Continue)
+    }
+
+    pub(super) fn on_send(
+        &mut self,
+        frame: Frame,
+        engine: &mut dyn Engine,
+        out: &mut Vec<Delivery>,
+    ) -> Handled {
+        let destination = parse_destination(require(&frame, "destination")?)?;
+        if !self
+            .principal
+            .as_ref()
+            .is_some_and(|p| p.may_send(destination.as_str()))
+        {
+            return Err(Fail::new(format!("not allowed to send to {destination}")));
+        }
+        let transaction = frame.header("transaction").map(str::to_owned);
+        let publish = Publish::new(destination, frame.headers, frame.body);
+        match transaction {
+            Some(tx) => self.buffer(&tx, TxOp::Send(publish)),
+            None => {
+                engine.publish(publish, out);
+                Ok(After::Continue)
+            }
+        }
+    }
+
+    /// Queue a MESSAGE for one of this session's subscriptions.
+    ///
+    /// Returns the delivery back if the session cannot take it (closed, or no such
+    /// subscription any more): the caller should give it back to the engine (for example by
+    /// unsubscribing the stale subscriber, which requeues its unacknowledged messages).
+    pub fn deliver(&mut self, delivery: Delivery) -> Option<Delivery> {
+        if self.phase != Phase::Connected || delivery.subscriber.conn != self.conn {
+            return Some(delivery);
+        }
+        let Some(sub) = self.subs.get_mut(&delivery.subscriber.subscription) else {
+            return Some(delivery);
+        };
+        let mut ack = None;
+        if sub.ack != AckMode::Auto {
+            let ack_id = self.next_ack;
+            self.next_ack += 1;
+            sub.pending.push_back(Pending {
+                ack_id,
+                message_id: delivery.message.id().clone(),
+            });
+            self.ack_index.insert(ack_id, sub.id.clone());
+            // 1.2 acknowledges by the `ack` header; 1.0 and 1.1 by message-id.
+            if self.version == Version::V1_2 {
+                ack = Some(ack_id.to_string());
+            }
+        }
+        let frame = delivery.message.encode_for(
+            self.version,
+            &sub.id,
+            ack.as_deref(),
+            delivery.redelivered,
+        );
+        self.outbox.push_back(Transmit::Frame(frame));
+        None
+    }
+}

@@ -1,0 +1,195 @@
+//! An in-memory STOMP server (a `Broker` with a `MemoryEngine`) and its clients: frames are
+//! encoded as a client would, fed to the broker, and the broker's transmits are decoded back.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wsx_stomp::{
+    AllowAll, Authenticator, Broker, Command, ConnId, ConnectionInfo, Decoder, EncodedFrame, Frame,
+    Limits, MemoryEngine, SessionConfig, Transmit, Version,
+};
+
+/// What a client saw from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    Frame(Frame),
+    HeartBeat,
+    Close,
+}
+
+struct ClientSide {
+    decoder: Decoder,
+    version: Version,
+}
+
+pub struct Harness {
+    pub broker: Broker,
+    pub now: Instant,
+    clients: HashMap<ConnId, ClientSide>,
+    /// Every connection the last call reported as woken.
+    pub woken: Vec<ConnId>,
+}
+
+impl Harness {
+    pub fn new(config: SessionConfig) -> Self {
+        Harness::with_auth(config, Arc::new(AllowAll))
+    }
+
+    pub fn with_auth(config: SessionConfig, auth: Arc<dyn Authenticator>) -> Self {
+        Harness {
+            broker: Broker::new(MemoryEngine::new(), config, auth),
+            now: Instant::now(),
+            clients: HashMap::new(),
+            woken: Vec::new(),
+        }
+    }
+
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    pub fn open(&mut self, info: ConnectionInfo) -> ConnId {
+        let conn = self.broker.open(info, self.now);
+        self.clients.insert(
+            conn,
+            ClientSide {
+                decoder: Decoder::new(Limits::default()),
+                version: Version::V1_2,
+            },
+        );
+        conn
+    }
+
+    /// Open a connection and CONNECT with `accept-version`; returns it with what came back.
+    pub fn connect_with(&mut self, frame: Frame) -> (ConnId, Vec<Seen>) {
+        let conn = self.open(ConnectionInfo::new().with_path("/stomp"));
+        self.send(conn, frame);
+        let seen = self.drain(conn);
+        (conn, seen)
+    }
+
+    /// Open a connection speaking 1.2 and check it got CONNECTED.
+    pub fn connect(&mut self) -> ConnId {
+        self.connect_version("1.2")
+    }
+
+    /// Open a connection offering `versions` and check it got CONNECTED.
+    pub fn connect_version(&mut self, versions: &str) -> ConnId {
+        let (conn, seen) = self.connect_with(
+            Frame::new(Command::Connect)
+                .with_header("accept-version", versions)
+                .with_header("host", "localhost"),
+        );
+        let frames = frames(&seen);
+        assert_eq!(frames.len(), 1, "{seen:?}");
+        assert_eq!(frames[0].command, Command::Connected, "{seen:?}");
+        conn
+    }
+
+    /// Encode `frame` the way this client's version says and feed it to the broker.
+    pub fn send(&mut self, conn: ConnId, frame: Frame) {
+        let version = self.clients[&conn].version;
+        let bytes = frame.encode(version).expect("test frames are encodable");
+        self.send_raw(conn, &bytes);
+    }
+
+    pub fn send_raw(&mut self, conn: ConnId, bytes: &[u8]) {
+        self.woken = self.broker.receive(conn, self.now, bytes).to_vec();
+    }
+
+    pub fn close(&mut self, conn: ConnId) {
+        self.woken = self.broker.close(conn).to_vec();
+    }
+
+    pub fn tick(&mut self, conn: ConnId) {
+        self.woken = self.broker.handle_timeout(conn, self.now).to_vec();
+    }
+
+    /// Everything the server has queued for `conn`, decoded.
+    pub fn drain(&mut self, conn: ConnId) -> Vec<Seen> {
+        let mut seen = Vec::new();
+        while let Some(transmit) = self.broker.poll_transmit(conn, self.now) {
+            match transmit {
+                Transmit::HeartBeat => seen.push(Seen::HeartBeat),
+                Transmit::Close => seen.push(Seen::Close),
+                Transmit::Frame(encoded) => {
+                    let frame = self.decode_one(conn, &encoded);
+                    seen.push(Seen::Frame(frame));
+                }
+            }
+        }
+        seen
+    }
+
+    /// The frames queued for `conn`, asserting there is nothing else.
+    pub fn frames(&mut self, conn: ConnId) -> Vec<Frame> {
+        let seen = self.drain(conn);
+        let frames = frames(&seen);
+        assert_eq!(frames.len(), seen.len(), "unexpected non-frames: {seen:?}");
+        frames
+    }
+
+    fn decode_one(&mut self, conn: ConnId, encoded: &EncodedFrame) -> Frame {
+        let client = self.clients.get_mut(&conn).expect("known client");
+        client.decoder.feed(&encoded.to_bytes());
+        let frame = client
+            .decoder
+            .poll_frame()
+            .expect("server frames decode")
+            .expect("each transmit is one whole frame");
+        assert!(client.decoder.is_idle(), "one frame per transmit");
+        if frame.command == Command::Connected {
+            let version = frame
+                .header("version")
+                .and_then(Version::parse)
+                .unwrap_or(Version::V1_0);
+            client.version = version;
+            client.decoder.set_version(version);
+        }
+        frame
+    }
+}
+
+pub fn frames(seen: &[Seen]) -> Vec<Frame> {
+    seen.iter()
+        .filter_map(|s| match s {
+            Seen::Frame(f) => Some(f.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn subscribe(id: &str, destination: &str, ack: &str) -> Frame {
+    Frame::new(Command::Subscribe)
+        .with_header("id", id)
+        .with_header("destination", destination)
+        .with_header("ack", ack)
+}
+
+pub fn send(destination: &str, body: &str) -> Frame {
+    Frame::new(Command::Send)
+        .with_header("destination", destination)
+        .with_header("content-type", "text/plain")
+        .with_body(body.to_owned())
+}
+
+pub fn body(frame: &Frame) -> &str {
+    std::str::from_utf8(&frame.body).expect("UTF-8 body")
+}
+
+/// Assert `seen` is exactly one ERROR whose message contains `needle`, then Close.
+pub fn assert_error(seen: &[Seen], needle: &str) -> Frame {
+    match seen {
+        [Seen::Frame(error), Seen::Close] if error.command == Command::Error => {
+            let message = error.header("message").unwrap_or_default();
+            assert!(
+                message.contains(needle),
+                "ERROR message `{message}` does not contain `{needle}`"
+            );
+            error.clone()
+        }
+        other => panic!("expected ERROR then Close, got {other:?}"),
+    }
+}
