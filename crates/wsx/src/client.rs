@@ -1,4 +1,5 @@
-//! The client side: open a TCP connection, send the Upgrade request, check the response.
+//! The client side: open a TCP connection, run TLS over it for `wss://` (see [`crate::tls`]),
+//! send the Upgrade request, check the response.
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -9,9 +10,15 @@ use wsx_proto::{Connection, Role};
 
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
+use crate::tls::MaybeTlsStream;
+#[cfg(feature = "rustls")]
+use crate::tls::TlsConnector;
 use crate::websocket::WebSocket;
 
-/// Connect to `url` (`ws://host[:port]/path`) with default settings.
+/// Connect to `url` (`ws://host[:port]/path`, or `wss://` for TLS) with default settings.
+///
+/// `wss://` trusts Mozilla's root certificates (and the system's store with the
+/// `native-roots` feature); use [`ClientBuilder::tls`] for other CAs.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), wsx::Error> {
@@ -24,7 +31,7 @@ use crate::websocket::WebSocket;
 /// ws.close(wsx::CloseCode::NORMAL, "bye").await?;
 /// # Ok(()) }
 /// ```
-pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
+pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, ClientResponse)> {
     ClientBuilder::new(url).connect().await
 }
 
@@ -36,6 +43,8 @@ pub struct ClientBuilder {
     origin: Option<String>,
     subprotocols: Vec<String>,
     headers: Vec<(String, String)>,
+    #[cfg(feature = "rustls")]
+    tls: Option<TlsConnector>,
 }
 
 impl ClientBuilder {
@@ -47,6 +56,8 @@ impl ClientBuilder {
             origin: None,
             subprotocols: Vec::new(),
             headers: Vec::new(),
+            #[cfg(feature = "rustls")]
+            tls: None,
         }
     }
 
@@ -74,6 +85,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Use this TLS connector for `wss://` URLs (made with
+    /// [`ClientTlsConfig::build`](crate::tls::ClientTlsConfig::build): extra CAs, insecure
+    /// mode; or from a custom `rustls::ClientConfig`). Without it, `wss://` uses
+    /// [`TlsConnector::with_default_roots`]. Ignored for `ws://` URLs.
+    #[cfg(feature = "rustls")]
+    pub fn tls(mut self, connector: TlsConnector) -> Self {
+        self.tls = Some(connector);
+        self
+    }
+
     fn request(&self, url: &WsUrl) -> ClientRequest {
         let mut req = ClientRequest::new(url.host_header(), url.target.clone());
         if let Some(o) = &self.origin {
@@ -91,17 +112,38 @@ impl ClientBuilder {
         req
     }
 
-    /// Open a TCP connection (with TCP_NODELAY) and perform the handshake.
-    pub async fn connect(self) -> Result<(WebSocket<TcpStream>, ClientResponse)> {
+    /// Open a TCP connection (with TCP_NODELAY), run the TLS handshake for a `wss://` URL
+    /// (server name and SNI from the URL's host, ALPN `http/1.1`), and perform the WebSocket
+    /// handshake.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`] for a malformed URL, or a `wss://` URL in a build without the
+    /// `rustls` feature; [`Error::Io`] if the TCP connection or the TLS handshake fails (an
+    /// untrusted certificate included: see [`tls::rustls_error`](crate::tls::rustls_error));
+    /// [`Error::Protocol`] if the server refuses the upgrade.
+    pub async fn connect(self) -> Result<(WebSocket<MaybeTlsStream>, ClientResponse)> {
         let url = WsUrl::parse(&self.url)?;
+        #[cfg(not(feature = "rustls"))]
         if url.secure {
             return Err(Error::InvalidUrl(
-                "wss:// needs TLS, which this build does not include".into(),
+                "wss:// needs TLS: build wsx with the `rustls` feature".into(),
             ));
         }
+        #[cfg(feature = "rustls")]
+        let connector = match (url.secure, &self.tls) {
+            (false, _) => None,
+            (true, Some(c)) => Some(c.clone()),
+            (true, None) => Some(TlsConnector::with_default_roots()?),
+        };
         let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
         tcp.set_nodelay(true)?;
-        self.connect_on(tcp).await
+        #[cfg(feature = "rustls")]
+        if let Some(connector) = connector {
+            let tls = connector.connect(&url.host, tcp).await?;
+            return self.connect_on(MaybeTlsStream::from(tls)).await;
+        }
+        self.connect_on(MaybeTlsStream::Plain(tcp)).await
     }
 
     /// Perform the handshake over an already connected transport.

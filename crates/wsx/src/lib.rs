@@ -7,6 +7,8 @@
 //! - Client: [`connect`] or [`ClientBuilder`].
 //! - Server: [`accept`], [`accept_with`] (inspect the request, choose a subprotocol, reject), or
 //!   [`read_request`] + [`upgrade`] inside a router that also serves plain HTTP.
+//! - TLS (`wss://`, and a server-side acceptor): [`tls`], with rustls (feature `rustls`, on by
+//!   default).
 //! - A connection: [`WebSocket`], with `recv`/`send`, or as a `Stream` + `Sink` of [`Message`].
 //!
 //! Writes are coalesced: [`WebSocket::feed`] queues a message, [`WebSocket::flush`] writes every
@@ -14,11 +16,17 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod client;
 pub mod config;
 pub mod error;
+#[cfg(feature = "hyper")]
+pub mod hyper_upgrade;
 mod keepalive;
 pub mod server;
+pub mod split;
+pub mod tls;
 pub mod websocket;
 
 pub use bytes::Bytes;
@@ -26,6 +34,8 @@ pub use client::{ClientBuilder, connect};
 pub use config::{Backpressure, WebSocketConfig};
 pub use error::{Error, Result};
 pub use server::{Accept, Reject, accept, accept_with, read_request, respond, upgrade};
+pub use split::{WsReceiver, WsSender};
+pub use tls::MaybeTlsStream;
 pub use websocket::WebSocket;
 pub use wsx_proto::deflate::DeflateConfig;
 pub use wsx_proto::handshake::{ClientResponse, HttpRequest};

@@ -134,6 +134,16 @@ impl<S> WebSocket<S> {
         Ok(())
     }
 
+    /// The bound on queued output ([`WebSocketConfig::max_write_buffer`]).
+    pub fn max_write_buffer(&self) -> usize {
+        self.max_write_buffer
+    }
+
+    /// The policy when the output buffer is full.
+    pub fn backpressure(&self) -> Backpressure {
+        self.backpressure
+    }
+
     /// Whether the output buffer is at or over its bound.
     pub fn is_write_buffer_full(&self) -> bool {
         self.conn.buffered_amount() >= self.max_write_buffer
