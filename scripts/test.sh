@@ -4,6 +4,7 @@
 #   bash scripts/test.sh                 # everything
 #   bash scripts/test.sh autobahn        # only steps whose name contains "autobahn"
 #   bash scripts/test.sh "cargo test"    # only cargo test
+#   bash scripts/test.sh interop         # only the interop tests (scripts/interop/interop.sh)
 #
 # Installs what it needs if missing (Debian packages, Autobahn|Testsuite),
 # then runs the steps in STEPS below and ends with one line
@@ -13,11 +14,14 @@
 # Environment (all optional):
 #   AUTOBAHN_CASES      case patterns, comma-separated (default "*")
 #   AUTOBAHN_EXCLUDE    excluded patterns (default "12.*,13.*"; see scripts/lib/autobahn.sh)
-#   AUTOBAHN_TIMEOUT    seconds per wstest / testee process (default 900)
+#   AUTOBAHN_TIMEOUT    seconds per wstest / testee process (default 1800)
 #   CARGO_TEST_TIMEOUT  seconds for cargo test (default 1800)
 #   BUILD_TIMEOUT       seconds for the release build of the examples (default 1200)
+#   TEST_BUDGET         seconds for the whole run (default 5100 = 85 min, under
+#                       CI's 90): every time limit above is cut to what is left
 #   WSX_ECHO_SERVER, WSX_AUTOBAHN_CLIENT  stand-in testee commands (see scripts/lib/autobahn.sh)
 #   REPORTS_DIR         where reports go (default ./reports)
+#   INTEROP_TIMEOUT, INTEROP_PEERS, INTEROP_VENV  see scripts/interop/interop.sh
 set -uo pipefail
 
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +30,8 @@ cd "$ROOT_DIR" || exit 1
 source "$ROOT_DIR/scripts/lib/common.sh"
 # shellcheck source=lib/autobahn.sh
 source "$ROOT_DIR/scripts/lib/autobahn.sh"
+# shellcheck source=interop/interop.sh
+source "$ROOT_DIR/scripts/interop/interop.sh"
 
 # ---------------------------------------------------------------------------
 # Installers: run once, before the steps, in this order. Each is idempotent.
@@ -34,6 +40,7 @@ source "$ROOT_DIR/scripts/lib/autobahn.sh"
 INSTALLERS=(
     install_build_deps
     install_autobahn
+    install_interop_peers
 )
 
 # Steps: "name|function". Each function returns 0 (pass), 1 (fail) or
@@ -42,6 +49,7 @@ STEPS=(
     "cargo test|step_cargo_test"
     "autobahn server|step_autobahn_server"
     "autobahn client|step_autobahn_client"
+    "interop|step_interop"
 )
 
 # ---------------------------------------------------------------------------
@@ -62,21 +70,30 @@ install_autobahn() {
     autobahn_install
 }
 
+install_interop_peers() {
+    # Python websockets (venv under .tools/) and Node ws (npm ci in scripts/interop),
+    # only when the interop step is selected.
+    selected "interop" || return 0
+    interop_install
+}
+
 # ---------------------------------------------------------------------------
 # steps
 
 step_cargo_test() {
     command -v cargo >/dev/null 2>&1 || { missing "cargo not found"; return; }
     local rc=0
-    info "cargo test --workspace ${CARGO_TEST_ARGS:-}"
+    # --no-fail-fast: report every failing test binary, not only the first.
+    info "cargo test --workspace --no-fail-fast ${CARGO_TEST_ARGS:-}"
     # shellcheck disable=SC2086
-    run_limited - "${CARGO_TEST_TIMEOUT:-1800}" cargo test --workspace ${CARGO_TEST_ARGS:-} || rc=$?
+    run_limited - "${CARGO_TEST_TIMEOUT:-1800}" cargo test --workspace --no-fail-fast ${CARGO_TEST_ARGS:-} || rc=$?
     [[ $rc == 124 || $rc == 137 ]] && err "cargo test timed out after ${CARGO_TEST_TIMEOUT:-1800}s"
     return $((rc != 0))
 }
 
 step_autobahn_server() { autobahn_server_role; }
 step_autobahn_client() { autobahn_client_role; }
+step_interop() { interop_run; }
 
 # ---------------------------------------------------------------------------
 # driver

@@ -102,6 +102,12 @@ impl WebSocketConfig {
         self
     }
 
+    /// Set the largest HTTP head accepted during the handshake (431 past it on a server).
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_bytes = bytes;
+        self
+    }
+
     /// Set the close timeout.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;

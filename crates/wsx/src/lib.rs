@@ -24,6 +24,8 @@ pub mod error;
 #[cfg(feature = "hyper")]
 pub mod hyper_upgrade;
 mod keepalive;
+pub mod listener;
+pub mod policy;
 pub mod server;
 pub mod split;
 pub mod tls;
@@ -33,6 +35,8 @@ pub use bytes::Bytes;
 pub use client::{ClientBuilder, connect};
 pub use config::{Backpressure, WebSocketConfig};
 pub use error::{Error, Result};
+pub use listener::{ConnectionInfo, Server, ShutdownHandle};
+pub use policy::Policy;
 pub use server::{Accept, Reject, accept, accept_with, read_request, respond, upgrade};
 pub use split::{WsReceiver, WsSender};
 pub use tls::MaybeTlsStream;

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use wsx_proto::{CloseCode, CloseFrame, Connection, Message, Role};
 
 use crate::config::{Backpressure, WebSocketConfig};
@@ -55,6 +56,7 @@ pub struct WebSocket<S> {
     max_write_buffer: usize,
     backpressure: Backpressure,
     keepalive: Option<Box<Keepalive>>,
+    shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     subprotocol: Option<String>,
 }
 
@@ -76,6 +78,7 @@ impl<S> WebSocket<S> {
             max_write_buffer: config.max_write_buffer,
             backpressure: config.backpressure,
             keepalive: Keepalive::new(config).map(Box::new),
+            shutdown: None,
             subprotocol,
         }
     }
@@ -132,6 +135,13 @@ impl<S> WebSocket<S> {
         self.check_backpressure()?;
         self.conn.send_encoded(frames)?;
         Ok(())
+    }
+
+    /// Close this connection with 1001 ("going away") when `token` is cancelled: a server's
+    /// graceful shutdown. The close handshake then runs as usual while the application keeps
+    /// receiving (it sees the peer's close frame, then `None`).
+    pub fn close_on(&mut self, token: CancellationToken) {
+        self.shutdown = Some(Box::pin(token.cancelled_owned()));
     }
 
     /// The bound on queued output ([`WebSocketConfig::max_write_buffer`]).
@@ -265,6 +275,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }
                     match self.poll_fill(cx) {
                         Poll::Pending => {
+                            if self.poll_shutdown_signal(cx) {
+                                continue;
+                            }
                             if let Some(action) = self.poll_keepalive(cx) {
                                 match action {
                                     KeepaliveAction::Ping(p) => {
@@ -359,6 +372,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
             }
         }
+    }
+
+    /// Whether the shutdown token fired just now (a close 1001 was queued).
+    fn poll_shutdown_signal(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(signal) = self.shutdown.as_mut() else {
+            return false;
+        };
+        if signal.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        self.shutdown = None;
+        if !self.conn.is_close_sent() {
+            let _ = self.conn.close(Some(CloseFrame::new(
+                CloseCode::GOING_AWAY,
+                "server shutting down",
+            )));
+            self.start_close_timer();
+        }
+        true
     }
 
     fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> Option<KeepaliveAction> {
