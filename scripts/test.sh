@@ -84,9 +84,9 @@ step_cargo_test() {
     command -v cargo >/dev/null 2>&1 || { missing "cargo not found"; return; }
     local rc=0
     # --no-fail-fast: report every failing test binary, not only the first.
-    info "cargo test --workspace --no-fail-fast ${CARGO_TEST_ARGS:-}"
+    info "cargo test --workspace --all-features --no-fail-fast ${CARGO_TEST_ARGS:-}"
     # shellcheck disable=SC2086
-    run_limited - "${CARGO_TEST_TIMEOUT:-1800}" cargo test --workspace --no-fail-fast ${CARGO_TEST_ARGS:-} || rc=$?
+    run_limited - "${CARGO_TEST_TIMEOUT:-1800}" cargo test --workspace --all-features --no-fail-fast ${CARGO_TEST_ARGS:-} || rc=$?
     [[ $rc == 124 || $rc == 137 ]] && err "cargo test timed out after ${CARGO_TEST_TIMEOUT:-1800}s"
     return $((rc != 0))
 }

@@ -49,6 +49,13 @@ struct InMessage {
     buf: BytesMut,
 }
 
+/// A fragmented message being sent: its type, and UTF-8 checking across fragments.
+#[derive(Debug)]
+struct OutFragmented {
+    text: bool,
+    utf8: Utf8Validator,
+}
+
 /// A WebSocket connection after the handshake, without I/O.
 #[derive(Debug)]
 pub struct Connection {
@@ -60,6 +67,8 @@ pub struct Connection {
     utf8: Utf8Validator,
     out: OutputQueue,
     deflate: Option<Box<PerMessageDeflate>>,
+    /// The fragmented message being sent, if any.
+    out_fragmented: Option<OutFragmented>,
     close_sent: bool,
     close_received: bool,
     failed: bool,
@@ -77,6 +86,7 @@ impl Connection {
             utf8: Utf8Validator::new(),
             out: OutputQueue::default(),
             deflate: None,
+            out_fragmented: None,
             close_sent: false,
             close_received: false,
             failed: false,
@@ -340,6 +350,9 @@ impl Connection {
         if self.close_sent || self.failed {
             return Err(Error::Closed);
         }
+        if self.out_fragmented.is_some() {
+            return Err(Error::InvalidSend("a fragmented message is being sent"));
+        }
         if let Some(deflate) = self.deflate.as_mut()
             && deflate.should_compress(payload.len())
         {
@@ -350,6 +363,60 @@ impl Connection {
             return Ok(());
         }
         self.queue_frame(opcode, false, &payload, Some(&payload));
+        Ok(())
+    }
+
+    /// Send one frame of a fragmented message: `OpCode::Text` or `OpCode::Binary` starts it,
+    /// `OpCode::Continuation` continues it, `fin` ends it. Control messages may be sent between
+    /// fragments; other data messages may not. Text may split a code point between fragments,
+    /// but the whole must be valid UTF-8. Fragmented messages are sent uncompressed.
+    pub fn send_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        fin: bool,
+    ) -> Result<(), Error> {
+        if self.close_sent || self.failed {
+            return Err(Error::Closed);
+        }
+        let mut state = match (opcode, self.out_fragmented.take()) {
+            (OpCode::Text | OpCode::Binary, None) => OutFragmented {
+                text: opcode == OpCode::Text,
+                utf8: Utf8Validator::new(),
+            },
+            (OpCode::Continuation, Some(state)) => state,
+            (OpCode::Continuation, None) => {
+                return Err(Error::InvalidSend("no fragmented message to continue"));
+            }
+            (OpCode::Text | OpCode::Binary, Some(state)) => {
+                self.out_fragmented = Some(state);
+                return Err(Error::InvalidSend("a fragmented message is being sent"));
+            }
+            _ => {
+                return Err(Error::InvalidSend(
+                    "fragments are text, binary or continuation frames",
+                ));
+            }
+        };
+        if state.text {
+            let checked = state
+                .utf8
+                .feed(&payload)
+                .and_then(|()| if fin { state.utf8.finish() } else { Ok(()) });
+            if checked.is_err() {
+                // The message can no longer be completed validly; let it be restarted.
+                return Err(Error::InvalidSend("text fragments are not valid UTF-8"));
+            }
+        }
+        let mut header = FrameHeader::new(opcode, payload.len() as u64);
+        header.fin = fin;
+        if self.role.masks_outgoing() {
+            header.mask = Some(rand::random());
+        }
+        self.out.push_frame(&header, &payload, Some(&payload));
+        if !fin {
+            self.out_fragmented = Some(state);
+        }
         Ok(())
     }
 

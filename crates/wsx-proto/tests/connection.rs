@@ -463,3 +463,53 @@ fn header_encoding_is_minimal() {
     assert_eq!(FrameHeader::new(OpCode::Binary, 126).encode(&mut buf), 4);
     assert_eq!(FrameHeader::new(OpCode::Binary, 65536).encode(&mut buf), 10);
 }
+
+#[test]
+fn fragmented_sending() {
+    let mut c = Connection::new(Role::Client, Config::default());
+    let mut s = server();
+    let text = "κόσμε".as_bytes();
+    c.send_fragment(OpCode::Text, Bytes::copy_from_slice(&text[..1]), false)
+        .unwrap();
+    assert!(matches!(
+        c.send(Message::text("x")),
+        Err(Error::InvalidSend(_))
+    ));
+    c.send(Message::Ping(Bytes::from_static(b"p"))).unwrap();
+    c.send_fragment(
+        OpCode::Continuation,
+        Bytes::copy_from_slice(&text[1..5]),
+        false,
+    )
+    .unwrap();
+    c.send_fragment(
+        OpCode::Continuation,
+        Bytes::copy_from_slice(&text[5..]),
+        true,
+    )
+    .unwrap();
+    c.send_fragment(OpCode::Binary, Bytes::from_static(b"ab"), false)
+        .unwrap();
+    c.send_fragment(OpCode::Continuation, Bytes::from_static(b"cd"), true)
+        .unwrap();
+    let (msgs, err) = receive(&mut s, &drain(&mut c));
+    assert!(err.is_none());
+    assert_eq!(
+        msgs,
+        vec![
+            Message::Ping(Bytes::from_static(b"p")),
+            Message::text("κόσμε"),
+            Message::binary(&b"abcd"[..])
+        ]
+    );
+    assert!(matches!(
+        c.send_fragment(OpCode::Continuation, Bytes::new(), true),
+        Err(Error::InvalidSend(_))
+    ));
+    c.send_fragment(OpCode::Text, Bytes::from_static(b"\xe2\x82"), false)
+        .unwrap();
+    assert!(matches!(
+        c.send_fragment(OpCode::Continuation, Bytes::new(), true),
+        Err(Error::InvalidSend(_))
+    ));
+}

@@ -1,5 +1,7 @@
 //! The client side: open a TCP connection, run TLS over it for `wss://` (see [`crate::tls`]),
 //! send the Upgrade request, check the response.
+// Without the `rustls` feature, the docs still mention the TLS items they would link to.
+#![cfg_attr(not(feature = "rustls"), allow(rustdoc::broken_intra_doc_links))]
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

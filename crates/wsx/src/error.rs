@@ -27,6 +27,10 @@ pub enum Error {
     /// The URL could not be used.
     #[error("invalid URL: {0}")]
     InvalidUrl(String),
+    /// The proxy refused the tunnel or the credentials, or broke its protocol
+    /// (see [`crate::proxy`]); the message says which proxy and why.
+    #[error("proxy: {0}")]
+    Proxy(String),
 }
 
 impl Error {

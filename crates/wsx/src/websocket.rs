@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use wsx_proto::{CloseCode, CloseFrame, Connection, Message, Role};
+use wsx_proto::{CloseCode, CloseFrame, Connection, Message, OpCode, Role};
 
 use crate::config::{Backpressure, WebSocketConfig};
 use crate::error::{Error, Result};
@@ -57,6 +57,7 @@ pub struct WebSocket<S> {
     backpressure: Backpressure,
     keepalive: Option<Box<Keepalive>>,
     shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    peer_close: Option<CloseFrame>,
     subprotocol: Option<String>,
 }
 
@@ -79,6 +80,7 @@ impl<S> WebSocket<S> {
             backpressure: config.backpressure,
             keepalive: Keepalive::new(config).map(Box::new),
             shutdown: None,
+            peer_close: None,
             subprotocol,
         }
     }
@@ -126,6 +128,26 @@ impl<S> WebSocket<S> {
         if closing {
             self.start_close_timer();
         }
+        Ok(())
+    }
+
+    /// The close frame the peer sent (code and reason), once it has arrived; also after
+    /// [`WebSocket::close`], which consumes it.
+    pub fn peer_close_frame(&self) -> Option<&CloseFrame> {
+        self.peer_close.as_ref()
+    }
+
+    /// Queue one frame of a fragmented message (see [`wsx_proto::Connection::send_fragment`]):
+    /// `OpCode::Text`/`OpCode::Binary` starts it, `OpCode::Continuation` continues it, `fin`
+    /// ends it.
+    pub fn feed_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: bytes::Bytes,
+        fin: bool,
+    ) -> Result<()> {
+        self.check_backpressure()?;
+        self.conn.send_fragment(opcode, payload, fin)?;
         Ok(())
     }
 
@@ -242,7 +264,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                             if let (Message::Pong(p), Some(k)) = (&msg, self.keepalive.as_mut()) {
                                 k.on_pong(p);
                             }
-                            if matches!(msg, Message::Close(_)) {
+                            if let Message::Close(frame) = &msg {
+                                self.peer_close = frame.clone();
                                 self.state = State::Flushing;
                                 self.start_close_timer();
                             }
