@@ -2,6 +2,8 @@
 //!
 //! `wsx serve` runs the server; see `wsx --help`.
 
+mod bench;
+mod connect;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -19,12 +21,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the WebSocket server (echo on every WebSocket path).
+    /// Run the server: chat demo page at /, WebSocket echo and chat rooms, /healthz, /metrics.
     Serve(serve::ServeArgs),
+    /// Connect to a WebSocket server: send stdin lines, print what comes back.
+    Connect(connect::ConnectArgs),
+    /// Load-test a WebSocket echo server: throughput, latency, CPU per message.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1 (2 means "ended abnormally" for connect and bench); --help exits 0.
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(if e.use_stderr() { 1 } else { 0 })
+    });
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
     tracing_subscriber::fmt()
@@ -36,6 +46,8 @@ fn main() -> std::process::ExitCode {
         .unwrap_or(Command::Serve(serve::ServeArgs::default()));
     let result = match command {
         Command::Serve(args) => serve::run(args),
+        Command::Connect(args) => return connect::run(args),
+        Command::Bench(args) => return bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

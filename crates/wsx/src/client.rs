@@ -3,15 +3,17 @@
 // Without the `rustls` feature, the docs still mention the TLS items they would link to.
 #![cfg_attr(not(feature = "rustls"), allow(rustdoc::broken_intra_doc_links))]
 
+use std::time::Duration;
+
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use wsx_proto::deflate::PerMessageDeflate;
 use wsx_proto::handshake::{ClientRequest, ClientResponse, WsUrl, parse_response};
 use wsx_proto::{Connection, Role};
 
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
+use crate::proxy::{ProxyChoice, ProxyConfig};
 use crate::tls::MaybeTlsStream;
 #[cfg(feature = "rustls")]
 use crate::tls::TlsConnector;
@@ -47,6 +49,8 @@ pub struct ClientBuilder {
     headers: Vec<(String, String)>,
     #[cfg(feature = "rustls")]
     tls: Option<TlsConnector>,
+    proxy: ProxyChoice,
+    connect_timeout: Option<Duration>,
 }
 
 impl ClientBuilder {
@@ -60,6 +64,8 @@ impl ClientBuilder {
             headers: Vec::new(),
             #[cfg(feature = "rustls")]
             tls: None,
+            proxy: ProxyChoice::Direct,
+            connect_timeout: None,
         }
     }
 
@@ -97,6 +103,30 @@ impl ClientBuilder {
         self
     }
 
+    /// Connect through this proxy (HTTP `CONNECT` or SOCKS5; see [`crate::proxy`]), whatever
+    /// the environment says.
+    pub fn proxy(mut self, proxy: ProxyConfig) -> Self {
+        self.proxy = ProxyChoice::Fixed(proxy);
+        self
+    }
+
+    /// Pick the proxy from the environment at connect time, as curl does: `wss_proxy` /
+    /// `https_proxy` for `wss://`, `ws_proxy` / `http_proxy` for `ws://`, then `all_proxy`,
+    /// unless `no_proxy` excludes the host (see [`ProxyConfig::from_env`]). Without this (or
+    /// [`proxy`](Self::proxy)) the client connects directly and never reads the environment.
+    pub fn proxy_from_env(mut self) -> Self {
+        self.proxy = ProxyChoice::FromEnv;
+        self
+    }
+
+    /// Bound the whole of [`connect`](Self::connect) — TCP connection, proxy negotiation, TLS
+    /// handshake and WebSocket handshake — to `limit`; past it, [`Error::Timeout`]. No limit
+    /// by default.
+    pub fn connect_timeout(mut self, limit: Duration) -> Self {
+        self.connect_timeout = Some(limit);
+        self
+    }
+
     fn request(&self, url: &WsUrl) -> ClientRequest {
         let mut req = ClientRequest::new(url.host_header(), url.target.clone());
         if let Some(o) = &self.origin {
@@ -114,7 +144,8 @@ impl ClientBuilder {
         req
     }
 
-    /// Open a TCP connection (with TCP_NODELAY), run the TLS handshake for a `wss://` URL
+    /// Open a TCP connection (with TCP_NODELAY; through the proxy, if one is set), run the TLS
+    /// handshake for a `wss://` URL
     /// (server name and SNI from the URL's host, ALPN `http/1.1`), and perform the WebSocket
     /// handshake.
     ///
@@ -123,8 +154,18 @@ impl ClientBuilder {
     /// [`Error::InvalidUrl`] for a malformed URL, or a `wss://` URL in a build without the
     /// `rustls` feature; [`Error::Io`] if the TCP connection or the TLS handshake fails (an
     /// untrusted certificate included: see [`tls::rustls_error`](crate::tls::rustls_error));
-    /// [`Error::Protocol`] if the server refuses the upgrade.
+    /// [`Error::Protocol`] if the server refuses the upgrade; [`Error::Proxy`] if the proxy
+    /// refuses the tunnel; [`Error::Timeout`] past the [`connect_timeout`](Self::connect_timeout).
     pub async fn connect(self) -> Result<(WebSocket<MaybeTlsStream>, ClientResponse)> {
+        match self.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, self.connect_inner())
+                .await
+                .map_err(|_| Error::Timeout("connect (TCP, proxy, TLS and WebSocket handshake)"))?,
+            None => self.connect_inner().await,
+        }
+    }
+
+    async fn connect_inner(self) -> Result<(WebSocket<MaybeTlsStream>, ClientResponse)> {
         let url = WsUrl::parse(&self.url)?;
         #[cfg(not(feature = "rustls"))]
         if url.secure {
@@ -138,8 +179,7 @@ impl ClientBuilder {
             (true, Some(c)) => Some(c.clone()),
             (true, None) => Some(TlsConnector::with_default_roots()?),
         };
-        let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
-        tcp.set_nodelay(true)?;
+        let tcp = crate::proxy::open_tcp(&url, &self.proxy).await?;
         #[cfg(feature = "rustls")]
         if let Some(connector) = connector {
             let tls = connector.connect(&url.host, tcp).await?;

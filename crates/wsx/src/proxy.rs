@@ -20,9 +20,9 @@
 //!
 //! Failures: a proxy that refuses (an HTTP status other than 2xx, a SOCKS5 reply other than
 //! "succeeded", rejected credentials) or breaks the protocol gives
-//! [`Error::Proxy`](crate::Error::Proxy) with the reason; a proxy that cannot be reached gives
-//! [`Error::Io`](crate::Error::Io) naming the proxy; a malformed proxy URL gives
-//! [`Error::InvalidUrl`](crate::Error::InvalidUrl).
+//! [`Error::Proxy`] with the reason; a proxy that cannot be reached gives
+//! [`Error::Io`] naming the proxy; a malformed proxy URL gives
+//! [`Error::InvalidUrl`].
 //!
 //! The SOCKS5 client is written here rather than taken from a crate: the protocol (RFC 1928,
 //! RFC 1929) is a few fixed-layout messages, and owning it keeps the errors in this crate's type.
@@ -418,7 +418,9 @@ impl ProxyConfig {
             (2, Some((user, pass))) => {
                 // Username/password sub-negotiation (RFC 1929).
                 if user.len() > 255 || pass.len() > 255 {
-                    return Err(fail("user name and password are limited to 255 bytes".into()));
+                    return Err(fail(
+                        "user name and password are limited to 255 bytes".into(),
+                    ));
                 }
                 let mut msg = Vec::with_capacity(3 + user.len() + pass.len());
                 msg.push(1);

@@ -1,0 +1,267 @@
+//! `wsx serve`: an HTTP/WebSocket server with an echo endpoint, a chat demo and metrics.
+//!
+//! The flow: [`run`] binds the listener, prints `listening on http://ADDR` on stdout and accepts
+//! connections until Ctrl-C or SIGTERM. Each connection is a task running [`router::handle`],
+//! which reads the request head and either answers plain HTTP (the embedded page from
+//! [`static_files`], `/healthz`, `/metrics` from [`metrics`]) or upgrades to WebSocket and runs an
+//! [`echo`] or [`chat`] session; chat sessions talk to their [`room`] task.
+//!
+//! Shutdown: the listener is closed, a `watch` channel tells every task, and each WebSocket
+//! session sends close 1001 "server shutting down" and finishes its close handshake. The server
+//! waits up to `--shutdown-timeout` for them (a second signal cuts the wait short), then exits 0.
+
+mod chat;
+mod echo;
+mod metrics;
+mod room;
+mod router;
+mod static_files;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+use wsx::{DeflateConfig, WebSocketConfig};
+
+use metrics::Metrics;
+use room::{RoomSettings, Rooms};
+
+/// The default of `--max-file-bytes`: 1 MiB.
+const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 20;
+/// The smallest message limit of a chat connection, whatever `--max-file-bytes` says, so that
+/// JSON commands always fit.
+const MIN_CHAT_MESSAGE_BYTES: usize = 64 * 1024;
+/// The least bytes a chat member's queue may hold (four files' worth when files are larger).
+const MIN_QUEUED_BYTES: usize = 8 << 20;
+
+/// Options of `wsx serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// permessage-deflate: accept it when a client offers it (on) or never (off).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub compression: OnOff,
+    /// Largest file (binary message) accepted in a chat room, in bytes; larger ones are refused
+    /// with an error message, or closed with 1009 past the connection's message limit.
+    #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+    pub max_file_bytes: u64,
+    /// Seconds to wait for connections to close after Ctrl-C or SIGTERM.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub shutdown_timeout: u64,
+    /// Text messages a chat room keeps for members who join later (0 to 200).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(0..=200))]
+    pub history: u16,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        ServeArgs {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            compression: OnOff::On,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            shutdown_timeout: 5,
+            history: 50,
+        }
+    }
+}
+
+/// A switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub struct State {
+    /// Counters and gauges.
+    pub metrics: Arc<Metrics>,
+    /// The chat rooms.
+    pub rooms: Arc<Rooms>,
+    /// Settings of `/ws/echo` connections (and of reading request heads).
+    pub echo_config: WebSocketConfig,
+    /// Settings of chat connections: the message limit follows `--max-file-bytes`.
+    pub chat_config: WebSocketConfig,
+    next_id: AtomicU64,
+}
+
+impl State {
+    fn new(args: &ServeArgs) -> Self {
+        let mut echo_config = WebSocketConfig::default();
+        if args.compression == OnOff::On {
+            echo_config = echo_config.compression(DeflateConfig::default());
+        }
+        let max_file_bytes = usize::try_from(args.max_file_bytes).unwrap_or(usize::MAX);
+        let chat_limit = max_file_bytes.max(MIN_CHAT_MESSAGE_BYTES);
+        let chat_config = echo_config
+            .clone()
+            .max_message_size(chat_limit)
+            .max_frame_size(chat_limit);
+        let metrics = Arc::new(Metrics::default());
+        let settings = RoomSettings {
+            max_file_bytes,
+            history: usize::from(args.history),
+            max_queued_bytes: max_file_bytes.saturating_mul(4).max(MIN_QUEUED_BYTES),
+        };
+        State {
+            rooms: Arc::new(Rooms::new(settings, metrics.clone())),
+            metrics,
+            echo_config,
+            chat_config,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// A fresh id for a chat session.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Resolves once shutdown has begun (or the server is gone).
+pub(crate) async fn wait_shutdown(shutdown: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone: the server is stopping either way.
+    let _ = shutdown.wait_for(|&stop| stop).await;
+}
+
+/// Run the server until Ctrl-C or SIGTERM, then shut down gracefully.
+pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(State::new(&args));
+    let mut signals = Signals::new();
+    // The one line on stdout: scripts and tests read the bound address from it.
+    println!("listening on http://{addr}");
+    info!(
+        "wsx serve on http://{addr}: chat page at /, WebSockets at ws://{addr}/ws/echo and \
+         ws://{addr}/ws/chat/{{room}}, /healthz, /metrics"
+    );
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let signal = loop {
+        tokio::select! {
+            signal = signals.next() => break signal,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    tasks.spawn(router::handle(tcp, peer, state.clone(), shutdown_rx.clone()));
+                }
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => report_panic(done),
+        }
+    };
+
+    drop(listener);
+    info!(
+        "{signal}: shutting down, closing {} connection(s)",
+        tasks.len()
+    );
+    let _ = shutdown_tx.send(true);
+    let timeout = Duration::from_secs(args.shutdown_timeout);
+    let drained = async {
+        while let Some(done) = tasks.join_next().await {
+            report_panic(done);
+        }
+    };
+    tokio::select! {
+        finished = tokio::time::timeout(timeout, drained) => {
+            if finished.is_err() {
+                warn!("shutdown timeout ({}s): dropping the remaining connections", timeout.as_secs());
+            }
+        }
+        signal = signals.next() => warn!("{signal} again: dropping the remaining connections"),
+    }
+    tasks.shutdown().await;
+    info!("stopped");
+    Ok(())
+}
+
+fn report_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        error!("a connection task panicked: {e}");
+    }
+}
+
+/// Ctrl-C and, on Unix, SIGTERM.
+struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let term = match signal(SignalKind::terminate()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    warn!("cannot listen for SIGTERM: {e}");
+                    None
+                }
+            };
+            Signals { term }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// The name of the next signal received.
+    async fn next(&mut self) -> &'static str {
+        let ctrl_c = async {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                // Without a Ctrl-C handler, only SIGTERM (or a kill) stops the server.
+                warn!("cannot listen for Ctrl-C: {e}");
+                std::future::pending::<()>().await;
+            }
+        };
+        #[cfg(unix)]
+        {
+            let term = async {
+                match self.term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = ctrl_c => "Ctrl-C",
+                () = term => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            ctrl_c.await;
+            "Ctrl-C"
+        }
+    }
+}

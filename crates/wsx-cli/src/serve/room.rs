@@ -1,0 +1,536 @@
+//! Chat rooms: a registry of rooms and one task per room that fans messages out.
+//!
+//! A chat session (see [`super::chat`]) that joined a room sends it [`Command`]s. The room task
+//! serializes each outgoing event once, encodes it into a WebSocket frame once
+//! ([`wsx_proto::encode_frame`]) and hands the same `Bytes` to every member's bounded queue with
+//! `try_reserve`: the room task never waits for a member. A member whose queue is full (too many
+//! entries or too many bytes) is dropped from the room and told to close with 1008 "too slow";
+//! the others do not notice beyond a `leave` event.
+//!
+//! A room exists while it has members: [`Rooms::enter`] creates it on the first join, and the
+//! last [`RoomHandle`] dropped removes it from the registry (the task then drains its last
+//! commands and ends).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+use wsx::Message;
+
+use super::metrics::Metrics;
+
+/// Entries a member's outgoing queue holds before the member counts as too slow.
+pub const MEMBER_QUEUE_LEN: usize = 256;
+/// Commands a room's inbox holds; sessions wait (briefly) when it is full.
+const ROOM_INBOX_LEN: usize = 1024;
+/// The most characters of a name; longer names are refused.
+pub const MAX_NAME_CHARS: usize = 32;
+
+/// One WebSocket frame, encoded once and shared by every receiver.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The encoded frame (header and payload), ready for [`wsx::WebSocket::feed_encoded`].
+    pub wire: Bytes,
+    /// The payload length (for the byte counters).
+    pub payload_len: usize,
+}
+
+impl Outgoing {
+    /// Encode a message into a frame. Data messages always encode; `None` only for control
+    /// messages the protocol refuses (never built here).
+    pub fn encode(msg: &Message) -> Option<Outgoing> {
+        match wsx_proto::encode_frame(msg) {
+            Ok(wire) => Some(Outgoing {
+                wire,
+                payload_len: msg.payload().len(),
+            }),
+            Err(e) => {
+                warn!("cannot encode a broadcast frame: {e}");
+                None
+            }
+        }
+    }
+
+    /// Serialize `event` to JSON and encode it as a text frame.
+    pub fn json<T: Serialize>(event: &T) -> Option<Outgoing> {
+        match serde_json::to_string(event) {
+            Ok(text) => Outgoing::encode(&Message::text(text)),
+            Err(e) => {
+                warn!("cannot serialize an event: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// Events the server sends to chat clients, as JSON text messages tagged by `type`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerEvent<'a> {
+    /// To a member that just joined: the name it got (a suffix is added when the name it asked
+    /// for is taken), the room, and the largest file it may send.
+    Welcome {
+        /// The member's name in the room.
+        name: &'a str,
+        /// The room.
+        room: &'a str,
+        /// The largest file accepted, in bytes.
+        max_file_bytes: usize,
+    },
+    /// Everyone in the room, in the order they joined.
+    Presence {
+        /// Member names.
+        users: Vec<&'a str>,
+    },
+    /// Someone joined.
+    Join {
+        /// Their name.
+        name: &'a str,
+    },
+    /// Someone left.
+    Leave {
+        /// Their name.
+        name: &'a str,
+    },
+    /// A text message.
+    Message {
+        /// The sender.
+        name: &'a str,
+        /// The text.
+        text: &'a str,
+        /// When the server received it, milliseconds since the Unix epoch.
+        ts: u64,
+    },
+    /// Announces the binary message that follows it.
+    File {
+        /// The file name.
+        name: &'a str,
+        /// Its media type.
+        mime: &'a str,
+        /// Its size in bytes.
+        size: usize,
+        /// The sender.
+        from: &'a str,
+        /// When the server received it, milliseconds since the Unix epoch.
+        ts: u64,
+    },
+    /// The answer to a client's `ping`, with the same `t`.
+    Pong {
+        /// The client's timestamp, echoed unchanged.
+        t: &'a serde_json::Number,
+    },
+    /// A request was refused; the connection stays open.
+    Error {
+        /// A stable machine-readable code (`bad_json`, `invalid_name`, `file_too_large` …).
+        code: &'a str,
+        /// A human-readable explanation.
+        message: &'a str,
+    },
+}
+
+/// Why a member was removed from its room by the room itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    /// Its outgoing queue was full: it does not read fast enough.
+    TooSlow,
+}
+
+/// What a joining member hands to the room.
+#[derive(Debug)]
+pub struct Joiner {
+    /// The session's unique id.
+    pub id: u64,
+    /// The name asked for (already validated).
+    pub name: String,
+    /// The member's outgoing queue.
+    pub queue: mpsc::Sender<Outgoing>,
+    /// Bytes in the member's queue: the room adds, the session subtracts.
+    pub queued_bytes: Arc<AtomicUsize>,
+    /// Fired when the room drops the member.
+    pub kick: oneshot::Sender<Kick>,
+}
+
+/// A request from a session to its room.
+#[derive(Debug)]
+pub enum Command {
+    /// Add a member.
+    Join(Joiner),
+    /// Broadcast a text message from member `id` to everyone (the sender included).
+    Message {
+        /// The sender.
+        id: u64,
+        /// The text (validated).
+        text: String,
+    },
+    /// Broadcast a file from member `id` to everyone else: a `file` event, then the bytes.
+    File {
+        /// The sender.
+        id: u64,
+        /// The file name (sanitized).
+        name: String,
+        /// Its media type (sanitized).
+        mime: String,
+        /// The contents.
+        data: Bytes,
+    },
+    /// Remove member `id` (it disconnected).
+    Leave {
+        /// The member.
+        id: u64,
+    },
+}
+
+/// Settings shared by every room.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomSettings {
+    /// The largest file a member may send.
+    pub max_file_bytes: usize,
+    /// How many text messages a room keeps for members who join later.
+    pub history: usize,
+    /// The most bytes a member's queue may hold before the member counts as too slow.
+    pub max_queued_bytes: usize,
+}
+
+struct RoomEntry {
+    inbox: mpsc::Sender<Command>,
+    handles: usize,
+}
+
+/// Every room with at least one member.
+pub struct Rooms {
+    rooms: Mutex<HashMap<String, RoomEntry>>,
+    settings: RoomSettings,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Rooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rooms")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rooms {
+    /// An empty registry.
+    pub fn new(settings: RoomSettings, metrics: Arc<Metrics>) -> Self {
+        Rooms {
+            rooms: Mutex::new(HashMap::new()),
+            settings,
+            metrics,
+        }
+    }
+
+    /// The settings every room uses.
+    pub fn settings(&self) -> RoomSettings {
+        self.settings
+    }
+
+    /// A handle on room `name`, creating the room (and its task) if it has no members.
+    pub fn enter(self: &Arc<Self>, name: &str) -> RoomHandle {
+        let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = rooms.entry(name.to_owned()).or_insert_with(|| {
+            let (inbox, rx) = mpsc::channel(ROOM_INBOX_LEN);
+            let room = Room {
+                name: name.to_owned(),
+                members: Vec::new(),
+                history: VecDeque::new(),
+                settings: self.settings,
+                metrics: self.metrics.clone(),
+            };
+            tokio::spawn(room.run(rx));
+            self.metrics.chat_rooms_add(1);
+            info!(room = name, "room created");
+            RoomEntry { inbox, handles: 0 }
+        });
+        entry.handles += 1;
+        self.metrics.chat_members_add(1);
+        RoomHandle {
+            rooms: self.clone(),
+            name: name.to_owned(),
+            inbox: entry.inbox.clone(),
+        }
+    }
+
+    fn release(&self, name: &str) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        self.metrics.chat_members_add(-1);
+        if let Some(entry) = rooms.get_mut(name) {
+            entry.handles = entry.handles.saturating_sub(1);
+            if entry.handles == 0 {
+                rooms.remove(name);
+                self.metrics.chat_rooms_add(-1);
+                info!(room = name, "room closed");
+            }
+        }
+    }
+}
+
+/// A session's place in a room: send it commands; dropping it gives the place up.
+#[derive(Debug)]
+pub struct RoomHandle {
+    rooms: Arc<Rooms>,
+    name: String,
+    inbox: mpsc::Sender<Command>,
+}
+
+impl RoomHandle {
+    /// Send the room a command; `false` if the room is gone (it never is while a handle lives).
+    pub async fn send(&self, cmd: Command) -> bool {
+        self.inbox.send(cmd).await.is_ok()
+    }
+}
+
+impl Drop for RoomHandle {
+    fn drop(&mut self) {
+        self.rooms.release(&self.name);
+    }
+}
+
+struct Member {
+    id: u64,
+    name: String,
+    queue: mpsc::Sender<Outgoing>,
+    queued_bytes: Arc<AtomicUsize>,
+    kick: Option<oneshot::Sender<Kick>>,
+}
+
+/// Why a delivery failed.
+enum Undeliverable {
+    /// The member cannot keep up.
+    Full,
+    /// The member's session ended.
+    Gone,
+}
+
+impl Member {
+    /// Queue `frames` for this member, all or none, without waiting.
+    fn deliver(&self, frames: &[&Outgoing], max_queued_bytes: usize) -> Result<(), Undeliverable> {
+        let bytes: usize = frames.iter().map(|f| f.wire.len()).sum();
+        let permits = match self.queue.try_reserve_many(frames.len()) {
+            Ok(p) => p,
+            Err(mpsc::error::TrySendError::Full(())) => return Err(Undeliverable::Full),
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(Undeliverable::Gone),
+        };
+        let queued = self.queued_bytes.load(Ordering::Relaxed);
+        // An empty queue always takes a message, however big (it is at most one file).
+        if queued > 0 && queued.saturating_add(bytes) > max_queued_bytes {
+            return Err(Undeliverable::Full);
+        }
+        self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        for (permit, frame) in permits.zip(frames) {
+            permit.send((*frame).clone());
+        }
+        Ok(())
+    }
+}
+
+struct Room {
+    name: String,
+    /// Members in the order they joined.
+    members: Vec<Member>,
+    /// The last text messages, encoded, for members who join later.
+    history: VecDeque<Outgoing>,
+    settings: RoomSettings,
+    metrics: Arc<Metrics>,
+}
+
+impl Room {
+    async fn run(mut self, mut inbox: mpsc::Receiver<Command>) {
+        while let Some(cmd) = inbox.recv().await {
+            match cmd {
+                Command::Join(joiner) => self.join(joiner),
+                Command::Message { id, text } => self.message(id, &text),
+                Command::File {
+                    id,
+                    name,
+                    mime,
+                    data,
+                } => self.file(id, &name, &mime, data),
+                Command::Leave { id } => {
+                    if let Some(i) = self.members.iter().position(|m| m.id == id) {
+                        let member = self.members.remove(i);
+                        info!(room = %self.name, name = %member.name, "left");
+                        self.announce_departures(vec![member.name]);
+                    }
+                }
+            }
+        }
+        debug!(room = %self.name, "room task ended");
+    }
+
+    fn join(&mut self, joiner: Joiner) {
+        let name = self.unique_name(&joiner.name);
+        info!(room = %self.name, %name, "joined");
+        let member = Member {
+            id: joiner.id,
+            name,
+            queue: joiner.queue,
+            queued_bytes: joiner.queued_bytes,
+            kick: Some(joiner.kick),
+        };
+        let welcome = Outgoing::json(&ServerEvent::Welcome {
+            name: &member.name,
+            room: &self.name,
+            max_file_bytes: self.settings.max_file_bytes,
+        });
+        let joined = Outgoing::json(&ServerEvent::Join { name: &member.name });
+        let mut frames: Vec<&Outgoing> = welcome.iter().collect();
+        frames.extend(self.history.iter());
+        // A fresh queue holds the welcome and the whole history (history <= queue length).
+        let ok = member.deliver(&frames, usize::MAX).is_ok();
+        if !ok {
+            // Its session already ended; nothing to announce.
+            return;
+        }
+        let mut gone = Vec::new();
+        if let Some(joined) = &joined {
+            self.broadcast(&[joined], None, &mut gone);
+        }
+        self.members.push(member);
+        if let Some(presence) = self.presence() {
+            self.broadcast(&[&presence], None, &mut gone);
+        }
+        self.drop_members(gone);
+    }
+
+    fn message(&mut self, id: u64, text: &str) {
+        let Some(sender) = self.members.iter().find(|m| m.id == id) else {
+            return;
+        };
+        let Some(frame) = Outgoing::json(&ServerEvent::Message {
+            name: &sender.name,
+            text,
+            ts: now_millis(),
+        }) else {
+            return;
+        };
+        if self.settings.history > 0 {
+            if self.history.len() >= self.settings.history {
+                self.history.pop_front();
+            }
+            self.history.push_back(frame.clone());
+        }
+        let mut gone = Vec::new();
+        self.broadcast(&[&frame], None, &mut gone);
+        self.drop_members(gone);
+    }
+
+    fn file(&mut self, id: u64, name: &str, mime: &str, data: Bytes) {
+        let Some(sender) = self.members.iter().find(|m| m.id == id) else {
+            return;
+        };
+        let header = Outgoing::json(&ServerEvent::File {
+            name,
+            mime,
+            size: data.len(),
+            from: &sender.name,
+            ts: now_millis(),
+        });
+        let body = Outgoing::encode(&Message::Binary(data));
+        let (Some(header), Some(body)) = (header, body) else {
+            return;
+        };
+        debug!(room = %self.name, from = %sender.name, name, mime, size = body.payload_len, "file");
+        let mut gone = Vec::new();
+        self.broadcast(&[&header, &body], Some(id), &mut gone);
+        self.drop_members(gone);
+    }
+
+    /// Queue `frames` to every member but `except`; members that cannot take them are added
+    /// to `gone` (with whether they were too slow).
+    fn broadcast(&self, frames: &[&Outgoing], except: Option<u64>, gone: &mut Vec<(u64, bool)>) {
+        for m in &self.members {
+            if Some(m.id) == except {
+                continue;
+            }
+            match m.deliver(frames, self.settings.max_queued_bytes) {
+                Ok(()) => {}
+                Err(Undeliverable::Full) => gone.push((m.id, true)),
+                Err(Undeliverable::Gone) => gone.push((m.id, false)),
+            }
+        }
+    }
+
+    /// Remove the members in `gone`, telling the slow ones to close, and announce their
+    /// departure to the others (which may find more members gone).
+    fn drop_members(&mut self, mut gone: Vec<(u64, bool)>) {
+        while !gone.is_empty() {
+            let mut names = Vec::new();
+            for (id, too_slow) in gone.drain(..) {
+                let Some(i) = self.members.iter().position(|m| m.id == id) else {
+                    continue;
+                };
+                let mut member = self.members.remove(i);
+                if too_slow {
+                    warn!(room = %self.name, name = %member.name, "member too slow: disconnecting");
+                    self.metrics.chat_slow_disconnect();
+                    if let Some(kick) = member.kick.take() {
+                        let _ = kick.send(Kick::TooSlow);
+                    }
+                }
+                names.push(member.name);
+            }
+            gone = self.departures(names);
+        }
+    }
+
+    fn announce_departures(&mut self, names: Vec<String>) {
+        let gone = self.departures(names);
+        self.drop_members(gone);
+    }
+
+    /// Broadcast a `leave` for each name, then the presence list; returns who could not take
+    /// them.
+    fn departures(&self, names: Vec<String>) -> Vec<(u64, bool)> {
+        let mut gone = Vec::new();
+        if names.is_empty() {
+            return gone;
+        }
+        for name in &names {
+            if let Some(leave) = Outgoing::json(&ServerEvent::Leave { name }) {
+                self.broadcast(&[&leave], None, &mut gone);
+            }
+        }
+        if let Some(presence) = self.presence() {
+            self.broadcast(&[&presence], None, &mut gone);
+        }
+        gone.dedup_by_key(|(id, _)| *id);
+        gone
+    }
+
+    fn presence(&self) -> Option<Outgoing> {
+        Outgoing::json(&ServerEvent::Presence {
+            users: self.members.iter().map(|m| m.name.as_str()).collect(),
+        })
+    }
+
+    /// `wanted`, or `wanted 2`, `wanted 3` … if someone in the room already has it.
+    fn unique_name(&self, wanted: &str) -> String {
+        let taken = |n: &str| self.members.iter().any(|m| m.name.eq_ignore_ascii_case(n));
+        if !taken(wanted) {
+            return wanted.to_owned();
+        }
+        (2..)
+            .map(|k| {
+                let suffix = format!(" {k}");
+                let room = MAX_NAME_CHARS.saturating_sub(suffix.chars().count());
+                let base: String = wanted.chars().take(room).collect();
+                format!("{}{suffix}", base.trim_end())
+            })
+            .find(|n| !taken(n))
+            .unwrap_or_else(|| wanted.to_owned())
+    }
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

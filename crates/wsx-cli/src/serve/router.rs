@@ -1,0 +1,192 @@
+//! One accepted TCP connection: read the request head, route it, answer it.
+//!
+//! | path | plain GET | WebSocket upgrade |
+//! | --- | --- | --- |
+//! | `/`, `/app.js`, `/style.css`, `/favicon.svg` | the embedded chat page | 404 |
+//! | `/healthz` | 200 `ok` | 404 |
+//! | `/metrics` | Prometheus text | 404 |
+//! | `/ws/echo` | 426 | echo ([`super::echo`]) |
+//! | `/ws/chat/{room}` | 426 | chat ([`super::chat`]) |
+//! | anything else | 404 | 404 |
+//!
+//! Plain responses close the connection (`Connection: close`). A request for a WebSocket path
+//! is validated as an upgrade even without `Upgrade: websocket`, so that it gets the right
+//! error (426 with `Upgrade: websocket`, 400 …); every such failure is counted by reason.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::debug;
+use wsx::Accept;
+use wsx_proto::handshake::{error_response, validate_upgrade};
+
+use super::{State, chat, echo, static_files};
+
+/// How long a client may take to send its request head.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a request goes.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Asset(static_files::Asset),
+    Health,
+    Metrics,
+    Echo,
+    Chat(&'a str),
+    NotFound,
+}
+
+fn route(path: &str) -> Route<'_> {
+    match path {
+        "/healthz" => Route::Health,
+        "/metrics" => Route::Metrics,
+        "/ws/echo" => Route::Echo,
+        _ => {
+            if let Some(room) = path.strip_prefix("/ws/chat/") {
+                if chat::valid_room(room) {
+                    return Route::Chat(room);
+                }
+                return Route::NotFound;
+            }
+            static_files::lookup(path).map_or(Route::NotFound, Route::Asset)
+        }
+    }
+}
+
+/// Serve one TCP connection.
+pub async fn handle(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        debug!(%peer, "set_nodelay: {e}");
+    }
+    let read = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        wsx::read_request(&mut tcp, state.echo_config.max_header_bytes),
+    );
+    let (req, leftover) = tokio::select! {
+        () = super::wait_shutdown(&mut shutdown) => return,
+        read = read => match read {
+            Err(_) => {
+                debug!(%peer, "no request head in time");
+                return;
+            }
+            Ok(Err(e)) => {
+                // Malformed or oversized heads were answered (400, 431) by read_request.
+                if let Some(h) = e.as_handshake() {
+                    state.metrics.handshake_failed(h);
+                }
+                debug!(%peer, "bad request: {e}");
+                return;
+            }
+            Ok(Ok(r)) => r,
+        },
+    };
+    let path = req.path().to_owned();
+    let (config, room) = match route(&path) {
+        Route::Echo => (&state.echo_config, None),
+        Route::Chat(room) => (&state.chat_config, Some(room.to_owned())),
+        plain => {
+            state.metrics.http_request();
+            let is_get = req.method == "GET";
+            if let Err(e) = respond_plain(&mut tcp, plain, is_get, &state).await {
+                debug!(%peer, "writing response: {e}");
+            }
+            debug!(%peer, method = %req.method, %path, "http");
+            return;
+        }
+    };
+    // Validated here first so that the failure is counted before the client sees the answer.
+    if let Err(e) = validate_upgrade(&req) {
+        state.metrics.handshake_failed(&e);
+        debug!(%peer, %path, "handshake refused: {e}");
+        let _ = tcp.write_all(&error_response(&e)).await;
+        let _ = tcp.shutdown().await;
+        return;
+    }
+    let ws = match wsx::upgrade(tcp, &req, &leftover, config, Accept::default()).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            if let Some(h) = e.as_handshake() {
+                state.metrics.handshake_failed(h);
+            }
+            debug!(%peer, %path, "handshake failed: {e}");
+            return;
+        }
+    };
+    let _active = state.metrics.connection_opened();
+    debug!(%peer, %path, compressed = ws.is_compressed(), "websocket open");
+    match room {
+        None => echo::session(ws, state.clone(), shutdown).await,
+        Some(room) => chat::session(ws, room, state.clone(), shutdown).await,
+    }
+    debug!(%peer, %path, "websocket closed");
+}
+
+/// Answer a request that is not a WebSocket route.
+async fn respond_plain(
+    tcp: &mut TcpStream,
+    route: Route<'_>,
+    is_get: bool,
+    state: &State,
+) -> Result<(), wsx::Error> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    if route != Route::NotFound && !is_get {
+        let headers = [("Content-Type", TEXT), ("Allow", "GET")];
+        return wsx::respond(tcp, 405, &headers, b"method not allowed\n").await;
+    }
+    match route {
+        Route::Asset(asset) => {
+            let mut headers = vec![
+                ("Content-Type", asset.content_type),
+                ("Cache-Control", "no-cache"),
+                ("X-Content-Type-Options", "nosniff"),
+            ];
+            if asset.content_type.starts_with("text/html") {
+                headers.push((
+                    "Content-Security-Policy",
+                    static_files::CONTENT_SECURITY_POLICY,
+                ));
+                headers.push(("Referrer-Policy", "no-referrer"));
+            }
+            wsx::respond(tcp, 200, &headers, asset.body).await
+        }
+        Route::Health => wsx::respond(tcp, 200, &[("Content-Type", TEXT)], b"ok").await,
+        Route::Metrics => {
+            let body = state.metrics.render();
+            let headers = [
+                ("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+                ("Cache-Control", "no-store"),
+            ];
+            wsx::respond(tcp, 200, &headers, body.as_bytes()).await
+        }
+        Route::NotFound | Route::Echo | Route::Chat(_) => {
+            wsx::respond(tcp, 404, &[("Content-Type", TEXT)], b"not found\n").await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/healthz"), Route::Health);
+        assert_eq!(route("/metrics"), Route::Metrics);
+        assert_eq!(route("/ws/echo"), Route::Echo);
+        assert_eq!(route("/ws/chat/lobby"), Route::Chat("lobby"));
+        assert_eq!(route("/ws/chat/"), Route::NotFound);
+        assert_eq!(route("/ws/chat/a/b"), Route::NotFound);
+        assert_eq!(route("/nope"), Route::NotFound);
+        assert!(matches!(route("/"), Route::Asset(_)));
+        assert!(matches!(route("/style.css"), Route::Asset(_)));
+    }
+}

@@ -1,0 +1,53 @@
+//! The chat demo page, embedded in the binary: `web/index.html`, `web/app.js`, `web/style.css`
+//! and `web/favicon.svg` from the repository, served by the router for `GET /` and friends.
+
+/// An embedded file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asset {
+    /// The `Content-Type` it is served with.
+    pub content_type: &'static str,
+    /// Its bytes.
+    pub body: &'static [u8],
+}
+
+/// The Content-Security-Policy of the page: everything from this origin, images also from
+/// `blob:` (received files) and `data:`, WebSockets to any host (same host in practice; `'self'`
+/// does not cover `ws:` in every browser), nothing inline, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' blob: data:; \
+     connect-src 'self' ws: wss:; script-src 'self'; style-src 'self'; object-src 'none'; \
+     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+const INDEX_HTML: &str = include_str!("../../../../web/index.html");
+const APP_JS: &str = include_str!("../../../../web/app.js");
+const STYLE_CSS: &str = include_str!("../../../../web/style.css");
+const FAVICON_SVG: &str = include_str!("../../../../web/favicon.svg");
+
+/// The embedded file served at `path`, if any.
+pub fn lookup(path: &str) -> Option<Asset> {
+    let (content_type, body) = match path {
+        "/" | "/index.html" => ("text/html; charset=utf-8", INDEX_HTML),
+        "/app.js" => ("text/javascript; charset=utf-8", APP_JS),
+        "/style.css" => ("text/css; charset=utf-8", STYLE_CSS),
+        "/favicon.svg" | "/favicon.ico" => ("image/svg+xml", FAVICON_SVG),
+        _ => return None,
+    };
+    Some(Asset {
+        content_type,
+        body: body.as_bytes(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_and_assets_are_embedded() {
+        let index = lookup("/").map(|a| a.body).unwrap_or_default();
+        let index = std::str::from_utf8(index).unwrap_or_default();
+        assert!(index.contains("<title>wsx chat</title>"));
+        assert!(index.contains("/app.js") && index.contains("/style.css"));
+        assert!(lookup("/app.js").is_some_and(|a| a.content_type.starts_with("text/javascript")));
+        assert!(lookup("/nope").is_none());
+    }
+}

@@ -1,0 +1,294 @@
+//! End-to-end tests of `wsx connect` and `wsx bench`: the real binary against servers built
+//! with the `wsx` library on 127.0.0.1 ephemeral ports, in this process.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use wsx::{Accept, CloseCode, Reject, WebSocketConfig};
+
+/// How long one run of the binary may take before the test fails.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// What a test server does with each connection.
+#[derive(Clone, Copy)]
+enum Server {
+    /// Echo every data message.
+    Echo,
+    /// Refuse the handshake with 404.
+    NotFound,
+    /// Accept, then close with 4001 "go away" at once.
+    CloseWith4001,
+    /// Accept, then drop the TCP connection without a close frame.
+    Drop,
+}
+
+/// Start a server on a 127.0.0.1 ephemeral port, on its own thread; it runs until the test
+/// process exits.
+fn start(kind: Server) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("local addr");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = TcpListener::from_std(listener).expect("tokio listener");
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(serve(tcp, kind));
+            }
+        });
+    });
+    addr
+}
+
+async fn serve(tcp: tokio::net::TcpStream, kind: Server) {
+    let config = WebSocketConfig::default().compression(wsx::DeflateConfig::default());
+    let accepted = wsx::accept_with(tcp, &config, |_| match kind {
+        Server::NotFound => Err(Reject::new(404, "no such endpoint")),
+        _ => Ok(Accept::default()),
+    })
+    .await;
+    let Ok(mut ws) = accepted else { return };
+    match kind {
+        Server::Echo => {
+            while let Some(Ok(msg)) = ws.recv().await {
+                if msg.is_data() && ws.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        }
+        Server::CloseWith4001 => {
+            let _ = ws.close(CloseCode(4001), "go away").await;
+        }
+        Server::Drop | Server::NotFound => drop(ws),
+    }
+}
+
+/// Run `wsx ARGS` with `stdin` as its input; fails the test if it runs past [`RUN_LIMIT`].
+fn wsx(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsx"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsx");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(RUN_LIMIT) {
+        Ok(out) => out.expect("wait for wsx"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("wsx {args:?} did not finish within {RUN_LIMIT:?}");
+        }
+    }
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("ws://{addr}/echo")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn piped_lines_are_echoed_and_exit_0() {
+    let addr = start(Server::Echo);
+    let out = wsx(
+        &["connect", "-n", "--wait", "0.5", &url(addr)],
+        "hello\nworld\n",
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(stdout, "< hello\n< world\n", "stderr: {stderr}");
+    assert!(stderr.contains("close from server: 1000"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn binary_mode_prints_hex_or_base64() {
+    let addr = start(Server::Echo);
+    let out = wsx(
+        &["connect", "-n", "--wait", "0.5", "--binary", &url(addr)],
+        "hi\n\n",
+    );
+    assert_eq!(text(&out.stdout), "< 6869\n< \n", "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+
+    let out = wsx(
+        &[
+            "connect",
+            "-n",
+            "--wait",
+            "0.5",
+            "--binary",
+            "--binary-format",
+            "base64",
+            "--compression",
+            "on",
+            &url(addr),
+        ],
+        "hello\n",
+    );
+    assert_eq!(text(&out.stdout), "< aGVsbG8=\n", "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn close_command_reports_the_echoed_code_and_exits_3() {
+    let addr = start(Server::Echo);
+    let out = wsx(
+        &["connect", "-n", &url(addr)],
+        "before\n/close 4000 bye\nafter\n",
+    );
+    let stderr = text(&out.stderr);
+    // Nothing after /close is sent.
+    assert_eq!(text(&out.stdout), "< before\n", "{stderr}");
+    assert!(stderr.contains("close from server: 4000"), "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+}
+
+#[test]
+fn ping_command_prints_the_round_trip() {
+    let addr = start(Server::Echo);
+    let out = wsx(
+        &["connect", "-n", "--wait", "0.5", &url(addr)],
+        "/ping abc\n",
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("pong \"abc\": rtt "), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn refused_handshake_exits_1_with_the_status() {
+    let addr = start(Server::NotFound);
+    let out = wsx(&["connect", "-n", &url(addr)], "hello\n");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("HTTP 404"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+}
+
+#[test]
+fn bad_header_exits_1() {
+    let addr = start(Server::Echo);
+    let out = wsx(&["connect", "-n", "-H", "no colon", &url(addr)], "");
+    assert!(text(&out.stderr).contains("Name: value"));
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn server_close_code_and_abnormal_end() {
+    let addr = start(Server::CloseWith4001);
+    let out = wsx(&["connect", "-n", &url(addr)], "");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("close from server: 4001 go away"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+
+    let addr = start(Server::Drop);
+    let out = wsx(&["connect", "-n", &url(addr)], "");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("abnormally"), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+}
+
+#[test]
+fn bench_reports_json() {
+    let addr = start(Server::Echo);
+    let out = wsx(
+        &[
+            "bench",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--connections",
+            "4",
+            "--size",
+            "64",
+            "--binary",
+            "--json",
+            &url(addr),
+        ],
+        "",
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert!(v["messages"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert_eq!(v["errors"].as_u64(), Some(0), "{v}");
+    assert_eq!(v["connections"].as_u64(), Some(4), "{v}");
+    assert_eq!(v["size"].as_u64(), Some(64), "{v}");
+    assert_eq!(v["mode"].as_str(), Some("binary"), "{v}");
+    assert_eq!(
+        v["bytes"].as_u64(),
+        v["messages"].as_u64().map(|m| m * 2 * 64),
+        "{v}"
+    );
+    assert!(v["msgs_per_sec"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+    assert!(
+        v["client_cpu_ns_per_msg"].as_f64().unwrap_or(0.0) > 0.0,
+        "{v}"
+    );
+    let lat = &v["latency_us"];
+    let p50 = lat["p50"].as_f64().unwrap_or(0.0);
+    assert!(
+        p50 > 0.0 && p50 <= lat["p99"].as_f64().unwrap_or(0.0),
+        "{v}"
+    );
+    assert!(lat["p99"].as_f64() <= lat["max"].as_f64(), "{v}");
+}
+
+#[test]
+fn bench_measures_a_server_pid_and_fails_without_a_server() {
+    let addr = start(Server::Echo);
+    // This test process is the server: its CPU time is what --server-pid reports.
+    let pid = std::process::id().to_string();
+    let out = wsx(
+        &[
+            "bench",
+            "-d",
+            "0.5",
+            "-w",
+            "0",
+            "-c",
+            "2",
+            "--threads",
+            "2",
+            "--server-pid",
+            &pid,
+            &url(addr),
+        ],
+        "",
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(stdout.contains("msg/s"), "{stdout}");
+    assert!(stdout.contains(&format!("(pid {pid})")), "{stdout}");
+
+    // Nothing listens on a port we just released.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = free.local_addr().expect("addr");
+    drop(free);
+    let out = wsx(&["bench", "-d", "1", "-c", "2", "--json", &url(dead)], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no connection"));
+}
