@@ -1,88 +1,21 @@
 //! End-to-end tests of `wsx serve`: the real binary on an ephemeral port, the `wsx` library as
 //! the client, raw TCP for plain HTTP.
 
-use std::io::{BufRead, BufReader, Lines};
+mod common;
+
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wsx::{CloseCode, DeflateConfig, Message, WebSocket, WebSocketConfig};
 
-/// Upper bound on any single wait, so that a broken server fails a test instead of hanging it.
-const WAIT: Duration = Duration::from_secs(15);
+use common::{Server, WAIT};
 
 type Ws = WebSocket<wsx::MaybeTlsStream>;
-
-/// A `wsx serve` process, killed when dropped.
-struct Server {
-    child: Option<Child>,
-    addr: SocketAddr,
-    /// Kept open: the server's stdout stays a live pipe.
-    _stdout: Lines<BufReader<ChildStdout>>,
-}
-
-impl Server {
-    /// Start `wsx serve` on an ephemeral port and read the bound address from its stdout.
-    fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsx"))
-            .args(["--log-level", "error", "serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn wsx serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("wsx serve exited before listening")
-                .expect("read stdout");
-            if let Some(addr) = line.strip_prefix("listening on http://") {
-                break addr.trim().parse().expect("a socket address");
-            }
-        };
-        Server {
-            child: Some(child),
-            addr,
-            _stdout: lines,
-        }
-    }
-
-    fn ws_url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    /// Wait for the process to exit.
-    async fn wait_exit(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let wait = tokio::task::spawn_blocking(move || child.wait());
-        tokio::time::timeout(WAIT, wait)
-            .await
-            .expect("the server did not exit in time")
-            .expect("join")
-            .expect("wait")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// A plain HTTP response: status, head (lowercased) and body.
 struct Response {

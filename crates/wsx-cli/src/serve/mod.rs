@@ -4,7 +4,8 @@
 //! connections until Ctrl-C or SIGTERM. Each connection is a task running [`router::handle`],
 //! which reads the request head and either answers plain HTTP (the embedded page from
 //! [`static_files`], `/healthz`, `/metrics` from [`metrics`]) or upgrades to WebSocket and runs an
-//! [`echo`] or [`chat`] session; chat sessions talk to their [`room`] task.
+//! [`echo`] or [`chat`] session; chat sessions talk to their [`room`] task. `/stomp` runs a
+//! [`stomp`] session on the server's embedded STOMP broker.
 //!
 //! Shutdown: the listener is closed, a `watch` channel tells every task, and each WebSocket
 //! session sends close 1001 "server shutting down" and finishes its close handshake. The server
@@ -16,6 +17,7 @@ mod metrics;
 mod room;
 mod router;
 mod static_files;
+mod stomp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,6 +62,46 @@ pub struct ServeArgs {
     /// Text messages a chat room keeps for members who join later (0 to 200).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(0..=200))]
     pub history: u16,
+    /// An Origin allowed to open WebSockets (repeatable, e.g. `https://app.example.com`). Once
+    /// given, a WebSocket request whose Origin matches none, or has none, gets 403.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+    /// The most connections served at once (HTTP and WebSocket); past it, 503.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds a client may take to send its request head; past it, 408 and the connection is
+    /// closed (slowloris protection).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub handshake_timeout: u64,
+    /// The largest request head accepted, in bytes; past it, 431.
+    #[arg(long, value_name = "N", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Send a WebSocket ping after this many seconds without traffic; a connection whose pong
+    /// does not come within 20 s is closed with 1011.
+    #[arg(long, value_name = "SECS")]
+    pub ping_interval: Option<u64>,
+    /// Close WebSockets (1001) that receive nothing for this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
+    /// The STOMP 1.2 endpoint `/stomp` (embedded in-memory broker): on or off.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub stomp: OnOff,
+    /// Require STOMP clients to present a JWT signed with this HS256 secret (see
+    /// `--jwt-public-key`). Without either flag, anyone may connect to `/stomp` and use every
+    /// destination.
+    #[arg(long, value_name = "SECRET")]
+    pub jwt_secret: Option<stomp::JwtSecret>,
+    /// Require STOMP clients to present a JWT signed (RS256) with the private key of this RSA
+    /// public key (PEM). May be combined with `--jwt-secret`.
+    #[arg(long, value_name = "FILE.pem")]
+    pub jwt_public_key: Option<std::path::PathBuf>,
+    /// The most subscriptions one STOMP connection may hold.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub stomp_max_subscriptions: usize,
+    /// The server's STOMP heart-beat: send one at least every SEND ms, expect the client's every
+    /// RECEIVE ms (0 turns a direction off; the client's CONNECT header is taken into account).
+    #[arg(long, value_name = "SEND,RECEIVE", default_value = "10000,10000")]
+    pub stomp_heartbeat: stomp::HeartBeatMs,
 }
 
 impl Default for ServeArgs {
@@ -70,6 +112,20 @@ impl Default for ServeArgs {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             shutdown_timeout: 5,
             history: 50,
+            allowed_origins: Vec::new(),
+            max_connections: None,
+            handshake_timeout: 10,
+            max_header_bytes: 16 * 1024,
+            ping_interval: None,
+            idle_timeout: None,
+            stomp: OnOff::On,
+            jwt_secret: None,
+            jwt_public_key: None,
+            stomp_max_subscriptions: 64,
+            stomp_heartbeat: stomp::HeartBeatMs {
+                send: 10_000,
+                receive: 10_000,
+            },
         }
     }
 }
@@ -94,12 +150,28 @@ pub struct State {
     pub echo_config: WebSocketConfig,
     /// Settings of chat connections: the message limit follows `--max-file-bytes`.
     pub chat_config: WebSocketConfig,
+    /// Connect-time policy of WebSocket routes (allowed origins).
+    pub policy: wsx::Policy,
+    /// The most connections served at once.
+    pub max_connections: Option<usize>,
+    /// How long a client may take to send its request head.
+    pub handshake_timeout: Duration,
+    /// Connections being served (HTTP and WebSocket, handshakes included).
+    pub open_connections: std::sync::atomic::AtomicUsize,
+    /// The `/stomp` endpoint, unless `--stomp off`.
+    pub stomp: Option<Arc<stomp::Stomp>>,
     next_id: AtomicU64,
 }
 
 impl State {
     fn new(args: &ServeArgs) -> Self {
-        let mut echo_config = WebSocketConfig::default();
+        let mut echo_config = WebSocketConfig::default().max_header_bytes(args.max_header_bytes);
+        if let Some(secs) = args.ping_interval {
+            echo_config = echo_config.keepalive(Duration::from_secs(secs), Duration::from_secs(20));
+        }
+        if let Some(secs) = args.idle_timeout {
+            echo_config = echo_config.idle_timeout(Duration::from_secs(secs));
+        }
         if args.compression == OnOff::On {
             echo_config = echo_config.compression(DeflateConfig::default());
         }
@@ -120,6 +192,14 @@ impl State {
             metrics,
             echo_config,
             chat_config,
+            policy: args
+                .allowed_origins
+                .iter()
+                .fold(wsx::Policy::default(), |p, o| p.allow_origin(o.clone())),
+            max_connections: args.max_connections,
+            handshake_timeout: Duration::from_secs(args.handshake_timeout),
+            open_connections: std::sync::atomic::AtomicUsize::new(0),
+            stomp: None,
             next_id: AtomicU64::new(1),
         }
     }
@@ -149,13 +229,24 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
-    let state = Arc::new(State::new(&args));
+    let mut state = State::new(&args);
+    if args.stomp == OnOff::On {
+        let options = stomp::StompOptions {
+            jwt_secret: args.jwt_secret.as_ref(),
+            jwt_public_key: args.jwt_public_key.as_deref(),
+            max_subscriptions: args.stomp_max_subscriptions,
+            heartbeat: args.stomp_heartbeat,
+        };
+        let endpoint = stomp::Stomp::new(&options, &state.echo_config, state.metrics.clone())?;
+        state.stomp = Some(Arc::new(endpoint));
+    }
+    let state = Arc::new(state);
     let mut signals = Signals::new();
     // The one line on stdout: scripts and tests read the bound address from it.
     println!("listening on http://{addr}");
     info!(
         "wsx serve on http://{addr}: chat page at /, WebSockets at ws://{addr}/ws/echo and \
-         ws://{addr}/ws/chat/{{room}}, /healthz, /metrics"
+         ws://{addr}/ws/chat/{{room}}, STOMP at ws://{addr}/stomp, /healthz, /metrics"
     );
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

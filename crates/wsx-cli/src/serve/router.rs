@@ -7,6 +7,7 @@
 //! | `/metrics` | Prometheus text | 404 |
 //! | `/ws/echo` | 426 | echo ([`super::echo`]) |
 //! | `/ws/chat/{room}` | 426 | chat ([`super::chat`]) |
+//! | `/stomp` (unless `--stomp off`) | 426 | STOMP ([`super::stomp`]) |
 //! | anything else | 404 | 404 |
 //!
 //! Plain responses close the connection (`Connection: close`). A request for a WebSocket path
@@ -15,19 +16,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::debug;
-use wsx::Accept;
 use wsx_proto::handshake::{error_response, validate_upgrade};
 
-use super::{State, chat, echo, static_files};
-
-/// How long a client may take to send its request head.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+use super::{State, chat, echo, static_files, stomp};
 
 /// Where a request goes.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,7 +34,15 @@ enum Route<'a> {
     Metrics,
     Echo,
     Chat(&'a str),
+    Stomp,
     NotFound,
+}
+
+/// The WebSocket session a route runs.
+enum Endpoint {
+    Echo,
+    Chat(String),
+    Stomp(Arc<stomp::Stomp>),
 }
 
 fn route(path: &str) -> Route<'_> {
@@ -45,6 +50,7 @@ fn route(path: &str) -> Route<'_> {
         "/healthz" => Route::Health,
         "/metrics" => Route::Metrics,
         "/ws/echo" => Route::Echo,
+        "/stomp" => Route::Stomp,
         _ => {
             if let Some(room) = path.strip_prefix("/ws/chat/") {
                 if chat::valid_room(room) {
@@ -67,8 +73,9 @@ pub async fn handle(
     if let Err(e) = tcp.set_nodelay(true) {
         debug!(%peer, "set_nodelay: {e}");
     }
+    let _slot = Slot::take(&state);
     let read = tokio::time::timeout(
-        REQUEST_TIMEOUT,
+        state.handshake_timeout,
         wsx::read_request(&mut tcp, state.echo_config.max_header_bytes),
     );
     let (req, leftover) = tokio::select! {
@@ -76,6 +83,7 @@ pub async fn handle(
         read = read => match read {
             Err(_) => {
                 debug!(%peer, "no request head in time");
+                let _ = wsx::respond(&mut tcp, 408, &[], b"request timeout\n").await;
                 return;
             }
             Ok(Err(e)) => {
@@ -89,11 +97,23 @@ pub async fn handle(
             Ok(Ok(r)) => r,
         },
     };
+    if state.max_connections.is_some_and(|max| _slot.count > max) {
+        debug!(%peer, "too many connections");
+        let _ = wsx::respond(
+            &mut tcp,
+            503,
+            &[("Retry-After", "1")],
+            b"too many connections\n",
+        )
+        .await;
+        return;
+    }
     let path = req.path().to_owned();
-    let (config, room) = match route(&path) {
-        Route::Echo => (&state.echo_config, None),
-        Route::Chat(room) => (&state.chat_config, Some(room.to_owned())),
-        plain => {
+    let (config, endpoint) = match (route(&path), &state.stomp) {
+        (Route::Echo, _) => (&state.echo_config, Endpoint::Echo),
+        (Route::Chat(room), _) => (&state.chat_config, Endpoint::Chat(room.to_owned())),
+        (Route::Stomp, Some(stomp)) => (stomp.ws_config(), Endpoint::Stomp(stomp.clone())),
+        (plain, _) => {
             state.metrics.http_request();
             let is_get = req.method == "GET";
             if let Err(e) = respond_plain(&mut tcp, plain, is_get, &state).await {
@@ -111,7 +131,18 @@ pub async fn handle(
         let _ = tcp.shutdown().await;
         return;
     }
-    let ws = match wsx::upgrade(tcp, &req, &leftover, config, Accept::default()).await {
+    let accept = match state.policy.evaluate(&req, peer) {
+        Ok(accept) => match &endpoint {
+            Endpoint::Stomp(stomp) => stomp.accept(&req, accept),
+            _ => accept,
+        },
+        Err(reject) => {
+            debug!(%peer, %path, status = reject.status, "refused: {}", reject.body);
+            let _ = wsx::respond(&mut tcp, reject.status, &[], reject.body.as_bytes()).await;
+            return;
+        }
+    };
+    let ws = match wsx::upgrade(tcp, &req, &leftover, config, accept).await {
         Ok(ws) => ws,
         Err(e) => {
             if let Some(h) = e.as_handshake() {
@@ -123,11 +154,34 @@ pub async fn handle(
     };
     let _active = state.metrics.connection_opened();
     debug!(%peer, %path, compressed = ws.is_compressed(), "websocket open");
-    match room {
-        None => echo::session(ws, state.clone(), shutdown).await,
-        Some(room) => chat::session(ws, room, state.clone(), shutdown).await,
+    match endpoint {
+        Endpoint::Echo => echo::session(ws, state.clone(), shutdown).await,
+        Endpoint::Chat(room) => chat::session(ws, room, state.clone(), shutdown).await,
+        Endpoint::Stomp(stomp) => {
+            let info = stomp::connection_info(&req, peer);
+            stomp::session(ws, info, stomp, state.clone(), shutdown).await;
+        }
     }
     debug!(%peer, %path, "websocket closed");
+}
+
+/// One counted connection; the count drops with it.
+struct Slot<'a> {
+    state: &'a State,
+    count: usize,
+}
+
+impl<'a> Slot<'a> {
+    fn take(state: &'a State) -> Self {
+        let count = state.open_connections.fetch_add(1, Ordering::Relaxed) + 1;
+        Slot { state, count }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.state.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Answer a request that is not a WebSocket route.
@@ -167,7 +221,7 @@ async fn respond_plain(
             ];
             wsx::respond(tcp, 200, &headers, body.as_bytes()).await
         }
-        Route::NotFound | Route::Echo | Route::Chat(_) => {
+        Route::NotFound | Route::Echo | Route::Chat(_) | Route::Stomp => {
             wsx::respond(tcp, 404, &[("Content-Type", TEXT)], b"not found\n").await
         }
     }
@@ -182,6 +236,7 @@ mod tests {
         assert_eq!(route("/healthz"), Route::Health);
         assert_eq!(route("/metrics"), Route::Metrics);
         assert_eq!(route("/ws/echo"), Route::Echo);
+        assert_eq!(route("/stomp"), Route::Stomp);
         assert_eq!(route("/ws/chat/lobby"), Route::Chat("lobby"));
         assert_eq!(route("/ws/chat/"), Route::NotFound);
         assert_eq!(route("/ws/chat/a/b"), Route::NotFound);
