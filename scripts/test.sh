@@ -5,6 +5,8 @@
 #   bash scripts/test.sh autobahn        # only steps whose name contains "autobahn"
 #   bash scripts/test.sh "cargo test"    # only cargo test
 #   bash scripts/test.sh interop         # only the interop tests (scripts/interop/interop.sh)
+#   bash scripts/test.sh fuzz            # only the fuzz smoke run (scripts/fuzz.sh)
+#   bash scripts/test.sh browser         # only the headless Chromium tests (scripts/browser/browser.sh)
 #
 # Installs what it needs if missing (Debian packages, Autobahn|Testsuite),
 # then runs the steps in STEPS below and ends with one line
@@ -22,6 +24,9 @@
 #   WSX_ECHO_SERVER, WSX_AUTOBAHN_CLIENT  stand-in testee commands (see scripts/lib/autobahn.sh)
 #   REPORTS_DIR         where reports go (default ./reports)
 #   INTEROP_TIMEOUT, INTEROP_PEERS, INTEROP_VENV  see scripts/interop/interop.sh
+#   FUZZ_SECONDS        seconds per fuzz target in the fuzz step (default 20; see scripts/fuzz.sh)
+#   FUZZ_STEP_TIMEOUT   seconds for the whole fuzz step, build included (default 1800)
+#   BROWSER_TIMEOUT, BROWSER_CHROMIUM, BROWSER_SCREENSHOT  see scripts/browser/browser.sh
 set -uo pipefail
 
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +37,8 @@ source "$ROOT_DIR/scripts/lib/common.sh"
 source "$ROOT_DIR/scripts/lib/autobahn.sh"
 # shellcheck source=interop/interop.sh
 source "$ROOT_DIR/scripts/interop/interop.sh"
+# shellcheck source=browser/browser.sh
+source "$ROOT_DIR/scripts/browser/browser.sh"
 
 # ---------------------------------------------------------------------------
 # Installers: run once, before the steps, in this order. Each is idempotent.
@@ -41,6 +48,8 @@ INSTALLERS=(
     install_build_deps
     install_autobahn
     install_interop_peers
+    install_cargo_fuzz
+    install_browser
 )
 
 # Steps: "name|function". Each function returns 0 (pass), 1 (fail) or
@@ -50,6 +59,8 @@ STEPS=(
     "autobahn server|step_autobahn_server"
     "autobahn client|step_autobahn_client"
     "interop|step_interop"
+    "fuzz|step_fuzz"
+    "browser|step_browser"
 )
 
 # ---------------------------------------------------------------------------
@@ -77,6 +88,29 @@ install_interop_peers() {
     interop_install
 }
 
+install_cargo_fuzz() {
+    # cargo-fuzz (from crates.io) for the fuzz step, only when it is selected. It runs on the
+    # stable toolchain with RUSTC_BOOTSTRAP=1 (scripts/fuzz.sh sets it).
+    selected "fuzz" || return 0
+    command -v cargo >/dev/null 2>&1 || { err "cargo not found: cannot install cargo-fuzz"; return 1; }
+    if cargo fuzz --version >/dev/null 2>&1; then
+        info "cargo-fuzz: $(cargo fuzz --version 2>/dev/null)"
+        return 0
+    fi
+    info "cargo install cargo-fuzz --locked"
+    if ! run_limited - "${BUILD_TIMEOUT:-1200}" cargo install cargo-fuzz --locked; then
+        err "cargo install cargo-fuzz failed"
+        return 1
+    fi
+}
+
+install_browser() {
+    # Chromium (Debian package `chromium`) and playwright-core (npm ci in scripts/browser),
+    # only when the browser step is selected.
+    selected "browser" || return 0
+    browser_install
+}
+
 # ---------------------------------------------------------------------------
 # steps
 
@@ -94,6 +128,17 @@ step_cargo_test() {
 step_autobahn_server() { autobahn_server_role; }
 step_autobahn_client() { autobahn_client_role; }
 step_interop() { interop_run; }
+step_browser() { browser_run; }
+
+step_fuzz() {
+    # Every fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS each: a smoke run that replays
+    # the corpus kept in fuzz/corpus and explores a little; scripts/fuzz.sh 600 for real runs.
+    cargo fuzz --version >/dev/null 2>&1 || { missing "cargo-fuzz not found"; return; }
+    local rc=0
+    run_limited - "${FUZZ_STEP_TIMEOUT:-1800}" bash "$ROOT_DIR/scripts/fuzz.sh" "${FUZZ_SECONDS:-20}" || rc=$?
+    [[ $rc == 124 || $rc == 137 ]] && err "the fuzz step timed out after ${FUZZ_STEP_TIMEOUT:-1800}s"
+    return $((rc != 0))
+}
 
 # ---------------------------------------------------------------------------
 # driver

@@ -1,0 +1,447 @@
+#!/usr/bin/env node
+// Browser interop tests of `wsx serve`: headless Chromium (Debian's /usr/bin/chromium, driven
+// by playwright-core pinned in package.json) against a real `wsx serve` on 127.0.0.1.
+//
+// Where it sits: scripts/test.sh step "browser" (scripts/browser/browser.sh) builds the wsx
+// binary, runs `npm ci` here and then this script, which starts `wsx serve --listen
+// 127.0.0.1:0` itself, reads the bound address from its stdout line `listening on http://ADDR`,
+// runs the cases below and stops the server with SIGTERM (it must exit 0).
+//
+// Each case prints one line: `browser: <case>: ok (...)` or `browser: <case>: FAIL (why)`;
+// the last line is `browser: N ok, N failed`, and the exit code is 1 when any case failed.
+//
+//   node browser_test.mjs --wsx target/release/wsx [--out reports/browser]
+//                         [--chromium /usr/bin/chromium] [--screenshot docs/chat.png]
+//
+// Cases:
+//   chat-two-pages      alice and bob open the demo page (/#room=lobby&name=...), alice sends
+//                       through the real UI (Enter, then the send button), bob's page shows
+//                       both messages, both presence lists show both names
+//   binary-1mib-echo    1 MiB of xorshift32 bytes through /ws/echo, compared byte for byte in
+//                       the page and by SHA-256 against the hash computed here
+//   permessage-deflate  Chrome's offer is accepted (ws.extensions), 256 KiB of compressible
+//                       text round-trips on /ws/echo
+//   close-1009          a binary message over the chat limit (--max-file-bytes) on
+//                       /ws/chat/{room}: the page's onclose sees the server's code and reason
+// A screenshot of alice's page is written to OUT/chat.png (and to --screenshot if given).
+
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { copyFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+];
+/** Milliseconds one case may take. */
+const CASE_TIMEOUT_MS = 30_000;
+/** Milliseconds the server may take to print its address, and to exit after SIGTERM. */
+const SERVER_TIMEOUT_MS = 15_000;
+/** The chat server's message limit: --max-file-bytes (the default, 1 MiB). */
+const MAX_FILE_BYTES = 1 << 20;
+
+function parseArgs(argv) {
+  const opts = { wsx: '', out: 'reports/browser', chromium: '/usr/bin/chromium', screenshot: '' };
+  for (let i = 0; i < argv.length; i++) {
+    const key = argv[i].replace(/^--/, '');
+    if (!(key in opts) || i + 1 >= argv.length) throw new Error(`bad argument ${argv[i]}`);
+    opts[key] = argv[++i];
+  }
+  if (!opts.wsx) throw new Error('--wsx PATH (the wsx binary) is required');
+  return opts;
+}
+
+/** `n` bytes of xorshift32 from `seed`; the page runs the same generator (see case 2). */
+function xorshiftBytes(n, seed) {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = x >>> 24;
+  }
+  return out;
+}
+
+/** Reject after `ms` with `what` timed out. */
+function within(ms, what, promise) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms / 1000}s`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+// ---- the server ---------------------------------------------------------------------------
+
+/** Start `wsx serve --listen 127.0.0.1:0` and resolve with {child, base, exited} once it listens. */
+async function startServer(bin, logPath) {
+  const log = createWriteStream(logPath);
+  const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' },
+  });
+  child.stderr.pipe(log);
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const lines = createInterface({ input: child.stdout });
+  const listening = new Promise((resolve, reject) => {
+    child.once('error', reject);
+    lines.on('line', (line) => {
+      log.write(`[stdout] ${line}\n`);
+      const m = /^listening on (http:\/\/\S+)$/.exec(line);
+      if (m) resolve(m[1]);
+    });
+    exited.then(({ code, signal }) => reject(new Error(`wsx serve exited (${signal || code}) before listening`)));
+  });
+  const base = await within(SERVER_TIMEOUT_MS, 'waiting for "listening on http://ADDR"', listening);
+  return { child, base, exited, log };
+}
+
+/** SIGTERM the server and check that it exits 0. */
+async function stopServer(server) {
+  if (server.child.exitCode !== null || server.child.signalCode !== null) {
+    throw new Error(`wsx serve had already exited (${server.child.signalCode || server.child.exitCode})`);
+  }
+  server.child.kill('SIGTERM');
+  try {
+    const { code, signal } = await within(SERVER_TIMEOUT_MS, 'wsx serve shutdown', server.exited);
+    if (code !== 0) throw new Error(`wsx serve exited with ${signal || code} after SIGTERM`);
+  } catch (e) {
+    server.child.kill('SIGKILL');
+    throw e;
+  } finally {
+    server.log.end();
+  }
+}
+
+// ---- cases ----------------------------------------------------------------------------------
+
+/** Case 1: two pages of the demo chat talk through the server. */
+async function chatTwoPages(browser, base, out, screenshot) {
+  const room = 'lobby';
+  const names = ['alice', 'bob'];
+  const contexts = [];
+  try {
+    const pages = [];
+    const errors = [];
+    for (const name of names) {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+      contexts.push(context);
+      const page = await context.newPage();
+      page.on('pageerror', (e) => errors.push(`${name}'s page threw: ${e}`));
+      await page.goto(`${base}/#room=${room}&name=${name}`);
+      pages.push(page);
+    }
+    const [alice, bob] = pages;
+    for (const [i, page] of pages.entries()) {
+      await page.locator('#conn[data-state="open"]').waitFor({ timeout: CASE_TIMEOUT_MS });
+      // The presence list: both names, this page's own marked "(you)".
+      await page.waitForFunction(
+        (want) => {
+          const got = Array.from(document.querySelectorAll('#users .uname'), (e) => e.textContent).sort();
+          return JSON.stringify(got) === JSON.stringify(want);
+        },
+        [...names].sort(),
+        { timeout: CASE_TIMEOUT_MS },
+      );
+      const me = await page.locator('#users li.me .uname').textContent();
+      if (me !== names[i]) throw new Error(`${names[i]}'s page marks "${me}" as (you)`);
+      const count = await page.locator('#count').textContent();
+      if (count !== '2') throw new Error(`${names[i]}'s page counts ${count} online`);
+    }
+
+    // alice types and presses Enter, then types and clicks the send button.
+    const first = 'Hi bob! Is the new build up?';
+    const second = 'Compression is on too: permessage-deflate ✓ (ünïcödé intact)';
+    await alice.locator('#text').fill(first);
+    await alice.locator('#text').press('Enter');
+    await alice.locator('#messages li.msg.mine .text', { hasText: first }).waitFor({ timeout: CASE_TIMEOUT_MS });
+    const left = await alice.locator('#text').inputValue();
+    if (left !== '') throw new Error(`alice's input still holds "${left}" after Enter`);
+    await alice.locator('#text').fill(second);
+    await alice.locator('#composer button.send').click();
+
+    for (const text of [first, second]) {
+      const msg = bob.locator('#messages li.msg:not(.mine)', { hasText: text });
+      await msg.waitFor({ timeout: CASE_TIMEOUT_MS });
+      const who = await msg.locator('.who').textContent();
+      if (who !== 'alice') throw new Error(`bob's page shows "${text}" from "${who}"`);
+      const shown = await msg.locator('.text').textContent();
+      if (shown !== text) throw new Error(`bob's page shows "${shown}", alice sent "${text}"`);
+    }
+    // bob answers, so that the screenshot shows both sides.
+    await bob.locator('#text').fill('Yes, both of your messages arrived.');
+    await bob.locator('#text').press('Enter');
+    await alice.locator('#messages li.msg:not(.mine)', { hasText: 'both of your messages' }).waitFor({ timeout: CASE_TIMEOUT_MS });
+    const joined = await alice.locator('#messages li.sys', { hasText: 'bob joined' }).count();
+    if (errors.length) throw new Error(errors[0]);
+
+    // The RTT readout needs a pong: wait for one so the screenshot shows it.
+    await alice.waitForFunction(() => /ms$/.test(document.getElementById('rtt').textContent), null, {
+      timeout: CASE_TIMEOUT_MS,
+    });
+    await alice.locator('#text').blur();
+    const shot = path.join(out, 'chat.png');
+    await alice.screenshot({ path: shot });
+    if (screenshot) await copyFile(shot, screenshot);
+    return `2 messages from alice via Enter and the send button shown on bob's page, ` +
+      `presence [alice, bob] on both${joined ? ', "bob joined" on alice\'s' : ''}; screenshot ${shot}`;
+  } finally {
+    for (const c of contexts) await c.close();
+  }
+}
+
+/** A fresh context and a page on the chat page's origin (so the page's CSP applies). */
+async function blankPage(browser, base) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${base}/`);
+  return { context, page };
+}
+
+/** Case 2: 1 MiB of pseudo-random bytes through /ws/echo, intact. */
+async function binaryEcho(browser, base) {
+  const size = 1 << 20;
+  const seed = 0x9e3779b9;
+  const want = createHash('sha256').update(xorshiftBytes(size, seed)).digest('hex');
+  const { context, page } = await blankPage(browser, base);
+  try {
+    const r = await page.evaluate(
+      ({ url, size, seed, timeoutMs }) =>
+        new Promise((resolve, reject) => {
+          const data = new Uint8Array(size);
+          let x = seed >>> 0;
+          for (let i = 0; i < size; i++) {
+            x ^= x << 13;
+            x ^= x >>> 17;
+            x ^= x << 5;
+            x >>>= 0;
+            data[i] = x >>> 24;
+          }
+          const hex = async (buf) =>
+            Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', buf)), (b) =>
+              b.toString(16).padStart(2, '0')).join('');
+          const ws = new WebSocket(url);
+          ws.binaryType = 'arraybuffer';
+          const timer = setTimeout(() => reject(new Error('no echo in time')), timeoutMs);
+          let t0 = 0;
+          ws.onopen = () => {
+            t0 = performance.now();
+            ws.send(data);
+          };
+          ws.onmessage = async (ev) => {
+            clearTimeout(timer);
+            const ms = performance.now() - t0;
+            if (!(ev.data instanceof ArrayBuffer)) {
+              ws.close();
+              return reject(new Error(`echo is a ${typeof ev.data}, not an ArrayBuffer`));
+            }
+            const got = new Uint8Array(ev.data);
+            let firstDiff = -1;
+            const n = Math.min(got.length, data.length);
+            for (let i = 0; i < n; i++) {
+              if (got[i] !== data[i]) {
+                firstDiff = i;
+                break;
+              }
+            }
+            if (firstDiff < 0 && got.length !== data.length) firstDiff = n;
+            resolve({
+              length: got.length,
+              firstDiff,
+              sentHash: await hex(data),
+              echoHash: await hex(got),
+              extensions: ws.extensions,
+              ms,
+            });
+            ws.close(1000, 'done');
+          };
+          ws.onclose = (ev) => {
+            clearTimeout(timer);
+            reject(new Error(`closed before the echo: ${ev.code} ${ev.reason}`));
+          };
+        }),
+      { url: `${base.replace(/^http/, 'ws')}/ws/echo`, size, seed, timeoutMs: CASE_TIMEOUT_MS },
+    );
+    if (r.sentHash !== want) throw new Error(`the page generated other bytes (sha256 ${r.sentHash}, want ${want})`);
+    if (r.length !== size) throw new Error(`echo has ${r.length} bytes, sent ${size}`);
+    if (r.firstDiff >= 0) throw new Error(`echo differs from byte ${r.firstDiff} on`);
+    if (r.echoHash !== want) throw new Error(`echo sha256 ${r.echoHash}, want ${want}`);
+    return `${size} bytes, sha256 ${want.slice(0, 16)}… equal, byte for byte too, ` +
+      `${r.ms.toFixed(0)} ms (extensions: "${r.extensions}")`;
+  } finally {
+    await context.close();
+  }
+}
+
+/** Case 3: permessage-deflate is negotiated with Chrome's offer; 256 KiB of text round-trips. */
+async function deflateText(browser, base) {
+  const { context, page } = await blankPage(browser, base);
+  try {
+    const r = await page.evaluate(
+      ({ url, size, timeoutMs }) =>
+        new Promise((resolve, reject) => {
+          let text = '';
+          for (let i = 0; text.length < size; i++) {
+            text += `line ${i}: the quick brown fox jumps over the lazy dog; wsx says hello.\n`;
+          }
+          text = text.slice(0, size);
+          const ws = new WebSocket(url);
+          const timer = setTimeout(() => reject(new Error('no echo in time')), timeoutMs);
+          let extensions = '';
+          ws.onopen = () => {
+            extensions = ws.extensions;
+            ws.send(text);
+          };
+          ws.onmessage = (ev) => {
+            clearTimeout(timer);
+            ws.onclose = null;
+            ws.close(1000, 'done');
+            resolve({
+              extensions,
+              sent: text.length,
+              length: typeof ev.data === 'string' ? ev.data.length : -1,
+              equal: ev.data === text,
+            });
+          };
+          ws.onclose = (ev) => {
+            clearTimeout(timer);
+            reject(new Error(`closed before the echo: ${ev.code} ${ev.reason}`));
+          };
+        }),
+      { url: `${base.replace(/^http/, 'ws')}/ws/echo`, size: 256 * 1024, timeoutMs: CASE_TIMEOUT_MS },
+    );
+    const offered = r.extensions.split(',').map((e) => e.split(';')[0].trim());
+    if (!offered.includes('permessage-deflate')) {
+      throw new Error(`ws.extensions is "${r.extensions}", without permessage-deflate`);
+    }
+    if (r.length < 0) throw new Error('the echo is not text');
+    if (!r.equal) throw new Error(`the echo (${r.length} chars) differs from the ${r.sent} chars sent`);
+    return `ws.extensions "${r.extensions}", ${r.sent} bytes of text echoed intact`;
+  } finally {
+    await context.close();
+  }
+}
+
+/** Case 4: the server's close code and reason reach the page's onclose. */
+async function closeCode(browser, base) {
+  const { context, page } = await blankPage(browser, base);
+  try {
+    const r = await page.evaluate(
+      ({ url, size, timeoutMs }) =>
+        new Promise((resolve, reject) => {
+          const ws = new WebSocket(url);
+          ws.binaryType = 'arraybuffer';
+          const timer = setTimeout(() => reject(new Error('no close in time')), timeoutMs);
+          const seen = [];
+          ws.onopen = () => ws.send(JSON.stringify({ type: 'join', name: 'mallory' }));
+          ws.onmessage = (ev) => {
+            if (typeof ev.data !== 'string') return;
+            const msg = JSON.parse(ev.data);
+            seen.push(msg.type);
+            // Joined: now a binary message one byte over the connection's message limit.
+            if (msg.type === 'welcome') ws.send(new Uint8Array(size));
+          };
+          ws.onclose = (ev) => {
+            clearTimeout(timer);
+            resolve({ code: ev.code, reason: ev.reason, wasClean: ev.wasClean, seen });
+          };
+        }),
+      { url: `${base.replace(/^http/, 'ws')}/ws/chat/close-test`, size: MAX_FILE_BYTES + 1, timeoutMs: CASE_TIMEOUT_MS },
+    );
+    if (!r.seen.includes('welcome')) throw new Error(`closed (${r.code} "${r.reason}") before the welcome`);
+    // The server fails the connection with 1009 and the error's text as the reason: the frame
+    // or the message (Chrome may fragment; deflate counts the inflated size) over the limit.
+    const reasonRe = new RegExp(`^(frame|message) of (at least )?\\d+ bytes exceeds the limit of ${MAX_FILE_BYTES} bytes$`);
+    if (r.code !== 1009 || !reasonRe.test(r.reason)) {
+      throw new Error(`onclose got ${r.code} "${r.reason}", want 1009 and a reason matching ${reasonRe}`);
+    }
+    return `onclose: code ${r.code}, reason "${r.reason}", wasClean ${r.wasClean}`;
+  } finally {
+    await context.close();
+  }
+}
+
+// ---- driver ---------------------------------------------------------------------------------
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  await mkdir(opts.out, { recursive: true });
+  const results = [];
+  const report = (name, ok, detail) => {
+    const line = `browser: ${name}: ${ok ? 'ok' : 'FAIL'} (${detail})`;
+    console.log(line);
+    results.push(ok);
+  };
+
+  let server;
+  let browser;
+  // Whatever happens, the server does not outlive this process.
+  process.on('exit', () => {
+    if (server && server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGKILL');
+  });
+  try {
+    server = await startServer(opts.wsx, path.join(opts.out, 'wsx-serve.log'));
+    console.log(`wsx serve on ${server.base} (log: ${path.join(opts.out, 'wsx-serve.log')})`);
+    // launch() gives Chromium a fresh temporary --user-data-dir of its own and removes it after.
+    browser = await within(SERVER_TIMEOUT_MS * 2, 'launching Chromium', chromium.launch({
+      executablePath: opts.chromium,
+      headless: true,
+      args: CHROMIUM_ARGS,
+    }));
+    const pw = createRequire(import.meta.url)('playwright-core/package.json').version;
+    console.log(`Chromium ${browser.version()} (${opts.chromium}), playwright-core ${pw}`);
+  } catch (e) {
+    report('setup', false, e.message.split('\n')[0]);
+    if (browser) await browser.close();
+    if (server) server.child.kill('SIGKILL');
+    return 1;
+  }
+
+  const cases = [
+    ['chat-two-pages', () => chatTwoPages(browser, server.base, opts.out, opts.screenshot)],
+    ['binary-1mib-echo', () => binaryEcho(browser, server.base)],
+    ['permessage-deflate', () => deflateText(browser, server.base)],
+    ['close-1009', () => closeCode(browser, server.base)],
+  ];
+  for (const [name, run] of cases) {
+    const t0 = Date.now();
+    try {
+      const detail = await within(CASE_TIMEOUT_MS * 2, name, run());
+      report(name, true, `${detail}; ${Date.now() - t0} ms`);
+    } catch (e) {
+      report(name, false, e.message.split('\n')[0]);
+    }
+  }
+
+  await browser.close();
+  try {
+    await stopServer(server);
+    report('server-shutdown', true, 'SIGTERM, exit 0');
+  } catch (e) {
+    report('server-shutdown', false, e.message);
+  }
+  const failed = results.filter((ok) => !ok).length;
+  console.log(`browser: ${results.length - failed} ok, ${failed} failed`);
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.log(`browser: setup: FAIL (${e.message.split('\n')[0]})`);
+    process.exit(1);
+  },
+);
