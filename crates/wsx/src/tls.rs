@@ -13,14 +13,16 @@
 //!   [`TlsAcceptor::accept_tls`] on each accepted TCP connection, then hand the TLS stream to
 //!   [`accept`](crate::accept), [`accept_with`](crate::accept_with) or
 //!   [`read_request`](crate::read_request) + [`upgrade`](crate::upgrade), which work over any
-//!   transport.
+//!   transport. A server that listens both with and without TLS can wrap either stream in
+//!   [`MaybeTlsStream`] (`MaybeTlsStream::from`) so its handlers see one type.
 //!
 //! The crypto provider is *ring*, unless the application installed another process-wide default
 //! with [`rustls::crypto::CryptoProvider::install_default`], which is then used instead.
 //!
-//! Cargo features: `rustls` (on by default) brings everything here except [`MaybeTlsStream`]'s
-//! plain variant, which exists in every build; `native-roots` additionally trusts the operating
-//! system's certificate store (through `rustls-native-certs`).
+//! Cargo features: `rustls` (on by default) brings everything here; without it only
+//! [`MaybeTlsStream`] remains, with its `Plain` variant, and `wss://` URLs are refused.
+//! `native-roots` additionally trusts the operating system's certificate store (through
+//! `rustls-native-certs`; it honours `SSL_CERT_FILE` and `SSL_CERT_DIR`).
 //!
 //! TLS errors (an untrusted certificate, a failed handshake, an unreadable PEM file) come back
 //! as [`Error::Io`](crate::Error::Io); [`rustls_error`] finds the [`rustls::Error`] inside, if

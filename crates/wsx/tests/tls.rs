@@ -114,12 +114,16 @@ impl TlsServer {
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let tls = timeout(acceptor.accept_tls(tcp)).await?;
-                    let conn = tls.get_ref().1;
+                    // The server side of one stream type for plain and TLS connections.
+                    let stream = MaybeTlsStream::from(tls);
+                    let Some(conn) = stream.tls_server_connection() else {
+                        return Err(wsx::Error::Closed);
+                    };
                     let _ = tx.send(Seen {
                         sni: conn.server_name().map(str::to_owned),
                         alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
                     });
-                    let mut ws = wsx::accept(tls).await?;
+                    let mut ws = wsx::accept(stream).await?;
                     while let Some(msg) = ws.recv().await {
                         let msg = msg?;
                         if msg.is_data() {
@@ -205,8 +209,11 @@ async fn wss_echo_with_ca_file_sni_and_alpn() {
     let stream = ws.get_ref();
     assert!(matches!(stream, MaybeTlsStream::Rustls(_)));
     assert!(stream.is_tls());
+    assert!(stream.tls_server_connection().is_none());
     let conn = stream.tls_connection().expect("a TLS connection");
     assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let state = stream.tls_state().expect("TLS state");
+    assert_eq!(state.alpn_protocol(), Some(&b"http/1.1"[..]));
     assert_eq!(
         conn.protocol_version(),
         Some(ProtocolVersion::TLSv1_3),
@@ -391,6 +398,7 @@ async fn plain_ws_is_not_tls() {
     assert!(matches!(ws.get_ref(), MaybeTlsStream::Plain(_)));
     assert!(!ws.get_ref().is_tls());
     assert!(ws.get_ref().tls_connection().is_none());
+    assert!(ws.get_ref().tls_state().is_none());
     echo_round_trip(&mut ws).await;
     timeout(ws.close(CloseCode::NORMAL, "")).await.unwrap();
 }
@@ -403,15 +411,69 @@ fn no_builtin_roots() -> ClientTlsConfig {
     config
 }
 
+/// With `native-roots`, the system's store is trusted. rustls-native-certs reads the standard
+/// `SSL_CERT_FILE` variable, so this test runs itself again as a child process with
+/// `SSL_CERT_FILE` pointing at the test CA (setting it in this process would race other tests).
 #[cfg(feature = "native-roots")]
 #[test]
-fn native_roots_are_loaded() {
-    // The system's store alone (Debian: /etc/ssl/certs) is enough to build a configuration.
-    let config = ClientTlsConfig::new()
+fn native_roots_trust_the_system_store() {
+    let ca = Ca::new();
+    let (cert, key) = ca.leaf(&["localhost"]);
+    let dir = TempDir::new();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "native_roots_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SSL_CERT_FILE", dir.write("ca.pem", &ca.pem))
+        .env("WSX_TLS_CHILD_CERT", dir.write("cert.pem", &cert))
+        .env("WSX_TLS_CHILD_KEY", dir.write("key.pem", &key))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran no test: {stdout}"
+    );
+}
+
+/// The child of [`native_roots_trust_the_system_store`]; does nothing when run on its own.
+#[cfg(feature = "native-roots")]
+#[tokio::test]
+async fn native_roots_child() {
+    let (Some(cert), Some(key)) = (
+        std::env::var_os("WSX_TLS_CHILD_CERT"),
+        std::env::var_os("WSX_TLS_CHILD_KEY"),
+    ) else {
+        return;
+    };
+    let server = TlsServer::start(TlsAcceptor::from_pem_files(cert, key).unwrap()).await;
+    // The system's store only: the test CA comes from SSL_CERT_FILE.
+    let tls = ClientTlsConfig::new()
         .webpki_roots(false)
         .native_roots(true)
-        .build();
-    assert!(config.is_ok(), "{config:?}");
+        .build()
+        .unwrap();
+    let (mut ws, _) = timeout(
+        ClientBuilder::new(server.url("localhost"))
+            .tls(tls)
+            .connect(),
+    )
+    .await
+    .unwrap();
+    echo_round_trip(&mut ws).await;
+    // Without it, the default trust (Mozilla's roots and the system's store) also works.
+    let (ws2, _) = timeout(wsx::connect(&server.url("localhost")))
+        .await
+        .unwrap();
+    assert!(ws2.get_ref().is_tls());
 }
 
 #[test]

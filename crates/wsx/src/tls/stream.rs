@@ -1,5 +1,6 @@
-//! [`MaybeTlsStream`]: the transport under a client [`WebSocket`](crate::WebSocket), plain TCP
-//! for `ws://` or TLS over TCP for `wss://`, so both have one type.
+//! [`MaybeTlsStream`]: the transport under a [`WebSocket`](crate::WebSocket), plain TCP (`ws://`)
+//! or TLS over TCP (`wss://`), so both have one type: what the client connects over, and what a
+//! server that listens with and without TLS can hand to its connection handlers.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -9,7 +10,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// A TCP connection, with or without TLS: what
-/// [`ClientBuilder::connect`](crate::ClientBuilder::connect) connects over.
+/// [`ClientBuilder::connect`](crate::ClientBuilder::connect) connects over (`Plain` or
+/// `Rustls`). A server may use it too, to give plain and TLS connections one type: wrap the
+/// accepted `TcpStream` or the [`ServerTlsStream`](super::ServerTlsStream) from
+/// [`TlsAcceptor::accept_tls`](super::TlsAcceptor::accept_tls) with `MaybeTlsStream::from`.
 ///
 /// Reads and writes go straight to the inner stream (vectored writes included).
 #[derive(Debug)]
@@ -20,6 +24,9 @@ pub enum MaybeTlsStream {
     /// TLS over TCP (`wss://`), with rustls. Boxed: the TLS state is large.
     #[cfg(feature = "rustls")]
     Rustls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// The server side of TLS over TCP, with rustls (a server's accepted connection).
+    #[cfg(feature = "rustls")]
+    RustlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 impl MaybeTlsStream {
@@ -28,7 +35,7 @@ impl MaybeTlsStream {
         match self {
             MaybeTlsStream::Plain(_) => false,
             #[cfg(feature = "rustls")]
-            MaybeTlsStream::Rustls(_) => true,
+            MaybeTlsStream::Rustls(_) | MaybeTlsStream::RustlsServer(_) => true,
         }
     }
 
@@ -39,16 +46,40 @@ impl MaybeTlsStream {
             MaybeTlsStream::Plain(tcp) => tcp,
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(tls) => tls.get_ref().0,
+            #[cfg(feature = "rustls")]
+            MaybeTlsStream::RustlsServer(tls) => tls.get_ref().0,
         }
     }
 
-    /// The rustls connection state (negotiated protocol version, cipher suite, ALPN protocol,
-    /// the server's certificates), or `None` for plain TCP.
+    /// The TLS state common to both sides (negotiated protocol version, cipher suite, ALPN
+    /// protocol, the peer's certificates), or `None` for plain TCP.
     #[cfg(feature = "rustls")]
-    pub fn tls_connection(&self) -> Option<&rustls::ClientConnection> {
+    pub fn tls_state(&self) -> Option<&rustls::CommonState> {
         match self {
             MaybeTlsStream::Plain(_) => None,
             MaybeTlsStream::Rustls(tls) => Some(tls.get_ref().1),
+            MaybeTlsStream::RustlsServer(tls) => Some(tls.get_ref().1),
+        }
+    }
+
+    /// The client's rustls connection (see also [`tls_state`](Self::tls_state)), or `None`
+    /// for plain TCP or the server side.
+    #[cfg(feature = "rustls")]
+    pub fn tls_connection(&self) -> Option<&rustls::ClientConnection> {
+        match self {
+            MaybeTlsStream::Rustls(tls) => Some(tls.get_ref().1),
+            _ => None,
+        }
+    }
+
+    /// The server's rustls connection (the client's SNI name in
+    /// [`server_name`](rustls::ServerConnection::server_name)), or `None` for plain TCP or the
+    /// client side.
+    #[cfg(feature = "rustls")]
+    pub fn tls_server_connection(&self) -> Option<&rustls::ServerConnection> {
+        match self {
+            MaybeTlsStream::RustlsServer(tls) => Some(tls.get_ref().1),
+            _ => None,
         }
     }
 }
@@ -66,6 +97,13 @@ impl From<tokio_rustls::client::TlsStream<TcpStream>> for MaybeTlsStream {
     }
 }
 
+#[cfg(feature = "rustls")]
+impl From<tokio_rustls::server::TlsStream<TcpStream>> for MaybeTlsStream {
+    fn from(tls: tokio_rustls::server::TlsStream<TcpStream>) -> Self {
+        MaybeTlsStream::RustlsServer(Box::new(tls))
+    }
+}
+
 impl AsyncRead for MaybeTlsStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -76,6 +114,8 @@ impl AsyncRead for MaybeTlsStream {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            #[cfg(feature = "rustls")]
+            MaybeTlsStream::RustlsServer(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -90,6 +130,8 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            #[cfg(feature = "rustls")]
+            MaybeTlsStream::RustlsServer(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -102,6 +144,8 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "rustls")]
+            MaybeTlsStream::RustlsServer(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -110,6 +154,8 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Plain(s) => s.is_write_vectored(),
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => s.is_write_vectored(),
+            #[cfg(feature = "rustls")]
+            MaybeTlsStream::RustlsServer(s) => s.is_write_vectored(),
         }
     }
 
@@ -118,6 +164,8 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_flush(cx),
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            #[cfg(feature = "rustls")]
+            MaybeTlsStream::RustlsServer(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -126,6 +174,8 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            #[cfg(feature = "rustls")]
+            MaybeTlsStream::RustlsServer(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
