@@ -60,8 +60,14 @@ Exit codes:
 #[derive(Debug, Clone, Args)]
 #[command(after_help = CONNECT_HELP)]
 pub struct ConnectArgs {
-    /// WebSocket URL: ws://host[:port]/path
+    /// WebSocket URL: ws://host[:port]/path or wss://host[:port]/path
     pub url: String,
+    /// Trust this CA certificate (PEM file) for wss://, besides the public roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// Do not verify the server's certificate (wss://). For testing only.
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
     /// Add a header to the handshake request, as 'Name: value' (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
@@ -197,6 +203,16 @@ fn client(args: &ConnectArgs) -> Result<ClientBuilder, String> {
     for h in &args.headers {
         let (name, value) = parse_header(h)?;
         builder = builder.header(name, value);
+    }
+    if args.ca.is_some() || args.insecure {
+        let mut tls = wsx::tls::ClientTlsConfig::new();
+        if let Some(ca) = &args.ca {
+            tls = tls.add_ca_pem_file(ca);
+        }
+        if args.insecure {
+            tls = tls.insecure(true);
+        }
+        builder = builder.tls(tls.build().map_err(|e| e.to_string())?);
     }
     Ok(builder)
 }
