@@ -24,6 +24,18 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 export PIP_NO_INPUT=1
 export DEBIAN_FRONTEND=noninteractive
 
+# now_s: seconds since the epoch (integer).
+now_s() { printf '%(%s)T' -1; }
+
+# One deadline for the whole run (shared with nested scripts through the
+# environment): every time limit is cut to what is left of it, so the run
+# ends, with its summary, before CI's 90 minutes.
+TEST_DEADLINE="${TEST_DEADLINE:-$(($(now_s) + ${TEST_BUDGET:-5100}))}"
+export TEST_DEADLINE
+
+# time_left: seconds until TEST_DEADLINE (may be <= 0).
+time_left() { echo $((TEST_DEADLINE - $(now_s))); }
+
 is_ci() { [[ "${CI:-}" == "true" || "${CI:-}" == "1" ]]; }
 
 section() {
@@ -45,9 +57,6 @@ missing() {
     return "$SKIP_RC"
 }
 
-# now_s: seconds since the epoch (integer).
-now_s() { printf '%(%s)T' -1; }
-
 # fmt_duration SECONDS -> "1m23s"
 fmt_duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
@@ -67,7 +76,7 @@ APT_UPDATED=0
 apt_update_once() {
     [[ $APT_UPDATED == 1 ]] && return 0
     info "apt-get update"
-    if apt-get update -qq >/dev/null; then
+    if timeout --foreground 600 apt-get update -qq >/dev/null; then
         APT_UPDATED=1
         return 0
     fi
@@ -88,7 +97,7 @@ apt_install() {
     fi
     apt_update_once || return 1
     info "apt-get install ${need[*]}"
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    timeout --foreground 900 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 }
 
 # ---------------------------------------------------------------------------
@@ -101,8 +110,14 @@ BG_PIDS=()
 # /dev/null. Sets BG_PID. timeout(1) puts itself and CMD into a new
 # process group whose id is BG_PID, so `bg_stop` can signal the group.
 bg_start() {
-    local log=$1 secs=$2
+    local log=$1 secs=$2 left
     shift 2
+    left=$(($(time_left) - 30))
+    if ((left < secs)); then
+        ((left < 1)) && left=1
+        warn "time limit cut from ${secs}s to ${left}s: the run's budget (TEST_BUDGET) is nearly spent"
+        secs=$left
+    fi
     if [[ "$log" == "-" ]]; then
         timeout --kill-after=10 "$secs" "$@" </dev/null &
     else

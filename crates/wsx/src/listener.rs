@@ -239,19 +239,7 @@ async fn handshake(
     }
     let accept = match policy.evaluate(&req, peer) {
         Ok(a) => a,
-        Err(reject) => {
-            let headers: Vec<(&str, &str)> = reject
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            respond(&mut tcp, reject.status, &headers, reject.body.as_bytes()).await?;
-            return Err(wsx_proto::handshake::HandshakeError::Rejected {
-                status: reject.status,
-                reason: reject.body,
-            }
-            .into());
-        }
+        Err(reject) => return reject.send(&mut tcp).await,
     };
     let ws = upgrade(tcp, &req, &leftover, config, accept).await?;
     Ok((ws, ConnectionInfo { peer, request: req }))

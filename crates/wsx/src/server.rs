@@ -47,6 +47,22 @@ impl Reject {
             body: body.into(),
         }
     }
+
+    /// Write this refusal as the HTTP response on `io`, then return it as the handshake error
+    /// ([`HandshakeError::Rejected`]) the caller reports.
+    pub async fn send<S: AsyncWrite + Unpin, T>(self, io: &mut S) -> Result<T> {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        respond(io, self.status, &headers, self.body.as_bytes()).await?;
+        Err(HandshakeError::Rejected {
+            status: self.status,
+            reason: self.body,
+        }
+        .into())
+    }
 }
 
 /// Accept a WebSocket connection on `io` with default settings.
@@ -89,19 +105,7 @@ where
     }
     match decide(&req) {
         Ok(accept) => upgrade(io, &req, &leftover, config, accept).await,
-        Err(reject) => {
-            let headers: Vec<(&str, &str)> = reject
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            respond(&mut io, reject.status, &headers, reject.body.as_bytes()).await?;
-            Err(HandshakeError::Rejected {
-                status: reject.status,
-                reason: reject.body,
-            }
-            .into())
-        }
+        Err(reject) => reject.send(&mut io).await,
     }
 }
 

@@ -1,35 +1,15 @@
 //! A wsx client against a wsx server over real sockets on 127.0.0.1.
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{echo_server, echo_server_with};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use wsx::{Accept, ClientBuilder, CloseCode, CloseFrame, Message, Reject, WebSocketConfig};
-
-/// Start an echo server; returns its address.
-async fn echo_server(config: WebSocketConfig) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let config = config.clone();
-            tokio::spawn(async move {
-                let mut ws = wsx::accept_with(tcp, &config, |_| Ok(Accept::default())).await?;
-                while let Some(msg) = ws.recv().await {
-                    let msg = msg?;
-                    if msg.is_data() {
-                        ws.send(msg).await?;
-                    }
-                }
-                Ok::<_, wsx::Error>(())
-            });
-        }
-    });
-    addr
-}
 
 async fn timeout<F: std::future::Future>(f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(10), f)
@@ -39,7 +19,7 @@ async fn timeout<F: std::future::Future>(f: F) -> F::Output {
 
 #[tokio::test]
 async fn echo_text_binary_and_large() {
-    let addr = echo_server(WebSocketConfig::default()).await;
+    let addr = echo_server().await;
     let (mut ws, resp) = wsx::connect(&format!("ws://{addr}/echo")).await.unwrap();
     assert_eq!(resp.status, 101);
     let big: Vec<u8> = (0..(1 << 20)).map(|i| (i * 7 % 251) as u8).collect();
@@ -60,7 +40,7 @@ async fn echo_text_binary_and_large() {
 
 #[tokio::test]
 async fn many_queued_messages_are_coalesced_and_all_echoed() {
-    let addr = echo_server(WebSocketConfig::default()).await;
+    let addr = echo_server().await;
     let (mut ws, _) = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
     for i in 0..1000 {
         ws.feed(Message::text(format!("m{i}"))).unwrap();
@@ -126,7 +106,7 @@ async fn server_initiated_close_reaches_the_client() {
 
 #[tokio::test]
 async fn stream_and_sink() {
-    let addr = echo_server(WebSocketConfig::default()).await;
+    let addr = echo_server().await;
     let (mut ws, _) = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
     ws.send_all(&mut futures_util::stream::iter(
         (0..10).map(|i| Ok(Message::text(i.to_string()))),
@@ -279,7 +259,7 @@ async fn tcp_drop_without_close_is_an_error() {
 
 #[tokio::test]
 async fn oversized_message_closes_with_1009() {
-    let addr = echo_server(WebSocketConfig::default().max_message_size(1000)).await;
+    let addr = echo_server_with(WebSocketConfig::default().max_message_size(1000)).await;
     let (mut ws, _) = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
     ws.send(Message::binary(vec![0u8; 1001])).await.unwrap();
     let m = timeout(ws.recv()).await.unwrap().unwrap();

@@ -27,7 +27,8 @@ fn zeros_deflated(total: usize) -> Vec<u8> {
     while fed < total {
         let before_in = c.total_in();
         out.reserve(64 * 1024);
-        c.compress_vec(&zeros, &mut out, FlushCompress::None).unwrap();
+        c.compress_vec(&zeros, &mut out, FlushCompress::None)
+            .unwrap();
         fed += (c.total_in() - before_in) as usize;
     }
     loop {
@@ -54,7 +55,9 @@ async fn deflate_bomb_is_refused_with_1009_and_memory_stays_bounded() {
         let config = WebSocketConfig::default()
             .compression(DeflateConfig::default())
             .max_message_size(LIMIT);
-        let mut ws = wsx::accept_with(tcp, &config, |_| Ok(wsx::Accept::default())).await.unwrap();
+        let mut ws = wsx::accept_with(tcp, &config, |_| Ok(wsx::Accept::default()))
+            .await
+            .unwrap();
         assert!(ws.is_compressed());
         let mut outcome = Vec::new();
         while let Some(m) = ws.recv().await {
@@ -64,7 +67,11 @@ async fn deflate_bomb_is_refused_with_1009_and_memory_stays_bounded() {
     });
 
     let bomb = zeros_deflated(1 << 28);
-    assert!(bomb.len() < 2 << 20, "the bomb is small: {} bytes", bomb.len());
+    assert!(
+        bomb.len() < 2 << 20,
+        "the bomb is small: {} bytes",
+        bomb.len()
+    );
     let baseline = peak_rss_kib();
 
     let mut tcp = TcpStream::connect(addr).await.unwrap();
@@ -83,7 +90,11 @@ async fn deflate_bomb_is_refused_with_1009_and_memory_stays_bounded() {
     // The server may stop reading once it has refused the message: a failed write is fine.
     let _ = tcp.write_all(&bomb).await;
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(20), tcp.read_to_end(&mut answer)).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tcp.read_to_end(&mut answer),
+    )
+    .await;
 
     let outcome = server.await.unwrap();
     assert!(
@@ -94,7 +105,13 @@ async fn deflate_bomb_is_refused_with_1009_and_memory_stays_bounded() {
     let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let close = &answer[head_end..];
     assert_eq!(close[0], 0x88, "a close frame");
-    assert_eq!(u16::from_be_bytes([close[2], close[3]]), CloseCode::MESSAGE_TOO_BIG.0);
+    assert_eq!(
+        u16::from_be_bytes([close[2], close[3]]),
+        CloseCode::MESSAGE_TOO_BIG.0
+    );
     let grown_kib = peak_rss_kib().saturating_sub(baseline);
-    assert!(grown_kib < 64 * 1024, "peak memory grew by {grown_kib} KiB inflating a 256 MiB bomb");
+    assert!(
+        grown_kib < 64 * 1024,
+        "peak memory grew by {grown_kib} KiB inflating a 256 MiB bomb"
+    );
 }

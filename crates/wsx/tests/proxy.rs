@@ -3,11 +3,14 @@
 //! proxy URL parser, the environment rules (through `from_env_with`, no process environment)
 //! and `no_proxy` matching.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::echo_server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -19,27 +22,6 @@ async fn timeout<F: std::future::Future>(f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(10), f)
         .await
         .expect("timed out")
-}
-
-/// A wsx echo server on 127.0.0.1.
-async fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut ws = wsx::accept(tcp).await?;
-                while let Some(msg) = ws.recv().await {
-                    let msg = msg?;
-                    if msg.is_data() {
-                        ws.send(msg).await?;
-                    }
-                }
-                Ok::<_, wsx::Error>(())
-            });
-        }
-    });
-    addr
 }
 
 /// A port with nothing listening on it.

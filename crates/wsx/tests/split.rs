@@ -1,8 +1,11 @@
 //! Split connections: a driver task, a receiver and cloneable senders, over real sockets.
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::echo_server;
 use tokio::net::TcpListener;
 use wsx::{CloseCode, Message};
 
@@ -10,27 +13,6 @@ async fn within<F: std::future::Future>(f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(10), f)
         .await
         .expect("timed out")
-}
-
-async fn echo_server() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (tcp, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut ws = wsx::accept(tcp).await?;
-                while let Some(msg) = ws.recv().await {
-                    let msg = msg?;
-                    if msg.is_data() {
-                        ws.send(msg).await?;
-                    }
-                }
-                Ok::<_, wsx::Error>(())
-            });
-        }
-    });
-    addr
 }
 
 #[tokio::test]
