@@ -7,6 +7,7 @@
 #   bash scripts/test.sh interop         # only the interop tests (scripts/interop/interop.sh)
 #   bash scripts/test.sh fuzz            # only the fuzz smoke run (scripts/fuzz.sh)
 #   bash scripts/test.sh browser         # only the headless Chromium tests (scripts/browser/browser.sh)
+#   bash scripts/test.sh stomp           # only the stompjs client vs /stomp (scripts/interop/stomp/stomp.sh)
 #
 # Installs what it needs if missing (Debian packages, Autobahn|Testsuite),
 # then runs the steps in STEPS below and ends with one line
@@ -15,7 +16,7 @@
 #
 # Environment (all optional):
 #   AUTOBAHN_CASES      case patterns, comma-separated (default "*")
-#   AUTOBAHN_EXCLUDE    excluded patterns (default "12.*,13.*"; see scripts/lib/autobahn.sh)
+#   AUTOBAHN_EXCLUDE    excluded patterns (default none: all 517 cases; see scripts/lib/autobahn.sh)
 #   AUTOBAHN_TIMEOUT    seconds per wstest / testee process (default 1800)
 #   CARGO_TEST_TIMEOUT  seconds for cargo test (default 1800)
 #   BUILD_TIMEOUT       seconds for the release build of the examples (default 1200)
@@ -27,6 +28,9 @@
 #   FUZZ_SECONDS        seconds per fuzz target in the fuzz step (default 20; see scripts/fuzz.sh)
 #   FUZZ_STEP_TIMEOUT   seconds for the whole fuzz step, build included (default 1800)
 #   BROWSER_TIMEOUT, BROWSER_CHROMIUM, BROWSER_SCREENSHOT  see scripts/browser/browser.sh
+#   WSX_TEST_REDIS_URL  a Redis for the wsx-stomp-redis tests; unset, the cargo test step
+#                       starts redis-server (Debian package) on a free port itself
+#   STOMP_INTEROP_TIMEOUT  see scripts/interop/stomp/stomp.sh
 set -uo pipefail
 
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,6 +43,8 @@ source "$ROOT_DIR/scripts/lib/autobahn.sh"
 source "$ROOT_DIR/scripts/interop/interop.sh"
 # shellcheck source=browser/browser.sh
 source "$ROOT_DIR/scripts/browser/browser.sh"
+# shellcheck source=interop/stomp/stomp.sh
+source "$ROOT_DIR/scripts/interop/stomp/stomp.sh"
 
 # ---------------------------------------------------------------------------
 # Installers: run once, before the steps, in this order. Each is idempotent.
@@ -46,19 +52,21 @@ source "$ROOT_DIR/scripts/browser/browser.sh"
 # fail (CI) or skip (local) on their own.
 INSTALLERS=(
     install_build_deps
+    install_redis
     install_autobahn
     install_interop_peers
     install_cargo_fuzz
     install_browser
+    install_stomp_interop
 )
 
 # Steps: "name|function". Each function returns 0 (pass), 1 (fail) or
 # $SKIP_RC (skip; only outside CI). Add new suites (npm/pip peers, ...) here.
 STEPS=(
     "cargo test|step_cargo_test"
-    "autobahn server|step_autobahn_server"
-    "autobahn client|step_autobahn_client"
+    "autobahn|step_autobahn"
     "interop|step_interop"
+    "stomp|step_stomp_interop"
     "fuzz|step_fuzz"
     "browser|step_browser"
 )
@@ -73,6 +81,18 @@ install_build_deps() {
     command -v cc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev)
     [[ ${#pkgs[@]} -eq 0 ]] && { info "build deps: present"; return 0; }
     apt_install "${pkgs[@]}"
+}
+
+install_redis() {
+    # redis-server (Debian package) for the wsx-stomp-redis tests, when cargo test is selected
+    # and no WSX_TEST_REDIS_URL is given.
+    selected "cargo test" || return 0
+    [[ -n "${WSX_TEST_REDIS_URL:-}" ]] && { info "redis: using WSX_TEST_REDIS_URL"; return 0; }
+    if command -v redis-server >/dev/null 2>&1; then
+        info "redis: $(redis-server --version 2>/dev/null)"
+        return 0
+    fi
+    apt_install redis-server
 }
 
 install_autobahn() {
@@ -114,19 +134,65 @@ install_browser() {
 # ---------------------------------------------------------------------------
 # steps
 
+# redis_start: start redis-server on a free port for the Redis engine tests and export
+# WSX_TEST_REDIS_URL (stopped by redis_stop, or by the EXIT trap). Without redis-server the
+# Redis tests skip, except under CI where that is a failure.
+REDIS_PID=""
+redis_start() {
+    [[ -n "${WSX_TEST_REDIS_URL:-}" ]] && return 0
+    command -v redis-server >/dev/null 2>&1 || { missing "redis-server not found"; return; }
+    local port
+    port="$(free_port)" || return 1
+    mkdir -p "$REPORTS_DIR"
+    bg_start "$REPORTS_DIR/redis.log" "$((${CARGO_TEST_TIMEOUT:-1800} + 120))" \
+        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no
+    REDIS_PID=$BG_PID
+    if ! wait_port "$port" 30 "$REDIS_PID"; then
+        err "redis-server did not start (see $REPORTS_DIR/redis.log)"
+        tail_log "$REPORTS_DIR/redis.log"
+        return 1
+    fi
+    export WSX_TEST_REDIS_URL="redis://127.0.0.1:$port"
+    info "redis-server on $WSX_TEST_REDIS_URL"
+}
+
+redis_stop() {
+    [[ -n "$REDIS_PID" ]] || return 0
+    bg_stop "$REDIS_PID"
+    REDIS_PID=""
+    unset WSX_TEST_REDIS_URL
+}
+
 step_cargo_test() {
     command -v cargo >/dev/null 2>&1 || { missing "cargo not found"; return; }
     local rc=0
+    redis_start || rc=$?
+    # No Redis under CI: the step fails (the Redis tests would fail too); outside CI they skip.
+    [[ $rc == "$SKIP_RC" ]] && rc=0
     # --no-fail-fast: report every failing test binary, not only the first.
     info "cargo test --workspace --all-features --no-fail-fast ${CARGO_TEST_ARGS:-}"
     # shellcheck disable=SC2086
     run_limited - "${CARGO_TEST_TIMEOUT:-1800}" cargo test --workspace --all-features --no-fail-fast ${CARGO_TEST_ARGS:-} || rc=$?
     [[ $rc == 124 || $rc == 137 ]] && err "cargo test timed out after ${CARGO_TEST_TIMEOUT:-1800}s"
+    redis_stop
     return $((rc != 0))
 }
 
-step_autobahn_server() { autobahn_server_role; }
-step_autobahn_client() { autobahn_client_role; }
+# Both Autobahn roles at once: wstest is single-threaded Python and the wsx testees are light, so
+# on two cores the pair takes about as long as the slower role alone. The server role's output
+# is collected in a file and printed after the client role's.
+step_autobahn() {
+    autobahn_install || return
+    autobahn_testees || return
+    mkdir -p "$REPORTS_DIR"
+    local slog="$REPORTS_DIR/autobahn-server-role.log" spid rc_server=0 rc_client=0
+    (autobahn_server_role) >"$slog" 2>&1 &
+    spid=$!
+    autobahn_client_role || rc_client=$?
+    wait "$spid" || rc_server=$?
+    cat "$slog"
+    return $((rc_server != 0 || rc_client != 0))
+}
 step_interop() { interop_run; }
 step_browser() { browser_run; }
 

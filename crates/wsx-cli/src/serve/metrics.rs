@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use wsx_proto::handshake::HandshakeError;
+use wsx_stomp::DestinationKind;
 
 /// Label values of `wsx_handshake_failures_total{reason}`, one per kind of failed handshake.
 const HANDSHAKE_REASONS: [&str; 12] = [
@@ -57,6 +58,24 @@ pub struct Metrics {
     chat_rooms: AtomicU64,
     chat_members: AtomicU64,
     chat_slow_disconnects: AtomicU64,
+    stomp_sessions: AtomicU64,
+    stomp_subscriptions: AtomicU64,
+    /// Indexed by [`stomp_kind`]: topic, queue.
+    stomp_published: [AtomicU64; 2],
+    stomp_delivered: [AtomicU64; 2],
+    stomp_redeliveries: AtomicU64,
+    stomp_slow_disconnects: AtomicU64,
+}
+
+/// The `kind` label values of the STOMP message counters.
+const STOMP_KINDS: [&str; 2] = ["topic", "queue"];
+
+/// The index of a destination kind in [`STOMP_KINDS`].
+fn stomp_kind(kind: DestinationKind) -> usize {
+    match kind {
+        DestinationKind::Topic => 0,
+        DestinationKind::Queue => 1,
+    }
 }
 
 /// Counts one open WebSocket connection while it lives (`wsx_connections_active`).
@@ -114,6 +133,35 @@ impl Metrics {
     /// Count a chat member disconnected because its outgoing queue was full.
     pub fn chat_slow_disconnect(&self) {
         self.chat_slow_disconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A `/stomp` connection opened (`delta` 1) or closed (`delta` -1).
+    pub fn stomp_sessions_add(&self, delta: i64) {
+        add_signed_wide(&self.stomp_sessions, delta);
+    }
+
+    /// STOMP subscriptions were added (positive) or removed (negative).
+    pub fn stomp_subscriptions_add(&self, delta: i64) {
+        add_signed_wide(&self.stomp_subscriptions, delta);
+    }
+
+    /// Count a message published (SEND, or committed with its transaction) to a destination.
+    pub fn stomp_published(&self, kind: DestinationKind) {
+        self.stomp_published[stomp_kind(kind)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a message handed to a subscription; `redelivered` if it came back (NACK, or its
+    /// consumer went away).
+    pub fn stomp_delivered(&self, kind: DestinationKind, redelivered: bool) {
+        self.stomp_delivered[stomp_kind(kind)].fetch_add(1, Ordering::Relaxed);
+        if redelivered {
+            self.stomp_redeliveries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Count a STOMP connection dropped because its outgoing queue was full.
+    pub fn stomp_slow_disconnect(&self) {
+        self.stomp_slow_disconnects.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The metrics in the Prometheus text exposition format (version 0.0.4).
@@ -186,6 +234,47 @@ impl Metrics {
             "Chat members disconnected because they did not keep up (close 1008).",
             get(&self.chat_slow_disconnects),
         );
+        metric(
+            "wsx_stomp_sessions",
+            "gauge",
+            "STOMP connections open on /stomp.",
+            get(&self.stomp_sessions),
+        );
+        metric(
+            "wsx_stomp_subscriptions",
+            "gauge",
+            "Active STOMP subscriptions.",
+            get(&self.stomp_subscriptions),
+        );
+        metric(
+            "wsx_stomp_redeliveries_total",
+            "counter",
+            "STOMP messages delivered again (after a NACK, or when their consumer went away).",
+            get(&self.stomp_redeliveries),
+        );
+        metric(
+            "wsx_stomp_slow_disconnects_total",
+            "counter",
+            "STOMP connections dropped because they did not keep up (close 1008).",
+            get(&self.stomp_slow_disconnects),
+        );
+        for (name, help, counts) in [
+            (
+                "wsx_stomp_messages_published_total",
+                "STOMP messages published, by destination kind.",
+                &self.stomp_published,
+            ),
+            (
+                "wsx_stomp_messages_delivered_total",
+                "STOMP messages handed to subscriptions, by destination kind.",
+                &self.stomp_delivered,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (kind, count) in STOMP_KINDS.iter().zip(counts) {
+                let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {}", get(count));
+            }
+        }
         out.push_str(
             "# HELP wsx_handshake_failures_total Failed WebSocket handshakes by reason.\n\
              # TYPE wsx_handshake_failures_total counter\n",
@@ -198,6 +287,14 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+fn add_signed_wide(a: &AtomicU64, delta: i64) {
+    if delta >= 0 {
+        a.fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
+    } else {
+        a.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
     }
 }
 

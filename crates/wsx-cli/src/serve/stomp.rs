@@ -1,0 +1,434 @@
+//! `/stomp`: STOMP 1.0, 1.1 and 1.2 over WebSocket, with the embedded (in-memory) broker.
+//!
+//! The router upgrades a request for `/stomp` with the subprotocol [`Stomp::accept`] picks
+//! (`v12.stomp`, `v11.stomp` or `v10.stomp`, the best the client offers; a client that offers
+//! none is served too) and hands the connection to [`session`], with the URL's query string
+//! and the peer address in a [`ConnectionInfo`] for the authenticator.
+//!
+//! The protocol work is done by the sans-IO crate `wsx-stomp`: one [`wsx_stomp::Broker`] for the
+//! whole server, shared through the [`hub::Hub`]. A connection task feeds every WebSocket
+//! message it receives to the broker, writes what the hub queued for it on its [`hub::Link`]
+//! (STOMP frames as text messages when they are UTF-8, binary otherwise; heart-beats as
+//! `"\n"`), sleeps until the session's next deadline (CONNECT timeout, heart-beats) and closes
+//! the WebSocket when the session ends. Other connections' traffic reaches it through the link
+//! and its `Notify`.
+//!
+//! A MESSAGE frame is encoded once per message (and protocol version) by `wsx-stomp`: the
+//! subscriber-specific head (`subscription`, `ack`, `redelivered`) is written per subscriber
+//! and the shared tail (headers, body) goes to every socket without being copied or compressed,
+//! like the chat rooms' broadcasts. Other frames (CONNECTED, RECEIPT, ERROR) are ordinary
+//! messages, compressed when permessage-deflate was negotiated.
+//!
+//! Authentication: with `--jwt-secret` and/or `--jwt-public-key`, a client must present a JWT
+//! ([`jwt`]); without either, anyone may connect and use every destination (the principal is
+//! the `login` header, or `anonymous`).
+//!
+//! The session ends when the client sends DISCONNECT (close 1000), on a protocol error or a
+//! refused CONNECT (ERROR frame, then close 1008 with its message), when the client's
+//! heart-beats stop (ERROR, then close), when the client closes, when it is too slow for the
+//! traffic it subscribed to (close 1008 "too slow"), or on server shutdown (close 1001). Its
+//! subscriptions are then released: unacknowledged queue messages go to other consumers.
+
+mod hub;
+mod jwt;
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::debug;
+use wsx::{Accept, CloseCode, HttpRequest, Message, Utf8Bytes, WebSocket, WebSocketConfig};
+use wsx_proto::frame::MAX_HEADER_LEN;
+use wsx_proto::{FrameHeader, OpCode};
+use wsx_stomp::{
+    AllowAll, Authenticator, Broker, ConnectionInfo, EncodedFrame, Limits, MemoryEngine,
+    SessionConfig,
+};
+
+use super::State;
+use super::metrics::Metrics;
+use hub::{Hub, LINK_QUEUE_LEN, Metered, Out, QueueLimits};
+use jwt::JwtAuth;
+
+/// The subprotocols of STOMP over WebSocket, best first.
+const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
+/// Unwritten output above which the task stops taking frames from its link.
+const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// The least bytes a connection's link may hold before it counts as too slow.
+const MIN_QUEUED_BYTES: usize = 8 << 20;
+
+/// The `--stomp-heartbeat` value: the server's heart-beat header `sx,sy` in milliseconds: it
+/// sends something at least every `sx` ms (if the client wants it) and wants to hear from the
+/// client every `sy` ms (if the client can); 0 turns a direction off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartBeatMs {
+    /// `sx`: how often the server can send heart-beats.
+    pub send: u32,
+    /// `sy`: how often the server wants to receive them.
+    pub receive: u32,
+}
+
+impl FromStr for HeartBeatMs {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || format!("`{s}`: expected two millisecond counts, SEND,RECEIVE");
+        let (a, b) = s.split_once(',').ok_or_else(invalid)?;
+        Ok(HeartBeatMs {
+            send: a.trim().parse().map_err(|_| invalid())?,
+            receive: b.trim().parse().map_err(|_| invalid())?,
+        })
+    }
+}
+
+/// The `--jwt-secret` value; `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JwtSecret(String);
+
+impl std::fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtSecret(…)")
+    }
+}
+
+impl FromStr for JwtSecret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err("the secret must not be empty".to_owned());
+        }
+        Ok(JwtSecret(s.to_owned()))
+    }
+}
+
+/// What `/stomp` needs from the command line.
+#[derive(Debug, Clone)]
+pub struct StompOptions<'a> {
+    /// `--jwt-secret`.
+    pub jwt_secret: Option<&'a JwtSecret>,
+    /// `--jwt-public-key`.
+    pub jwt_public_key: Option<&'a std::path::Path>,
+    /// `--stomp-max-subscriptions`.
+    pub max_subscriptions: usize,
+    /// `--stomp-heartbeat`.
+    pub heartbeat: HeartBeatMs,
+}
+
+/// The `/stomp` endpoint: the shared broker and the WebSocket settings of its connections.
+#[derive(Debug)]
+pub struct Stomp {
+    hub: Hub,
+    ws_config: WebSocketConfig,
+}
+
+impl Stomp {
+    /// Build the endpoint: `base` is the WebSocket configuration of the other routes
+    /// (compression, keepalive); the message limit follows the STOMP frame limit.
+    pub fn new(
+        options: &StompOptions<'_>,
+        base: &WebSocketConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Stomp, String> {
+        let limits = Limits::default();
+        let config = SessionConfig::default()
+            .limits(limits)
+            .heart_beat(options.heartbeat.send, options.heartbeat.receive)
+            .max_subscriptions(options.max_subscriptions);
+        let jwt = JwtAuth::from_options(
+            options.jwt_secret.map(|s| s.0.as_str()),
+            options.jwt_public_key,
+        )?;
+        let auth: Arc<dyn Authenticator> = match jwt {
+            Some(jwt) => Arc::new(jwt),
+            None => Arc::new(AllowAll),
+        };
+        let engine = Metered::new(MemoryEngine::new(), metrics.clone());
+        let queue_limits = QueueLimits {
+            items: LINK_QUEUE_LEN,
+            bytes: limits
+                .max_frame_size
+                .saturating_mul(4)
+                .max(MIN_QUEUED_BYTES),
+        };
+        // A WebSocket message may pack a few frames; the decoder enforces the frame limits.
+        let message_limit = limits.max_frame_size.saturating_mul(2);
+        let ws_config = base
+            .clone()
+            .max_message_size(message_limit)
+            .max_frame_size(message_limit);
+        Ok(Stomp {
+            hub: Hub::new(Broker::new(engine, config, auth), metrics, queue_limits),
+            ws_config,
+        })
+    }
+
+    /// The WebSocket settings of `/stomp` connections.
+    pub fn ws_config(&self) -> &WebSocketConfig {
+        &self.ws_config
+    }
+
+    /// Choose the subprotocol for an upgrade request: the best STOMP version the client offers,
+    /// or none when it offers none (such clients are served too).
+    pub fn accept(&self, req: &HttpRequest, mut accept: Accept) -> Accept {
+        accept.subprotocol = choose_subprotocol(req).map(str::to_owned);
+        accept
+    }
+}
+
+/// The best of [`SUBPROTOCOLS`] that `req` offers.
+fn choose_subprotocol(req: &HttpRequest) -> Option<&'static str> {
+    let offered: Vec<&str> = req
+        .header_values("sec-websocket-protocol")
+        .filter_map(|value| std::str::from_utf8(value).ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    SUBPROTOCOLS
+        .into_iter()
+        .find(|p| offered.iter().any(|o| o.eq_ignore_ascii_case(p)))
+}
+
+/// What the authenticator learns about a connection: peer, path, query string.
+pub fn connection_info(req: &HttpRequest, peer: SocketAddr) -> ConnectionInfo {
+    let info = ConnectionInfo::new()
+        .with_peer_addr(peer)
+        .with_path(req.path());
+    match req.query() {
+        Some(query) => info.with_query(query),
+        None => info,
+    }
+}
+
+/// Why a session ended.
+enum End {
+    /// The client closed the connection.
+    PeerClosed,
+    /// The connection failed.
+    Failed(wsx::Error),
+    /// The server is shutting down.
+    Shutdown,
+    /// The hub dropped the connection: it did not keep up.
+    Kicked,
+    /// The STOMP session ended: after an ERROR (its message) or a DISCONNECT (`None`).
+    Stomp(Option<String>),
+}
+
+/// Run a STOMP session on an upgraded `/stomp` connection until it ends.
+pub async fn session(
+    mut ws: WebSocket<TcpStream>,
+    info: ConnectionInfo,
+    stomp: Arc<Stomp>,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let hub = &stomp.hub;
+    let metrics = &state.metrics;
+    let (conn, link, mut deadline) = hub.open(info);
+    debug!(conn = conn.0, subprotocol = ?ws.subprotocol(), "stomp: open");
+    let mut batch = Vec::new();
+
+    let end = 'session: loop {
+        // Write what the broker produced for this connection, up to the high-water mark.
+        let budget = WRITE_HIGH_WATER.saturating_sub(ws.buffered_amount());
+        if link.take(budget, &mut batch) {
+            break End::Kicked;
+        }
+        for out in batch.drain(..) {
+            let written = match out {
+                Out::Frame(frame) => {
+                    metrics.sent(frame.len());
+                    feed_frame(&mut ws, &frame)
+                }
+                Out::HeartBeat => ws.feed(Message::text("\n")),
+                Out::Close(reason) => break 'session End::Stomp(reason),
+            };
+            if let Err(e) = written {
+                break 'session End::Failed(e);
+            }
+        }
+        let backed_up = link.has_output();
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = super::wait_shutdown(&mut shutdown) => break End::Shutdown,
+            () = link.notify.notified() => {}
+            () = timer => deadline = hub.timeout(conn),
+            input = poll_fn(|cx| poll_input(&mut ws, cx, backed_up)) => match input {
+                Input::Drained => {}
+                Input::Message(None) => break End::PeerClosed,
+                Input::Message(Some(Err(e))) => break End::Failed(e),
+                Input::Message(Some(Ok(msg))) => {
+                    if msg.is_data() {
+                        let bytes = msg.payload();
+                        metrics.received(bytes.len());
+                        deadline = hub.receive(conn, bytes);
+                    }
+                }
+            },
+        }
+    };
+
+    // Release the session first: its queue messages go to other consumers at once.
+    hub.close(conn);
+    drop(link);
+    let closed = match end {
+        End::PeerClosed => Ok(()),
+        End::Failed(e) => Err(e),
+        End::Shutdown => {
+            ws.close(CloseCode::GOING_AWAY, "server shutting down")
+                .await
+        }
+        End::Kicked => ws.close(CloseCode::POLICY_VIOLATION, "too slow").await,
+        End::Stomp(None) => ws.close(CloseCode::NORMAL, "").await,
+        End::Stomp(Some(reason)) => {
+            ws.close(CloseCode::POLICY_VIOLATION, &close_reason(&reason))
+                .await
+        }
+    };
+    match closed {
+        Ok(()) => debug!(conn = conn.0, "stomp: closed"),
+        Err(e) => debug!(conn = conn.0, "stomp: connection ended: {e}"),
+    }
+}
+
+/// A close reason from an ERROR message: at most 123 bytes, cut on a character boundary.
+fn close_reason(message: &str) -> String {
+    const MAX: usize = 123;
+    if message.len() <= MAX {
+        return message.to_owned();
+    }
+    let mut end = MAX;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message[..end].to_owned()
+}
+
+/// Queue one STOMP frame as one WebSocket message.
+fn feed_frame(ws: &mut WebSocket<TcpStream>, frame: &EncodedFrame) -> Result<(), wsx::Error> {
+    if frame.head().is_empty() {
+        // A frame of this session alone (CONNECTED, RECEIPT, ERROR): an ordinary message.
+        let bytes = frame.tail().clone();
+        let msg = if frame.is_utf8() {
+            Utf8Bytes::try_from(bytes.clone()).map_or(Message::Binary(bytes), Message::Text)
+        } else {
+            Message::Binary(bytes)
+        };
+        return ws.feed(msg);
+    }
+    // A MESSAGE: one unfragmented, uncompressed WebSocket frame written from the two parts;
+    // the shared tail is queued as it is (no copy when large).
+    let opcode = if frame.is_utf8() {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    };
+    let header = FrameHeader::new(opcode, frame.len() as u64);
+    let mut encoded = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut encoded);
+    let mut first = BytesMut::with_capacity(n + frame.head().len());
+    first.extend_from_slice(&encoded[..n]);
+    first.extend_from_slice(frame.head());
+    ws.feed_encoded(first.freeze())?;
+    ws.feed_encoded(frame.tail().clone())
+}
+
+/// What [`poll_input`] saw.
+enum Input {
+    /// A message, the end of the stream, or an error, as from [`WebSocket::recv`].
+    Message(Option<Result<Message, wsx::Error>>),
+    /// The unwritten output fell under [`WRITE_HIGH_WATER`]: time to take from the link again.
+    Drained,
+}
+
+/// Receive like [`WebSocket::recv`] (which also writes queued output), and when `backed_up`,
+/// also resolve once the output has drained under [`WRITE_HIGH_WATER`].
+fn poll_input(ws: &mut WebSocket<TcpStream>, cx: &mut Context<'_>, backed_up: bool) -> Poll<Input> {
+    if let Poll::Ready(msg) = ws.poll_recv(cx) {
+        return Poll::Ready(Input::Message(msg));
+    }
+    if backed_up && ws.buffered_amount() < WRITE_HIGH_WATER {
+        return Poll::Ready(Input::Drained);
+    }
+    Poll::Pending
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(protocols: &[&str]) -> HttpRequest {
+        let mut head = String::from(
+            "GET /stomp?access_token=x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n",
+        );
+        for p in protocols {
+            head.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
+        }
+        head.push_str("\r\n");
+        let (req, _) = wsx_proto::handshake::parse_request(head.as_bytes(), 16 * 1024)
+            .expect("valid")
+            .expect("complete");
+        req
+    }
+
+    #[test]
+    fn subprotocols() {
+        assert_eq!(choose_subprotocol(&request(&[])), None);
+        assert_eq!(choose_subprotocol(&request(&["chat"])), None);
+        assert_eq!(
+            choose_subprotocol(&request(&["v10.stomp, v11.stomp, v12.stomp"])),
+            Some("v12.stomp")
+        );
+        assert_eq!(
+            choose_subprotocol(&request(&["v10.stomp", "V11.STOMP"])),
+            Some("v11.stomp")
+        );
+    }
+
+    #[test]
+    fn connection_info_keeps_the_query() {
+        let info = connection_info(&request(&[]), SocketAddr::from(([127, 0, 0, 1], 9)));
+        assert_eq!(info.path, "/stomp");
+        assert_eq!(info.query_param("access_token"), Some("x"));
+    }
+
+    #[test]
+    fn heartbeat_flag() {
+        assert_eq!(
+            "10000,5000".parse(),
+            Ok(HeartBeatMs {
+                send: 10_000,
+                receive: 5_000
+            })
+        );
+        assert_eq!(
+            " 0 , 0 ".parse(),
+            Ok(HeartBeatMs {
+                send: 0,
+                receive: 0
+            })
+        );
+        assert!("10000".parse::<HeartBeatMs>().is_err());
+        assert!("a,b".parse::<HeartBeatMs>().is_err());
+    }
+
+    #[test]
+    fn close_reasons_fit() {
+        assert_eq!(close_reason("bad"), "bad");
+        let long = "é".repeat(100);
+        let cut = close_reason(&long);
+        assert!(cut.len() <= 123 && long.starts_with(&cut));
+    }
+}

@@ -1,0 +1,613 @@
+//! The broker every `/stomp` connection shares, and the per-connection queues it fills.
+//!
+//! One [`wsx_stomp::Broker`] (sans IO) lives behind a mutex in the [`Hub`]. A connection task
+//! calls the hub when its client sends bytes ([`Hub::receive`]) or its timer fires
+//! ([`Hub::timeout`]); every call runs the broker under the lock and then, still under it,
+//! moves what the broker produced for each affected connection (the caller and the
+//! connections the broker reported as woken) into that connection's [`Link`]: a queue of
+//! encoded frames bounded in entries and bytes, plus a [`Notify`]. The lock is released before
+//! any task is woken and is never held across an await; the tasks write their link's frames to
+//! their sockets without it.
+//!
+//! A connection whose link overflows because of *other* connections' traffic (it does not read
+//! fast enough) is dropped from the broker at once — its unacknowledged queue messages go to
+//! other consumers — and its task closes the WebSocket with 1008 "too slow", as the chat rooms
+//! do. Output a connection caused itself (a backlog a new queue subscription drains) is never
+//! refused: the client asked for it.
+//!
+//! An engine that delivers asynchronously (a shared store such as Redis) hands what it receives
+//! to [`Hub::deliver_with`]: under the same lock it runs a closure on the engine, passes the
+//! deliveries to [`wsx_stomp::Broker::deliver`] and routes the woken connections like any other
+//! call.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+use tracing::debug;
+use wsx_stomp::{
+    Broker, ConnId, ConnectionInfo, Delivery, Destination, EncodedFrame, Engine, MemoryEngine,
+    MessageId, Publish, SubscriberKey, Transmit,
+};
+
+use super::super::metrics::Metrics;
+
+/// The most entries a connection's queue holds before the connection counts as too slow.
+pub const LINK_QUEUE_LEN: usize = 1024;
+
+/// Lock a mutex, ignoring poisoning: the data is plain bookkeeping, valid after any panic.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a connection task writes to its socket, in order.
+#[derive(Debug)]
+pub enum Out {
+    /// A STOMP frame: one WebSocket message.
+    Frame(EncodedFrame),
+    /// A heart-beat: one `"\n"`.
+    HeartBeat,
+    /// The session is over (after ERROR or DISCONNECT): close the WebSocket. The reason is the
+    /// ERROR's message, `None` after a DISCONNECT.
+    Close(Option<String>),
+}
+
+impl Out {
+    /// Bytes it takes on the wire (at least 1, so that empty entries count).
+    fn size(&self) -> usize {
+        match self {
+            Out::Frame(frame) => frame.len().max(1),
+            Out::HeartBeat | Out::Close(_) => 1,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Out>,
+    bytes: usize,
+    kicked: bool,
+}
+
+/// One connection's output queue, filled by the hub and drained by the connection's task.
+#[derive(Debug, Default)]
+pub struct Link {
+    queue: Mutex<Queue>,
+    /// Signalled whenever the queue got something or the connection was dropped.
+    pub notify: Notify,
+}
+
+impl Link {
+    /// Move queued output into `into`, about `budget` bytes of it (at least one entry when any
+    /// is queued and `budget` is not 0). Returns `true` if the hub dropped the connection (it is
+    /// too slow), whatever the budget.
+    pub fn take(&self, budget: usize, into: &mut Vec<Out>) -> bool {
+        let mut queue = lock(&self.queue);
+        if queue.kicked {
+            return true;
+        }
+        let mut taken = 0;
+        while taken < budget {
+            let Some(out) = queue.items.pop_front() else {
+                break;
+            };
+            let size = out.size();
+            queue.bytes -= size;
+            taken += size;
+            into.push(out);
+        }
+        false
+    }
+
+    /// Whether output is waiting.
+    pub fn has_output(&self) -> bool {
+        !lock(&self.queue).items.is_empty()
+    }
+}
+
+/// How much output a connection may have waiting before it is dropped as too slow.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Entries.
+    pub items: usize,
+    /// Bytes (an empty queue takes one entry of any size).
+    pub bytes: usize,
+}
+
+/// The engine wrapper that counts publications and deliveries for `/metrics`.
+pub struct Metered<E> {
+    inner: E,
+    metrics: Arc<Metrics>,
+}
+
+impl<E> Metered<E> {
+    /// Count what `inner` publishes and delivers.
+    pub fn new(inner: E, metrics: Arc<Metrics>) -> Self {
+        Metered { inner, metrics }
+    }
+
+    fn count(&self, deliveries: &[Delivery]) {
+        for delivery in deliveries {
+            self.metrics
+                .stomp_delivered(delivery.message.destination().kind(), delivery.redelivered);
+        }
+    }
+}
+
+impl<E: Engine> Engine for Metered<E> {
+    fn subscribe(
+        &mut self,
+        key: SubscriberKey,
+        destination: &Destination,
+        max_unacked: Option<usize>,
+        out: &mut Vec<Delivery>,
+    ) {
+        let n = out.len();
+        self.inner.subscribe(key, destination, max_unacked, out);
+        self.count(&out[n..]);
+    }
+
+    fn unsubscribe(&mut self, key: &SubscriberKey, out: &mut Vec<Delivery>) {
+        let n = out.len();
+        self.inner.unsubscribe(key, out);
+        self.count(&out[n..]);
+    }
+
+    fn publish(&mut self, message: Publish, out: &mut Vec<Delivery>) {
+        self.metrics.stomp_published(message.destination.kind());
+        let n = out.len();
+        self.inner.publish(message, out);
+        self.count(&out[n..]);
+    }
+
+    fn ack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
+        let n = out.len();
+        self.inner.ack(key, ids, out);
+        self.count(&out[n..]);
+    }
+
+    fn nack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
+        let n = out.len();
+        self.inner.nack(key, ids, out);
+        self.count(&out[n..]);
+    }
+}
+
+/// A connection's entry in the hub.
+struct Entry {
+    link: Arc<Link>,
+    /// Its subscriptions as last counted (for the `wsx_stomp_subscriptions` gauge).
+    subscriptions: usize,
+}
+
+/// What the lock protects.
+struct Shared<E: Engine> {
+    broker: Broker<Metered<E>>,
+    links: HashMap<ConnId, Entry>,
+    /// Reused for the connections a broker call woke.
+    scratch: Vec<ConnId>,
+}
+
+/// The shared STOMP broker of `wsx serve` and the links to its connections.
+pub struct Hub<E: Engine = MemoryEngine> {
+    shared: Mutex<Shared<E>>,
+    metrics: Arc<Metrics>,
+    limits: QueueLimits,
+}
+
+impl<E: Engine> std::fmt::Debug for Hub<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: Engine> Hub<E> {
+    /// A hub around `broker`; connections whose queues pass `limits` are dropped.
+    pub fn new(broker: Broker<Metered<E>>, metrics: Arc<Metrics>, limits: QueueLimits) -> Self {
+        Hub {
+            shared: Mutex::new(Shared {
+                broker,
+                links: HashMap::new(),
+                scratch: Vec::new(),
+            }),
+            metrics,
+            limits,
+        }
+    }
+
+    /// Register a new WebSocket connection. Returns its id, its link and its first deadline
+    /// (the CONNECT timeout).
+    pub fn open(&self, info: ConnectionInfo) -> (ConnId, Arc<Link>, Option<Instant>) {
+        let link = Arc::new(Link::default());
+        let mut shared = lock(&self.shared);
+        let conn = shared.broker.open(info, Instant::now());
+        shared.links.insert(
+            conn,
+            Entry {
+                link: link.clone(),
+                subscriptions: 0,
+            },
+        );
+        self.metrics.stomp_sessions_add(1);
+        let deadline = shared.broker.poll_timeout(conn);
+        (conn, link, deadline)
+    }
+
+    /// The payload of a WebSocket message from `conn`. Returns its next deadline.
+    pub fn receive(&self, conn: ConnId, bytes: &[u8]) -> Option<Instant> {
+        self.call(conn, |broker, now, woken| {
+            woken.extend_from_slice(broker.receive(conn, now, bytes));
+        })
+    }
+
+    /// `conn`'s deadline passed. Returns its next deadline.
+    pub fn timeout(&self, conn: ConnId) -> Option<Instant> {
+        self.call(conn, |broker, now, woken| {
+            woken.extend_from_slice(broker.handle_timeout(conn, now));
+        })
+    }
+
+    /// `conn` is gone: drop its session (its unacknowledged queue messages go to others).
+    pub fn close(&self, conn: ConnId) {
+        let mut wake = Vec::new();
+        {
+            let mut guard = lock(&self.shared);
+            let shared = &mut *guard;
+            let mut woken = std::mem::take(&mut shared.scratch);
+            woken.clear();
+            woken.extend_from_slice(shared.broker.close(conn));
+            if let Some(entry) = shared.links.remove(&conn) {
+                self.metrics
+                    .stomp_subscriptions_add(-signed(entry.subscriptions));
+                self.metrics.stomp_sessions_add(-1);
+            }
+            shared.fan_out(conn, &mut woken, Instant::now(), self, &mut wake);
+            shared.scratch = woken;
+        }
+        for link in wake {
+            link.notify.notify_one();
+        }
+    }
+
+    /// Deliveries made outside a client's call, by an engine that delivers asynchronously (or
+    /// a server-side publisher): `make` runs on the engine under the lock and returns them;
+    /// they go to their sessions and the connections that got output are woken, the slow ones
+    /// dropped.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the entry point of asynchronous engines (Redis)")
+    )]
+    pub fn deliver_with(&self, make: impl FnOnce(&mut E) -> Vec<Delivery>) {
+        let mut wake = Vec::new();
+        {
+            let mut guard = lock(&self.shared);
+            let shared = &mut *guard;
+            let engine = shared.broker.engine_mut();
+            let deliveries = make(&mut engine.inner);
+            engine.count(&deliveries);
+            let mut woken = std::mem::take(&mut shared.scratch);
+            woken.clear();
+            woken.extend_from_slice(shared.broker.deliver(deliveries));
+            shared.fan_out(ConnId(0), &mut woken, Instant::now(), self, &mut wake);
+            shared.scratch = woken;
+        }
+        for link in wake {
+            link.notify.notify_one();
+        }
+    }
+
+    /// Run one broker operation for `conn` (it lists the other connections it woke), then
+    /// route `conn`'s output and theirs; wake their tasks once the lock is released.
+    fn call(
+        &self,
+        conn: ConnId,
+        op: impl FnOnce(&mut Broker<Metered<E>>, Instant, &mut Vec<ConnId>),
+    ) -> Option<Instant> {
+        let now = Instant::now();
+        let mut wake = Vec::new();
+        let deadline = {
+            let mut guard = lock(&self.shared);
+            let shared = &mut *guard;
+            let mut woken = std::mem::take(&mut shared.scratch);
+            woken.clear();
+            op(&mut shared.broker, now, &mut woken);
+            // Output the connection caused for itself is never refused.
+            shared.flush(conn, now, None, &mut wake);
+            shared.sync_subscriptions(conn, &self.metrics);
+            shared.fan_out(conn, &mut woken, now, self, &mut wake);
+            shared.scratch = woken;
+            shared.broker.poll_timeout(conn)
+        };
+        for link in wake {
+            link.notify.notify_one();
+        }
+        deadline
+    }
+}
+
+impl<E: Engine> Shared<E> {
+    /// Move the output of every connection in `woken` (other than `origin`) into its link;
+    /// drop the connections whose links overflow, which may wake more connections.
+    fn fan_out(
+        &mut self,
+        origin: ConnId,
+        woken: &mut Vec<ConnId>,
+        now: Instant,
+        hub: &Hub<E>,
+        wake: &mut Vec<Arc<Link>>,
+    ) {
+        while let Some(conn) = woken.pop() {
+            if conn == origin {
+                continue;
+            }
+            if self.flush(conn, now, Some(hub.limits), wake) {
+                continue;
+            }
+            // Too slow: drop it from the broker (its queue messages go back to other
+            // consumers) and tell its task to close.
+            debug!(
+                conn = conn.0,
+                "stomp: dropping a connection that does not keep up"
+            );
+            hub.metrics.stomp_slow_disconnect();
+            woken.extend_from_slice(self.broker.close(conn));
+            if let Some(entry) = self.links.get_mut(&conn) {
+                hub.metrics
+                    .stomp_subscriptions_add(-signed(entry.subscriptions));
+                entry.subscriptions = 0;
+                let mut queue = lock(&entry.link.queue);
+                queue.kicked = true;
+                queue.items.clear();
+                queue.bytes = 0;
+                drop(queue);
+                wake.push(entry.link.clone());
+            }
+        }
+    }
+
+    /// Move `conn`'s transmits into its link. With `limits`, stop and return `false` when the
+    /// link would pass them.
+    fn flush(
+        &mut self,
+        conn: ConnId,
+        now: Instant,
+        limits: Option<QueueLimits>,
+        wake: &mut Vec<Arc<Link>>,
+    ) -> bool {
+        let Some(entry) = self.links.get(&conn) else {
+            return true;
+        };
+        let mut queue = lock(&entry.link.queue);
+        if queue.kicked {
+            return true;
+        }
+        let mut pushed = false;
+        while let Some(transmit) = self.broker.poll_transmit(conn, now) {
+            let out = match transmit {
+                Transmit::Frame(frame) => Out::Frame(frame),
+                Transmit::HeartBeat => Out::HeartBeat,
+                Transmit::Close => Out::Close(
+                    self.broker
+                        .session(conn)
+                        .and_then(|s| s.close_reason())
+                        .map(str::to_owned),
+                ),
+            };
+            let size = out.size();
+            if let Some(limits) = limits
+                && !queue.items.is_empty()
+                && (queue.items.len() >= limits.items
+                    || queue.bytes.saturating_add(size) > limits.bytes)
+            {
+                return false;
+            }
+            queue.bytes += size;
+            queue.items.push_back(out);
+            pushed = true;
+        }
+        if pushed {
+            wake.push(entry.link.clone());
+        }
+        true
+    }
+
+    /// Bring the `wsx_stomp_subscriptions` gauge up to date with `conn`'s session.
+    fn sync_subscriptions(&mut self, conn: ConnId, metrics: &Metrics) {
+        let now = self
+            .broker
+            .session(conn)
+            .map_or(0, |s| s.subscription_count());
+        if let Some(entry) = self.links.get_mut(&conn)
+            && entry.subscriptions != now
+        {
+            metrics.stomp_subscriptions_add(signed(now) - signed(entry.subscriptions));
+            entry.subscriptions = now;
+        }
+    }
+}
+
+/// `n` as a gauge delta.
+fn signed(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use wsx_stomp::{AllowAll, Command, Decoder, Frame, Headers, Limits, SessionConfig, Version};
+
+    use super::*;
+
+    fn hub(limits: QueueLimits) -> (Hub, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let engine = Metered::new(MemoryEngine::new(), metrics.clone());
+        let broker = Broker::new(engine, SessionConfig::default(), Arc::new(AllowAll));
+        (Hub::new(broker, metrics.clone(), limits), metrics)
+    }
+
+    fn roomy() -> QueueLimits {
+        QueueLimits {
+            items: 1000,
+            bytes: 1 << 20,
+        }
+    }
+
+    fn send(hub: &Hub, conn: ConnId, frame: Frame) {
+        let bytes = frame.encode(Version::V1_2).expect("encodable");
+        hub.receive(conn, &bytes);
+    }
+
+    /// Open a connection, CONNECT, and subscribe to `destination` (if any) in `ack` mode.
+    fn client(hub: &Hub, subscribe: Option<(&str, &str)>) -> (ConnId, Arc<Link>) {
+        let (conn, link, _) = hub.open(ConnectionInfo::new().with_path("/stomp"));
+        send(
+            hub,
+            conn,
+            Frame::new(Command::Connect).with_header("accept-version", "1.2"),
+        );
+        assert_eq!(commands(&link), [Command::Connected]);
+        if let Some((destination, ack)) = subscribe {
+            send(
+                hub,
+                conn,
+                Frame::new(Command::Subscribe)
+                    .with_header("id", "s")
+                    .with_header("destination", destination)
+                    .with_header("ack", ack),
+            );
+        }
+        (conn, link)
+    }
+
+    fn publish(hub: &Hub, conn: ConnId, destination: &str, body: &str) {
+        send(
+            hub,
+            conn,
+            Frame::new(Command::Send)
+                .with_header("destination", destination)
+                .with_body(body.to_owned()),
+        );
+    }
+
+    /// Everything queued on `link`, decoded.
+    fn frames(link: &Link) -> Vec<Frame> {
+        let mut outs = Vec::new();
+        assert!(!link.take(usize::MAX, &mut outs), "not kicked");
+        let mut decoder = Decoder::new(Limits::default());
+        decoder.set_version(Version::V1_2);
+        let mut frames = Vec::new();
+        for out in outs {
+            if let Out::Frame(frame) = out {
+                decoder.feed(&frame.to_bytes());
+                while let Some(frame) = decoder.poll_frame().expect("valid frame") {
+                    frames.push(frame);
+                }
+            }
+        }
+        frames
+    }
+
+    fn commands(link: &Link) -> Vec<Command> {
+        frames(link).into_iter().map(|f| f.command).collect()
+    }
+
+    #[test]
+    fn deliveries_reach_the_links_and_the_gauges_follow() {
+        let (hub, metrics) = hub(roomy());
+        let (_a, a) = client(&hub, Some(("/topic/t", "auto")));
+        let (_b, b) = client(&hub, Some(("/topic/t", "auto")));
+        let (p, _) = client(&hub, None);
+        publish(&hub, p, "/topic/t", "hi");
+        for link in [&a, &b] {
+            let got = frames(link);
+            assert_eq!(got.len(), 1);
+            assert_eq!(&got[0].body[..], b"hi");
+        }
+        let text = metrics.render();
+        assert!(text.contains("wsx_stomp_sessions 3\n"), "{text}");
+        assert!(text.contains("wsx_stomp_subscriptions 2\n"), "{text}");
+        assert!(text.contains("wsx_stomp_messages_delivered_total{kind=\"topic\"} 2\n"));
+        hub.close(p);
+        assert!(metrics.render().contains("wsx_stomp_sessions 2\n"));
+    }
+
+    #[test]
+    fn a_connection_that_does_not_drain_is_dropped_and_its_messages_move_on() {
+        let (hub, metrics) = hub(QueueLimits {
+            items: 3,
+            bytes: 1 << 20,
+        });
+        let (slow, slow_link) = client(&hub, Some(("/queue/q", "client-individual")));
+        let (p, p_link) = client(&hub, None);
+        // The slow consumer never takes from its link: the fourth message overflows it.
+        for i in 0..4 {
+            publish(&hub, p, "/queue/q", &format!("m{i}"));
+        }
+        let mut outs = Vec::new();
+        assert!(slow_link.take(usize::MAX, &mut outs), "kicked");
+        assert!(outs.is_empty());
+        assert!(
+            hub.shared
+                .lock()
+                .expect("lock")
+                .broker
+                .session(slow)
+                .is_none()
+        );
+        assert!(
+            metrics
+                .render()
+                .contains("wsx_stomp_slow_disconnects_total 1\n")
+        );
+        assert!(metrics.render().contains("wsx_stomp_subscriptions 0\n"));
+        // The publisher caused it but is not affected; a new consumer gets the messages the
+        // slow one held, marked redelivered.
+        assert!(commands(&p_link).is_empty());
+        let (_fresh, fresh) = client(&hub, Some(("/queue/q", "auto")));
+        let got = frames(&fresh);
+        let bodies: Vec<&[u8]> = got.iter().map(|f| &f.body[..]).collect();
+        assert_eq!(bodies, [&b"m0"[..], b"m1", b"m2", b"m3"]);
+        assert_eq!(got[0].header("redelivered"), Some("true"));
+        hub.close(slow);
+        assert!(metrics.render().contains("wsx_stomp_sessions 2\n"));
+    }
+
+    #[test]
+    fn own_output_is_never_refused() {
+        let (hub, _) = hub(QueueLimits {
+            items: 2,
+            bytes: 1 << 20,
+        });
+        let (p, _) = client(&hub, None);
+        for i in 0..5 {
+            publish(&hub, p, "/queue/backlog", &format!("m{i}"));
+        }
+        // Subscribing drains the backlog into the subscriber's own link, past the limits.
+        let (_c, link) = client(&hub, Some(("/queue/backlog", "auto")));
+        assert_eq!(frames(&link).len(), 5);
+    }
+
+    #[test]
+    fn deliveries_from_outside_a_call() {
+        let (hub, metrics) = hub(roomy());
+        let (_a, a) = client(&hub, Some(("/topic/news", "auto")));
+        hub.deliver_with(|engine| {
+            let destination = Destination::parse("/topic/news").expect("a destination");
+            let mut out = Vec::new();
+            let publish = Publish::new(destination, Headers::new(), Bytes::from_static(b"x"));
+            engine.publish(publish, &mut out);
+            out
+        });
+        let got = frames(&a);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].header("destination"), Some("/topic/news"));
+        assert!(
+            metrics
+                .render()
+                .contains("wsx_stomp_messages_delivered_total{kind=\"topic\"} 1\n")
+        );
+    }
+}

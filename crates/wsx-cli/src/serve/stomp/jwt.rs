@@ -1,0 +1,183 @@
+//! JWT authentication of STOMP clients: the [`wsx_stomp::Authenticator`] of `/stomp` when
+//! `--jwt-secret` (HS256) or `--jwt-public-key` (RS256) is given.
+//!
+//! The broker session calls [`JwtAuth::authenticate`] when a client's CONNECT arrives. The token
+//! is taken from, in order: an `Authorization: Bearer TOKEN` header of the CONNECT frame, its
+//! `passcode` header (`login` is ignored), or the `access_token` query parameter of the
+//! WebSocket URL (`/stomp?access_token=TOKEN`, for clients that cannot set CONNECT headers).
+//!
+//! The token must be signed with an accepted algorithm and key, must not be expired (`exp`, with
+//! the library's default leeway of 60 s) and must name the user (`sub`). Its `subscribe` and
+//! `send` claims are arrays of destination patterns (`*` within a path segment, `**` across
+//! them, e.g. `["/topic/chat.*", "/queue/jobs"]`); a missing claim allows nothing.
+//!
+//! Any failure refuses the CONNECT: the session answers with an ERROR frame whose `message`
+//! header says why, then closes.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde::Deserialize;
+use wsx_stomp::{Authenticator, ConnectRequest, Principal, Refusal};
+
+/// The claims `/stomp` reads.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    /// The user (the session's `user-id`).
+    sub: String,
+    /// Destination patterns the user may SUBSCRIBE to.
+    #[serde(default)]
+    subscribe: Vec<String>,
+    /// Destination patterns the user may SEND to.
+    #[serde(default)]
+    send: Vec<String>,
+}
+
+/// Verifies JWTs signed with HS256 (a shared secret) and/or RS256 (an RSA key pair).
+pub struct JwtAuth {
+    hs256: Option<DecodingKey>,
+    rs256: Option<DecodingKey>,
+}
+
+impl std::fmt::Debug for JwtAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuth")
+            .field("hs256", &self.hs256.is_some())
+            .field("rs256", &self.rs256.is_some())
+            .finish()
+    }
+}
+
+impl JwtAuth {
+    /// An authenticator for tokens signed with `secret` (HS256) and/or the private key matching
+    /// the PEM public key in `public_key_file` (RS256). `None` when neither is given.
+    pub fn from_options(
+        secret: Option<&str>,
+        public_key_file: Option<&Path>,
+    ) -> Result<Option<JwtAuth>, String> {
+        let hs256 = match secret {
+            Some("") => return Err("--jwt-secret must not be empty".to_owned()),
+            Some(secret) => Some(DecodingKey::from_secret(secret.as_bytes())),
+            None => None,
+        };
+        let rs256 = match public_key_file {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("cannot read --jwt-public-key {}: {e}", path.display()))?;
+                let key = DecodingKey::from_rsa_pem(&pem).map_err(|e| {
+                    format!(
+                        "--jwt-public-key {}: not an RSA public key in PEM: {e}",
+                        path.display()
+                    )
+                })?;
+                Some(key)
+            }
+            None => None,
+        };
+        Ok((hs256.is_some() || rs256.is_some()).then_some(JwtAuth { hs256, rs256 }))
+    }
+
+    /// The token a client presented, if any.
+    fn token<'r>(request: &'r ConnectRequest<'_>) -> Option<Cow<'r, str>> {
+        let non_empty = |s: &&str| !s.trim().is_empty();
+        if let Some(token) = request.bearer_token().filter(non_empty) {
+            return Some(Cow::Borrowed(token));
+        }
+        if let Some(token) = request.passcode.filter(non_empty) {
+            return Some(Cow::Borrowed(token.trim()));
+        }
+        request
+            .connection
+            .query_param("access_token")
+            .filter(non_empty)
+            .map(percent_decode)
+    }
+}
+
+impl Authenticator for JwtAuth {
+    fn authenticate(&self, request: &ConnectRequest<'_>) -> Result<Principal, Refusal> {
+        let Some(token) = JwtAuth::token(request) else {
+            return Err(Refusal::new("authentication required").with_detail(
+                "send a JWT in an `Authorization: Bearer TOKEN` or `passcode` header of \
+                 CONNECT, or as ?access_token=TOKEN in the WebSocket URL",
+            ));
+        };
+        let header = decode_header(token.as_bytes())
+            .map_err(|e| Refusal::new(format!("invalid token: {e}")))?;
+        let key = match header.alg {
+            Algorithm::HS256 => self.hs256.as_ref(),
+            Algorithm::RS256 => self.rs256.as_ref(),
+            _ => None,
+        };
+        let Some(key) = key else {
+            return Err(Refusal::new(format!(
+                "invalid token: algorithm {:?} is not accepted",
+                header.alg
+            )));
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let data = decode::<Claims>(token.as_bytes(), key, &validation)
+            .map_err(|e| Refusal::new(format!("invalid token: {e}")))?;
+        let claims = data.claims;
+        let mut principal = Principal::new(claims.sub);
+        for pattern in claims.subscribe {
+            principal = principal.allow_subscribe(pattern.as_str());
+        }
+        for pattern in claims.send {
+            principal = principal.allow_send(pattern.as_str());
+        }
+        Ok(principal)
+    }
+}
+
+/// Decode `%XX` escapes (and `+` as a space) of a query parameter value; invalid escapes are
+/// kept as they are.
+fn percent_decode(value: &str) -> Cow<'_, str> {
+    if !value.contains(['%', '+']) {
+        return Cow::Borrowed(value);
+    }
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a.b_c-d"), "a.b_c-d");
+        assert_eq!(percent_decode("a%2Eb%2e"), "a.b.");
+        assert_eq!(percent_decode("a+b"), "a b");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,135 @@
+# shellcheck shell=bash
+# STOMP interoperability: a real STOMP client, @stomp/stompjs 7 over the Node `ws` package
+# (scripts/interop/stomp/package.json + package-lock.json, npm ci), against the /stomp endpoint
+# of `wsx serve` started with --jwt-secret on a free port. stomp_client.mjs prints one line per
+# case, "stomp-interop: <case>: ok" or "stomp-interop: <case>: FAIL (why)"; the step fails on any
+# FAIL, on a missing verdict line, or when the server dies.
+#
+# Source after scripts/lib/common.sh; scripts/test.sh runs install_stomp_interop (installer) and
+# step_stomp_interop (step "stomp"). Logs go to $REPORTS_DIR/stomp/.
+#
+# Environment (optional): STOMP_INTEROP_TIMEOUT (seconds for the client, default 60).
+
+STOMP_DIR="$ROOT_DIR/scripts/interop/stomp"
+STOMP_INTEROP_TIMEOUT="${STOMP_INTEROP_TIMEOUT:-60}"
+STOMP_NODE_READY=0
+STOMP_NODE_MISSING=""
+
+# stomp_versions lock|installed: "STOMPJS WS", the versions locked in package-lock.json or
+# installed in node_modules (empty when unknown).
+stomp_versions() {
+    local from=$1
+    # shellcheck disable=SC2016 # JavaScript, not shell
+    (cd "$STOMP_DIR" && node -e '
+        const lock = process.argv[1] === "lock";
+        const get = (name) => {
+            try {
+                // By path: @stomp/stompjs does not export its package.json.
+                const file = lock ? "./package-lock.json" : `./node_modules/${name}/package.json`;
+                const json = require(file);
+                return lock ? json.packages[`node_modules/${name}`].version : json.version;
+            } catch (e) {
+                return "";
+            }
+        };
+        console.log(`${get("@stomp/stompjs")} ${get("ws")}`);
+    ' "$from" 2>/dev/null)
+}
+
+# install_stomp_interop: node_modules from package-lock.json (npm ci), unless the locked
+# versions are already installed. Only when the stomp step is selected.
+install_stomp_interop() {
+    selected "stomp" || return 0
+    local want have log="$TOOLS_DIR/stomp-npm-ci.log"
+    command -v node >/dev/null 2>&1 || { STOMP_NODE_MISSING="node not found"; err "stomp: $STOMP_NODE_MISSING"; return 1; }
+    command -v npm >/dev/null 2>&1 || { STOMP_NODE_MISSING="npm not found"; err "stomp: $STOMP_NODE_MISSING"; return 1; }
+    want="$(stomp_versions lock)"
+    have="$(stomp_versions installed)"
+    if [[ -z "${want// /}" || "$want" != "$have" ]]; then
+        info "npm ci in ${STOMP_DIR#"$ROOT_DIR"/} (node $(node --version); log: ${log#"$ROOT_DIR"/})"
+        mkdir -p "$TOOLS_DIR"
+        if ! (cd "$STOMP_DIR" && npm ci --no-audit --no-fund) >"$log" 2>&1; then
+            tail_log "$log" 20
+            STOMP_NODE_MISSING="npm ci in ${STOMP_DIR#"$ROOT_DIR"/} failed"
+            err "stomp: $STOMP_NODE_MISSING"
+            return 1
+        fi
+        have="$(stomp_versions installed)"
+    fi
+    STOMP_NODE_READY=1
+    info "@stomp/stompjs and ws: $have (node $(node --version))"
+}
+
+# stomp_build_wsx: build the wsx binary (debug, with the workspace features `cargo test
+# --workspace --all-features` uses, so that its build is reused) and print its path.
+stomp_build_wsx() {
+    local json="$REPORTS_DIR/stomp/build.json" log="$REPORTS_DIR/stomp/build.log"
+    info "cargo build --workspace --all-features --bin wsx" >&2
+    # shellcheck disable=SC2016 # $1/$2 expand in the inner bash
+    if ! run_limited - "${BUILD_TIMEOUT:-1200}" bash -c 'exec cargo build --workspace --all-features \
+        --bin wsx --message-format=json-render-diagnostics >"$1" 2>"$2"' _ "$json" "$log"; then
+        tail_log "$log" 60 >&2
+        err "building wsx failed"
+        return 1
+    fi
+    python3 - "$json" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") \
+            and m.get("target", {}).get("name") == "wsx":
+        print(m["executable"])
+EOF
+}
+
+# step_stomp_interop: the step.
+step_stomp_interop() {
+    local dir="$REPORTS_DIR/stomp" bin port pid rc=0 secret log lines fails oks
+    command -v cargo >/dev/null 2>&1 || { missing "cargo not found"; return; }
+    if [[ $STOMP_NODE_READY != 1 ]]; then
+        missing "stompjs client not installed (${STOMP_NODE_MISSING:-installer did not run})"
+        return
+    fi
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    bin="$(stomp_build_wsx | tail -n 1)" || return 1
+    [[ -x "$bin" ]] || { err "could not find the built wsx binary ('$bin')"; return 1; }
+
+    secret="stomp-interop-$RANDOM$RANDOM"
+    port="$(free_port)" || return 1
+    bg_start "$dir/server.log" "$((STOMP_INTEROP_TIMEOUT + 60))" "$bin" --log-level warn serve \
+        --listen "127.0.0.1:$port" --jwt-secret "$secret" --stomp-heartbeat 500,500
+    pid=$BG_PID
+    if ! wait_port "$port" 30 "$pid"; then
+        bg_stop "$pid"
+        tail_log "$dir/server.log"
+        err "wsx serve did not listen on 127.0.0.1:$port"
+        return 1
+    fi
+    info "wsx serve on 127.0.0.1:$port; node stomp_client.mjs (@stomp/stompjs over ws)"
+    log="$dir/client.log"
+    run_limited "$log" "$STOMP_INTEROP_TIMEOUT" node "$STOMP_DIR/stomp_client.mjs" \
+        "ws://127.0.0.1:$port/stomp" "$secret" || rc=$?
+    lines="$(grep -E '^stomp-interop: ' "$log")"
+    [[ -n "$lines" ]] && printf '%s\n' "$lines"
+    oks=$(grep -cE '^stomp-interop: [^:]+: ok$' "$log")
+    fails=$(grep -cE '^stomp-interop: [^:]+: FAIL' "$log")
+    if [[ $rc == 124 || $rc == 137 ]]; then
+        err "the stompjs client timed out after ${STOMP_INTEROP_TIMEOUT}s"
+    fi
+    if ! bg_alive "$pid"; then
+        err "wsx serve exited during the run"
+        rc=1
+    fi
+    bg_stop "$pid"
+    if [[ $rc != 0 || $fails -gt 0 || $oks -eq 0 ]]; then
+        tail_log "$log" 30
+        tail_log "$dir/server.log" 30
+        err "stomp: $oks ok, $fails failed (client exit $rc)"
+        return 1
+    fi
+    info "stomp: $oks cases ok (logs: ${dir#"$ROOT_DIR"/}/)"
+}
