@@ -42,7 +42,7 @@ pub use proxy::ProxyConfig;
 pub use server::{Accept, Reject, accept, accept_with, read_request, respond, upgrade};
 pub use split::{WsReceiver, WsSender};
 pub use tls::MaybeTlsStream;
-pub use websocket::WebSocket;
+pub use websocket::{RecvOrDrained, WebSocket};
 pub use wsx_proto::deflate::DeflateConfig;
 pub use wsx_proto::handshake::{ClientResponse, HandshakeError, HttpRequest, WsUrl};
 pub use wsx_proto::{CloseCode, CloseFrame, Message, OpCode, Role, Utf8Bytes};

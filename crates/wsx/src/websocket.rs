@@ -41,6 +41,15 @@ enum State {
     Done,
 }
 
+/// What [`WebSocket::poll_recv_or_drained`] saw.
+#[derive(Debug)]
+pub enum RecvOrDrained {
+    /// A message, the end of the stream, or an error, as from [`WebSocket::recv`].
+    Message(Option<Result<Message>>),
+    /// The unwritten output fell under the given level.
+    Drained,
+}
+
 /// A WebSocket connection over a transport `S` (a `TcpStream`, a TLS stream, …).
 ///
 /// Receive with [`WebSocket::recv`] or as a [`futures_core::Stream`]; send with
@@ -435,6 +444,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.pending_error = Some(err);
         self.state = State::Flushing;
         self.start_close_timer();
+    }
+
+    /// Like [`WebSocket::poll_recv`] (which also writes queued output), and with
+    /// `drained_below: Some(n)` also ready with [`RecvOrDrained::Drained`] once fewer than `n`
+    /// bytes wait to be written: a task that stopped queueing because its peer reads slowly
+    /// learns when to go on, without waiting for the peer to send something.
+    pub fn poll_recv_or_drained(
+        &mut self,
+        cx: &mut Context<'_>,
+        drained_below: Option<usize>,
+    ) -> Poll<RecvOrDrained> {
+        if let Poll::Ready(msg) = self.poll_recv(cx) {
+            return Poll::Ready(RecvOrDrained::Message(msg));
+        }
+        // poll_recv wrote what it could; if output remains, it waits for the socket to be
+        // writable, which wakes this task again.
+        match drained_below {
+            Some(n) if self.conn.buffered_amount() < n => Poll::Ready(RecvOrDrained::Drained),
+            _ => Poll::Pending,
+        }
     }
 
     /// Read more bytes into the connection's buffer.

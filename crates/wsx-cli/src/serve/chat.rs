@@ -14,16 +14,14 @@
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Deserialize;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::debug;
-use wsx::{CloseCode, Message, WebSocket};
+use wsx::{CloseCode, MaybeTlsStream, Message, RecvOrDrained, WebSocket};
 
 use super::State;
 use super::room::{
@@ -155,7 +153,7 @@ enum End {
 }
 
 struct Session {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<MaybeTlsStream>,
     state: Arc<State>,
     id: u64,
     room: String,
@@ -170,7 +168,7 @@ struct Session {
 
 /// Run a chat session for an upgraded connection on `/ws/chat/{room}` until it ends.
 pub async fn session(
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<MaybeTlsStream>,
     room: String,
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
@@ -214,11 +212,11 @@ pub async fn session(
                 // Fails only once closing, which the next recv reports.
                 let _ = s.ws.feed(Message::Ping(Bytes::new()));
             }
-            input = poll_fn(|cx| poll_input(&mut s.ws, cx, !can_take)) => match input {
-                Input::Drained => {}
-                Input::Message(None) => break End::PeerClosed,
-                Input::Message(Some(Err(e))) => break End::Failed(e),
-                Input::Message(Some(Ok(msg))) => {
+            input = poll_fn(|cx| s.ws.poll_recv_or_drained(cx, (!can_take).then_some(WRITE_HIGH_WATER))) => match input {
+                RecvOrDrained::Drained => {}
+                RecvOrDrained::Message(None) => break End::PeerClosed,
+                RecvOrDrained::Message(Some(Err(e))) => break End::Failed(e),
+                RecvOrDrained::Message(Some(Ok(msg))) => {
                     last_seen = Instant::now();
                     if let Err(e) = s.on_message(msg).await {
                         break End::Failed(e);
@@ -244,29 +242,6 @@ pub async fn session(
     if let Err(e) = closed {
         debug!(room = %s.room, id, "chat connection ended: {e}");
     }
-}
-
-/// What [`poll_input`] saw.
-enum Input {
-    /// A message, the end of the stream, or an error, as from [`WebSocket::recv`].
-    Message(Option<Result<Message, wsx::Error>>),
-    /// The unwritten output fell under [`WRITE_HIGH_WATER`]: time to take from the queue again.
-    Drained,
-}
-
-/// Receive like [`WebSocket::recv`] (which also writes queued output), and when `backed_up`,
-/// also resolve once the output has drained under [`WRITE_HIGH_WATER`]. Without the second
-/// condition a session that stopped taking from its queue would sleep until the client sends
-/// something.
-fn poll_input(ws: &mut WebSocket<TcpStream>, cx: &mut Context<'_>, backed_up: bool) -> Poll<Input> {
-    if let Poll::Ready(msg) = ws.poll_recv(cx) {
-        return Poll::Ready(Input::Message(msg));
-    }
-    // poll_recv wrote what it could; if output remains, it waits for the socket to be writable.
-    if backed_up && ws.buffered_amount() < WRITE_HIGH_WATER {
-        return Poll::Ready(Input::Drained);
-    }
-    Poll::Pending
 }
 
 impl Session {

@@ -7,10 +7,9 @@
 
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::debug;
-use wsx::{CloseCode, WebSocket};
+use wsx::{CloseCode, MaybeTlsStream, WebSocket};
 
 use super::State;
 
@@ -19,7 +18,7 @@ const ECHO_HIGH_WATER: usize = 256 * 1024;
 
 /// Run an echo session until the client closes, the connection fails or the server shuts down.
 pub async fn session(
-    mut ws: WebSocket<TcpStream>,
+    mut ws: WebSocket<MaybeTlsStream>,
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
 ) {

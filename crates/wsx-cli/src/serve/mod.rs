@@ -83,6 +83,12 @@ pub struct ServeArgs {
     /// Close WebSockets (1001) that receive nothing for this many seconds.
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
+    /// Serve HTTPS and wss:// with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// The STOMP 1.2 endpoint `/stomp` (embedded in-memory broker): on or off.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     pub stomp: OnOff,
@@ -118,6 +124,8 @@ impl Default for ServeArgs {
             max_header_bytes: 16 * 1024,
             ping_interval: None,
             idle_timeout: None,
+            tls_cert: None,
+            tls_key: None,
             stomp: OnOff::On,
             jwt_secret: None,
             jwt_public_key: None,
@@ -156,6 +164,8 @@ pub struct State {
     pub max_connections: Option<usize>,
     /// How long a client may take to send its request head.
     pub handshake_timeout: Duration,
+    /// TLS, with --tls-cert and --tls-key.
+    pub tls: Option<wsx::tls::TlsAcceptor>,
     /// Connections being served (HTTP and WebSocket, handshakes included).
     pub open_connections: std::sync::atomic::AtomicUsize,
     /// The `/stomp` endpoint, unless `--stomp off`.
@@ -198,6 +208,7 @@ impl State {
                 .fold(wsx::Policy::default(), |p, o| p.allow_origin(o.clone())),
             max_connections: args.max_connections,
             handshake_timeout: Duration::from_secs(args.handshake_timeout),
+            tls: None,
             open_connections: std::sync::atomic::AtomicUsize::new(0),
             stomp: None,
             next_id: AtomicU64::new(1),
@@ -230,6 +241,10 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
     let mut state = State::new(&args);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        state.tls = Some(wsx::tls::TlsAcceptor::from_pem_files(cert, key)?);
+    }
+    let scheme = if state.tls.is_some() { "https" } else { "http" };
     if args.stomp == OnOff::On {
         let options = stomp::StompOptions {
             jwt_secret: args.jwt_secret.as_ref(),
@@ -243,7 +258,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let state = Arc::new(state);
     let mut signals = Signals::new();
     // The one line on stdout: scripts and tests read the bound address from it.
-    println!("listening on http://{addr}");
+    println!("listening on {scheme}://{addr}");
     info!(
         "wsx serve on http://{addr}: chat page at /, WebSockets at ws://{addr}/ws/echo and \
          ws://{addr}/ws/chat/{{room}}, STOMP at ws://{addr}/stomp, /healthz, /metrics"

@@ -22,6 +22,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::debug;
+use wsx::MaybeTlsStream;
 use wsx_proto::handshake::{error_response, validate_upgrade};
 
 use super::{State, chat, echo, static_files, stomp};
@@ -65,7 +66,7 @@ fn route(path: &str) -> Route<'_> {
 
 /// Serve one TCP connection.
 pub async fn handle(
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
@@ -74,6 +75,23 @@ pub async fn handle(
         debug!(%peer, "set_nodelay: {e}");
     }
     let _slot = Slot::take(&state);
+    // With --tls-cert, the TLS handshake counts against the handshake timeout too.
+    let mut tcp: MaybeTlsStream = match &state.tls {
+        None => tcp.into(),
+        Some(acceptor) => {
+            match tokio::time::timeout(state.handshake_timeout, acceptor.accept_tls(tcp)).await {
+                Ok(Ok(tls)) => tls.into(),
+                Ok(Err(e)) => {
+                    debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%peer, "no TLS handshake in time");
+                    return;
+                }
+            }
+        }
+    };
     let read = tokio::time::timeout(
         state.handshake_timeout,
         wsx::read_request(&mut tcp, state.echo_config.max_header_bytes),
@@ -186,7 +204,7 @@ impl Drop for Slot<'_> {
 
 /// Answer a request that is not a WebSocket route.
 async fn respond_plain(
-    tcp: &mut TcpStream,
+    tcp: &mut MaybeTlsStream,
     route: Route<'_>,
     is_get: bool,
     state: &State,

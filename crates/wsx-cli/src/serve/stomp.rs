@@ -36,13 +36,14 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::debug;
-use wsx::{Accept, CloseCode, HttpRequest, Message, Utf8Bytes, WebSocket, WebSocketConfig};
+use wsx::{
+    Accept, CloseCode, HttpRequest, MaybeTlsStream, Message, RecvOrDrained, Utf8Bytes, WebSocket,
+    WebSocketConfig,
+};
 use wsx_proto::frame::MAX_HEADER_LEN;
 use wsx_proto::{FrameHeader, OpCode};
 use wsx_stomp::{
@@ -221,7 +222,7 @@ enum End {
 
 /// Run a STOMP session on an upgraded `/stomp` connection until it ends.
 pub async fn session(
-    mut ws: WebSocket<TcpStream>,
+    mut ws: WebSocket<MaybeTlsStream>,
     info: ConnectionInfo,
     stomp: Arc<Stomp>,
     state: Arc<State>,
@@ -263,11 +264,11 @@ pub async fn session(
             () = super::wait_shutdown(&mut shutdown) => break End::Shutdown,
             () = link.notify.notified() => {}
             () = timer => deadline = hub.timeout(conn),
-            input = poll_fn(|cx| poll_input(&mut ws, cx, backed_up)) => match input {
-                Input::Drained => {}
-                Input::Message(None) => break End::PeerClosed,
-                Input::Message(Some(Err(e))) => break End::Failed(e),
-                Input::Message(Some(Ok(msg))) => {
+            input = poll_fn(|cx| ws.poll_recv_or_drained(cx, backed_up.then_some(WRITE_HIGH_WATER))) => match input {
+                RecvOrDrained::Drained => {}
+                RecvOrDrained::Message(None) => break End::PeerClosed,
+                RecvOrDrained::Message(Some(Err(e))) => break End::Failed(e),
+                RecvOrDrained::Message(Some(Ok(msg))) => {
                     if msg.is_data() {
                         let bytes = msg.payload();
                         metrics.received(bytes.len());
@@ -315,7 +316,7 @@ fn close_reason(message: &str) -> String {
 }
 
 /// Queue one STOMP frame as one WebSocket message.
-fn feed_frame(ws: &mut WebSocket<TcpStream>, frame: &EncodedFrame) -> Result<(), wsx::Error> {
+fn feed_frame(ws: &mut WebSocket<MaybeTlsStream>, frame: &EncodedFrame) -> Result<(), wsx::Error> {
     if frame.head().is_empty() {
         // A frame of this session alone (CONNECTED, RECEIPT, ERROR): an ordinary message.
         let bytes = frame.tail().clone();
@@ -341,26 +342,6 @@ fn feed_frame(ws: &mut WebSocket<TcpStream>, frame: &EncodedFrame) -> Result<(),
     first.extend_from_slice(frame.head());
     ws.feed_encoded(first.freeze())?;
     ws.feed_encoded(frame.tail().clone())
-}
-
-/// What [`poll_input`] saw.
-enum Input {
-    /// A message, the end of the stream, or an error, as from [`WebSocket::recv`].
-    Message(Option<Result<Message, wsx::Error>>),
-    /// The unwritten output fell under [`WRITE_HIGH_WATER`]: time to take from the link again.
-    Drained,
-}
-
-/// Receive like [`WebSocket::recv`] (which also writes queued output), and when `backed_up`,
-/// also resolve once the output has drained under [`WRITE_HIGH_WATER`].
-fn poll_input(ws: &mut WebSocket<TcpStream>, cx: &mut Context<'_>, backed_up: bool) -> Poll<Input> {
-    if let Poll::Ready(msg) = ws.poll_recv(cx) {
-        return Poll::Ready(Input::Message(msg));
-    }
-    if backed_up && ws.buffered_amount() < WRITE_HIGH_WATER {
-        return Poll::Ready(Input::Drained);
-    }
-    Poll::Pending
 }
 
 #[cfg(test)]

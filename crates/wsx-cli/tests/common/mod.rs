@@ -36,7 +36,10 @@ impl Server {
                 .next()
                 .expect("wsx serve exited before listening")
                 .expect("read stdout");
-            if let Some(addr) = line.strip_prefix("listening on http://") {
+            let bound = line
+                .strip_prefix("listening on http://")
+                .or_else(|| line.strip_prefix("listening on https://"));
+            if let Some(addr) = bound {
                 break addr.trim().parse().expect("a socket address");
             }
         };

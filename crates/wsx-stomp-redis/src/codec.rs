@@ -1,0 +1,150 @@
+//! The wire form of a message inside Redis: one compact binary blob, the payload of a
+//! `PUBLISH` (topics) or the `m` field of a stream entry (queues).
+//!
+//! Sits between the engine ([`crate::RedisEngine`]), which encodes what a client SENDs and
+//! decodes what comes back from Redis, and the background tasks, which only move the bytes.
+//!
+//! Layout (all lengths big-endian):
+//!
+//! ```text
+//! u8  version (1)
+//! u8  flags (bit 0: redelivered)
+//! u16 len + message id
+//! u16 len + destination
+//! u16 header count, then per header: u32 len + name, u32 len + value
+//! body (the rest)
+//! ```
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use wsx_stomp::{Destination, Headers, MessageId, Publish};
+
+use crate::Error;
+
+const VERSION: u8 = 1;
+const FLAG_REDELIVERED: u8 = 1;
+
+/// A message as stored in Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Wire {
+    pub id: MessageId,
+    pub redelivered: bool,
+    pub publish: Publish,
+}
+
+/// Encode `publish` under `id`.
+pub(crate) fn encode(id: &MessageId, redelivered: bool, publish: &Publish) -> Result<Bytes, Error> {
+    let too_long = |what: &str| Error::TooLarge(what.to_owned());
+    let mut buf = BytesMut::with_capacity(64 + publish.body.len());
+    buf.put_u8(VERSION);
+    buf.put_u8(if redelivered { FLAG_REDELIVERED } else { 0 });
+    let id = id.as_str().as_bytes();
+    buf.put_u16(u16::try_from(id.len()).map_err(|_| too_long("message id"))?);
+    buf.put_slice(id);
+    let dest = publish.destination.as_str().as_bytes();
+    buf.put_u16(u16::try_from(dest.len()).map_err(|_| too_long("destination"))?);
+    buf.put_slice(dest);
+    buf.put_u16(u16::try_from(publish.headers.len()).map_err(|_| too_long("header count"))?);
+    for (name, value) in publish.headers.iter() {
+        buf.put_u32(u32::try_from(name.len()).map_err(|_| too_long("header name"))?);
+        buf.put_slice(name.as_bytes());
+        buf.put_u32(u32::try_from(value.len()).map_err(|_| too_long("header value"))?);
+        buf.put_slice(value.as_bytes());
+    }
+    buf.put_slice(&publish.body);
+    Ok(buf.freeze())
+}
+
+/// Re-encode a stored blob with the redelivered flag set (for a requeued copy).
+pub(crate) fn mark_redelivered(blob: &Bytes) -> Bytes {
+    let mut copy = BytesMut::from(&blob[..]);
+    if copy.len() >= 2 {
+        copy[1] |= FLAG_REDELIVERED;
+    }
+    copy.freeze()
+}
+
+/// Decode a blob read from Redis. Anything else in a channel or stream is reported, never
+/// trusted.
+pub(crate) fn decode(mut blob: Bytes) -> Result<Wire, Error> {
+    let bad = |why: &str| Error::Malformed(why.to_owned());
+    if blob.remaining() < 2 {
+        return Err(bad("truncated"));
+    }
+    if blob.get_u8() != VERSION {
+        return Err(bad("unknown version"));
+    }
+    let redelivered = blob.get_u8() & FLAG_REDELIVERED != 0;
+    let id = take_str16(&mut blob).ok_or_else(|| bad("message id"))?;
+    let dest = take_str16(&mut blob).ok_or_else(|| bad("destination"))?;
+    let destination = Destination::parse(&dest).ok_or_else(|| bad("destination"))?;
+    if blob.remaining() < 2 {
+        return Err(bad("header count"));
+    }
+    let count = blob.get_u16();
+    let mut headers = Headers::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let name = take_str32(&mut blob).ok_or_else(|| bad("header name"))?;
+        let value = take_str32(&mut blob).ok_or_else(|| bad("header value"))?;
+        headers.push(name, value);
+    }
+    Ok(Wire {
+        id: MessageId::new(id),
+        redelivered,
+        publish: Publish::new(destination, headers, blob),
+    })
+}
+
+fn take_str16(blob: &mut Bytes) -> Option<String> {
+    if blob.remaining() < 2 {
+        return None;
+    }
+    let len = usize::from(blob.get_u16());
+    take_str(blob, len)
+}
+
+fn take_str32(blob: &mut Bytes) -> Option<String> {
+    if blob.remaining() < 4 {
+        return None;
+    }
+    let len = usize::try_from(blob.get_u32()).ok()?;
+    take_str(blob, len)
+}
+
+fn take_str(blob: &mut Bytes, len: usize) -> Option<String> {
+    if blob.remaining() < len {
+        return None;
+    }
+    String::from_utf8(blob.split_to(len).to_vec()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let mut headers = Headers::new();
+        headers.push("content-type", "text/plain");
+        headers.push("x-k", "a:b\nc");
+        let publish = Publish::new(
+            Destination::parse("/queue/jobs").expect("valid"),
+            headers,
+            Bytes::from_static(b"he\0llo"),
+        );
+        let id = MessageId::new("node-1");
+        let blob = encode(&id, false, &publish).expect("encodes");
+        let wire = decode(blob.clone()).expect("decodes");
+        assert_eq!(wire.id, id);
+        assert!(!wire.redelivered);
+        assert_eq!(wire.publish, publish);
+        assert!(
+            decode(mark_redelivered(&blob))
+                .expect("decodes")
+                .redelivered
+        );
+        for cut in 0..blob.len() - 6 {
+            let _ = decode(blob.slice(..cut)); // never panics
+        }
+        assert!(decode(Bytes::from_static(b"\x09\0")).is_err());
+    }
+}

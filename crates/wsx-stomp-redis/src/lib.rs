@@ -1,0 +1,221 @@
+//! # wsx-stomp-redis
+//!
+//! A Redis-backed [`wsx_stomp::Engine`], so that several `wsx serve` nodes form one STOMP
+//! broker. Each node runs its own [`wsx_stomp::Broker`] with a [`RedisEngine`]; clients on
+//! any node see the same topics and queues.
+//!
+//! ## Where it sits
+//!
+//! ```text
+//! client ─ /stomp (I/O layer) ─ Broker ─ Session ─ RedisEngine ─(channels)─ tasks ─ Redis
+//!                                  ▲                     │
+//!                                  └── Broker::deliver ◄─ handle_event ◄─ RedisEvents
+//! ```
+//!
+//! The engine is synchronous, as the trait is: calls record what to do and send commands to
+//! background tasks ([`RedisEngine::start`] spawns them on the current tokio runtime). What
+//! comes back from Redis arrives on [`RedisEvents`]; the I/O layer passes each event to
+//! [`RedisEngine::handle_event`] (under the broker's lock) and the deliveries it produces to
+//! [`wsx_stomp::Broker::deliver`], then wakes the connections that call returns.
+//!
+//! ## Topics: Redis pub/sub, at most once
+//!
+//! One pub/sub connection per node. The engine counts local subscribers per topic; the first
+//! local SUBSCRIBE to a topic subscribes the node's connection to its channel, the last
+//! UNSUBSCRIBE leaves it. A SEND is one `PUBLISH` of the encoded message (binary: id,
+//! destination, headers, body); every node, the sender's included, fans what it receives out
+//! to its local subscribers. A message published while a node's pub/sub connection is down
+//! (or while a subscriber's window is full) is not delivered to that node's subscribers:
+//! **topics are at-most-once**, exactly once for subscribers that stay connected.
+//!
+//! ## Queues: Redis streams, at least once
+//!
+//! A queue is a stream with one consumer group; each node is a consumer named by its node id.
+//! A SEND is an `XADD`. A node reads (`XREADGROUP`, blocking, on a connection of its own per
+//! queue) only as many entries as its local consumers have room for, and hands them out
+//! round-robin. An ACK is an `XACK` (and `XDEL`); a NACK delivers the message again locally,
+//! to the next consumer with room. When the last local consumer leaves, the entries the node
+//! still holds go back to the group (a copy marked redelivered is added, the original
+//! acknowledged, in one `MULTI`). A node refreshes the idle time of the entries it holds;
+//! entries idle longer than [`Config::claim_timeout`] — those of a dead node — are taken over
+//! by the other nodes (`XAUTOCLAIM`) and delivered marked redelivered. Nothing acknowledged is
+//! delivered again, and nothing is lost while Redis keeps its data: **queues are
+//! at-least-once** (a message may come twice: a node that stalls longer than the claim
+//! timeout, a SEND retried after a connection loss). Subscriptions in `auto` ack mode are
+//! acknowledged in Redis as they are delivered.
+//!
+//! ## Resilience
+//!
+//! When Redis goes away the node keeps its clients. Every task reconnects with exponential
+//! backoff ([`Config::backoff_min`] to [`Config::backoff_max`]), resubscribes its channels and
+//! recreates its groups; [`RedisMetrics::reconnects`] counts the connections re-established.
+//! SENDs wait in the writer (and are written once Redis is back) up to
+//! [`Config::max_pending_sends`]; past that [`RedisEngine::try_publish`] refuses them with
+//! [`Error::Backlog`], which the session should answer with an ERROR. Through the plain
+//! [`wsx_stomp::Engine::publish`] (which cannot fail) a refused SEND is counted in
+//! [`RedisMetrics::send_failures`] and logged, never dropped silently.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod codec;
+mod engine;
+mod io;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use engine::{RedisEngine, RedisEvent, RedisEvents};
+
+/// What can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Redis URL is invalid.
+    #[error("invalid redis url: {0}")]
+    Url(String),
+    /// [`RedisEngine::start`] was called outside a tokio runtime.
+    #[error("the redis engine needs a tokio runtime")]
+    NoRuntime,
+    /// Too many SENDs wait for Redis (it is down or slow): this one is refused.
+    #[error("redis unavailable: {0} messages waiting to be written")]
+    Backlog(usize),
+    /// A message part is too large for the wire format.
+    #[error("message too large to store: {0}")]
+    TooLarge(String),
+    /// Something read from Redis is not a message of this engine.
+    #[error("malformed message in redis: {0}")]
+    Malformed(String),
+}
+
+/// Settings of one node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The Redis server, `redis://host:port[/db]`.
+    pub url: String,
+    /// This node's consumer name in the queue groups; unique per node (default: random).
+    pub node_id: String,
+    /// Prefix of every channel and stream key (default `wsx:`).
+    pub prefix: String,
+    /// The consumer group name used for every queue (default `wsx`).
+    pub group: String,
+    /// How long a queue entry may sit unacknowledged at a node that stopped refreshing it
+    /// before another node takes it over (default 30 s).
+    pub claim_timeout: Duration,
+    /// How many entries a node fetches ahead for each consumer in `auto` ack mode
+    /// (default 64).
+    pub prefetch: usize,
+    /// SENDs that may wait for Redis before new ones are refused (default 10 000).
+    pub max_pending_sends: usize,
+    /// First reconnect delay (default 50 ms); doubles up to [`Config::backoff_max`].
+    pub backoff_min: Duration,
+    /// Longest reconnect delay (default 2 s).
+    pub backoff_max: Duration,
+}
+
+impl Config {
+    /// Defaults for the server at `url`, with a fresh random node id.
+    pub fn new(url: impl Into<String>) -> Self {
+        Config {
+            url: url.into(),
+            node_id: random_node_id(),
+            prefix: "wsx:".to_owned(),
+            group: "wsx".to_owned(),
+            claim_timeout: Duration::from_secs(30),
+            prefetch: 64,
+            max_pending_sends: 10_000,
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+        }
+    }
+
+    /// Set the node id.
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = id.into();
+        self
+    }
+
+    /// Set the key prefix (nodes of one broker must share it).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Set the claim timeout.
+    pub fn claim_timeout(mut self, timeout: Duration) -> Self {
+        self.claim_timeout = timeout.max(Duration::from_millis(30));
+        self
+    }
+
+    /// Set how many SENDs may wait for Redis.
+    pub fn max_pending_sends(mut self, n: usize) -> Self {
+        self.max_pending_sends = n.max(1);
+        self
+    }
+
+    /// Set the auto-mode prefetch per consumer.
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = n.max(1);
+        self
+    }
+}
+
+fn random_node_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    format!("node-{:016x}", h.finish())
+}
+
+/// State shared by the engine and its tasks.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    connected: AtomicBool,
+    reconnects: AtomicU64,
+    pending_sends: AtomicUsize,
+    send_failures: AtomicU64,
+    dropped: AtomicU64,
+    malformed: AtomicU64,
+    /// Queue entries this node holds (read or claimed, not yet acknowledged or requeued),
+    /// per stream key: the readers keep their idle time fresh.
+    owned: Mutex<HashMap<Arc<str>, HashSet<Arc<str>>>>,
+}
+
+/// Counters of one node, for metrics. Cheap to clone; readable from any thread.
+#[derive(Debug, Clone)]
+pub struct RedisMetrics(Arc<Shared>);
+
+impl RedisMetrics {
+    /// Connections to Redis re-established after a loss (all of the node's connections).
+    pub fn reconnects(&self) -> u64 {
+        self.0.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Whether the writer connection is up.
+    pub fn connected(&self) -> bool {
+        self.0.connected.load(Ordering::Relaxed)
+    }
+
+    /// SENDs accepted and not yet written to Redis.
+    pub fn pending_sends(&self) -> usize {
+        self.0.pending_sends.load(Ordering::Relaxed)
+    }
+
+    /// SENDs refused: backlog full, or Redis answered with an error.
+    pub fn send_failures(&self) -> u64 {
+        self.0.send_failures.load(Ordering::Relaxed)
+    }
+
+    /// Topic messages not delivered to a local subscriber whose window was full.
+    pub fn dropped(&self) -> u64 {
+        self.0.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Messages read from Redis that were not in this engine's format (skipped).
+    pub fn malformed(&self) -> u64 {
+        self.0.malformed.load(Ordering::Relaxed)
+    }
+}
