@@ -94,6 +94,7 @@ interop_install() {
 
 INTEROP_ECHO_BIN=""
 INTEROP_CLIENT_BIN=""
+INTEROP_WSX_BIN=""
 
 # interop_build: cargo build --release the echo_server and interop_client examples.
 interop_build() {
@@ -124,6 +125,14 @@ print(exe.get("interop_client", ""))
 EOF
 )"
     { read -r INTEROP_ECHO_BIN; read -r INTEROP_CLIENT_BIN; } <<<"$paths"
+    # The wsx binary too: their clients also talk to `wsx serve`'s /ws/echo.
+    info "cargo build --release -p wsx-cli"
+    if ! run_limited "$log" "${BUILD_TIMEOUT:-1200}" cargo build --release -p wsx-cli; then
+        tail_log "$log" 60
+        err "building wsx-cli failed"
+        return 1
+    fi
+    INTEROP_WSX_BIN="${CARGO_TARGET_DIR:-$ROOT_DIR/target}/release/wsx"
     if [[ ! -x "$INTEROP_ECHO_BIN" || ! -x "$INTEROP_CLIENT_BIN" ]]; then
         err "could not find the built examples (echo_server='$INTEROP_ECHO_BIN', interop_client='$INTEROP_CLIENT_BIN')"
         return 1
@@ -163,16 +172,17 @@ interop_verdict() {
     fi
 }
 
-# interop_peer_client PEER VARIANT URL: the peer's client against our echo server.
+# interop_peer_client PEER VARIANT URL [SERVER]: the peer's client against our echo server
+# (SERVER names it in the verdict: echo_server by default, or wsx-serve).
 interop_peer_client() {
-    local peer=$1 variant=$2 url=$3 log rc=0 cmd=()
-    log="$REPORTS_DIR/interop/$peer-client-$variant.log"
+    local peer=$1 variant=$2 url=$3 server=${4:-echo_server} log rc=0 cmd=()
+    log="$REPORTS_DIR/interop/$peer-client-$variant-$server.log"
     case $peer in
         python-websockets) cmd=("$INTEROP_VENV/bin/python" "$INTEROP_DIR/py_peer.py" client "$url" --variant "$variant") ;;
         node-ws) cmd=(node "$INTEROP_DIR/js_peer.mjs" client "$url" --variant "$variant") ;;
     esac
     run_limited "$log" "$INTEROP_TIMEOUT" "${cmd[@]}" || rc=$?
-    interop_verdict "$peer" "their-client->wsx-server" "$variant" "$rc" "$log"
+    interop_verdict "$peer" "their-client->$server" "$variant" "$rc" "$log"
 }
 
 # interop_wsx_client PEER VARIANT URL ARGS...: our interop_client against the peer's server.
@@ -220,7 +230,21 @@ interop_their_clients() {
         done
         interop_peer_client "$peer" no-deflate-server "$off_url"
     done
-    local rc=0
+    local rc=0 serve_pid
+    # And `wsx serve` itself: its /ws/echo route, compression on by default.
+    if interop_start "$dir/wsx-serve.log" 127.0.0.1: "$INTEROP_WSX_BIN" --log-level error serve --listen; then
+        serve_pid=$INTEROP_PID
+        info "wsx serve on ws://127.0.0.1:$INTEROP_PORT/ws/echo"
+        for peer in "${peers[@]}"; do
+            for variant in deflate-default no-deflate-client; do
+                interop_peer_client "$peer" "$variant" "ws://127.0.0.1:$INTEROP_PORT/ws/echo" wsx-serve
+            done
+        done
+        bg_alive "$serve_pid" || { err "wsx serve exited during the run"; tail_log "$dir/wsx-serve.log"; rc=1; }
+        bg_stop "$serve_pid"
+    else
+        rc=1
+    fi
     bg_alive "$on_pid" || { err "echo_server (deflate on) exited during the run"; tail_log "$dir/echo_server.log"; rc=1; }
     bg_alive "$off_pid" || { err "echo_server (deflate off) exited during the run"; tail_log "$dir/echo_server-off.log"; rc=1; }
     bg_stop "$on_pid"
@@ -300,7 +324,7 @@ interop_run() {
     interop_their_clients "${peers[@]}" || rc=1
     interop_their_servers "${peers[@]}" || rc=1
     info "interop: $INTEROP_OK ok, $INTEROP_FAILED failed in $(fmt_duration $(($(now_s) - t0))) (logs: ${REPORTS_DIR#"$ROOT_DIR"/}/interop/)"
-    info "interop: fragmented messages are sent only by the peers' clients (wsx has no fragmented-send API yet)"
+    info "interop: fragmented messages are sent only by the peers' clients (interop_client does not use WebSocket::feed_fragment yet)"
     [[ $INTEROP_FAILED -gt 0 ]] && rc=1
     [[ $rc != 0 ]] && return 1
     if [[ ${#peers[@]} -lt $(wc -w <<<"$INTEROP_PEERS") ]]; then
