@@ -324,7 +324,7 @@ interop_run() {
     interop_their_clients "${peers[@]}" || rc=1
     interop_their_servers "${peers[@]}" || rc=1
     info "interop: $INTEROP_OK ok, $INTEROP_FAILED failed in $(fmt_duration $(($(now_s) - t0))) (logs: ${REPORTS_DIR#"$ROOT_DIR"/}/interop/)"
-    info "interop: fragmented messages are sent only by the peers' clients (interop_client does not use WebSocket::feed_fragment yet)"
+    info "interop: fragmented messages go both ways (peers' clients; interop_client with WebSocket::feed_fragment)"
     [[ $INTEROP_FAILED -gt 0 ]] && rc=1
     [[ $rc != 0 ]] && return 1
     if [[ ${#peers[@]} -lt $(wc -w <<<"$INTEROP_PEERS") ]]; then

@@ -33,7 +33,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use wsx::{Bytes, ClientBuilder, CloseCode, CloseFrame, DeflateConfig, Message, WebSocketConfig};
+use wsx::{
+    Bytes, ClientBuilder, CloseCode, CloseFrame, DeflateConfig, Message, OpCode, WebSocketConfig,
+};
 use wsx_proto::handshake::WsUrl;
 
 /// Every wait is bounded, so a silent server fails the run instead of hanging it.
@@ -247,6 +249,31 @@ async fn roundtrip(ws: &mut Ws, name: &str, msg: Message) -> Fallible<(u64, u64)
     Ok((written, read))
 }
 
+/// Send `data` as a fragmented message of 3 frames (text may split a code point between
+/// frames) and expect the whole message back.
+async fn fragmented(ws: &mut Ws, name: &str, opcode: OpCode, data: &[u8]) -> Fallible<()> {
+    let cuts = [0, data.len() / 3 + 1, 2 * data.len() / 3 + 1, data.len()];
+    for (i, w) in cuts.windows(2).enumerate() {
+        let (a, b) = (w[0].min(data.len()), w[1].min(data.len()));
+        let op = if i == 0 { opcode } else { OpCode::Continuation };
+        ws.feed_fragment(op, Bytes::copy_from_slice(&data[a..b]), i == 2)
+            .map_err(|e| format!("{name}: {e}"))?;
+    }
+    bounded(name, ws.flush())
+        .await?
+        .map_err(|e| format!("{name}: send failed: {e}"))?;
+    let got = next(ws, name).await?;
+    let expected = match opcode {
+        OpCode::Text => Message::text(String::from_utf8_lossy(data).into_owned()),
+        _ => Message::binary(data.to_vec()),
+    };
+    if got != expected {
+        return Err(format!("{name}: echo differs: got {}", describe(&got)));
+    }
+    println!("  {name}: echoed ({}, sent in 3 frames)", describe(&got));
+    Ok(())
+}
+
 /// The permessage-deflate parameters of the server's answer: (name, value) pairs.
 fn answer_params(values: &[String]) -> Vec<(String, Option<String>)> {
     values
@@ -351,7 +378,8 @@ async fn run(args: &Args) -> Fallible<String> {
     roundtrip(&mut ws, "binary", Message::binary(binary())).await?;
     roundtrip(&mut ws, "empty-text", Message::text("")).await?;
     roundtrip(&mut ws, "empty-binary", Message::binary(Bytes::new())).await?;
-    println!("  fragmented-text, fragmented-binary: skipped (wsx cannot send fragments yet)");
+    fragmented(&mut ws, "fragmented-text", OpCode::Text, TEXT.as_bytes()).await?;
+    fragmented(&mut ws, "fragmented-binary", OpCode::Binary, &binary()).await?;
 
     let (written, read) = roundtrip(&mut ws, "big-text", Message::text(big_text())).await?;
     let quarter = (BIG_LEN / 4) as u64;
