@@ -153,6 +153,10 @@ impl Decoder {
             let from = (*searched).max(*scanned);
             let Some(newline) = self.buf[from..].iter().position(|&b| b == b'\n') else {
                 *searched = self.buf.len();
+                if command.is_none() && &self.buf[*scanned..] == b"\r" {
+                    // Half of a CRLF heart-beat: wait for the rest, as a whole one is skipped.
+                    return Ok(false);
+                }
                 let partial = self.buf.len() - *scanned;
                 if partial > limits.max_header_line {
                     return Err(Error::HeaderLineTooLong {

@@ -11,7 +11,7 @@
 use super::request::utf8;
 use super::{
     HandshakeError, MAX_HEADERS, WsUrl, accept_key, generate_key, has_token, own_headers,
-    parse_error, push_header, push_user_header, sanitize_value, values,
+    parse_error, push_header, push_user_header, sanitize_name, sanitize_value, values,
 };
 
 /// An opening handshake request, as a client sends it.
@@ -75,7 +75,7 @@ impl ClientRequest {
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let name = name.into();
         let value = value.into();
-        let lower = name.trim().to_ascii_lowercase();
+        let lower = sanitize_name(&name).to_ascii_lowercase();
         match lower.as_str() {
             "origin" => self.origin = Some(value),
             "sec-websocket-protocol" => self.subprotocols.extend(
@@ -288,7 +288,11 @@ pub fn parse_response(
             if p.contains(',') {
                 return Err(HandshakeError::MultipleSubprotocols);
             }
-            if !req.subprotocols.iter().any(|offered| offered.trim() == p) {
+            if !req
+                .subprotocols
+                .iter()
+                .any(|offered| sanitize_value(offered) == p)
+            {
                 return Err(HandshakeError::UnrequestedSubprotocol(p.to_owned()));
             }
             Some(p.to_owned())

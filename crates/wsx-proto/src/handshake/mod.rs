@@ -223,12 +223,12 @@ pub(crate) fn sanitize_name(name: &str) -> String {
         .collect()
 }
 
-/// A header value with CR, LF and NUL removed (so that it cannot end the header line or inject
+/// A header value with control characters (but tab) removed (so that it cannot end the header line or inject
 /// more), and surrounding whitespace trimmed.
 pub(crate) fn sanitize_value(value: &str) -> String {
     value
         .chars()
-        .filter(|&c| !matches!(c, '\r' | '\n' | '\0'))
+        .filter(|&c| !(c.is_ascii_control() && c != '\t'))
         .collect::<String>()
         .trim()
         .to_owned()

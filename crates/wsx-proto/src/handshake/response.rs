@@ -11,7 +11,9 @@
 //! values and non-token characters from names, so that they cannot end the head or inject
 //! headers.
 
-use super::{HandshakeError, accept_key, push_header, push_user_header, sanitize_value};
+use super::{
+    HandshakeError, accept_key, push_header, push_user_header, sanitize_name, sanitize_value,
+};
 
 /// Headers that [`write_accept_response`] writes itself and drops from `extra_headers`.
 const ACCEPT_MANAGED: &[&str] = &[
@@ -58,7 +60,7 @@ pub fn write_accept_response(
         push_header(dst, "Sec-WebSocket-Extensions", &e);
     }
     for (name, value) in extra_headers {
-        if !is_one_of(name, ACCEPT_MANAGED) {
+        if !is_one_of(&sanitize_name(name), ACCEPT_MANAGED) {
             push_user_header(dst, name, value);
         }
     }
