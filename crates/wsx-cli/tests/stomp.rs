@@ -2,12 +2,14 @@
 //! port, the `wsx` library as the WebSocket client and `wsx-stomp`'s codec as the STOMP client,
 //! JWTs made here with `jsonwebtoken`.
 
+mod common;
+
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Lines};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command as Process, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{Server, WAIT};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -16,52 +18,23 @@ use tokio::net::TcpStream;
 use wsx::{CloseCode, CloseFrame, Message, WebSocket};
 use wsx_stomp::{Command, Decoder, Frame, Limits, Version};
 
-/// Upper bound on any single wait, so that a broken server fails a test instead of hanging it.
-const WAIT: Duration = Duration::from_secs(15);
 /// The HS256 secret of the servers started with `--jwt-secret`.
 const SECRET: &str = "stomp-test-secret";
 
 // ---------------------------------------------------------------------------------------------
 // the server
 
-/// A `wsx serve` process, killed when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    /// Kept open: the server's stdout stays a live pipe.
-    _stdout: Lines<BufReader<ChildStdout>>,
+/// Helpers of `wsx serve` with `/stomp` in mind.
+trait StompServer {
+    /// A server requiring HS256 tokens signed with [`SECRET`].
+    fn with_jwt(extra: &[&str]) -> Server;
+    /// The WebSocket URL of `path_and_query`.
+    fn url(&self, path_and_query: &str) -> String;
+    /// The value of a line of `/metrics` (`name` including labels).
+    async fn metric(&self, name: &str) -> u64;
 }
 
-impl Server {
-    /// Start `wsx serve` on an ephemeral port and read the bound address from its stdout.
-    fn start(extra: &[&str]) -> Server {
-        let mut child = Process::new(env!("CARGO_BIN_EXE_wsx"))
-            .args(["--log-level", "error", "serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn wsx serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("wsx serve exited before listening")
-                .expect("read stdout");
-            if let Some(addr) = line.strip_prefix("listening on http://") {
-                break addr.trim().parse().expect("a socket address");
-            }
-        };
-        Server {
-            child,
-            addr,
-            _stdout: lines,
-        }
-    }
-
-    /// A server requiring HS256 tokens signed with [`SECRET`].
+impl StompServer for Server {
     fn with_jwt(extra: &[&str]) -> Server {
         let mut args = vec!["--jwt-secret", SECRET];
         args.extend_from_slice(extra);
@@ -69,22 +42,14 @@ impl Server {
     }
 
     fn url(&self, path_and_query: &str) -> String {
-        format!("ws://{}{path_and_query}", self.addr)
+        self.ws_url(path_and_query)
     }
 
-    /// The value of a line of `/metrics` (`name` including labels).
     async fn metric(&self, name: &str) -> u64 {
         let text = http_get(self.addr, "/metrics").await.1;
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
