@@ -3,49 +3,17 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wsx::{CloseCode, DeflateConfig, Message, WebSocket, WebSocketConfig};
 
-use common::{Server, WAIT};
+use common::{Server, WAIT, http};
 
 type Ws = WebSocket<wsx::MaybeTlsStream>;
-
-/// A plain HTTP response: status, head (lowercased) and body.
-struct Response {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-async fn http(addr: SocketAddr, method: &str, path: &str) -> Response {
-    let mut tcp = TcpStream::connect(addr).await.expect("connect");
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: test\r\n\r\n");
-    tcp.write_all(req.as_bytes()).await.expect("write request");
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, tcp.read_to_end(&mut raw))
-        .await
-        .expect("response in time")
-        .expect("read response");
-    let text = String::from_utf8(raw).expect("UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete head");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    Response {
-        status,
-        head: head.to_ascii_lowercase(),
-        body: body.to_owned(),
-    }
-}
 
 async fn recv(ws: &mut Ws) -> Message {
     tokio::time::timeout(WAIT, ws.recv())

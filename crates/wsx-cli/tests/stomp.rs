@@ -13,8 +13,6 @@ use common::{Server, WAIT};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use wsx::{CloseCode, CloseFrame, Message, WebSocket};
 use wsx_stomp::{Command, Decoder, Frame, Limits, Version};
 
@@ -55,22 +53,8 @@ impl StompServer for Server {
 
 /// A plain HTTP GET: the status and the body.
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-    tcp.write_all(req.as_bytes()).await.expect("write request");
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, tcp.read_to_end(&mut raw))
-        .await
-        .expect("response in time")
-        .expect("read response");
-    let text = String::from_utf8(raw).expect("UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete head");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    (status, body.to_owned())
+    let resp = common::http(addr, "GET", path).await;
+    (resp.status, resp.body)
 }
 
 // ---------------------------------------------------------------------------------------------

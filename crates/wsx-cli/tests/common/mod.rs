@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
 /// Upper bound on any single wait, so that a broken server fails a test instead of hanging it.
 pub const WAIT: Duration = Duration::from_secs(15);
 
@@ -76,5 +79,39 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A plain HTTP response: status, head (lowercased) and body.
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The head, lowercased.
+    pub head: String,
+    /// The body.
+    pub body: String,
+}
+
+/// Send a plain HTTP request and read the whole response (the server closes it).
+pub async fn http(addr: SocketAddr, method: &str, path: &str) -> Response {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: test\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.expect("write request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read response");
+    let text = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    Response {
+        status,
+        head: head.to_ascii_lowercase(),
+        body: body.to_owned(),
     }
 }
