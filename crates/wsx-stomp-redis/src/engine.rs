@@ -200,7 +200,7 @@ impl RedisEngine {
     /// (the session should answer the SEND with an ERROR). Accepted SENDs are written to Redis
     /// as soon as it is reachable; local subscribers get the message through Redis like every
     /// other node's.
-    pub fn try_publish(&mut self, publish: Publish) -> Result<(), Error> {
+    pub fn offer(&mut self, publish: Publish) -> Result<(), Error> {
         let pending = self.shared.pending_sends.load(Ordering::Relaxed);
         if pending >= self.config.max_pending_sends {
             return Err(Error::Backlog(pending));
@@ -525,10 +525,21 @@ impl Engine for RedisEngine {
 
     fn publish(&mut self, message: Publish, _out: &mut Vec<Delivery>) {
         let destination = message.destination.clone();
-        if let Err(error) = self.try_publish(message) {
+        if let Err(error) = self.offer(message) {
             self.shared.send_failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%error, %destination, "SEND refused");
         }
+    }
+
+    fn try_publish(
+        &mut self,
+        message: Publish,
+        _out: &mut Vec<Delivery>,
+    ) -> Result<(), wsx_stomp::Error> {
+        self.offer(message).map_err(|error| {
+            self.shared.send_failures.fetch_add(1, Ordering::Relaxed);
+            wsx_stomp::Error::Refused(error.to_string())
+        })
     }
 
     fn ack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {

@@ -50,7 +50,8 @@
 //! backoff ([`Config::backoff_min`] to [`Config::backoff_max`]), resubscribes its channels and
 //! recreates its groups; [`RedisMetrics::reconnects`] counts the connections re-established.
 //! SENDs wait in the writer (and are written once Redis is back) up to
-//! [`Config::max_pending_sends`]; past that [`RedisEngine::try_publish`] refuses them with
+//! [`Config::max_pending_sends`]; past that [`RedisEngine::offer`] (and the sessions, through
+//! [`wsx_stomp::Engine::try_publish`]) refuse them with
 //! [`Error::Backlog`], which the session should answer with an ERROR. Through the plain
 //! [`wsx_stomp::Engine::publish`] (which cannot fail) a refused SEND is counted in
 //! [`RedisMetrics::send_failures`] and logged, never dropped silently.

@@ -54,10 +54,10 @@ async fn topic_message_reaches_every_node_once() {
     b.engine.flushed().await;
 
     a.engine
-        .try_publish(publish("/topic/news", "hello"))
+        .offer(publish("/topic/news", "hello"))
         .expect("accepted");
     a.engine
-        .try_publish(publish("/topic/news", "end"))
+        .offer(publish("/topic/news", "end"))
         .expect("accepted");
 
     // Node A: both local subscribers get "hello" once, then "end".
@@ -91,7 +91,7 @@ async fn topic_message_reaches_every_node_once() {
     b.engine.unsubscribe(&key(3, "s"), &mut out);
     b.engine.flushed().await;
     a.engine
-        .try_publish(publish("/topic/news", "late"))
+        .offer(publish("/topic/news", "late"))
         .expect("accepted");
     let got = a.collect(2, WAIT).await;
     assert!(got.iter().all(|d| &d.message.body()[..] == b"late"));
@@ -122,7 +122,7 @@ async fn queue_delivers_ten_thousand_once_across_nodes() {
     for i in 0..N {
         let node = if i % 2 == 0 { &mut a } else { &mut b };
         node.engine
-            .try_publish(publish("/queue/work", format!("m{i}")))
+            .offer(publish("/queue/work", format!("m{i}")))
             .expect("accepted");
     }
 
@@ -154,7 +154,7 @@ async fn queue_delivers_ten_thousand_once_across_nodes() {
 
     // Nothing more is pending: a last message is the next (and only) delivery.
     a.engine
-        .try_publish(publish("/queue/work", "last"))
+        .offer(publish("/queue/work", "last"))
         .expect("accepted");
     let got = tokio::select! {
         g = a.collect(1, WAIT) => g,
@@ -183,7 +183,7 @@ async fn dead_node_messages_are_claimed_by_the_other() {
     a.engine.subscribe(key(1, "s"), &q, Some(10), &mut out);
     for i in 0..5 {
         a.engine
-            .try_publish(publish("/queue/jobs", format!("job{i}")))
+            .offer(publish("/queue/jobs", format!("job{i}")))
             .expect("accepted");
     }
     let held = a.collect(5, WAIT).await;
@@ -219,7 +219,7 @@ async fn last_local_consumer_leaving_requeues_and_nack_redelivers() {
     let mut out = Vec::new();
     a.engine.subscribe(key(1, "s"), &q, Some(1), &mut out);
     a.engine
-        .try_publish(publish("/queue/r", "one"))
+        .offer(publish("/queue/r", "one"))
         .expect("accepted");
     let first = a.collect(1, WAIT).await;
     assert!(!first[0].redelivered);
@@ -248,12 +248,12 @@ async fn sends_beyond_the_backlog_are_refused_while_redis_is_unreachable() {
     let config = Config::new("redis://127.0.0.1:1").max_pending_sends(2);
     let (mut engine, _events) = wsx_stomp_redis::RedisEngine::start(config).expect("starts");
     engine
-        .try_publish(publish("/queue/a", "1"))
+        .offer(publish("/queue/a", "1"))
         .expect("waits for redis");
     engine
-        .try_publish(publish("/topic/b", "2"))
+        .offer(publish("/topic/b", "2"))
         .expect("waits for redis");
-    let refused = engine.try_publish(publish("/queue/a", "3"));
+    let refused = engine.offer(publish("/queue/a", "3"));
     assert!(matches!(refused, Err(wsx_stomp_redis::Error::Backlog(2))));
     // Through the trait (which cannot fail) the refusal is counted.
     let mut out = Vec::new();

@@ -48,10 +48,10 @@ async fn engines_reconnect_and_traffic_resumes() {
 
     // Traffic flows before.
     a.engine
-        .try_publish(publish("/topic/live", "before"))
+        .offer(publish("/topic/live", "before"))
         .expect("accepted");
     a.engine
-        .try_publish(publish("/queue/live", "q-before"))
+        .offer(publish("/queue/live", "q-before"))
         .expect("accepted");
     let got = b.collect(2, WAIT).await;
     let mut bodies: Vec<&[u8]> = got.iter().map(|d| &d.message.body()[..]).collect();
@@ -62,7 +62,7 @@ async fn engines_reconnect_and_traffic_resumes() {
 
     // A queue SEND right after the kill is written once A reconnects and reaches B.
     a.engine
-        .try_publish(publish("/queue/live", "q-after"))
+        .offer(publish("/queue/live", "q-after"))
         .expect("accepted");
     let mut queue_done = false;
     let mut topic_done = false;
@@ -77,7 +77,7 @@ async fn engines_reconnect_and_traffic_resumes() {
         if !topic_done {
             n += 1;
             a.engine
-                .try_publish(publish("/topic/live", format!("after{n}")))
+                .offer(publish("/topic/live", format!("after{n}")))
                 .expect("accepted");
         }
         while let Some(out) = b.next(Duration::from_millis(200)).await {
@@ -111,7 +111,7 @@ async fn engines_reconnect_and_traffic_resumes() {
         .expect("DEL");
     assert_eq!(removed, 1);
     a.engine
-        .try_publish(publish("/queue/live", "q-recreated"))
+        .offer(publish("/queue/live", "q-recreated"))
         .expect("accepted");
     let got = b.collect(1, WAIT).await;
     assert_eq!(&got[0].message.body()[..], b"q-recreated");

@@ -66,6 +66,10 @@ pub enum Error {
         /// Why it cannot be encoded.
         reason: &'static str,
     },
+    /// The engine refused a SEND: its shared store is unreachable and its backlog is full, or
+    /// the destination is at its length limit. The session answers with an ERROR.
+    #[error("message refused: {0}")]
+    Refused(String),
 }
 
 /// Shorten peer-controlled text quoted in an error to at most 64 bytes, on a char boundary.

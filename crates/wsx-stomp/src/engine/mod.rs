@@ -79,6 +79,20 @@ pub trait Engine {
     /// Publish a message: a topic delivers it to every subscriber, a queue to one.
     fn publish(&mut self, message: Publish, out: &mut Vec<Delivery>);
 
+    /// Publish, or refuse with [`crate::Error::Refused`] when the engine cannot take the
+    /// message (a shared store unreachable with its backlog full, a queue at its length
+    /// limit). Sessions call this for every SEND and answer a refusal with an ERROR frame, so
+    /// that nothing is dropped silently. The default accepts everything through
+    /// [`Engine::publish`].
+    fn try_publish(
+        &mut self,
+        message: Publish,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), crate::Error> {
+        self.publish(message, out);
+        Ok(())
+    }
+
     /// `key` processed these messages: they leave its window for good.
     fn ack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>);
 

@@ -167,7 +167,9 @@ impl Session {
         match transaction {
             Some(tx) => self.buffer(&tx, TxOp::Send(publish)),
             None => {
-                engine.publish(publish, out);
+                engine
+                    .try_publish(publish, out)
+                    .map_err(|refused| Fail::new(refused.to_string()))?;
                 Ok(After::Continue)
             }
         }

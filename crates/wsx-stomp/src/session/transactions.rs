@@ -103,9 +103,16 @@ impl Session {
                 }
             }
         }
-        for step in steps {
+        let total = steps.len();
+        for (done, step) in steps.into_iter().enumerate() {
             match step {
-                Step::Send(publish) => engine.publish(publish, out),
+                Step::Send(publish) => {
+                    engine.try_publish(publish, out).map_err(|refused| {
+                        Fail::new(format!(
+                            "transaction `{tx}` partly committed ({done} of {total} steps): {refused}"
+                        ))
+                    })?;
+                }
                 Step::Ack(resolved) => self.apply_ack(resolved, engine, out),
             }
         }

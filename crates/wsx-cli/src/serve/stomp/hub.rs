@@ -161,6 +161,21 @@ impl<E: Engine> Engine for Metered<E> {
         self.count(&out[n..]);
     }
 
+    fn try_publish(
+        &mut self,
+        message: Publish,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), wsx_stomp::Error> {
+        let kind = message.destination.kind();
+        let n = out.len();
+        let result = self.inner.try_publish(message, out);
+        if result.is_ok() {
+            self.metrics.stomp_published(kind);
+        }
+        self.count(&out[n..]);
+        result
+    }
+
     fn ack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
         let n = out.len();
         self.inner.ack(key, ids, out);
