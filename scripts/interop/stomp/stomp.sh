@@ -1,9 +1,11 @@
 # shellcheck shell=bash
-# STOMP interoperability: a real STOMP client, @stomp/stompjs 7 over the Node `ws` package
-# (scripts/interop/stomp/package.json + package-lock.json, npm ci), against the /stomp endpoint
-# of `wsx serve` started with --jwt-secret on a free port. stomp_client.mjs prints one line per
-# case, "stomp-interop: <case>: ok" or "stomp-interop: <case>: FAIL (why)"; the step fails on any
-# FAIL, on a missing verdict line, or when the server dies.
+# STOMP interoperability: two real STOMP clients against the /stomp endpoint of `wsx serve`
+# started with --jwt-secret on a free port: @stomp/stompjs 7 over the Node `ws` package
+# (scripts/interop/stomp/package.json + package-lock.json, npm ci) and Python's stomp.py 8 over
+# websocket-client (scripts/interop/stomp/requirements.txt, in a venv under .tools/).
+# stomp_client.mjs prints one line per case, "stomp-interop: <case>: ok" or
+# "stomp-interop: <case>: FAIL (why)", stomp_py.py the same with "stomp-py:"; the step fails on
+# any FAIL, on a client without verdict lines, or when the server dies.
 #
 # Source after scripts/lib/common.sh; scripts/test.sh runs install_stomp_interop (installer) and
 # step_stomp_interop (step "stomp"). Logs go to $REPORTS_DIR/stomp/.
@@ -14,6 +16,42 @@ STOMP_DIR="$ROOT_DIR/scripts/interop/stomp"
 STOMP_INTEROP_TIMEOUT="${STOMP_INTEROP_TIMEOUT:-60}"
 STOMP_NODE_READY=0
 STOMP_NODE_MISSING=""
+STOMP_VENV="${STOMP_VENV:-$TOOLS_DIR/stomp-venv}"
+STOMP_PY_READY=0
+STOMP_PY_MISSING=""
+
+# install_stomp_python: a venv with the pinned stomp.py; reinstalled when requirements.txt
+# changed since the last install (a copy is kept in the venv).
+install_stomp_python() {
+    local req="$STOMP_DIR/requirements.txt" stamp="$STOMP_VENV/wsx-requirements.txt"
+    local log="$STOMP_VENV/install.log" py="$STOMP_VENV/bin/python"
+    command -v python3 >/dev/null 2>&1 || { STOMP_PY_MISSING="python3 not found"; return 1; }
+    if [[ -x "$py" ]] && cmp -s "$req" "$stamp" && "$py" -c 'import stomp, websocket' >/dev/null 2>&1; then
+        STOMP_PY_READY=1
+        info "stomp.py: $("$py" -c 'import stomp; print(stomp.__version__)') (${STOMP_VENV#"$ROOT_DIR"/})"
+        return 0
+    fi
+    if [[ ! -x "$py" ]]; then
+        info "python3 -m venv ${STOMP_VENV#"$ROOT_DIR"/}"
+        if ! python3 -m venv "$STOMP_VENV" >/dev/null 2>&1; then
+            # Debian's own python3 keeps venv/ensurepip in a separate package.
+            if [[ "$(command -v python3)" != /usr/bin/python3 ]] || ! apt_install python3-venv ||
+                ! python3 -m venv --clear "$STOMP_VENV" >/dev/null 2>&1; then
+                STOMP_PY_MISSING="python3 -m venv ${STOMP_VENV} failed"
+                return 1
+            fi
+        fi
+    fi
+    info "pip install -r ${req#"$ROOT_DIR"/} (log: ${log#"$ROOT_DIR"/})"
+    if ! "$py" -m pip install -r "$req" >"$log" 2>&1; then
+        tail_log "$log" 20
+        STOMP_PY_MISSING="pip install -r ${req#"$ROOT_DIR"/} failed"
+        return 1
+    fi
+    cp "$req" "$stamp"
+    STOMP_PY_READY=1
+    info "stomp.py: $("$py" -c 'import stomp; print(stomp.__version__)')"
+}
 
 # stomp_versions lock|installed: "STOMPJS WS", the versions locked in package-lock.json or
 # installed in node_modules (empty when unknown).
@@ -41,6 +79,7 @@ stomp_versions() {
 install_stomp_interop() {
     selected "stomp" || return 0
     local want have log="$TOOLS_DIR/stomp-npm-ci.log"
+    install_stomp_python || err "stomp: ${STOMP_PY_MISSING}"
     command -v node >/dev/null 2>&1 || { STOMP_NODE_MISSING="node not found"; err "stomp: $STOMP_NODE_MISSING"; return 1; }
     command -v npm >/dev/null 2>&1 || { STOMP_NODE_MISSING="npm not found"; err "stomp: $STOMP_NODE_MISSING"; return 1; }
     want="$(stomp_versions lock)"
@@ -93,6 +132,10 @@ step_stomp_interop() {
         missing "stompjs client not installed (${STOMP_NODE_MISSING:-installer did not run})"
         return
     fi
+    if [[ $STOMP_PY_READY != 1 ]]; then
+        missing "stomp.py client not installed (${STOMP_PY_MISSING:-installer did not run})"
+        return
+    fi
     rm -rf "$dir"
     mkdir -p "$dir"
     bin="$(stomp_build_wsx | tail -n 1)" || return 1
@@ -110,26 +153,42 @@ step_stomp_interop() {
         return 1
     fi
     info "wsx serve on 127.0.0.1:$port; node stomp_client.mjs (@stomp/stompjs over ws)"
-    log="$dir/client.log"
-    run_limited "$log" "$STOMP_INTEROP_TIMEOUT" node "$STOMP_DIR/stomp_client.mjs" \
-        "ws://127.0.0.1:$port/stomp" "$secret" || rc=$?
-    lines="$(grep -E '^stomp-interop: ' "$log")"
-    [[ -n "$lines" ]] && printf '%s\n' "$lines"
-    oks=$(grep -cE '^stomp-interop: [^:]+: ok$' "$log")
-    fails=$(grep -cE '^stomp-interop: [^:]+: FAIL' "$log")
-    if [[ $rc == 124 || $rc == 137 ]]; then
-        err "the stompjs client timed out after ${STOMP_INTEROP_TIMEOUT}s"
-    fi
+    local total_ok=0 client
+    for client in stompjs stomp.py; do
+        local prefix crc=0
+        log="$dir/$client.log"
+        if [[ $client == stompjs ]]; then
+            prefix="stomp-interop"
+            run_limited "$log" "$STOMP_INTEROP_TIMEOUT" node "$STOMP_DIR/stomp_client.mjs" \
+                "ws://127.0.0.1:$port/stomp" "$secret" || crc=$?
+        else
+            prefix="stomp-py"
+            info "python stomp_py.py (stomp.py over websocket-client)"
+            run_limited "$log" "$STOMP_INTEROP_TIMEOUT" "$STOMP_VENV/bin/python" \
+                "$STOMP_DIR/stomp_py.py" 127.0.0.1 "$port" "$secret" || crc=$?
+        fi
+        lines="$(grep -E "^$prefix: " "$log")"
+        [[ -n "$lines" ]] && printf '%s\n' "$lines"
+        oks=$(grep -cE "^$prefix: [^:]+: ok\$" "$log")
+        fails=$(grep -cE "^$prefix: [^:]+: FAIL" "$log")
+        if [[ $crc == 124 || $crc == 137 ]]; then
+            err "the $client client timed out after ${STOMP_INTEROP_TIMEOUT}s"
+        fi
+        if [[ $crc != 0 || $fails -gt 0 || $oks -eq 0 ]]; then
+            tail_log "$log" 30
+            err "stomp ($client): $oks ok, $fails failed (client exit $crc)"
+            rc=1
+        fi
+        total_ok=$((total_ok + oks))
+    done
     if ! bg_alive "$pid"; then
         err "wsx serve exited during the run"
         rc=1
     fi
     bg_stop "$pid"
-    if [[ $rc != 0 || $fails -gt 0 || $oks -eq 0 ]]; then
-        tail_log "$log" 30
+    if [[ $rc != 0 ]]; then
         tail_log "$dir/server.log" 30
-        err "stomp: $oks ok, $fails failed (client exit $rc)"
         return 1
     fi
-    info "stomp: $oks cases ok (logs: ${dir#"$ROOT_DIR"/}/)"
+    info "stomp: $total_ok cases ok (logs: ${dir#"$ROOT_DIR"/}/)"
 }
