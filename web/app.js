@@ -10,6 +10,17 @@
 // The round-trip time comes from ping/pong messages (pages cannot send WebSocket pings).
 // After a lost connection the page reconnects with exponential backoff and joins again.
 // Open /#room=lobby&name=alice to join straight away.
+//
+// STOMP mode (/?transport=stomp, or the join form's switch): the page speaks STOMP 1.2 to
+// ws(s)://HOST/stomp with web/stomp.js, and the room is the topic /topic/chat.ROOM, so pages on
+// every `wsx serve` node that shares one broker (--broker redis://...) meet in it. A message is
+// a SEND with the same JSON as above (application/json): {type:"message",name,text,ts,id}, id
+// being this page's random id; a file is a SEND with a binary body, its content-type, and the
+// headers chat-type:file, chat-file-name, chat-from, chat-id, chat-ts. No server-side room in
+// this mode: pages announce themselves on the topic with {type:"join"|"here"|"leave",name,id}
+// (join on arrival, here as an answer and every 15 s, leave on the way out), and the list of
+// people is what was heard in the last 45 s; no history, no name check. The RTT is the round
+// trip of a receipt (BEGIN with a receipt, then ABORT). An ERROR frame's message is shown.
 'use strict';
 
 (() => {
@@ -19,6 +30,10 @@
   const MAX_ITEMS = 400;
   const RTT_SAMPLES = 30;
   const ROOM_RE = /^[A-Za-z0-9._-]{1,64}$/;
+  const STOMP_MAX_FILE_BYTES = 1 << 20; // the largest STOMP body wsx serve takes
+  const PRESENCE_EVERY_MS = 15000;
+  const PRESENCE_TTL_MS = 45000;
+  const TRANSPORTS = new Set(['chat', 'stomp']);
   const INLINE_IMAGES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'image/avif', 'image/bmp']);
 
   const $ = (id) => document.getElementById(id);
@@ -28,10 +43,19 @@
     chatView: $('chat-view'), roomName: $('room-name'), users: $('users'), count: $('count'), leave: $('leave'),
     conversation: $('conversation'), messages: $('messages'), drop: $('drop'),
     composer: $('composer'), text: $('text'), file: $('file'),
+    transports: document.querySelectorAll('input[name="transport"]'), transportHint: $('transport-hint'),
+    via: $('via'), viaTopic: $('via-topic'), presenceNote: $('presence-note'),
   };
 
   const state = {
+    transport: 'chat', // or 'stomp'
     ws: null,
+    stomp: null, // the WsxStomp.Client in STOMP mode
+    clientId: randomId(), // marks this page's own messages and presence in STOMP mode
+    peers: new Map(), // STOMP mode: id -> {name, last}
+    presenceTimer: 0,
+    pingSeq: 0,
+    pings: new Map(), // STOMP mode: receipt id -> performance.now() at sending
     room: '',
     wantedName: '',
     myName: '',
@@ -50,6 +74,16 @@
   };
 
   // ---- helpers -------------------------------------------------------------------------------
+
+  function randomId() {
+    const b = new Uint8Array(8);
+    crypto.getRandomValues(b);
+    return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  }
+
+  function stompTopic(room) {
+    return `/topic/chat.${room}`;
+  }
 
   function el(tag, className, text) {
     const e = document.createElement(tag);
@@ -164,12 +198,11 @@
     return { li, bubble };
   }
 
-  function addMessage(name, text, ts) {
+  function addMessage(name, text, ts, mine = name === state.myName) {
     const key = `${ts}\u0000${name}\u0000${text}`;
     if (state.seen.has(key)) return; // replayed history after a reconnect
     state.seen.add(key);
     if (state.seen.size > 2000) state.seen.delete(state.seen.values().next().value);
-    const mine = name === state.myName;
     const { li, bubble } = bubbleFor(name, ts, mine);
     bubble.append(el('div', 'text', text));
     addItem(li, { force: mine });
@@ -241,6 +274,7 @@
   // ---- connection ----------------------------------------------------------------------------
 
   function send(obj) {
+    if (state.transport === 'stomp') return stompSend(obj);
     const ws = state.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
     ws.send(JSON.stringify(obj));
@@ -251,12 +285,17 @@
     clearTimeout(state.retryTimer);
     clearInterval(state.countdownTimer);
     clearInterval(state.pingTimer);
-    state.retryTimer = state.countdownTimer = state.pingTimer = 0;
+    clearInterval(state.presenceTimer);
+    state.retryTimer = state.countdownTimer = state.pingTimer = state.presenceTimer = 0;
   }
 
   function connect() {
     clearTimers();
     setConn(state.attempt ? 'reconnecting' : 'connecting', state.attempt ? 'reconnecting…' : 'connecting…');
+    if (state.transport === 'stomp') {
+      connectStomp();
+      return;
+    }
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     let ws;
     try {
@@ -297,6 +336,8 @@
   function onClose(ev) {
     clearTimers();
     state.ws = null;
+    state.stomp = null;
+    state.pings.clear();
     state.pendingFile = null;
     clearRtt();
     ui.composer.classList.add('disabled');
@@ -333,6 +374,10 @@
     } catch (e) {
       return;
     }
+    onMsg(msg);
+  }
+
+  function onMsg(msg) {
     switch (msg.type) {
       case 'welcome': {
         const again = state.welcomed;
@@ -400,7 +445,10 @@
   }
 
   function sendFile(file) {
-    if (!state.ws || state.ws.readyState !== WebSocket.OPEN || !state.welcomed) {
+    const open = state.transport === 'stomp'
+      ? state.stomp !== null && state.stomp.isOpen()
+      : state.ws !== null && state.ws.readyState === WebSocket.OPEN;
+    if (!open || !state.welcomed) {
       addSys('Not connected: the file was not sent', 'err');
       return;
     }
@@ -409,9 +457,202 @@
       return;
     }
     const header = { type: 'file', name: file.name || 'file', mime: file.type || 'application/octet-stream', size: file.size };
+    if (state.transport === 'stomp') {
+      stompSendFile(file, header);
+      return;
+    }
     send(header);
     state.ws.send(file);
     addFile(state.myName, header, file, Date.now(), true);
+  }
+
+  // ---- STOMP mode ----------------------------------------------------------------------------
+
+  function connectStomp() {
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    // A JWT for a server started with --jwt-secret/--jwt-public-key: /?transport=stomp&access_token=...
+    const token = new URLSearchParams(location.search).get('access_token');
+    const url = `${scheme}//${location.host}/stomp${token ? `?access_token=${encodeURIComponent(token)}` : ''}`;
+    // heart-beat 0,20000: the page sends none (timers of background tabs are throttled), the
+    // server sends one every 20 s of silence (a lone "\n"), and 60 s without any means dead.
+    const c = new window.WsxStomp.Client(url, { heartBeat: [0, 20000] });
+    state.stomp = c;
+    c.onconnect = () => {
+      if (c !== state.stomp) return;
+      c.subscribe(stompTopic(state.room), 'room', { receipt: 'subscribed' });
+      sendPing();
+      state.pingTimer = setInterval(sendPing, PING_EVERY_MS);
+    };
+    c.onreceipt = (id) => {
+      if (c !== state.stomp) return;
+      if (id === 'subscribed') {
+        onStompJoined();
+      } else if (state.pings.has(id)) {
+        const rtt = performance.now() - state.pings.get(id);
+        state.pings.delete(id);
+        if (Number.isFinite(rtt) && rtt >= 0) recordRtt(rtt);
+      }
+    };
+    c.onmessage = (frame) => { if (c === state.stomp) onStompMessage(frame); };
+    c.onerror = (frame) => { if (c === state.stomp) onStompError(frame); };
+    c.onclose = (ev) => { if (c === state.stomp) onClose(ev); };
+    try {
+      c.open();
+    } catch (e) {
+      state.stomp = null;
+      scheduleReconnect();
+    }
+  }
+
+  /** The ping/message/presence objects of the page as STOMP frames. */
+  function stompSend(obj) {
+    const c = state.stomp;
+    if (!c || !c.isOpen()) return false;
+    const json = { 'content-type': 'application/json' };
+    switch (obj.type) {
+      case 'ping': {
+        // A receipt round trip: BEGIN an empty transaction with a receipt, then ABORT it.
+        const id = `ping-${++state.pingSeq}`;
+        state.pings.set(id, obj.t);
+        if (state.pings.size > 20) state.pings.delete(state.pings.keys().next().value);
+        return c.frame('BEGIN', { transaction: id, receipt: id }) && c.frame('ABORT', { transaction: id });
+      }
+      case 'message':
+        return c.send(stompTopic(state.room), JSON.stringify({
+          type: 'message', name: state.myName, text: obj.text, ts: Date.now(), id: state.clientId,
+        }), json);
+      case 'join':
+      case 'here':
+      case 'leave':
+        return c.send(stompTopic(state.room), JSON.stringify({ type: obj.type, name: state.myName, id: state.clientId }), json);
+      default:
+        return false;
+    }
+  }
+
+  function stompSendFile(file, header) {
+    file.arrayBuffer().then((buf) => {
+      const c = state.stomp;
+      const ts = Date.now();
+      const sent = c !== null && c.isOpen() && c.send(stompTopic(state.room), new Uint8Array(buf), {
+        'content-type': header.mime,
+        'chat-type': 'file',
+        'chat-file-name': header.name,
+        'chat-from': state.myName,
+        'chat-id': state.clientId,
+        'chat-ts': String(ts),
+      });
+      if (sent) addFile(state.myName, header, file, ts, true);
+      else addSys('Not connected: the file was not sent', 'err');
+    }, () => addSys(`Cannot read ${header.name}`, 'err'));
+  }
+
+  /** Subscribed to the room's topic: what the welcome is in /ws/chat mode. */
+  function onStompJoined() {
+    onMsg({ type: 'welcome', name: state.wantedName, room: state.room, max_file_bytes: STOMP_MAX_FILE_BYTES });
+    stompSend({ type: 'join' });
+    renderPeers();
+    state.presenceTimer = setInterval(presenceTick, PRESENCE_EVERY_MS);
+  }
+
+  function onStompMessage(frame) {
+    const h = frame.headers;
+    if (h['chat-type'] === 'file') {
+      if (h['chat-id'] === state.clientId) return; // shown when it was sent
+      const header = {
+        name: h['chat-file-name'] || 'file',
+        mime: h['content-type'] || 'application/octet-stream',
+        from: h['chat-from'] || '?',
+      };
+      const ts = Number(h['chat-ts']) || Date.now();
+      addFile(header.from, header, new Blob([frame.body], { type: header.mime }), ts, false);
+      return;
+    }
+    let msg;
+    try {
+      msg = JSON.parse(frame.text());
+    } catch (e) {
+      return;
+    }
+    if (!msg || typeof msg !== 'object') return;
+    const mine = msg.id === state.clientId;
+    switch (msg.type) {
+      case 'message':
+        addMessage(String(msg.name), String(msg.text), Number(msg.ts) || Date.now(), mine);
+        break;
+      case 'join':
+      case 'here':
+      case 'leave':
+        if (!mine) onPeer(msg);
+        break;
+      default:
+        break;
+    }
+  }
+
+  function onPeer(msg) {
+    const id = String(msg.id);
+    const name = String(msg.name || '?');
+    if (msg.type === 'leave') {
+      if (state.peers.delete(id)) addSys(`${name} left`);
+    } else {
+      const known = state.peers.has(id);
+      state.peers.set(id, { name, last: Date.now() });
+      if (msg.type === 'join') {
+        if (!known) addSys(`${name} joined`);
+        stompSend({ type: 'here' }); // so that the newcomer learns who is here
+      }
+    }
+    renderPeers();
+  }
+
+  function presenceTick() {
+    stompSend({ type: 'here' });
+    const old = Date.now() - PRESENCE_TTL_MS;
+    for (const [id, peer] of state.peers) {
+      if (peer.last < old) {
+        state.peers.delete(id);
+        addSys(`${peer.name} left`);
+      }
+    }
+    renderPeers();
+  }
+
+  function renderPeers() {
+    const others = Array.from(state.peers.values(), (p) => p.name).sort((a, b) => a.localeCompare(b));
+    renderUsers(state.myName ? [state.myName, ...others] : others);
+  }
+
+  function onStompError(frame) {
+    const text = frame.headers.message || frame.text().trim() || 'the server sent an ERROR frame';
+    if (!state.welcomed) {
+      // Refused before joining (a JWT is required, say): back to the form, no retry loop.
+      leaveRoom();
+      showJoinError(`STOMP: ${text}`);
+    } else {
+      addSys(`STOMP error: ${text}`, 'err');
+    }
+  }
+
+  function setTransport(transport, { updateUrl = true } = {}) {
+    state.transport = TRANSPORTS.has(transport) ? transport : 'chat';
+    for (const input of ui.transports) input.checked = input.value === state.transport;
+    ui.transportHint.textContent = state.transport === 'stomp'
+      ? 'STOMP 1.2 at /stomp, topic /topic/chat.ROOM: shared by every node on the same broker.'
+      : 'The server\'s rooms at /ws/chat/ROOM, with presence and history.';
+    if (updateUrl) {
+      const q = new URLSearchParams(location.search);
+      if (state.transport === 'stomp') q.set('transport', 'stomp');
+      else q.delete('transport');
+      const search = q.toString();
+      history.replaceState(null, '', `${location.pathname}${search ? `?${search}` : ''}${location.hash}`);
+    }
+  }
+
+  function urlTransport() {
+    const t = new URLSearchParams(location.search).get('transport') ||
+      new URLSearchParams(location.hash.slice(1)).get('transport');
+    return TRANSPORTS.has(t) ? t : '';
   }
 
   // ---- views ---------------------------------------------------------------------------------
@@ -428,12 +669,17 @@
     state.welcomed = false;
     state.attempt = 0;
     state.seen.clear();
+    state.peers.clear();
     try { localStorage.setItem('wsx.name', state.wantedName); } catch (e) { /* private mode */ }
     history.replaceState(null, '', `#room=${encodeURIComponent(room)}`);
     for (const li of ui.messages.querySelectorAll('li[data-url]')) URL.revokeObjectURL(li.dataset.url);
     ui.messages.replaceChildren();
     renderUsers([]);
     ui.roomName.textContent = room;
+    const stomp = state.transport === 'stomp';
+    ui.via.hidden = !stomp;
+    ui.viaTopic.textContent = stompTopic(room);
+    ui.presenceNote.hidden = !stomp;
     ui.text.placeholder = `Message #${room}`;
     ui.composer.classList.add('disabled');
     ui.joinView.hidden = true;
@@ -448,12 +694,19 @@
     const ws = state.ws;
     state.ws = null;
     if (ws) ws.close(1000, 'left the room');
+    if (state.stomp) {
+      if (state.welcomed) stompSend({ type: 'leave' });
+      state.stomp.disconnect();
+      state.stomp = null;
+    }
+    state.peers.clear();
+    state.pings.clear();
     state.room = '';
     state.welcomed = false;
     state.live = false;
     clearRtt();
     setConn('idle', 'not connected');
-    history.replaceState(null, '', location.pathname);
+    history.replaceState(null, '', location.pathname + location.search);
     ui.chatView.hidden = true;
     ui.joinView.hidden = false;
     updateTitle();
@@ -485,6 +738,11 @@
   ui.messages.addEventListener('scroll', () => { pinned = nearBottom(); }, { passive: true });
   window.addEventListener('resize', () => { if (pinned) scrollToEnd(); });
   ui.leave.addEventListener('click', leaveRoom);
+  for (const input of ui.transports) {
+    input.addEventListener('change', () => { if (input.checked) setTransport(input.value); });
+  }
+  // STOMP mode: tell the others right away (a closed tab would otherwise linger for 45 s).
+  window.addEventListener('pagehide', () => { if (state.stomp) stompSend({ type: 'leave' }); });
   ui.conn.addEventListener('click', retryNow);
   window.addEventListener('online', retryNow);
 
@@ -554,6 +812,7 @@
 
   let saved = '';
   try { saved = localStorage.getItem('wsx.name') || ''; } catch (e) { /* private mode */ }
+  setTransport(urlTransport() || 'chat', { updateUrl: urlTransport() !== '' });
   const start = fromHash();
   ui.name.value = start.name || saved;
   ui.room.value = ROOM_RE.test(start.room) ? start.room : 'lobby';

@@ -3,15 +3,20 @@
 // by playwright-core pinned in package.json) against a real `wsx serve` on 127.0.0.1.
 //
 // Where it sits: scripts/test.sh step "browser" (scripts/browser/browser.sh) builds the wsx
-// binary, runs `npm ci` here and then this script, which starts `wsx serve --listen
-// 127.0.0.1:0` itself, reads the bound address from its stdout line `listening on http://ADDR`,
-// runs the cases below and stops the server with SIGTERM (it must exit 0).
+// binary, runs `npm ci` here, starts redis-server on a free port and then runs this script,
+// which starts `wsx serve --listen 127.0.0.1:0` itself, reads the bound address from its stdout
+// line `listening on http://ADDR`, runs the cases below and stops the server with SIGTERM (it
+// must exit 0). For the two-node case it starts two more servers the same way, both with
+// `--broker REDIS_URL`.
 //
-// Each case prints one line: `browser: <case>: ok (...)` or `browser: <case>: FAIL (why)`;
-// the last line is `browser: N ok, N failed`, and the exit code is 1 when any case failed.
+// Each case prints one line: `browser: <case>: ok (...)`, `browser: <case>: FAIL (why)` or
+// `browser: <case>: skip (why)` (only the two-node case without --redis, and never under
+// CI=true, where that is a FAIL); the last line is `browser: N ok, N failed[, N skipped]`, and
+// the exit code is 1 when any case failed.
 //
 //   node browser_test.mjs --wsx target/release/wsx [--out reports/browser]
 //                         [--chromium /usr/bin/chromium] [--screenshot docs/chat.png]
+//                         [--redis redis://127.0.0.1:PORT] [--stomp-screenshot docs/chat-stomp.png]
 //
 // Cases:
 //   chat-two-pages      alice and bob open the demo page (/#room=lobby&name=...), alice sends
@@ -23,7 +28,18 @@
 //                       text round-trips on /ws/echo
 //   close-1009          a binary message over the chat limit (--max-file-bytes) on
 //                       /ws/chat/{room}: the page's onclose sees the server's code and reason
-// A screenshot of alice's page is written to OUT/chat.png (and to --screenshot if given).
+//   chat-stomp-one-node the page in STOMP mode (/?transport=stomp#room=...): alice and bob on
+//                       one server (memory broker), their only WebSockets go to /stomp;
+//                       presence (announced by the pages) on both, one message each way
+//                       through the UI, each shown once on both pages; alice sends a PNG
+//                       (binary STOMP body) and bob's page shows the image
+//   chat-stomp-two-nodes  two more servers with --broker REDIS: alice's page on node A, bob's
+//                       on node B, same room: presence across nodes, alice sends with Enter,
+//                       bob with the send button; each page shows the other's message, and
+//                       its own once; both nodes exit 0 on SIGTERM
+// A screenshot of alice's page is written to OUT/chat.png (and to --screenshot if given); one
+// of both STOMP pages side by side (node A | node B) to OUT/chat-stomp.png (and to
+// --stomp-screenshot).
 
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -51,7 +67,14 @@ const SERVER_TIMEOUT_MS = 15_000;
 const MAX_FILE_BYTES = 1 << 20;
 
 function parseArgs(argv) {
-  const opts = { wsx: '', out: 'reports/browser', chromium: '/usr/bin/chromium', screenshot: '' };
+  const opts = {
+    wsx: '',
+    out: 'reports/browser',
+    chromium: '/usr/bin/chromium',
+    screenshot: '',
+    redis: '',
+    'stomp-screenshot': '',
+  };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, '');
     if (!(key in opts) || i + 1 >= argv.length) throw new Error(`bad argument ${argv[i]}`);
@@ -86,10 +109,13 @@ function within(ms, what, promise) {
 
 // ---- the server ---------------------------------------------------------------------------
 
-/** Start `wsx serve --listen 127.0.0.1:0` and resolve with {child, base, exited} once it listens. */
-async function startServer(bin, logPath) {
+/**
+ * Start `wsx serve --listen 127.0.0.1:0 [extra...]` and resolve with {child, base, exited}
+ * once it listens.
+ */
+async function startServer(bin, logPath, extra = []) {
   const log = createWriteStream(logPath);
-  const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0'], {
+  const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' },
   });
@@ -374,6 +400,209 @@ async function closeCode(browser, base) {
   }
 }
 
+// ---- STOMP mode of the chat page -------------------------------------------------------------
+
+/** A 1x1 PNG: binary (0x89 first, NULs inside), so it travels as a binary STOMP frame. */
+const PNG_1X1 = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==',
+  'base64',
+);
+
+/**
+ * Open the chat page in STOMP mode for each {name, base}; resolve with the pages once each is
+ * connected and lists everybody (the pages announce themselves on the topic, so a full list
+ * on every page also shows that every subscription is live, across nodes too).
+ */
+async function openStompPages(browser, room, people, contexts, errors, viewport) {
+  const pages = [];
+  for (const { name, base } of people) {
+    const context = await browser.newContext({ viewport });
+    contexts.push(context);
+    const page = await context.newPage();
+    page.on('pageerror', (e) => errors.push(`${name}'s page threw: ${e}`));
+    page.wsUrls = [];
+    page.on('websocket', (ws) => page.wsUrls.push(ws.url()));
+    await page.goto(`${base}/?transport=stomp#room=${room}&name=${name}`);
+    pages.push(page);
+  }
+  const names = people.map((p) => p.name).sort();
+  for (const [i, page] of pages.entries()) {
+    const { name, base } = people[i];
+    await page.locator('#conn[data-state="open"]').waitFor({ timeout: CASE_TIMEOUT_MS });
+    if (!(await page.locator('#via').isVisible())) throw new Error(`${name}'s page does not show the STOMP badge`);
+    await page.waitForFunction(
+      (want) => {
+        const got = Array.from(document.querySelectorAll('#users .uname'), (e) => e.textContent).sort();
+        return JSON.stringify(got) === JSON.stringify(want);
+      },
+      names,
+      { timeout: CASE_TIMEOUT_MS },
+    ).catch(async () => {
+      const got = await page.locator('#users .uname').allTextContents();
+      throw new Error(`${name}'s page lists [${got}], want [${names}]`);
+    });
+    const me = await page.locator('#users li.me .uname').textContent();
+    if (me !== name) throw new Error(`${name}'s page marks "${me}" as (you)`);
+    const want = `${base.replace(/^http/, 'ws')}/stomp`;
+    if (page.wsUrls.length !== 1 || page.wsUrls[0] !== want) {
+      throw new Error(`${name}'s page opened WebSockets [${page.wsUrls}], want only ${want}`);
+    }
+  }
+  return pages;
+}
+
+/** `page` shows `text` from `from`, exactly once; `mine`: as its own bubble. */
+async function expectShownOnce(page, who, text, from, mine) {
+  const sel = `#messages li.msg${mine ? '.mine' : ':not(.mine)'}`;
+  const msg = page.locator(sel, { hasText: text });
+  await msg.first().waitFor({ timeout: CASE_TIMEOUT_MS }).catch(() => {
+    throw new Error(`${who}'s page does not show "${text}"${mine ? ' as its own' : ` from ${from}`}`);
+  });
+  const all = await page.locator('#messages li.msg .text').allTextContents();
+  const n = all.filter((t) => t === text).length;
+  if (n !== 1) throw new Error(`${who}'s page shows "${text}" ${n} times`);
+  if (!mine) {
+    const shownFrom = await msg.first().getAttribute('data-name');
+    if (shownFrom !== from) throw new Error(`${who}'s page shows "${text}" from "${shownFrom}", want ${from}`);
+  }
+}
+
+/** alice sends with Enter, bob with the send button; both pages show both messages once. */
+async function exchange(alice, bob, first, second) {
+  await alice.locator('#text').fill(first);
+  await alice.locator('#text').press('Enter');
+  await bob.locator('#text').fill(second);
+  await bob.locator('#composer button.send').click();
+  for (const [page, who] of [[alice, 'alice'], [bob, 'bob']]) {
+    await expectShownOnce(page, who, first, 'alice', who === 'alice');
+    await expectShownOnce(page, who, second, 'bob', who === 'bob');
+    const left = await page.locator('#text').inputValue();
+    if (left !== '') throw new Error(`${who}'s input still holds "${left}" after sending`);
+  }
+  // Late duplicates (a message delivered twice) would show up now.
+  await new Promise((r) => setTimeout(r, 500));
+  for (const [page, who] of [[alice, 'alice'], [bob, 'bob']]) {
+    const all = await page.locator('#messages li.msg .text').allTextContents();
+    for (const text of [first, second]) {
+      const n = all.filter((t) => t === text).length;
+      if (n !== 1) throw new Error(`${who}'s page shows "${text}" ${n} times after 500 ms`);
+    }
+  }
+}
+
+/** Case 5: the page's STOMP mode on one server (the default memory broker). */
+async function chatStompOneNode(browser, base) {
+  const contexts = [];
+  const errors = [];
+  try {
+    const [alice, bob] = await openStompPages(browser, 'stomp-one', [
+      { name: 'alice', base },
+      { name: 'bob', base },
+    ], contexts, errors, { width: 1100, height: 700 });
+    await exchange(alice, bob, 'Hello over STOMP: /topic/chat.stomp-one', 'Got it ✓ (ünïcödé intact)');
+
+    // A file: a binary body (PNG bytes, NULs included), shown as an image on bob's page.
+    await alice.locator('#file').setInputFiles({ name: 'dot.png', mimeType: 'image/png', buffer: PNG_1X1 });
+    const card = bob.locator('#messages li.msg:not(.mine) .file-card', { hasText: 'dot.png' });
+    await card.waitFor({ timeout: CASE_TIMEOUT_MS });
+    await bob.waitForFunction(() => {
+      const img = document.querySelector('#messages li.msg:not(.mine) .file-card img');
+      return img && img.complete && img.naturalWidth === 1;
+    }, null, { timeout: CASE_TIMEOUT_MS }).catch(() => {
+      throw new Error("bob's page did not decode alice's PNG");
+    });
+    const size = await card.locator('.file-size').textContent();
+    if (size !== `${PNG_1X1.length} B`) throw new Error(`bob's page says the PNG has ${size}, sent ${PNG_1X1.length} B`);
+    const mine = await alice.locator('#messages li.msg.mine .file-card', { hasText: 'dot.png' }).count();
+    if (mine !== 1) throw new Error(`alice's page shows her PNG ${mine} times`);
+
+    // The RTT readout comes from receipts in this mode.
+    await alice.waitForFunction(() => /ms$/.test(document.getElementById('rtt').textContent), null, {
+      timeout: CASE_TIMEOUT_MS,
+    });
+    if (errors.length) throw new Error(errors[0]);
+    return 'both pages on /stomp only, presence [alice, bob] on both, one message each way (Enter, ' +
+      `send button) shown once on both, a ${PNG_1X1.length}-byte PNG shown as an image on bob's, RTT from receipts`;
+  } finally {
+    for (const c of contexts) await c.close();
+  }
+}
+
+/** Case 6: two nodes on one Redis; alice on node A, bob on node B, same room. */
+async function chatStompTwoNodes(browser, opts) {
+  const nodes = [];
+  const contexts = [];
+  const errors = [];
+  const prefix = `wsx-browser-${process.pid}:`;
+  try {
+    for (const id of ['a', 'b']) {
+      const log = path.join(opts.out, `wsx-serve-node-${id}.log`);
+      nodes.push(await startServer(opts.wsx, log, [
+        '--broker', opts.redis, '--node-id', `browser-node-${id}`, '--redis-prefix', prefix,
+      ]));
+    }
+    const [a, b] = nodes;
+    const viewport = { width: 900, height: 640 };
+    const [alice, bob] = await openStompPages(browser, 'stomp-nodes', [
+      { name: 'alice', base: a.base },
+      { name: 'bob', base: b.base },
+    ], contexts, errors, viewport);
+    const first = `Hi bob, this is node A (${a.base.replace('http://', '')})`;
+    const second = `Hi alice, node B (${b.base.replace('http://', '')}) here: Redis carried it`;
+    await exchange(alice, bob, first, second);
+    if (errors.length) throw new Error(errors[0]);
+
+    // Both pages side by side: node A | node B.
+    let shot = '';
+    try {
+      shot = await sideBySide(browser, opts, [[alice, `node A · ${a.base}`], [bob, `node B · ${b.base}`]], viewport);
+    } catch (e) {
+      shot = `no screenshot (${e.message.split('\n')[0]})`;
+    }
+    for (const c of contexts.splice(0)) await c.close();
+    for (const [i, node] of nodes.entries()) {
+      await stopServer(node).catch((e) => {
+        throw new Error(`node ${'AB'[i]}: ${e.message}`);
+      });
+    }
+    return `alice on node A ${a.base}, bob on node B ${b.base}, --broker ${opts.redis}: presence ` +
+      `across nodes, alice's message (Enter) and bob's (send button) shown once on both pages; ` +
+      `both nodes exit 0 on SIGTERM; ${shot}`;
+  } finally {
+    for (const c of contexts) await c.close();
+    for (const node of nodes) {
+      if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill('SIGKILL');
+    }
+  }
+}
+
+/** Screenshot `pages` ([page, label]) and put them side by side in OUT/chat-stomp.png. */
+async function sideBySide(browser, opts, pages, viewport) {
+  const shots = [];
+  for (const [page, label] of pages) {
+    await page.locator('#text').blur();
+    shots.push({ label, png: (await page.screenshot()).toString('base64') });
+  }
+  const context = await browser.newContext({ viewport: { width: viewport.width * shots.length + 2 * (shots.length - 1), height: viewport.height + 30 } });
+  try {
+    const page = await context.newPage();
+    const cells = shots.map(({ label, png }) =>
+      `<figure><figcaption>${label}</figcaption><img src="data:image/png;base64,${png}"></figure>`).join('');
+    await page.setContent(`<!doctype html><style>
+      body { margin: 0; display: flex; gap: 2px; background: #98a2b3; font: 13px/30px system-ui, sans-serif; }
+      figure { margin: 0; } figcaption { background: #1b1f24; color: #fff; padding: 0 12px; height: 30px; }
+      img { display: block; }
+    </style>${cells}`);
+    await page.waitForFunction(() => Array.from(document.images).every((i) => i.complete && i.naturalWidth > 0));
+    const out = path.join(opts.out, 'chat-stomp.png');
+    await page.screenshot({ path: out });
+    if (opts['stomp-screenshot']) await copyFile(out, opts['stomp-screenshot']);
+    return `screenshot ${out}`;
+  } finally {
+    await context.close();
+  }
+}
+
 // ---- driver ---------------------------------------------------------------------------------
 
 async function main() {
@@ -381,10 +610,11 @@ async function main() {
   await mkdir(opts.out, { recursive: true });
   const results = [];
   const report = (name, ok, detail) => {
-    const line = `browser: ${name}: ${ok ? 'ok' : 'FAIL'} (${detail})`;
+    const line = `browser: ${name}: ${ok === 'skip' ? 'skip' : ok ? 'ok' : 'FAIL'} (${detail})`;
     console.log(line);
     results.push(ok);
   };
+  const ci = process.env.CI === 'true' || process.env.CI === '1';
 
   let server;
   let browser;
@@ -415,9 +645,16 @@ async function main() {
     ['binary-1mib-echo', () => binaryEcho(browser, server.base)],
     ['permessage-deflate', () => deflateText(browser, server.base)],
     ['close-1009', () => closeCode(browser, server.base)],
+    ['chat-stomp-one-node', () => chatStompOneNode(browser, server.base)],
+    ['chat-stomp-two-nodes', () => chatStompTwoNodes(browser, opts)],
   ];
   for (const [name, run] of cases) {
     const t0 = Date.now();
+    if (name === 'chat-stomp-two-nodes' && !opts.redis) {
+      // No Redis (redis-server missing): a failure under CI, a skip otherwise.
+      report(name, ci ? false : 'skip', `no --redis URL (redis-server not found?)${ci ? '; CI=true: a missing tool is a failure' : ''}`);
+      continue;
+    }
     try {
       const detail = await within(CASE_TIMEOUT_MS * 2, name, run());
       report(name, true, `${detail}; ${Date.now() - t0} ms`);
@@ -433,8 +670,9 @@ async function main() {
   } catch (e) {
     report('server-shutdown', false, e.message);
   }
-  const failed = results.filter((ok) => !ok).length;
-  console.log(`browser: ${results.length - failed} ok, ${failed} failed`);
+  const failed = results.filter((ok) => ok === false).length;
+  const skipped = results.filter((ok) => ok === 'skip').length;
+  console.log(`browser: ${results.length - failed - skipped} ok, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
   return failed ? 1 : 0;
 }
 

@@ -4,11 +4,13 @@
 //!
 //! It keeps the local picture: topic subscribers per topic (to know when to subscribe the
 //! node's pub/sub connection, and whom to fan out to), queue consumers with their windows and
-//! the messages they hold, the entries fetched but not yet handed out, and how many entries it
-//! asked each queue reader for (credit). Everything that needs Redis is a command to the tasks
-//! of [`crate::io`].
+//! the messages they hold, the entries fetched but not yet handed out — all in a
+//! [`wsx_stomp::engine::ConsumerSet`], the bookkeeping shared with the in-memory engine, each
+//! message tagged with its stream entry — and, per queue, its stream key, its reader and how
+//! many entries it asked the reader for (credit). Everything that needs Redis is a command to
+//! the tasks of [`crate::io`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,8 +18,10 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use redis::Client;
 use tokio::sync::{mpsc, oneshot, watch};
+use wsx_stomp::engine::{ConsumerSet, Held};
 use wsx_stomp::{
-    Delivery, Destination, DestinationKind, Engine, Message, MessageId, Publish, SubscriberKey,
+    Delivery, Destination, DestinationKind, Engine, Message, MessageId, Publish, Selector,
+    SubscriberKey,
 };
 
 use crate::io::{self, Cmd, Incoming, SubCmd};
@@ -43,33 +47,14 @@ impl RedisEvents {
     }
 }
 
-/// A message this node holds, with its stream entry when it came from a queue.
-#[derive(Debug)]
-struct Held {
-    message: Arc<Message>,
-    entry: Option<(Arc<str>, Bytes)>,
-}
+/// The tag of a message this node holds: its stream entry (id and stored blob) when it came
+/// from a queue, `None` for a topic message.
+type Entry = Option<(Arc<str>, Bytes)>;
 
-#[derive(Debug)]
-struct Consumer {
-    destination: Destination,
-    window: Option<usize>,
-    in_flight: Vec<Held>,
-}
-
-impl Consumer {
-    fn has_room(&self) -> bool {
-        self.window.is_none_or(|w| self.in_flight.len() < w)
-    }
-}
-
+/// A queue with local consumers: its stream and its reader.
 #[derive(Debug)]
 struct Queue {
     key: Arc<str>,
-    consumers: Vec<SubscriberKey>,
-    cursor: usize,
-    /// Fetched entries not handed out yet, with their redelivered flag.
-    ready: VecDeque<(Held, bool)>,
     /// Entries asked of the reader and not received yet.
     requested: usize,
     /// Credit to the reader; dropping it stops the reader.
@@ -89,16 +74,17 @@ pub struct RedisEngine {
     // Dropping it stops every task.
     _stop: watch::Sender<()>,
     next_id: u64,
-    topics: HashMap<Arc<str>, Vec<SubscriberKey>>,
+    /// Local subscriptions, windows, and the messages fetched or held.
+    set: ConsumerSet<Entry>,
+    /// Queues with local consumers (exactly those with consumers in `set`).
     queues: HashMap<Arc<str>, Queue>,
-    consumers: HashMap<SubscriberKey, Consumer>,
 }
 
 impl std::fmt::Debug for RedisEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisEngine")
             .field("node_id", &self.config.node_id)
-            .field("topics", &self.topics.len())
+            .field("topics", &self.set.topic_count())
             .field("queues", &self.queues.len())
             .finish_non_exhaustive()
     }
@@ -144,9 +130,8 @@ impl RedisEngine {
             shutdown,
             _stop: stop,
             next_id: 0,
-            topics: HashMap::new(),
+            set: ConsumerSet::new(),
             queues: HashMap::new(),
-            consumers: HashMap::new(),
         };
         Ok((engine, RedisEvents(events_rx)))
     }
@@ -177,26 +162,16 @@ impl RedisEngine {
     /// Messages held for queue consumers of `destination` on this node, fetched and not
     /// acknowledged yet (handed out or waiting for room).
     pub fn queue_held(&self, destination: &str) -> usize {
-        self.queues.get(destination).map_or(0, |q| {
-            q.ready.len()
-                + q.consumers
-                    .iter()
-                    .filter_map(|k| self.consumers.get(k))
-                    .map(|c| c.in_flight.len())
-                    .sum::<usize>()
-        })
+        self.set.queue_held(destination)
     }
 
     /// Local subscriptions on `destination`.
     pub fn subscriber_count(&self, destination: &str) -> usize {
-        self.topics.get(destination).map_or(0, Vec::len)
-            + self
-                .queues
-                .get(destination)
-                .map_or(0, |q| q.consumers.len())
+        self.set.subscriber_count(destination)
     }
 
-    /// Publish, or refuse with [`Error::Backlog`] when too many SENDs already wait for Redis
+    /// Publish, or refuse with [`Error::Backlog`] when too many SENDs already wait for Redis,
+    /// or with [`Error::QueueFull`] when the queue is known to be at [`Config::max_queue_len`]
     /// (the session should answer the SEND with an ERROR). Accepted SENDs are written to Redis
     /// as soon as it is reachable; local subscribers get the message through Redis like every
     /// other node's.
@@ -205,16 +180,30 @@ impl RedisEngine {
         if pending >= self.config.max_pending_sends {
             return Err(Error::Backlog(pending));
         }
+        let stream = match publish.destination.kind() {
+            DestinationKind::Topic => None,
+            DestinationKind::Queue => {
+                let key = self.stream_key(&publish.destination);
+                if self.shared.is_full(&key) {
+                    return Err(Error::QueueFull {
+                        destination: publish.destination.as_str().to_owned(),
+                        limit: self.config.max_queue_len,
+                    });
+                }
+                Some(key)
+            }
+        };
         self.next_id += 1;
         let id = MessageId::new(format!("{}-{}", self.config.node_id, self.next_id));
         let payload = codec::encode(&id, false, &publish)?;
-        let cmd = match publish.destination.kind() {
-            DestinationKind::Topic => Cmd::Publish {
+        let cmd = match stream {
+            None => Cmd::Publish {
                 channel: self.channel(&publish.destination),
                 payload,
             },
-            DestinationKind::Queue => Cmd::XAdd {
-                key: self.stream_key(&publish.destination),
+            Some(key) => Cmd::XAdd {
+                key,
+                destination: publish.destination.shared().clone(),
                 payload,
             },
         };
@@ -257,29 +246,14 @@ impl RedisEngine {
                 return;
             }
         };
-        let Some(subscribers) = self.topics.get(wire.publish.destination.as_str()) else {
+        let destination = wire.publish.destination.clone();
+        if self.set.subscriber_count(destination.as_str()) == 0 {
             return;
-        };
+        }
         let message = Arc::new(Message::new(wire.id, wire.publish));
-        for key in subscribers {
-            let Some(consumer) = self.consumers.get_mut(key) else {
-                continue;
-            };
-            if !consumer.has_room() {
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            if consumer.window.is_some() {
-                consumer.in_flight.push(Held {
-                    message: message.clone(),
-                    entry: None,
-                });
-            }
-            out.push(Delivery {
-                subscriber: key.clone(),
-                message: message.clone(),
-                redelivered: false,
-            });
+        let skipped = self.set.fan_out(destination.as_str(), &message, None, out);
+        if skipped > 0 {
+            self.shared.dropped.fetch_add(skipped, Ordering::Relaxed);
         }
     }
 
@@ -301,8 +275,8 @@ impl RedisEngine {
                 return;
             }
         };
-        let name = wire.publish.destination.shared().clone();
-        let Some(queue) = self.queues.get_mut(&name) else {
+        let destination = wire.publish.destination.clone();
+        let Some(queue) = self.queues.get_mut(destination.as_str()) else {
             // No local consumer any more: give it back to the group.
             self.forget(&key, std::slice::from_ref(&id));
             let _ = self.writer.send(Cmd::Requeue {
@@ -312,12 +286,13 @@ impl RedisEngine {
             return;
         };
         queue.requested = queue.requested.saturating_sub(1);
-        let held = Held {
-            message: Arc::new(Message::new(wire.id, wire.publish)),
-            entry: Some((id, payload)),
-        };
-        queue.ready.push_back((held, wire.redelivered || claimed));
-        self.dispatch(&name, out);
+        let held = Held::new(
+            Arc::new(Message::new(wire.id, wire.publish)),
+            Some((id, payload)),
+        );
+        self.set
+            .enqueue(&destination, held, wire.redelivered || claimed);
+        self.dispatch(destination.as_str(), out);
     }
 
     /// Entries no longer held by this node: the reader stops refreshing them.
@@ -351,42 +326,16 @@ impl RedisEngine {
         let Some(queue) = self.queues.get_mut(name) else {
             return;
         };
-        let mut auto_acked = Vec::new();
-        while !queue.ready.is_empty() && !queue.consumers.is_empty() {
-            let n = queue.consumers.len();
-            let chosen = (0..n).map(|step| (queue.cursor + step) % n).find(|&i| {
-                self.consumers
-                    .get(&queue.consumers[i])
-                    .is_some_and(Consumer::has_room)
-            });
-            let Some(i) = chosen else { break };
-            let Some((held, redelivered)) = queue.ready.pop_front() else {
-                break;
-            };
-            queue.cursor = (i + 1) % n;
-            let key = queue.consumers[i].clone();
-            let message = held.message.clone();
-            match self.consumers.get_mut(&key) {
-                Some(consumer) if consumer.window.is_some() => consumer.in_flight.push(held),
-                _ => auto_acked.extend(held.entry.map(|(id, _)| id)),
-            }
-            out.push(Delivery {
-                subscriber: key,
-                message,
-                redelivered,
-            });
-        }
+        let auto_acked: Vec<Arc<str>> = self
+            .set
+            .dispatch(name, out)
+            .into_iter()
+            .flatten()
+            .map(|(id, _)| id)
+            .collect();
         // Room left: ask the reader for that many entries (beyond those already asked for).
-        let room: usize = queue
-            .consumers
-            .iter()
-            .filter_map(|k| self.consumers.get(k))
-            .map(|c| match c.window {
-                Some(w) => w.saturating_sub(c.in_flight.len()),
-                None => self.config.prefetch,
-            })
-            .sum();
-        let want = room.saturating_sub(queue.ready.len());
+        let room = self.set.room(name, self.config.prefetch);
+        let want = room.saturating_sub(self.set.queue_depth(name));
         if want > queue.requested {
             io::grant(&queue.reader, want - queue.requested);
             queue.requested = want;
@@ -419,107 +368,93 @@ impl Engine for RedisEngine {
         max_unacked: Option<usize>,
         out: &mut Vec<Delivery>,
     ) {
-        if self.consumers.contains_key(&key) {
+        // Never fails without a selector.
+        let _ = self.subscribe_with_selector(key, destination, max_unacked, None, out);
+    }
+
+    /// Selectors work on topics (each node filters what it fans out). On queues they are
+    /// refused with [`wsx_stomp::Error::Unsupported`]: a node fetches entries for its consumers
+    /// as a whole, and would hold back from the other nodes entries none of its consumers
+    /// selects.
+    fn subscribe_with_selector(
+        &mut self,
+        key: SubscriberKey,
+        destination: &Destination,
+        max_unacked: Option<usize>,
+        selector: Option<Selector>,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), wsx_stomp::Error> {
+        if selector.is_some() && destination.kind() == DestinationKind::Queue {
+            return Err(wsx_stomp::Error::Unsupported(format!(
+                "selectors on queues ({destination}) with the redis engine; use a topic"
+            )));
+        }
+        if self.set.contains(&key) {
             self.unsubscribe(&key, out);
         }
-        self.consumers.insert(
-            key.clone(),
-            Consumer {
-                destination: destination.clone(),
-                window: max_unacked.map(|w| w.max(1)),
-                in_flight: Vec::new(),
-            },
-        );
-        let name = destination.shared().clone();
+        let local = self
+            .set
+            .subscribe_with_selector(key, destination, max_unacked, selector);
         match destination.kind() {
             DestinationKind::Topic => {
-                let subscribers = self.topics.entry(name).or_default();
-                subscribers.push(key);
-                if subscribers.len() == 1 {
+                if local == 1 {
                     let _ = self.sub.send(SubCmd::Subscribe(self.channel(destination)));
                 }
             }
             DestinationKind::Queue => {
-                if !self.queues.contains_key(&name) {
+                let name = destination.shared();
+                if !self.queues.contains_key(name) {
                     let stream: Arc<str> = Arc::from(self.stream_key(destination));
                     let reader = self.spawn_reader(stream.clone());
                     self.queues.insert(
                         name.clone(),
                         Queue {
                             key: stream,
-                            consumers: Vec::new(),
-                            cursor: 0,
-                            ready: VecDeque::new(),
                             requested: 0,
                             reader,
                         },
                     );
                 }
-                if let Some(queue) = self.queues.get_mut(&name) {
-                    queue.consumers.push(key);
-                }
-                self.dispatch(&name, out);
+                self.dispatch(name, out);
             }
         }
+        Ok(())
     }
 
     fn unsubscribe(&mut self, key: &SubscriberKey, out: &mut Vec<Delivery>) {
-        let Some(consumer) = self.consumers.remove(key) else {
+        let Some(destination) = self.set.unsubscribe(key) else {
             return;
         };
-        let destination = consumer.destination;
         let name = destination.as_str();
+        let left = self.set.subscriber_count(name);
         match destination.kind() {
             DestinationKind::Topic => {
-                if let Some(subscribers) = self.topics.get_mut(name) {
-                    subscribers.retain(|k| k != key);
-                    if subscribers.is_empty() {
-                        self.topics.remove(name);
-                        let _ = self
-                            .sub
-                            .send(SubCmd::Unsubscribe(self.channel(&destination)));
-                    }
+                if left == 0 {
+                    let _ = self
+                        .sub
+                        .send(SubCmd::Unsubscribe(self.channel(&destination)));
                 }
             }
-            DestinationKind::Queue => {
-                let Some(queue) = self.queues.get_mut(name) else {
-                    return;
+            DestinationKind::Queue if left == 0 => {
+                // The last local consumer left: give what this node holds back to the group,
+                // and stop the reader.
+                let held = self.set.take_queue(name);
+                let stream = match self.queues.remove(name) {
+                    Some(queue) => queue.key,
+                    None => Arc::from(self.stream_key(&destination)),
                 };
-                if let Some(i) = queue.consumers.iter().position(|k| k == key) {
-                    queue.consumers.remove(i);
-                    if i < queue.cursor {
-                        queue.cursor -= 1;
-                    }
-                    if queue.cursor >= queue.consumers.len() {
-                        queue.cursor = 0;
-                    }
-                }
-                for held in consumer.in_flight.into_iter().rev() {
-                    queue.ready.push_front((held, true));
-                }
-                if queue.consumers.is_empty() {
-                    // The last local consumer left: give what this node holds back to the
-                    // group, and stop the reader.
-                    if let Some(queue) = self.queues.remove(name) {
-                        let entries: Vec<(Arc<str>, Bytes)> = queue
-                            .ready
-                            .into_iter()
-                            .filter_map(|(held, _)| held.entry)
-                            .collect();
-                        if !entries.is_empty() {
-                            let ids: Vec<Arc<str>> =
-                                entries.iter().map(|(id, _)| id.clone()).collect();
-                            self.forget(&queue.key, &ids);
-                            let _ = self.writer.send(Cmd::Requeue {
-                                key: queue.key,
-                                entries,
-                            });
-                        }
-                    }
-                } else {
-                    self.dispatch(name, out);
+                let entries: Vec<(Arc<str>, Bytes)> =
+                    held.into_iter().filter_map(|(held, _)| held.tag).collect();
+                if !entries.is_empty() {
+                    let ids: Vec<Arc<str>> = entries.iter().map(|(id, _)| id.clone()).collect();
+                    self.forget(&stream, &ids);
+                    let _ = self.writer.send(Cmd::Requeue {
+                        key: stream,
+                        entries,
+                    });
                 }
             }
+            DestinationKind::Queue => self.dispatch(name, out),
         }
     }
 
@@ -543,45 +478,28 @@ impl Engine for RedisEngine {
     }
 
     fn ack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
-        let Some(consumer) = self.consumers.get_mut(key) else {
+        let Some((destination, acked)) = self.set.ack(key, ids) else {
             return;
         };
-        let (acked, kept): (Vec<_>, Vec<_>) = consumer
-            .in_flight
-            .drain(..)
-            .partition(|h| ids.contains(h.message.id()));
-        consumer.in_flight = kept;
-        if consumer.destination.kind() == DestinationKind::Queue {
-            let name = consumer.destination.shared().clone();
+        if destination.kind() == DestinationKind::Queue {
+            let name = destination.as_str();
             let entry_ids: Vec<Arc<str>> = acked
                 .into_iter()
-                .filter_map(|h| h.entry.map(|(id, _)| id))
+                .filter_map(|h| h.tag.map(|(id, _)| id))
                 .collect();
-            if let Some(queue) = self.queues.get(&name) {
+            if let Some(queue) = self.queues.get(name) {
                 let stream = queue.key.clone();
                 self.ack_entries(&stream, entry_ids);
             }
-            self.dispatch(&name, out);
+            self.dispatch(name, out);
         }
     }
 
     fn nack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
-        let Some(consumer) = self.consumers.get_mut(key) else {
-            return;
-        };
-        let (rejected, kept): (Vec<_>, Vec<_>) = consumer
-            .in_flight
-            .drain(..)
-            .partition(|h| ids.contains(h.message.id()));
-        consumer.in_flight = kept;
-        if consumer.destination.kind() == DestinationKind::Queue {
-            let name = consumer.destination.shared().clone();
-            if let Some(queue) = self.queues.get_mut(&name) {
-                for held in rejected.into_iter().rev() {
-                    queue.ready.push_front((held, true));
-                }
-            }
-            self.dispatch(&name, out);
+        if let Some(destination) = self.set.nack(key, ids)
+            && destination.kind() == DestinationKind::Queue
+        {
+            self.dispatch(destination.as_str(), out);
         }
     }
 }

@@ -38,8 +38,14 @@ use crate::{Config, Shared};
 pub(crate) enum Cmd {
     /// `PUBLISH channel payload` (a topic SEND).
     Publish { channel: String, payload: Bytes },
-    /// `XADD key * m payload` (a queue SEND).
-    XAdd { key: String, payload: Bytes },
+    /// `XADD key * m payload` (a queue SEND), through [`XADD_BOUNDED`]: refused when the
+    /// stream holds [`Config::max_queue_len`] entries.
+    XAdd {
+        key: String,
+        /// The queue, `/queue/NAME`, for the log when Redis refuses.
+        destination: Arc<str>,
+        payload: Bytes,
+    },
     /// `XACK` + `XDEL` these entries: consumed for good.
     Ack { key: Arc<str>, ids: Vec<Arc<str>> },
     /// Give entries back to the group: `XADD` a copy marked redelivered, `XACK` + `XDEL` the
@@ -76,6 +82,18 @@ pub(crate) enum Incoming {
 }
 
 pub(crate) type Events = mpsc::UnboundedSender<Incoming>;
+
+/// A queue SEND: `XADD` unless the stream already holds `ARGV[2]` entries. Returns the new
+/// length, or -1 when refused. Acknowledged entries are deleted (`XDEL`), so the length counts
+/// the entries not delivered yet or not acknowledged yet; nothing is ever trimmed.
+const XADD_BOUNDED: &str = "\
+local len = redis.call('XLEN', KEYS[1])
+if len >= tonumber(ARGV[2]) then return -1 end
+redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
+return len + 1";
+
+/// How often the writer checks whether streams marked full have room again.
+const FULL_RECHECK: Duration = Duration::from_millis(500);
 
 /// Connect with backoff until it works or the engine goes away (`None`).
 async fn connect(
@@ -135,9 +153,39 @@ pub(crate) async fn writer(
     let mut conn = Some(first);
     let mut lost = false;
     let mut batch: Vec<Cmd> = Vec::new();
+    let mut recheck = tokio::time::interval(FULL_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
             cmd = rx.recv() => cmd,
+            _ = recheck.tick() => {
+                if shared.full_streams().is_empty() {
+                    continue;
+                }
+                // Marks clear only through this check (SENDs to a marked queue never reach
+                // the writer), so reconnect for it if need be.
+                if conn.is_none() {
+                    let Some(c) =
+                        connect(&client, &config, &shared, timeout, &mut shutdown, "writer").await
+                    else {
+                        return;
+                    };
+                    if lost {
+                        shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    shared.connected.store(true, Ordering::Relaxed);
+                    conn = Some(c);
+                }
+                if let Some(c) = conn.as_mut()
+                    && let Err(error) = recheck_full(c, &config, &shared).await
+                {
+                    tracing::warn!(%error, "redis writer lost its connection; reconnecting");
+                    shared.connected.store(false, Ordering::Relaxed);
+                    conn = None;
+                    lost = true;
+                }
+                continue;
+            }
             _ = shutdown.changed() => None,
         };
         let Some(first) = first else { return };
@@ -167,7 +215,7 @@ pub(crate) async fn writer(
             };
             match run_batch(c, &config, &batch).await {
                 Ok(results) => {
-                    report(&shared, &batch, &results);
+                    report(&config, &shared, &batch, &results);
                     break;
                 }
                 Err(error) => {
@@ -207,12 +255,13 @@ async fn run_batch(
                 pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref());
                 n += 1;
             }
-            Cmd::XAdd { key, payload } => {
-                pipe.cmd("XADD")
+            Cmd::XAdd { key, payload, .. } => {
+                pipe.cmd("EVAL")
+                    .arg(XADD_BOUNDED)
+                    .arg(1)
                     .arg(key)
-                    .arg("*")
-                    .arg("m")
-                    .arg(payload.as_ref());
+                    .arg(payload.as_ref())
+                    .arg(config.max_queue_len);
                 n += 1;
             }
             Cmd::Ack { key, ids } => {
@@ -257,8 +306,36 @@ async fn run_batch(
     Ok(results)
 }
 
-/// Count and log failed SENDs (the server refused them: never silently).
-fn report(shared: &Shared, batch: &[Cmd], results: &[RedisResult<Value>]) {
+/// Clear the full mark of streams that have room again (consumers acknowledged entries).
+async fn recheck_full(
+    conn: &mut MultiplexedConnection,
+    config: &Config,
+    shared: &Shared,
+) -> RedisResult<()> {
+    let keys = shared.full_streams();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for key in &keys {
+        pipe.cmd("XLEN").arg(key);
+    }
+    let lens: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
+    for (key, len) in keys.iter().zip(lens) {
+        if let Ok(Value::Int(len)) = len
+            && usize::try_from(len).is_ok_and(|len| len < config.max_queue_len)
+        {
+            tracing::debug!(key, len, "queue has room again");
+            shared.set_full(key, false);
+        }
+    }
+    Ok(())
+}
+
+/// Count and log failed SENDs (the server refused them: never silently); mark the streams
+/// found at their length limit.
+fn report(config: &Config, shared: &Shared, batch: &[Cmd], results: &[RedisResult<Value>]) {
     let mut i = 0;
     for cmd in batch {
         match cmd {
@@ -269,10 +346,35 @@ fn report(shared: &Shared, batch: &[Cmd], results: &[RedisResult<Value>]) {
                 }
                 i += 1;
             }
-            Cmd::XAdd { key, .. } => {
-                if let Some(why) = results.get(i).and_then(is_server_error) {
-                    shared.send_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(key, why, "redis refused a queue SEND");
+            Cmd::XAdd {
+                key, destination, ..
+            } => {
+                match results.get(i) {
+                    Some(Ok(Value::Int(len))) if *len < 0 => {
+                        // Accepted by the engine before it knew the queue was full.
+                        shared.send_failures.fetch_add(1, Ordering::Relaxed);
+                        shared.set_full(key, true);
+                        tracing::warn!(
+                            destination = &**destination,
+                            limit = config.max_queue_len,
+                            "queue full: an accepted SEND was refused by redis and is lost"
+                        );
+                    }
+                    Some(Ok(Value::Int(len))) => {
+                        let full =
+                            usize::try_from(*len).unwrap_or(usize::MAX) >= config.max_queue_len;
+                        shared.set_full(key, full);
+                    }
+                    result => {
+                        if let Some(why) = result.and_then(is_server_error) {
+                            shared.send_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                destination = &**destination,
+                                why,
+                                "redis refused a queue SEND"
+                            );
+                        }
+                    }
                 }
                 i += 1;
             }

@@ -28,6 +28,9 @@
 //! (or while a subscriber's window is full) is not delivered to that node's subscribers:
 //! **topics are at-most-once**, exactly once for subscribers that stay connected.
 //!
+//! Selectors (the `selector` header of SUBSCRIBE, [`wsx_stomp::Selector`]) work on topics:
+//! each node filters what it fans out to its own subscribers.
+//!
 //! ## Queues: Redis streams, at least once
 //!
 //! A queue is a stream with one consumer group; each node is a consumer named by its node id.
@@ -42,7 +45,36 @@
 //! delivered again, and nothing is lost while Redis keeps its data: **queues are
 //! at-least-once** (a message may come twice: a node that stalls longer than the claim
 //! timeout, a SEND retried after a connection loss). Subscriptions in `auto` ack mode are
-//! acknowledged in Redis as they are delivered.
+//! acknowledged in Redis as they are delivered. A SUBSCRIBE to a queue with a selector is
+//! refused ([`wsx_stomp::Error::Unsupported`], an ERROR to the client): a node fetches entries
+//! for its local consumers as a whole and would hold back, from the other nodes' consumers,
+//! entries none of its own selects.
+//!
+//! ## Queue length: bounded, never trimmed
+//!
+//! A queue's stream holds at most [`Config::max_queue_len`] entries (default 100 000). An
+//! acknowledged entry is deleted, so the length counts the messages not delivered yet or not
+//! acknowledged yet; nothing is ever trimmed (no `XADD MAXLEN`): when a queue is full, new
+//! SENDs are refused instead. A queue SEND is a Lua script that checks `XLEN` and adds only
+//! below the limit, atomically on the server, so the stream never exceeds the limit whatever
+//! the number of nodes. Refusal is synchronous where possible: the writer marks a stream full
+//! when a write brings it to the limit (or is refused), and from then on
+//! [`RedisEngine::offer`] and [`wsx_stomp::Engine::try_publish`] refuse SENDs to it at once
+//! with [`Error::QueueFull`], which the session answers with an ERROR. Every 500 ms the writer
+//! checks `XLEN` of the streams it marked full and clears the mark once there is room.
+//!
+//! The window: a SEND the engine accepted *before* its node knew the queue was full is refused
+//! by the script afterwards. The client was not told (its SEND was accepted, and its
+//! `receipt`, if it asked for one, already sent: a receipt confirms that the node accepted the
+//! SEND, not that Redis stored it); the message is counted in [`RedisMetrics::send_failures`]
+//! and logged at `warn` with its destination. Such SENDs are exactly those accepted by a node
+//! between the moment the stream reached its limit and the moment that node's writer saw it:
+//! the SENDs already queued in its writer (at most [`Config::max_pending_sends`]) or written
+//! in the same pipeline, including, on a node that has not written to that queue since it
+//! filled (another node filled it), the SENDs it accepts until its first refused write comes
+//! back; and likewise after the 500 ms re-check cleared a mark, if other nodes fill the queue
+//! again before this node's next write. Requeues (a copy added and the original deleted
+//! together) do not change the length and are never refused.
 //!
 //! ## Resilience
 //!
@@ -81,6 +113,15 @@ pub enum Error {
     /// Too many SENDs wait for Redis (it is down or slow): this one is refused.
     #[error("redis unavailable: {0} messages waiting to be written")]
     Backlog(usize),
+    /// The queue's stream holds [`Config::max_queue_len`] entries (undelivered or
+    /// unacknowledged): this SEND is refused until consumers acknowledge some.
+    #[error("queue {destination} is full: {limit} messages waiting or unacknowledged")]
+    QueueFull {
+        /// The queue, `/queue/NAME`.
+        destination: String,
+        /// The limit ([`Config::max_queue_len`]).
+        limit: usize,
+    },
     /// A message part is too large for the wire format.
     #[error("message too large to store: {0}")]
     TooLarge(String),
@@ -108,6 +149,10 @@ pub struct Config {
     pub prefetch: usize,
     /// SENDs that may wait for Redis before new ones are refused (default 10 000).
     pub max_pending_sends: usize,
+    /// Entries a queue's stream may hold — messages not delivered yet or delivered and not
+    /// acknowledged (acknowledged entries are deleted) — before SENDs to it are refused
+    /// (default 100 000). Nothing is ever trimmed: see the crate docs, *Queue length*.
+    pub max_queue_len: usize,
     /// First reconnect delay (default 50 ms); doubles up to [`Config::backoff_max`].
     pub backoff_min: Duration,
     /// Longest reconnect delay (default 2 s).
@@ -125,6 +170,7 @@ impl Config {
             claim_timeout: Duration::from_secs(30),
             prefetch: 64,
             max_pending_sends: 10_000,
+            max_queue_len: 100_000,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
         }
@@ -151,6 +197,12 @@ impl Config {
     /// Set how many SENDs may wait for Redis.
     pub fn max_pending_sends(mut self, n: usize) -> Self {
         self.max_pending_sends = n.max(1);
+        self
+    }
+
+    /// Set how many entries a queue's stream may hold before SENDs to it are refused.
+    pub fn max_queue_len(mut self, n: usize) -> Self {
+        self.max_queue_len = n.max(1);
         self
     }
 
@@ -183,6 +235,37 @@ pub(crate) struct Shared {
     /// Queue entries this node holds (read or claimed, not yet acknowledged or requeued),
     /// per stream key: the readers keep their idle time fresh.
     owned: Mutex<HashMap<Arc<str>, HashSet<Arc<str>>>>,
+    /// Stream keys of queues at [`Config::max_queue_len`], as the writer last saw them: SENDs
+    /// to them are refused at once. The writer clears a mark once the stream has room again.
+    full: Mutex<HashSet<String>>,
+}
+
+impl Shared {
+    /// Whether the writer saw stream `key` at its length limit (and has not seen room since).
+    pub(crate) fn is_full(&self, key: &str) -> bool {
+        self.full.lock().is_ok_and(|full| full.contains(key))
+    }
+
+    /// Mark stream `key` full (or not).
+    pub(crate) fn set_full(&self, key: &str, full: bool) {
+        if let Ok(mut set) = self.full.lock() {
+            if full {
+                if !set.contains(key) {
+                    set.insert(key.to_owned());
+                }
+            } else {
+                set.remove(key);
+            }
+        }
+    }
+
+    /// The streams marked full.
+    pub(crate) fn full_streams(&self) -> Vec<String> {
+        self.full
+            .lock()
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Counters of one node, for metrics. Cheap to clone; readable from any thread.
@@ -205,7 +288,8 @@ impl RedisMetrics {
         self.0.pending_sends.load(Ordering::Relaxed)
     }
 
-    /// SENDs refused: backlog full, or Redis answered with an error.
+    /// SENDs refused: backlog full, queue full (refused at once, or refused by Redis after
+    /// being accepted: see the crate docs), or Redis answered with an error.
     pub fn send_failures(&self) -> u64 {
         self.0.send_failures.load(Ordering::Relaxed)
     }

@@ -4,7 +4,9 @@
 //! peer sent (each variant names the problem, and the session copies its text into the `message`
 //! header of the ERROR frame it answers with), and the encoder reports a header that the chosen
 //! protocol version cannot represent. The broker session never returns errors: a client's
-//! mistakes become ERROR frames (see [`crate::Session`]).
+//! mistakes become ERROR frames (see [`crate::Session`]). Engines use [`Error::Refused`] and
+//! [`Error::Unsupported`] to turn down a SEND or a SUBSCRIBE, and [`crate::Selector::parse`]
+//! reports an invalid selector; the session answers those with ERROR frames too.
 
 /// Everything that can go wrong while decoding or encoding STOMP frames.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +72,13 @@ pub enum Error {
     /// the destination is at its length limit. The session answers with an ERROR.
     #[error("message refused: {0}")]
     Refused(String),
+    /// The `selector` header of a SUBSCRIBE is not a valid [`crate::Selector`]: the text says
+    /// what is wrong and where.
+    #[error("invalid selector {0}")]
+    InvalidSelector(String),
+    /// The engine cannot do what a SUBSCRIBE asks (a selector it cannot evaluate, say).
+    #[error("not supported: {0}")]
+    Unsupported(String),
 }
 
 /// Shorten peer-controlled text quoted in an error to at most 64 bytes, on a char boundary.

@@ -21,6 +21,9 @@
 //!    trait leaves room for a shared store.
 //! 4. The [`Broker`] ties sessions and an engine together for a single process.
 //!
+//! A SUBSCRIBE may carry a `selector` header ([`Selector`]): the subscription then gets only
+//! the messages whose headers match it.
+//!
 //! Decoding a frame that arrives in two pieces:
 //!
 //! ```
@@ -55,6 +58,7 @@ mod headers;
 mod heartbeat;
 mod limits;
 mod message;
+mod selector;
 mod session;
 mod version;
 
@@ -72,5 +76,6 @@ pub use headers::Headers;
 pub use heartbeat::{HeartBeat, HeartBeatHeader};
 pub use limits::Limits;
 pub use message::{Message, MessageId, Publish, RESERVED_HEADERS};
+pub use selector::Selector;
 pub use session::{AckMode, Phase, Session, SessionConfig, Transmit};
 pub use version::Version;

@@ -1,14 +1,18 @@
 //! Server counters and gauges, rendered at `/metrics` in the Prometheus text format.
 //!
 //! Every part of the server (the accept loop, the router, the echo and chat sessions, the chat
-//! rooms) updates these atomics as traffic flows; `/metrics` only reads them. Plain relaxed
-//! atomics are enough: each value is independent and read for monitoring.
+//! rooms, the STOMP hub) updates these atomics as traffic flows; `/metrics` only reads them.
+//! Plain relaxed atomics are enough: each value is independent and read for monitoring. With
+//! `--broker redis://…` the Redis node's own counters ([`RedisMetrics`]) are read at render
+//! time as well (`wsx_stomp_redis_*`).
 
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use wsx_proto::handshake::HandshakeError;
 use wsx_stomp::DestinationKind;
+use wsx_stomp_redis::RedisMetrics;
 
 /// Label values of `wsx_handshake_failures_total{reason}`, one per kind of failed handshake.
 const HANDSHAKE_REASONS: [&str; 12] = [
@@ -65,6 +69,8 @@ pub struct Metrics {
     stomp_delivered: [AtomicU64; 2],
     stomp_redeliveries: AtomicU64,
     stomp_slow_disconnects: AtomicU64,
+    /// The Redis node's counters, with `--broker redis://…`.
+    redis: OnceLock<RedisMetrics>,
 }
 
 /// The `kind` label values of the STOMP message counters.
@@ -164,6 +170,12 @@ impl Metrics {
         self.stomp_slow_disconnects.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Render the counters of the Redis broker node as well (`wsx_stomp_redis_*`). Set once,
+    /// at startup; later calls are ignored.
+    pub fn set_redis(&self, redis: RedisMetrics) {
+        let _ = self.redis.set(redis);
+    }
+
     /// The metrics in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -258,6 +270,44 @@ impl Metrics {
             "STOMP connections dropped because they did not keep up (close 1008).",
             get(&self.stomp_slow_disconnects),
         );
+        if let Some(redis) = self.redis.get() {
+            metric(
+                "wsx_stomp_redis_connected",
+                "gauge",
+                "Whether the STOMP broker's connection to Redis is up (1) or not (0).",
+                u64::from(redis.connected()),
+            );
+            metric(
+                "wsx_stomp_redis_reconnects_total",
+                "counter",
+                "Connections to Redis re-established after a loss.",
+                redis.reconnects(),
+            );
+            metric(
+                "wsx_stomp_redis_pending_sends",
+                "gauge",
+                "STOMP SENDs accepted and not yet written to Redis.",
+                u64::try_from(redis.pending_sends()).unwrap_or(u64::MAX),
+            );
+            metric(
+                "wsx_stomp_redis_send_failures_total",
+                "counter",
+                "STOMP SENDs refused (Redis unreachable with the backlog full, or a Redis error).",
+                redis.send_failures(),
+            );
+            metric(
+                "wsx_stomp_redis_dropped_total",
+                "counter",
+                "Topic messages from Redis not delivered to a local subscriber whose window was full.",
+                redis.dropped(),
+            );
+            metric(
+                "wsx_stomp_redis_malformed_total",
+                "counter",
+                "Messages read from Redis that were not in the broker's format (skipped).",
+                redis.malformed(),
+            );
+        }
         for (name, help, counts) in [
             (
                 "wsx_stomp_messages_published_total",
@@ -327,5 +377,32 @@ mod tests {
         }
         assert!(m.render().contains("wsx_connections_active 0\n"));
         assert!(m.render().contains("wsx_connections_total 1\n"));
+    }
+
+    #[test]
+    fn redis_series_only_with_the_redis_broker() {
+        let m = Metrics::default();
+        assert!(!m.render().contains("wsx_stomp_redis_"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let _guard = rt.enter();
+        // Nothing listens on port 1: the node is down and stays so.
+        let config = wsx_stomp_redis::Config::new("redis://127.0.0.1:1");
+        let (engine, _events) = wsx_stomp_redis::RedisEngine::start(config).expect("starts");
+        m.set_redis(engine.metrics());
+        let text = m.render();
+        for line in [
+            "wsx_stomp_redis_connected 0\n",
+            "wsx_stomp_redis_reconnects_total 0\n",
+            "wsx_stomp_redis_pending_sends 0\n",
+            "wsx_stomp_redis_send_failures_total 0\n",
+            "wsx_stomp_redis_dropped_total 0\n",
+            "# TYPE wsx_stomp_redis_connected gauge\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(text.contains("wsx_connections_active 0\n"));
     }
 }

@@ -5,11 +5,15 @@
 //! which reads the request head and either answers plain HTTP (the embedded page from
 //! [`static_files`], `/healthz`, `/metrics` from [`metrics`]) or upgrades to WebSocket and runs an
 //! [`echo`] or [`chat`] session; chat sessions talk to their [`room`] task. `/stomp` runs a
-//! [`stomp`] session on the server's embedded STOMP broker.
+//! [`stomp`] session on the server's STOMP broker: in memory, or with `--broker redis://…` one
+//! node of a broker shared by every `wsx serve` on that Redis (a pump task then feeds what
+//! Redis sends to the broker).
 //!
 //! Shutdown: the listener is closed, a `watch` channel tells every task, and each WebSocket
 //! session sends close 1001 "server shutting down" and finishes its close handshake. The server
-//! waits up to `--shutdown-timeout` for them (a second signal cuts the wait short), then exits 0.
+//! waits up to `--shutdown-timeout` for them (a second signal cuts the wait short), closes the
+//! STOMP sessions left and, with a Redis broker, waits (up to 2 s) until Redis has taken back
+//! the queue messages they held, so that other nodes get them at once; then it exits 0.
 
 mod chat;
 mod echo;
@@ -89,9 +93,43 @@ pub struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
-    /// The STOMP 1.2 endpoint `/stomp` (embedded in-memory broker): on or off.
+    /// The STOMP 1.2 endpoint `/stomp` (see --broker): on or off.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     pub stomp: OnOff,
+    /// The STOMP broker: `memory` (in this process), or `redis://HOST:PORT[/DB]` to make this
+    /// server one node of a broker shared by every `wsx serve` on that Redis (same
+    /// --redis-prefix): topics through pub/sub (at most once), queues through streams (at least
+    /// once). The server starts without waiting for Redis and reconnects on its own.
+    #[arg(
+        long,
+        value_name = "memory|redis://HOST:PORT[/DB]",
+        default_value = "memory"
+    )]
+    pub broker: stomp::BrokerUrl,
+    /// This node's name in a Redis broker (its consumer name in the queue groups); unique per
+    /// node. Default: random.
+    #[arg(long, value_name = "NAME", value_parser = non_empty)]
+    pub node_id: Option<String>,
+    /// Prefix of every Redis key of the broker; the nodes of one broker share it, different
+    /// prefixes make separate brokers on one Redis.
+    #[arg(long, value_name = "PREFIX", default_value = "wsx:")]
+    pub redis_prefix: String,
+    /// Seconds a queue message that a dead node received and did not see acknowledged waits
+    /// before another node takes it over and delivers it again (marked redelivered).
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub redis_claim_timeout: u64,
+    /// SENDs that may wait for Redis (while it is unreachable) before new ones are refused
+    /// with an ERROR frame.
+    #[arg(long, value_name = "N", default_value_t = 10_000, hide = true,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub redis_max_pending_sends: u64,
+    /// The most messages a queue may hold in Redis (not yet delivered, or delivered and not
+    /// acknowledged); SENDs to a full queue are refused with an ERROR frame. Nothing is ever
+    /// trimmed.
+    #[arg(long, value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub redis_max_queue_len: u64,
     /// Require STOMP clients to present a JWT signed with this HS256 secret (see
     /// `--jwt-public-key`). Without either flag, anyone may connect to `/stomp` and use every
     /// destination.
@@ -134,8 +172,22 @@ impl Default for ServeArgs {
                 send: 10_000,
                 receive: 10_000,
             },
+            broker: stomp::BrokerUrl::Memory,
+            node_id: None,
+            redis_prefix: "wsx:".to_owned(),
+            redis_claim_timeout: 30,
+            redis_max_pending_sends: 10_000,
+            redis_max_queue_len: 100_000,
         }
     }
+}
+
+/// A value parser: any non-empty string.
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    Ok(s.to_owned())
 }
 
 /// A switch.
@@ -251,11 +303,27 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             jwt_public_key: args.jwt_public_key.as_deref(),
             max_subscriptions: args.stomp_max_subscriptions,
             heartbeat: args.stomp_heartbeat,
+            broker: &args.broker,
+            redis: stomp::RedisSettings {
+                node_id: args.node_id.clone(),
+                prefix: args.redis_prefix.clone(),
+                claim_timeout: Duration::from_secs(args.redis_claim_timeout),
+                max_pending_sends: usize::try_from(args.redis_max_pending_sends)
+                    .unwrap_or(usize::MAX),
+                max_queue_len: usize::try_from(args.redis_max_queue_len).unwrap_or(usize::MAX),
+            },
         };
         let endpoint = stomp::Stomp::new(&options, &state.echo_config, state.metrics.clone())?;
         state.stomp = Some(Arc::new(endpoint));
     }
     let state = Arc::new(state);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // The Redis pump runs until the sessions are gone and Redis has their last commands.
+    let (pump_stop_tx, pump_stop_rx) = watch::channel(false);
+    let redis_pump = state
+        .stomp
+        .as_ref()
+        .and_then(|stomp| stomp.spawn_redis_pump(pump_stop_rx));
     let mut signals = Signals::new();
     // The one line on stdout: scripts and tests read the bound address from it.
     println!("listening on {scheme}://{addr}");
@@ -264,7 +332,6 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
          ws://{addr}/ws/chat/{{room}}, STOMP at ws://{addr}/stomp, /healthz, /metrics"
     );
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let signal = loop {
         tokio::select! {
@@ -304,6 +371,15 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         signal = signals.next() => warn!("{signal} again: dropping the remaining connections"),
     }
     tasks.shutdown().await;
+    if let Some(stomp) = &state.stomp {
+        // Queue messages the closed sessions held go back to the engine (and, with Redis, to
+        // the other nodes).
+        stomp.shut_down(Duration::from_secs(2)).await;
+    }
+    let _ = pump_stop_tx.send(true);
+    if let Some(pump) = redis_pump {
+        let _ = pump.await;
+    }
     info!("stopped");
     Ok(())
 }

@@ -2,7 +2,7 @@
 //!
 //! | path | plain GET | WebSocket upgrade |
 //! | --- | --- | --- |
-//! | `/`, `/app.js`, `/style.css`, `/favicon.svg` | the embedded chat page | 404 |
+//! | `/`, `/app.js`, `/stomp.js`, `/style.css`, `/favicon.svg` | the embedded chat page | 404 |
 //! | `/healthz` | 200 `ok` | 404 |
 //! | `/metrics` | Prometheus text | 404 |
 //! | `/ws/echo` | 426 | echo ([`super::echo`]) |

@@ -1,5 +1,6 @@
-//! The chat demo page, embedded in the binary: `web/index.html`, `web/app.js`, `web/style.css`
-//! and `web/favicon.svg` from the repository, served by the router for `GET /` and friends.
+//! The chat demo page, embedded in the binary: `web/index.html`, `web/app.js`, `web/stomp.js`
+//! (the STOMP client of its STOMP mode), `web/style.css` and `web/favicon.svg` from the
+//! repository, served by the router for `GET /` and friends.
 
 /// An embedded file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +20,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' bl
 
 const INDEX_HTML: &str = include_str!("../../../../web/index.html");
 const APP_JS: &str = include_str!("../../../../web/app.js");
+const STOMP_JS: &str = include_str!("../../../../web/stomp.js");
 const STYLE_CSS: &str = include_str!("../../../../web/style.css");
 const FAVICON_SVG: &str = include_str!("../../../../web/favicon.svg");
 
@@ -27,6 +29,7 @@ pub fn lookup(path: &str) -> Option<Asset> {
     let (content_type, body) = match path {
         "/" | "/index.html" => ("text/html; charset=utf-8", INDEX_HTML),
         "/app.js" => ("text/javascript; charset=utf-8", APP_JS),
+        "/stomp.js" => ("text/javascript; charset=utf-8", STOMP_JS),
         "/style.css" => ("text/css; charset=utf-8", STYLE_CSS),
         "/favicon.svg" | "/favicon.ico" => ("image/svg+xml", FAVICON_SVG),
         _ => return None,
@@ -48,6 +51,8 @@ mod tests {
         assert!(index.contains("<title>wsx chat</title>"));
         assert!(index.contains("/app.js") && index.contains("/style.css"));
         assert!(lookup("/app.js").is_some_and(|a| a.content_type.starts_with("text/javascript")));
+        assert!(index.contains("/stomp.js"));
+        assert!(lookup("/stomp.js").is_some_and(|a| a.content_type.starts_with("text/javascript")));
         assert!(lookup("/nope").is_none());
     }
 }

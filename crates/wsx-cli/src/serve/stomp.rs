@@ -1,4 +1,6 @@
-//! `/stomp`: STOMP 1.0, 1.1 and 1.2 over WebSocket, with the embedded (in-memory) broker.
+//! `/stomp`: STOMP 1.0, 1.1 and 1.2 over WebSocket, on the server's broker: in memory
+//! (`--broker memory`, the default) or one node of a broker shared through Redis
+//! (`--broker redis://HOST:PORT[/DB]`, see [`engine`]).
 //!
 //! The router upgrades a request for `/stomp` with the subprotocol [`Stomp::accept`] picks
 //! (`v12.stomp`, `v11.stomp` or `v10.stomp`, the best the client offers; a client that offers
@@ -12,6 +14,12 @@
 //! `"\n"`), sleeps until the session's next deadline (CONNECT timeout, heart-beats) and closes
 //! the WebSocket when the session ends. Other connections' traffic reaches it through the link
 //! and its `Notify`.
+//!
+//! With Redis, a SEND goes to Redis and comes back to every node (this one included) as a
+//! [`wsx_stomp_redis::RedisEvent`]; the pump task ([`Stomp::spawn_redis_pump`]) hands those to
+//! the engine under the hub's lock ([`hub::Hub::deliver_with`]), which routes the deliveries
+//! to the links like a local SEND's. A SEND the engine cannot take (Redis unreachable and
+//! `--redis-max-pending-sends` SENDs already waiting) is answered with an ERROR.
 //!
 //! A MESSAGE frame is encoded once per message (and protocol version) by `wsx-stomp`: the
 //! subscriber-specific head (`subscription`, `ack`, `redelivered`) is written per subscriber
@@ -29,17 +37,20 @@
 //! traffic it subscribed to (close 1008 "too slow"), or on server shutdown (close 1001). Its
 //! subscriptions are then released: unacknowledged queue messages go to other consumers.
 
+mod engine;
 mod hub;
 mod jwt;
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::sync::watch;
-use tracing::debug;
+use tokio::task::JoinHandle;
+use tracing::{debug, info};
 use wsx::{
     Accept, CloseCode, HttpRequest, MaybeTlsStream, Message, RecvOrDrained, Utf8Bytes, WebSocket,
     WebSocketConfig,
@@ -47,12 +58,14 @@ use wsx::{
 use wsx_proto::frame::MAX_HEADER_LEN;
 use wsx_proto::{FrameHeader, OpCode};
 use wsx_stomp::{
-    AllowAll, Authenticator, Broker, ConnectionInfo, EncodedFrame, Limits, MemoryEngine,
-    SessionConfig,
+    AllowAll, Authenticator, Broker, ConnectionInfo, EncodedFrame, Limits, SessionConfig,
 };
+use wsx_stomp_redis::RedisEvents;
 
 use super::State;
 use super::metrics::Metrics;
+use engine::BrokerEngine;
+pub use engine::{BrokerUrl, RedisSettings};
 use hub::{Hub, LINK_QUEUE_LEN, Metered, Out, QueueLimits};
 use jwt::JwtAuth;
 
@@ -62,6 +75,11 @@ const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// The least bytes a connection's link may hold before it counts as too slow.
 const MIN_QUEUED_BYTES: usize = 8 << 20;
+/// The most Redis events handled under one lock of the hub.
+const REDIS_EVENT_BATCH: usize = 64;
+/// How long a queue reader of the Redis engine blocks in Redis at most (`XREADGROUP … BLOCK`),
+/// plus a margin: the shutdown waits that long for readers to hand back what they took.
+const REDIS_READER_BLOCK: Duration = Duration::from_millis(600);
 
 /// The `--stomp-heartbeat` value: the server's heart-beat header `sx,sy` in milliseconds: it
 /// sends something at least every `sx` ms (if the client wants it) and wants to hear from the
@@ -119,18 +137,27 @@ pub struct StompOptions<'a> {
     pub max_subscriptions: usize,
     /// `--stomp-heartbeat`.
     pub heartbeat: HeartBeatMs,
+    /// `--broker`.
+    pub broker: &'a BrokerUrl,
+    /// `--node-id` and the `--redis-*` settings (used with a Redis broker).
+    pub redis: RedisSettings,
 }
 
 /// The `/stomp` endpoint: the shared broker and the WebSocket settings of its connections.
 #[derive(Debug)]
 pub struct Stomp {
-    hub: Hub,
+    hub: Hub<BrokerEngine>,
     ws_config: WebSocketConfig,
+    /// What Redis sends this node, until [`Stomp::spawn_redis_pump`] takes it.
+    redis_events: Mutex<Option<RedisEvents>>,
 }
 
 impl Stomp {
     /// Build the endpoint: `base` is the WebSocket configuration of the other routes
-    /// (compression, keepalive); the message limit follows the STOMP frame limit.
+    /// (compression, keepalive); the message limit follows the STOMP frame limit. With a Redis
+    /// broker this starts the node's Redis tasks (on the current runtime; they connect in the
+    /// background) and registers its counters in `metrics`; call
+    /// [`Stomp::spawn_redis_pump`] next. Errors are for the user (a bad key file or URL).
     pub fn new(
         options: &StompOptions<'_>,
         base: &WebSocketConfig,
@@ -149,7 +176,20 @@ impl Stomp {
             Some(jwt) => Arc::new(jwt),
             None => Arc::new(AllowAll),
         };
-        let engine = Metered::new(MemoryEngine::new(), metrics.clone());
+        let (engine, redis_events) = BrokerEngine::start(options.broker, &options.redis)?;
+        match &engine {
+            BrokerEngine::Memory(_) => info!("stomp: in-memory broker"),
+            BrokerEngine::Redis(redis) => info!(
+                "stomp: broker shared through {} (node id {}, key prefix {:?})",
+                options.broker,
+                redis.node_id(),
+                options.redis.prefix
+            ),
+        }
+        if let Some(redis) = engine.redis_metrics() {
+            metrics.set_redis(redis);
+        }
+        let engine = Metered::new(engine, metrics.clone());
         let queue_limits = QueueLimits {
             items: LINK_QUEUE_LEN,
             bytes: limits
@@ -166,7 +206,65 @@ impl Stomp {
         Ok(Stomp {
             hub: Hub::new(Broker::new(engine, config, auth), metrics, queue_limits),
             ws_config,
+            redis_events: Mutex::new(redis_events),
         })
+    }
+
+    /// With a Redis broker: spawn the task that hands what Redis sends (messages of every
+    /// node's SENDs, queue entries) to the engine under the hub's lock and routes the
+    /// deliveries to the connections. It runs until `stop` turns `true` (at shutdown, after
+    /// [`Stomp::shut_down`]). `None` with the in-memory broker (or when already spawned).
+    pub fn spawn_redis_pump(
+        self: &Arc<Self>,
+        stop: watch::Receiver<bool>,
+    ) -> Option<JoinHandle<()>> {
+        let events = self
+            .redis_events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        Some(tokio::spawn(redis_pump(self.clone(), events, stop)))
+    }
+
+    /// At shutdown, once the connection tasks are gone (the Redis pump still running): close
+    /// the sessions left, then, with a Redis broker, wait up to `timeout` until Redis has
+    /// carried out every command issued so far, so that the queue messages the closed sessions
+    /// held go back to the other nodes now rather than after the claim timeout.
+    ///
+    /// A queue reader of this node that was blocked in Redis when its last consumer left can
+    /// still take some of the entries given back; they come in as events and the engine gives
+    /// them back again. So after a first flush this waits for the readers to return (they block
+    /// for at most [`REDIS_READER_BLOCK`] after the last subscription ended) and flushes again.
+    pub async fn shut_down(&self, timeout: Duration) {
+        // Sessions whose tasks were cut short by the shutdown timeout.
+        self.hub.close_all();
+        let deadline = tokio::time::Instant::now() + timeout;
+        for round in 0..2 {
+            if round > 0 {
+                // Readers stopped by a subscription that ended long enough ago are done.
+                let Some(ended) = self.hub.last_unsubscribe() else {
+                    return;
+                };
+                let until = tokio::time::Instant::from_std(ended + REDIS_READER_BLOCK);
+                tokio::time::sleep_until(until.min(deadline)).await;
+            }
+            // Boxed: the future does not borrow the engine (it is `'static`), which the boxing
+            // makes visible to the borrow checker.
+            let flushed = self.hub.with_engine(|engine| {
+                engine.redis_mut().map(|redis| {
+                    let flushed: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> =
+                        Box::pin(redis.flushed());
+                    flushed
+                })
+            });
+            let Some(flushed) = flushed else {
+                return;
+            };
+            if tokio::time::timeout_at(deadline, flushed).await.is_err() {
+                tracing::warn!("stomp: redis did not confirm the last commands in time");
+                return;
+            }
+        }
     }
 
     /// The WebSocket settings of `/stomp` connections.
@@ -180,6 +278,34 @@ impl Stomp {
         accept.subprotocol = choose_subprotocol(req).map(str::to_owned);
         accept
     }
+}
+
+/// Feed every Redis event to the engine, a batch per lock of the hub, until `stop` (or until
+/// the engine's tasks are gone).
+async fn redis_pump(stomp: Arc<Stomp>, mut events: RedisEvents, mut stop: watch::Receiver<bool>) {
+    loop {
+        let first = tokio::select! {
+            () = super::wait_shutdown(&mut stop) => break,
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+        };
+        stomp.hub.deliver_with(|engine| {
+            let mut out = Vec::new();
+            if let Some(redis) = engine.redis_mut() {
+                redis.handle_event(first, &mut out);
+                for _ in 1..REDIS_EVENT_BATCH {
+                    let Some(event) = events.try_recv() else {
+                        break;
+                    };
+                    redis.handle_event(event, &mut out);
+                }
+            }
+            out
+        });
+    }
+    debug!("stomp: redis pump stopped");
 }
 
 /// The best of [`SUBPROTOCOLS`] that `req` offers.

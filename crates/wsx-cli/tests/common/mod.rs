@@ -1,6 +1,8 @@
-//! Shared by the `wsx serve` end-to-end tests: the real binary on an ephemeral port.
+//! Shared by the `wsx serve` end-to-end tests: the real binary on an ephemeral port, a plain
+//! HTTP client, a STOMP client, and Redis servers for the clustered broker.
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Lines};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -8,6 +10,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use wsx::{CloseCode, CloseFrame, Message, WebSocket};
+use wsx_stomp::{Command as StompCommand, Decoder, Frame, Limits, Version};
 
 /// Upper bound on any single wait, so that a broken server fails a test instead of hanging it.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -59,6 +63,19 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// Kill the process at once (SIGKILL on Unix): no graceful shutdown.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill wsx serve");
+            child.wait().expect("reap wsx serve");
+        }
+    }
+
+    /// The value of the `/metrics` line `name` (labels included), if there is one.
+    pub async fn metric_value(&self, name: &str) -> Option<u64> {
+        metric(self.addr, name).await
     }
 
     /// Wait for the process to exit.
@@ -113,5 +130,411 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str) -> Response {
         status,
         head: head.to_ascii_lowercase(),
         body: body.to_owned(),
+    }
+}
+
+/// The value of the `/metrics` line `name` (labels included) of the server at `addr`.
+pub async fn metric(addr: SocketAddr, name: &str) -> Option<u64> {
+    let text = http(addr, "GET", "/metrics").await.body;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+// ---------------------------------------------------------------------------------------------
+// the STOMP client
+
+/// What a client saw from the server.
+#[derive(Debug)]
+pub enum Event {
+    /// A STOMP frame.
+    Frame(Frame),
+    /// A heart-beat (an end-of-line).
+    HeartBeat,
+    /// The WebSocket closed, with the server's close frame if it sent one.
+    Closed(Option<CloseFrame>),
+}
+
+/// A STOMP 1.2 client over a `wsx` WebSocket.
+pub struct Client {
+    ws: WebSocket<wsx::MaybeTlsStream>,
+    decoder: Decoder,
+    frames: VecDeque<Frame>,
+    /// The subprotocol the server chose.
+    pub subprotocol: Option<String>,
+}
+
+impl Client {
+    /// Open a WebSocket to `server` at `path` (with its query), offering `protocols`.
+    pub async fn open(server: &Server, path: &str, protocols: &[&str]) -> Client {
+        let mut builder = wsx::ClientBuilder::new(server.ws_url(path));
+        for p in protocols {
+            builder = builder.subprotocol(*p);
+        }
+        let (ws, response) = tokio::time::timeout(WAIT, builder.connect())
+            .await
+            .expect("connect in time")
+            .expect("WebSocket handshake");
+        let mut decoder = Decoder::new(Limits::default());
+        decoder.set_version(Version::V1_2);
+        Client {
+            ws,
+            decoder,
+            frames: VecDeque::new(),
+            subprotocol: response.subprotocol,
+        }
+    }
+
+    /// Open `/stomp` offering STOMP 1.2 and send CONNECT with `headers` (plus
+    /// `accept-version` and `host`); returns the client and the server's answer (CONNECTED or
+    /// ERROR).
+    pub async fn connect_with(
+        server: &Server,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (Client, Frame) {
+        let mut client = Client::open(server, path, &["v12.stomp"]).await;
+        let mut connect = Frame::new(StompCommand::Connect)
+            .with_header("accept-version", "1.2")
+            .with_header("host", "localhost");
+        for (name, value) in headers {
+            connect = connect.with_header(*name, *value);
+        }
+        client.send(connect).await;
+        let answer = client.frame().await;
+        (client, answer)
+    }
+
+    /// Connect with a bearer token and expect CONNECTED.
+    pub async fn connect(server: &Server, token: &str) -> Client {
+        let bearer = format!("Bearer {token}");
+        let (client, answer) =
+            Client::connect_with(server, "/stomp", &[("Authorization", &bearer)]).await;
+        assert_eq!(answer.command, StompCommand::Connected, "{answer:?}");
+        client
+    }
+
+    /// Send one frame.
+    pub async fn send(&mut self, frame: Frame) {
+        self.feed(frame);
+        self.flush().await;
+    }
+
+    /// Queue a frame without writing it (see [`Client::flush`]).
+    pub fn feed(&mut self, frame: Frame) {
+        let bytes = frame.encode(Version::V1_2).expect("encodable frame");
+        let msg = match String::from_utf8(bytes.to_vec()) {
+            Ok(text) => Message::text(text),
+            Err(_) => Message::binary(bytes),
+        };
+        self.ws.feed(msg).expect("queue a frame");
+    }
+
+    /// Write the queued frames.
+    pub async fn flush(&mut self) {
+        tokio::time::timeout(WAIT, self.ws.flush())
+            .await
+            .expect("written in time")
+            .expect("write frames");
+    }
+
+    /// Open `/stomp` and CONNECT without credentials (a server without JWT settings) as
+    /// `login`; expects CONNECTED.
+    pub async fn connect_anonymous(server: &Server, login: &str) -> Client {
+        let (client, answer) = Client::connect_with(server, "/stomp", &[("login", login)]).await;
+        assert_eq!(answer.command, StompCommand::Connected, "{answer:?}");
+        client
+    }
+
+    /// Queue an ACK of a MESSAGE (by its `ack` header).
+    pub fn feed_ack(&mut self, message: &Frame) {
+        let id = message
+            .header("ack")
+            .expect("a MESSAGE in a client ack mode");
+        self.feed(Frame::new(StompCommand::Ack).with_header("id", id));
+    }
+
+    /// Send a heart-beat (one end-of-line).
+    pub async fn heart_beat(&mut self) {
+        self.ws
+            .send(Message::text("\n"))
+            .await
+            .expect("send a heart-beat");
+    }
+
+    /// The next thing from the server.
+    pub async fn next(&mut self) -> Event {
+        self.next_within(WAIT)
+            .await
+            .expect("the server answered in time")
+    }
+
+    /// The next thing from the server, or `None` if nothing comes within `within`.
+    pub async fn next_within(&mut self, within: Duration) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(frame) = self.frames.pop_front() {
+                return Some(Event::Frame(frame));
+            }
+            // `recv` is cancel-safe: a timeout loses nothing.
+            let msg = tokio::time::timeout_at(deadline, self.ws.recv())
+                .await
+                .ok()?;
+            let payload = match msg {
+                None => return Some(Event::Closed(None)),
+                Some(Err(e)) => panic!("connection failed: {e}"),
+                Some(Ok(Message::Close(frame))) => {
+                    // Finish the close handshake.
+                    while let Some(Ok(_)) = self.ws.recv().await {}
+                    return Some(Event::Closed(frame));
+                }
+                Some(Ok(msg)) if msg.is_data() => msg.payload().to_vec(),
+                Some(Ok(_)) => continue,
+            };
+            if !payload.is_empty() && payload.iter().all(|&b| b == b'\n' || b == b'\r') {
+                return Some(Event::HeartBeat);
+            }
+            self.decoder.feed(&payload);
+            while let Some(frame) = self.decoder.poll_frame().expect("a valid server frame") {
+                self.frames.push_back(frame);
+            }
+        }
+    }
+
+    /// The next frame within `within` (heart-beats skipped), or `None`; panics if the
+    /// connection closes.
+    pub async fn frame_within(&mut self, within: Duration) -> Option<Frame> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_within(left).await? {
+                Event::Frame(frame) => return Some(frame),
+                Event::HeartBeat => {}
+                Event::Closed(close) => panic!("closed while waiting for a frame: {close:?}"),
+            }
+        }
+    }
+
+    /// The next frame, skipping heart-beats.
+    pub async fn frame(&mut self) -> Frame {
+        loop {
+            match self.next().await {
+                Event::Frame(frame) => return frame,
+                Event::HeartBeat => {}
+                Event::Closed(close) => panic!("closed while waiting for a frame: {close:?}"),
+            }
+        }
+    }
+
+    /// The next frame, which must be `command`.
+    pub async fn expect(&mut self, command: StompCommand) -> Frame {
+        let frame = self.frame().await;
+        assert_eq!(frame.command, command, "{frame:?}");
+        frame
+    }
+
+    /// The next frame must be RECEIPT `id`.
+    pub async fn expect_receipt(&mut self, id: &str) {
+        let frame = self.expect(StompCommand::Receipt).await;
+        assert_eq!(frame.header("receipt-id"), Some(id));
+    }
+
+    /// The connection must close next (heart-beats aside); returns the close frame.
+    pub async fn expect_closed(&mut self) -> Option<CloseFrame> {
+        loop {
+            match self.next().await {
+                Event::Closed(close) => return close,
+                Event::HeartBeat => {}
+                Event::Frame(frame) => panic!("expected the close, got {frame:?}"),
+            }
+        }
+    }
+
+    /// The next frame must be an ERROR with a `message` header, followed by the close.
+    pub async fn expect_error_then_close(&mut self) -> String {
+        let error = self.expect(StompCommand::Error).await;
+        let message = error
+            .header("message")
+            .expect("ERROR has a message header")
+            .to_owned();
+        let close = self.expect_closed().await;
+        assert!(close.is_some(), "the server sent a close frame");
+        message
+    }
+
+    /// SUBSCRIBE with a receipt, and wait for it.
+    pub async fn subscribe(&mut self, id: &str, destination: &str, ack: &str) {
+        let receipt = format!("sub-{id}");
+        self.send(
+            Frame::new(StompCommand::Subscribe)
+                .with_header("id", id)
+                .with_header("destination", destination)
+                .with_header("ack", ack)
+                .with_header("receipt", receipt.as_str()),
+        )
+        .await;
+        self.expect_receipt(&receipt).await;
+    }
+
+    /// SEND a text message with `extra` headers.
+    pub async fn publish(&mut self, destination: &str, body: &str, extra: &[(&str, &str)]) {
+        let mut frame = Frame::new(StompCommand::Send)
+            .with_header("destination", destination)
+            .with_header("content-type", "text/plain")
+            .with_body(body.to_owned());
+        for (name, value) in extra {
+            frame = frame.with_header(*name, *value);
+        }
+        self.send(frame).await;
+    }
+
+    /// Publish and wait for the receipt: the server has routed the message when it returns.
+    pub async fn publish_confirmed(&mut self, destination: &str, body: &str) {
+        let receipt = format!("pub-{body}");
+        self.publish(destination, body, &[("receipt", receipt.as_str())])
+            .await;
+        self.expect_receipt(&receipt).await;
+    }
+
+    /// The next MESSAGE's body.
+    pub async fn message_body(&mut self) -> String {
+        let frame = self.expect(StompCommand::Message).await;
+        String::from_utf8(frame.body.to_vec()).expect("UTF-8 body")
+    }
+
+    /// DISCONNECT with a receipt; expects the receipt and a normal close.
+    pub async fn disconnect(mut self) {
+        self.send(Frame::new(StompCommand::Disconnect).with_header("receipt", "bye"))
+            .await;
+        self.expect_receipt("bye").await;
+        let close = self.expect_closed().await.expect("a close frame");
+        assert_eq!(close.code, CloseCode::NORMAL);
+    }
+}
+
+/// A frame's body as text.
+pub fn body(frame: &Frame) -> &str {
+    std::str::from_utf8(&frame.body).expect("UTF-8 body")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis
+
+/// Whether the environment says tests must not skip (`CI=true`).
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The Redis server shared by the tests: `WSX_TEST_REDIS_URL` (scripts/test.sh starts one).
+/// `None` (after printing a skip line) when unset outside CI; a panic when unset under
+/// `CI=true`.
+pub fn redis_url(test: &str) -> Option<String> {
+    match std::env::var("WSX_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                !under_ci(),
+                "WSX_TEST_REDIS_URL is unset under CI=true: {test} cannot run"
+            );
+            eprintln!("skipped {test}: WSX_TEST_REDIS_URL is unset (scripts/test.sh starts Redis)");
+            None
+        }
+    }
+}
+
+/// A Redis key prefix no other test (or test run) shares, for `--redis-prefix`.
+pub fn unique_prefix(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("wsxtest:{test}:{}:{nanos}:", std::process::id())
+}
+
+/// A TCP port nothing listens on (it was free a moment ago).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// A `redis-server` of the test's own (from PATH), killed when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Whether `redis-server` is on PATH: `false` (after printing a skip line) when missing
+    /// outside CI; a panic when missing under `CI=true`.
+    pub fn available(test: &str) -> bool {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            assert!(
+                !under_ci(),
+                "redis-server is missing under CI=true: {test} cannot run"
+            );
+            eprintln!("skipped {test}: redis-server is not on PATH");
+        }
+        found
+    }
+
+    /// Start `redis-server` on `port` (no persistence) and wait until it accepts connections.
+    pub fn start(port: u16) -> RedisServer {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(std::env::temp_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn redis-server");
+        let mut server = RedisServer {
+            child: Some(child),
+            port,
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            if let Some(child) = server.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("redis-server on port {port} exited: {status}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not listen on port {port} in time"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kill it at once (SIGKILL): every client connection drops, every key is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -4,16 +4,22 @@
 //! for a consumer, the consumers in subscription order and a round-robin cursor: each message
 //! goes to the next consumer (from the cursor) with room in its window. Messages a consumer
 //! NACKs, or had not acknowledged when it went away, go back to the front of their queue,
-//! marked redelivered. A queue holds at most [`MemoryEngine::with_max_queue_depth`] waiting
+//! marked redelivered. Subscriptions may have a selector (see [`super::ConsumerSet`] for how
+//! topics and queues apply it). A queue holds at most [`MemoryEngine::with_max_queue_depth`] waiting
 //! messages; publishing to a full queue drops its oldest waiting message (RabbitMQ's default
 //! `drop-head` policy), counted in [`MemoryEngine::dropped`].
+//!
+//! The consumer bookkeeping (windows, in-flight messages, round-robin dispatch, requeueing) is
+//! a [`ConsumerSet`], shared with other engines; this engine adds message ids, the queue
+//! length limit and the drop counter.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::consumers::{ConsumerSet, Held};
 use super::{Delivery, Engine, SubscriberKey};
 use crate::destination::{Destination, DestinationKind};
 use crate::message::{Message, MessageId, Publish};
+use crate::selector::Selector;
 
 /// An in-memory topic and queue router.
 #[derive(Debug)]
@@ -21,29 +27,7 @@ pub struct MemoryEngine {
     next_id: u64,
     max_queue_depth: usize,
     dropped: u64,
-    topics: HashMap<Arc<str>, Vec<SubscriberKey>>,
-    queues: HashMap<Arc<str>, Queue>,
-    consumers: HashMap<SubscriberKey, Consumer>,
-}
-
-#[derive(Debug)]
-struct Consumer {
-    destination: Destination,
-    window: Option<usize>,
-    in_flight: Vec<Arc<Message>>,
-}
-
-impl Consumer {
-    fn has_room(&self) -> bool {
-        self.window.is_none_or(|w| self.in_flight.len() < w)
-    }
-}
-
-#[derive(Debug, Default)]
-struct Queue {
-    ready: VecDeque<(Arc<Message>, bool)>,
-    consumers: Vec<SubscriberKey>,
-    cursor: usize,
+    set: ConsumerSet,
 }
 
 impl Default for MemoryEngine {
@@ -59,9 +43,7 @@ impl MemoryEngine {
             next_id: 0,
             max_queue_depth: 10_000,
             dropped: 0,
-            topics: HashMap::new(),
-            queues: HashMap::new(),
-            consumers: HashMap::new(),
+            set: ConsumerSet::new(),
         }
     }
 
@@ -73,21 +55,17 @@ impl MemoryEngine {
 
     /// Messages waiting in queue `destination` (`/queue/NAME`), not delivered yet.
     pub fn queue_depth(&self, destination: &str) -> usize {
-        self.queues.get(destination).map_or(0, |q| q.ready.len())
+        self.set.queue_depth(destination)
     }
 
     /// Subscriptions (topic subscribers or queue consumers) on `destination`.
     pub fn subscriber_count(&self, destination: &str) -> usize {
-        self.topics.get(destination).map_or(0, Vec::len)
-            + self
-                .queues
-                .get(destination)
-                .map_or(0, |q| q.consumers.len())
+        self.set.subscriber_count(destination)
     }
 
     /// Messages delivered to `key` and not acknowledged yet (client ack modes only).
     pub fn unacked(&self, key: &SubscriberKey) -> usize {
-        self.consumers.get(key).map_or(0, |c| c.in_flight.len())
+        self.set.unacked(key)
     }
 
     /// Messages dropped: topic messages for subscribers whose window was full, and the oldest
@@ -100,48 +78,6 @@ impl MemoryEngine {
         self.next_id += 1;
         MessageId::new(self.next_id.to_string())
     }
-
-    /// Hand waiting messages of queue `name` to consumers with room, round-robin.
-    fn dispatch(&mut self, name: &str, out: &mut Vec<Delivery>) {
-        let Some(queue) = self.queues.get_mut(name) else {
-            return;
-        };
-        while !queue.ready.is_empty() && !queue.consumers.is_empty() {
-            let n = queue.consumers.len();
-            let chosen = (0..n).map(|step| (queue.cursor + step) % n).find(|&i| {
-                self.consumers
-                    .get(&queue.consumers[i])
-                    .is_some_and(Consumer::has_room)
-            });
-            let Some(i) = chosen else { break };
-            let Some((message, redelivered)) = queue.ready.pop_front() else {
-                break;
-            };
-            queue.cursor = (i + 1) % n;
-            let key = queue.consumers[i].clone();
-            if let Some(consumer) = self.consumers.get_mut(&key)
-                && consumer.window.is_some()
-            {
-                consumer.in_flight.push(message.clone());
-            }
-            out.push(Delivery {
-                subscriber: key,
-                message,
-                redelivered,
-            });
-        }
-        if queue.ready.is_empty() && queue.consumers.is_empty() {
-            self.queues.remove(name);
-        }
-    }
-
-    /// Put messages back at the front of their queue, in their original order.
-    fn requeue(&mut self, destination: &Destination, messages: Vec<Arc<Message>>) {
-        let queue = self.queues.entry(destination.shared().clone()).or_default();
-        for message in messages.into_iter().rev() {
-            queue.ready.push_front((message, true));
-        }
-    }
 }
 
 impl Engine for MemoryEngine {
@@ -152,57 +88,34 @@ impl Engine for MemoryEngine {
         max_unacked: Option<usize>,
         out: &mut Vec<Delivery>,
     ) {
-        if self.consumers.contains_key(&key) {
+        // Never fails without a selector.
+        let _ = self.subscribe_with_selector(key, destination, max_unacked, None, out);
+    }
+
+    fn subscribe_with_selector(
+        &mut self,
+        key: SubscriberKey,
+        destination: &Destination,
+        max_unacked: Option<usize>,
+        selector: Option<Selector>,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), crate::Error> {
+        if self.set.contains(&key) {
             self.unsubscribe(&key, out);
         }
-        self.consumers.insert(
-            key.clone(),
-            Consumer {
-                destination: destination.clone(),
-                window: max_unacked.map(|w| w.max(1)),
-                in_flight: Vec::new(),
-            },
-        );
-        let name = destination.shared().clone();
-        match destination.kind() {
-            DestinationKind::Topic => self.topics.entry(name).or_default().push(key),
-            DestinationKind::Queue => {
-                self.queues.entry(name).or_default().consumers.push(key);
-                self.dispatch(destination.as_str(), out);
-            }
+        self.set
+            .subscribe_with_selector(key, destination, max_unacked, selector);
+        if destination.kind() == DestinationKind::Queue {
+            self.set.dispatch(destination.as_str(), out);
         }
+        Ok(())
     }
 
     fn unsubscribe(&mut self, key: &SubscriberKey, out: &mut Vec<Delivery>) {
-        let Some(consumer) = self.consumers.remove(key) else {
-            return;
-        };
-        let destination = consumer.destination;
-        let name = destination.as_str();
-        match destination.kind() {
-            DestinationKind::Topic => {
-                if let Some(subscribers) = self.topics.get_mut(name) {
-                    subscribers.retain(|k| k != key);
-                    if subscribers.is_empty() {
-                        self.topics.remove(name);
-                    }
-                }
-            }
-            DestinationKind::Queue => {
-                if let Some(queue) = self.queues.get_mut(name)
-                    && let Some(i) = queue.consumers.iter().position(|k| k == key)
-                {
-                    queue.consumers.remove(i);
-                    if i < queue.cursor {
-                        queue.cursor -= 1;
-                    }
-                    if queue.cursor >= queue.consumers.len() {
-                        queue.cursor = 0;
-                    }
-                }
-                self.requeue(&destination, consumer.in_flight);
-                self.dispatch(name, out);
-            }
+        if let Some(destination) = self.set.unsubscribe(key)
+            && destination.kind() == DestinationKind::Queue
+        {
+            self.set.dispatch(destination.as_str(), out);
         }
     }
 
@@ -213,63 +126,33 @@ impl Engine for MemoryEngine {
         let name = destination.as_str();
         match destination.kind() {
             DestinationKind::Topic => {
-                let Some(subscribers) = self.topics.get(name) else {
-                    return;
-                };
-                for key in subscribers {
-                    let Some(consumer) = self.consumers.get_mut(key) else {
-                        continue;
-                    };
-                    if !consumer.has_room() {
-                        self.dropped += 1;
-                        continue;
-                    }
-                    if consumer.window.is_some() {
-                        consumer.in_flight.push(message.clone());
-                    }
-                    out.push(Delivery {
-                        subscriber: key.clone(),
-                        message: message.clone(),
-                        redelivered: false,
-                    });
-                }
+                self.dropped += self.set.fan_out(name, &message, (), out);
             }
             DestinationKind::Queue => {
-                let queue = self.queues.entry(destination.shared().clone()).or_default();
-                if queue.ready.len() >= self.max_queue_depth {
-                    queue.ready.pop_front();
+                if self.set.queue_depth(name) >= self.max_queue_depth {
+                    self.set.pop_oldest(name);
                     self.dropped += 1;
                 }
-                queue.ready.push_back((message, false));
-                self.dispatch(name, out);
+                self.set
+                    .enqueue(&destination, Held::new(message, ()), false);
+                self.set.dispatch(name, out);
             }
         }
     }
 
     fn ack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
-        let Some(consumer) = self.consumers.get_mut(key) else {
-            return;
-        };
-        consumer.in_flight.retain(|m| !ids.contains(m.id()));
-        if consumer.destination.kind() == DestinationKind::Queue {
-            let name = consumer.destination.shared().clone();
-            self.dispatch(&name, out);
+        if let Some((destination, _)) = self.set.ack(key, ids)
+            && destination.kind() == DestinationKind::Queue
+        {
+            self.set.dispatch(destination.as_str(), out);
         }
     }
 
     fn nack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
-        let Some(consumer) = self.consumers.get_mut(key) else {
-            return;
-        };
-        let (rejected, kept): (Vec<_>, Vec<_>) = consumer
-            .in_flight
-            .drain(..)
-            .partition(|m| ids.contains(m.id()));
-        consumer.in_flight = kept;
-        if consumer.destination.kind() == DestinationKind::Queue {
-            let destination = consumer.destination.clone();
-            self.requeue(&destination, rejected);
-            self.dispatch(destination.as_str(), out);
+        if let Some(destination) = self.set.nack(key, ids)
+            && destination.kind() == DestinationKind::Queue
+        {
+            self.set.dispatch(destination.as_str(), out);
         }
     }
 }

@@ -15,15 +15,28 @@
 //! Flow control: a subscription in a client ack mode has a window (`max_unacked`). An engine
 //! gives a queue message only to a subscriber with room in its window, and skips a topic
 //! subscriber whose window is full (a topic does not keep messages for slow subscribers).
+//!
+//! Selectors: a subscription made with [`Engine::subscribe_with_selector`] gets only the
+//! messages its [`Selector`] matches. A topic skips the subscribers whose selector does not
+//! match (that is not a drop); a queue gives each message to the next consumer in turn that
+//! has room *and* selects it, and a message no consumer with room selects waits in the queue
+//! while the ones behind it go ahead.
+//!
+//! [`ConsumerSet`] implements that bookkeeping (windows, in-flight messages, round-robin queue
+//! dispatch, requeueing on NACK or unsubscribe) once, for [`MemoryEngine`] and for engines
+//! outside this crate.
 
+mod consumers;
 mod memory;
 
 use std::sync::Arc;
 
+pub use consumers::{ConsumerSet, Held};
 pub use memory::MemoryEngine;
 
 use crate::destination::Destination;
 use crate::message::{Message, MessageId, Publish};
+use crate::selector::Selector;
 
 /// Identifies a connection (one session) to the engine and the I/O layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,6 +84,30 @@ pub trait Engine {
         max_unacked: Option<usize>,
         out: &mut Vec<Delivery>,
     );
+
+    /// [`Engine::subscribe`] with a [`Selector`]: deliver to `key` only the messages whose
+    /// headers match it (`None`: every message). Sessions call this for every SUBSCRIBE and
+    /// answer an `Err` with an ERROR. The default supports no selector: it subscribes when
+    /// there is none and returns [`crate::Error::Unsupported`] otherwise, so a wrapper engine
+    /// must forward this method for selectors to work through it.
+    fn subscribe_with_selector(
+        &mut self,
+        key: SubscriberKey,
+        destination: &Destination,
+        max_unacked: Option<usize>,
+        selector: Option<Selector>,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), crate::Error> {
+        match selector {
+            None => {
+                self.subscribe(key, destination, max_unacked, out);
+                Ok(())
+            }
+            Some(_) => Err(crate::Error::Unsupported(
+                "this broker's engine does not support selectors".to_owned(),
+            )),
+        }
+    }
 
     /// Stop delivering to `key`. Queue messages it had not acknowledged go back to the queue
     /// and to other consumers (marked redelivered).

@@ -1,4 +1,8 @@
 //! SUBSCRIBE, UNSUBSCRIBE, SEND, and turning engine deliveries into MESSAGE frames.
+//!
+//! A SUBSCRIBE's `selector` header is parsed here ([`Selector::parse`]; an invalid one is an
+//! ERROR naming the problem) and handed to the engine, which filters before delivering
+//! ([`Engine::subscribe_with_selector`]; an engine that cannot filter refuses with an ERROR).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -9,6 +13,7 @@ use crate::destination::Destination;
 use crate::engine::{Delivery, Engine, SubscriberKey};
 use crate::frame::Frame;
 use crate::message::{MessageId, Publish};
+use crate::selector::Selector;
 use crate::version::Version;
 
 /// How a subscription acknowledges messages (the `ack` header of SUBSCRIBE).
@@ -105,7 +110,20 @@ impl Session {
                 "not allowed to subscribe to {destination}"
             )));
         }
+        let selector = match frame.header("selector") {
+            Some(text) => Some(Selector::parse(text).map_err(|e| Fail::new(e.to_string()))?),
+            None => None,
+        };
         let window = (ack != AckMode::Auto).then_some(self.config.max_unacked);
+        engine
+            .subscribe_with_selector(
+                SubscriberKey::new(self.conn, id.clone()),
+                &destination,
+                window,
+                selector,
+                out,
+            )
+            .map_err(|e| Fail::new(e.to_string()))?;
         self.next_sub_seq += 1;
         self.subs.insert(
             id.clone(),
@@ -117,7 +135,6 @@ impl Session {
                 pending: VecDeque::new(),
             },
         );
-        engine.subscribe(SubscriberKey::new(self.conn, id), &destination, window, out);
         Ok(After::Continue)
     }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wsx_stomp::{
-    AllowAll, Authenticator, Broker, Command, ConnId, ConnectionInfo, Decoder, EncodedFrame, Frame,
-    Limits, MemoryEngine, SessionConfig, Transmit, Version,
+    AllowAll, Authenticator, Broker, Command, ConnId, ConnectionInfo, Decoder, EncodedFrame,
+    Engine, Frame, Limits, MemoryEngine, SessionConfig, Transmit, Version,
 };
 
 /// What a client saw from the server.
@@ -24,8 +24,8 @@ struct ClientSide {
     version: Version,
 }
 
-pub struct Harness {
-    pub broker: Broker,
+pub struct Harness<E: Engine = MemoryEngine> {
+    pub broker: Broker<E>,
     pub now: Instant,
     clients: HashMap<ConnId, ClientSide>,
     /// Every connection the last call reported as woken.
@@ -38,8 +38,15 @@ impl Harness {
     }
 
     pub fn with_auth(config: SessionConfig, auth: Arc<dyn Authenticator>) -> Self {
+        Harness::with_engine(MemoryEngine::new(), config, auth)
+    }
+}
+
+impl<E: Engine> Harness<E> {
+    /// A server routing through `engine`.
+    pub fn with_engine(engine: E, config: SessionConfig, auth: Arc<dyn Authenticator>) -> Self {
         Harness {
-            broker: Broker::new(MemoryEngine::new(), config, auth),
+            broker: Broker::new(engine, config, auth),
             now: Instant::now(),
             clients: HashMap::new(),
             woken: Vec::new(),

@@ -1,13 +1,15 @@
-//! The broker every `/stomp` connection shares, and the per-connection queues it fills.
+//! The broker every `/stomp` connection of this server shares, and the per-connection queues
+//! it fills.
 //!
-//! One [`wsx_stomp::Broker`] (sans IO) lives behind a mutex in the [`Hub`]. A connection task
-//! calls the hub when its client sends bytes ([`Hub::receive`]) or its timer fires
-//! ([`Hub::timeout`]); every call runs the broker under the lock and then, still under it,
-//! moves what the broker produced for each affected connection (the caller and the
-//! connections the broker reported as woken) into that connection's [`Link`]: a queue of
-//! encoded frames bounded in entries and bytes, plus a [`Notify`]. The lock is released before
-//! any task is woken and is never held across an await; the tasks write their link's frames to
-//! their sockets without it.
+//! One [`wsx_stomp::Broker`] (sans IO) lives behind a mutex in the [`Hub`], on the engine
+//! `--broker` chose ([`super::engine::BrokerEngine`]: in memory, or one node of a broker shared
+//! through Redis). A connection task calls the hub when its client sends bytes
+//! ([`Hub::receive`]) or its timer fires ([`Hub::timeout`]); every call runs the broker under
+//! the lock and then, still under it, moves what the broker produced for each affected
+//! connection (the caller and the connections the broker reported as woken) into that
+//! connection's [`Link`]: a queue of encoded frames bounded in entries and bytes, plus a
+//! [`Notify`]. The lock is released before any task is woken and is never held across an
+//! await; the tasks write their link's frames to their sockets without it.
 //!
 //! A connection whose link overflows because of *other* connections' traffic (it does not read
 //! fast enough) is dropped from the broker at once — its unacknowledged queue messages go to
@@ -15,10 +17,11 @@
 //! do. Output a connection caused itself (a backlog a new queue subscription drains) is never
 //! refused: the client asked for it.
 //!
-//! An engine that delivers asynchronously (a shared store such as Redis) hands what it receives
-//! to [`Hub::deliver_with`]: under the same lock it runs a closure on the engine, passes the
-//! deliveries to [`wsx_stomp::Broker::deliver`] and routes the woken connections like any other
-//! call.
+//! An engine that delivers asynchronously (Redis: what any node publishes comes back through
+//! Redis) hands what it receives to [`Hub::deliver_with`]: under the same lock it runs a
+//! closure on the engine, passes the deliveries to [`wsx_stomp::Broker::deliver`] and routes
+//! the woken connections like any other call. The Redis pump task of
+//! [`super::Stomp::spawn_redis_pump`] is its caller.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -119,12 +122,18 @@ pub struct QueueLimits {
 pub struct Metered<E> {
     inner: E,
     metrics: Arc<Metrics>,
+    /// When a subscription last ended (see [`Hub::last_unsubscribe`]).
+    last_unsubscribe: Option<Instant>,
 }
 
 impl<E> Metered<E> {
     /// Count what `inner` publishes and delivers.
     pub fn new(inner: E, metrics: Arc<Metrics>) -> Self {
-        Metered { inner, metrics }
+        Metered {
+            inner,
+            metrics,
+            last_unsubscribe: None,
+        }
     }
 
     fn count(&self, deliveries: &[Delivery]) {
@@ -148,7 +157,24 @@ impl<E: Engine> Engine for Metered<E> {
         self.count(&out[n..]);
     }
 
+    fn subscribe_with_selector(
+        &mut self,
+        key: SubscriberKey,
+        destination: &Destination,
+        max_unacked: Option<usize>,
+        selector: Option<wsx_stomp::Selector>,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), wsx_stomp::Error> {
+        let n = out.len();
+        let result =
+            self.inner
+                .subscribe_with_selector(key, destination, max_unacked, selector, out);
+        self.count(&out[n..]);
+        result
+    }
+
     fn unsubscribe(&mut self, key: &SubscriberKey, out: &mut Vec<Delivery>) {
+        self.last_unsubscribe = Some(Instant::now());
         let n = out.len();
         self.inner.unsubscribe(key, out);
         self.count(&out[n..]);
@@ -287,14 +313,19 @@ impl<E: Engine> Hub<E> {
         }
     }
 
+    /// Close every session still open (at shutdown, for the connection tasks that were cut
+    /// short): their unacknowledged queue messages go back to the engine.
+    pub fn close_all(&self) {
+        let conns: Vec<ConnId> = lock(&self.shared).links.keys().copied().collect();
+        for conn in conns {
+            self.close(conn);
+        }
+    }
+
     /// Deliveries made outside a client's call, by an engine that delivers asynchronously (or
     /// a server-side publisher): `make` runs on the engine under the lock and returns them;
     /// they go to their sessions and the connections that got output are woken, the slow ones
     /// dropped.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the entry point of asynchronous engines (Redis)")
-    )]
     pub fn deliver_with(&self, make: impl FnOnce(&mut E) -> Vec<Delivery>) {
         let mut wake = Vec::new();
         {
@@ -312,6 +343,19 @@ impl<E: Engine> Hub<E> {
         for link in wake {
             link.notify.notify_one();
         }
+    }
+
+    /// When a subscription last ended (unsubscribed, or its session closed); `None` if none
+    /// did yet.
+    pub fn last_unsubscribe(&self) -> Option<Instant> {
+        lock(&self.shared).broker.engine().last_unsubscribe
+    }
+
+    /// Run `f` on the engine under the lock (no deliveries are routed: use it for reads and
+    /// for calls that produce none).
+    pub fn with_engine<R>(&self, f: impl FnOnce(&mut E) -> R) -> R {
+        let mut shared = lock(&self.shared);
+        f(&mut shared.broker.engine_mut().inner)
     }
 
     /// Run one broker operation for `conn` (it lists the other connections it woke), then
@@ -624,5 +668,23 @@ mod tests {
                 .render()
                 .contains("wsx_stomp_messages_delivered_total{kind=\"topic\"} 1\n")
         );
+    }
+
+    #[test]
+    fn close_all_releases_every_session() {
+        let (hub, metrics) = hub(roomy());
+        let (_held, held) = client(&hub, Some(("/queue/jobs", "client-individual")));
+        let (p, _) = client(&hub, None);
+        publish(&hub, p, "/queue/jobs", "job");
+        assert_eq!(frames(&held).len(), 1);
+        hub.close_all();
+        let text = metrics.render();
+        assert!(text.contains("wsx_stomp_sessions 0\n"), "{text}");
+        assert!(text.contains("wsx_stomp_subscriptions 0\n"), "{text}");
+        // The unacknowledged message went back to the queue.
+        let (_next, next) = client(&hub, Some(("/queue/jobs", "auto")));
+        let got = frames(&next);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].header("redelivered"), Some("true"));
     }
 }

@@ -1,0 +1,338 @@
+//! The engine behind `/stomp`, chosen at startup by `--broker`.
+//!
+//! `--broker memory` (the default) keeps topics and queues in this process
+//! ([`wsx_stomp::MemoryEngine`]); `--broker redis://HOST:PORT[/DB]` makes the server one node
+//! of a broker shared through Redis ([`wsx_stomp_redis::RedisEngine`]): clients on any node
+//! see the same topics and queues. [`BrokerEngine`] is either one behind the
+//! [`wsx_stomp::Engine`] trait, so the [`super::hub::Hub`] and the sessions do not care which.
+//!
+//! ```text
+//! --broker ─ BrokerUrl::from_str ─ BrokerEngine::start ─ Broker ─ Hub ─ /stomp connections
+//!                                        │ (Redis)                 ▲
+//!                                        └── RedisEvents ── pump ──┘ Hub::deliver_with
+//! ```
+//!
+//! With Redis, what other nodes publish arrives on [`wsx_stomp_redis::RedisEvents`]; the
+//! task of [`super::Stomp::spawn_redis_pump`] hands each event to
+//! [`wsx_stomp_redis::RedisEngine::handle_event`] under the hub's lock.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use wsx_stomp::{
+    Delivery, Destination, Engine, MemoryEngine, MessageId, Publish, Selector, SubscriberKey,
+};
+use wsx_stomp_redis::{Config, RedisEngine, RedisEvents, RedisMetrics};
+
+/// The `--broker` value: `memory`, or the Redis server of a shared broker.
+#[derive(Clone, PartialEq, Eq)]
+pub enum BrokerUrl {
+    /// The in-process broker.
+    Memory,
+    /// A broker shared through Redis at this URL (`redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`).
+    Redis(String),
+}
+
+impl BrokerUrl {
+    /// The URL without its credentials, for logs and errors.
+    fn redacted(url: &str) -> String {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.to_owned();
+        };
+        match rest.split_once('/') {
+            Some((authority, path)) => {
+                format!("{scheme}://{}/{path}", without_userinfo(authority))
+            }
+            None => format!("{scheme}://{}", without_userinfo(rest)),
+        }
+    }
+}
+
+fn without_userinfo(authority: &str) -> &str {
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host_port)| host_port)
+}
+
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BrokerUrl::Memory => f.write_str("memory"),
+            BrokerUrl::Redis(url) => f.write_str(&BrokerUrl::redacted(url)),
+        }
+    }
+}
+
+/// Shows no password.
+impl fmt::Debug for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BrokerUrl({self})")
+    }
+}
+
+impl FromStr for BrokerUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const EXPECTED: &str = "expected `memory` or `redis://HOST:PORT[/DB]`";
+        if s.eq_ignore_ascii_case("memory") {
+            return Ok(BrokerUrl::Memory);
+        }
+        if s.starts_with("rediss://") || s.starts_with("redis+unix://") || s.starts_with("unix:") {
+            return Err(format!(
+                "`{}`: only plain TCP Redis URLs are supported ({EXPECTED})",
+                BrokerUrl::redacted(s)
+            ));
+        }
+        let Some(rest) = s.strip_prefix("redis://") else {
+            return Err(format!("`{}`: {EXPECTED}", BrokerUrl::redacted(s)));
+        };
+        let shown = BrokerUrl::redacted(s);
+        let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+        if !db.is_empty() && db.parse::<u32>().is_err() {
+            return Err(format!(
+                "`{shown}`: the database must be a number ({EXPECTED})"
+            ));
+        }
+        let host_port = without_userinfo(authority);
+        let (host, port) = match host_port.strip_prefix('[') {
+            // An IPv6 address: `[::1]:6379`.
+            Some(v6) => {
+                let Some((host, after)) = v6.split_once(']') else {
+                    return Err(format!("`{shown}`: unclosed `[` in the host ({EXPECTED})"));
+                };
+                match after {
+                    "" => (host, None),
+                    _ => match after.strip_prefix(':') {
+                        Some(port) => (host, Some(port)),
+                        None => return Err(format!("`{shown}`: {EXPECTED}")),
+                    },
+                }
+            }
+            None => match host_port.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (host_port, None),
+            },
+        };
+        if host.is_empty() {
+            return Err(format!("`{shown}`: the host is missing ({EXPECTED})"));
+        }
+        if let Some(port) = port
+            && !port.parse::<u16>().is_ok_and(|p| p != 0)
+        {
+            return Err(format!(
+                "`{shown}`: the port must be a number from 1 to 65535 ({EXPECTED})"
+            ));
+        }
+        Ok(BrokerUrl::Redis(s.to_owned()))
+    }
+}
+
+/// The settings of a Redis node (`--node-id`, `--redis-*`); ignored with `--broker memory`.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// This node's consumer name; `None` for a random one.
+    pub node_id: Option<String>,
+    /// Prefix of every Redis key of the broker; nodes of one broker share it.
+    pub prefix: String,
+    /// How long a dead node's unacknowledged queue entries wait before another node takes
+    /// them.
+    pub claim_timeout: Duration,
+    /// SENDs that may wait for Redis before new ones are refused with an ERROR.
+    pub max_pending_sends: usize,
+    /// Messages a queue may hold in Redis before SENDs to it are refused with an ERROR.
+    pub max_queue_len: usize,
+}
+
+/// The engine of `/stomp`: in memory or on Redis. Every [`Engine`] method goes to the one
+/// chosen.
+#[derive(Debug)]
+pub enum BrokerEngine {
+    /// `--broker memory`.
+    Memory(MemoryEngine),
+    /// `--broker redis://…`: one node of a shared broker.
+    Redis(Box<RedisEngine>),
+}
+
+impl BrokerEngine {
+    /// Build the engine `url` names. With Redis, this spawns the engine's tasks on the current
+    /// runtime (they connect, and reconnect, on their own) and returns the events to feed to
+    /// [`RedisEngine::handle_event`]. Errors are for the user (an invalid URL).
+    pub fn start(
+        url: &BrokerUrl,
+        settings: &RedisSettings,
+    ) -> Result<(BrokerEngine, Option<RedisEvents>), String> {
+        match url {
+            BrokerUrl::Memory => Ok((BrokerEngine::Memory(MemoryEngine::new()), None)),
+            BrokerUrl::Redis(raw) => {
+                let mut config = Config::new(raw.clone())
+                    .prefix(settings.prefix.clone())
+                    .claim_timeout(settings.claim_timeout)
+                    .max_pending_sends(settings.max_pending_sends)
+                    .max_queue_len(settings.max_queue_len);
+                if let Some(id) = &settings.node_id {
+                    config = config.node_id(id.clone());
+                }
+                let (engine, events) =
+                    RedisEngine::start(config).map_err(|e| format!("--broker {url}: {e}"))?;
+                Ok((BrokerEngine::Redis(Box::new(engine)), Some(events)))
+            }
+        }
+    }
+
+    /// The Redis node's counters, when this is one.
+    pub fn redis_metrics(&self) -> Option<RedisMetrics> {
+        match self {
+            BrokerEngine::Memory(_) => None,
+            BrokerEngine::Redis(redis) => Some(redis.metrics()),
+        }
+    }
+
+    /// The Redis engine, when this is one.
+    pub fn redis_mut(&mut self) -> Option<&mut RedisEngine> {
+        match self {
+            BrokerEngine::Memory(_) => None,
+            BrokerEngine::Redis(redis) => Some(redis),
+        }
+    }
+}
+
+impl Engine for BrokerEngine {
+    fn subscribe(
+        &mut self,
+        key: SubscriberKey,
+        destination: &Destination,
+        max_unacked: Option<usize>,
+        out: &mut Vec<Delivery>,
+    ) {
+        match self {
+            BrokerEngine::Memory(e) => e.subscribe(key, destination, max_unacked, out),
+            BrokerEngine::Redis(e) => e.subscribe(key, destination, max_unacked, out),
+        }
+    }
+
+    fn subscribe_with_selector(
+        &mut self,
+        key: SubscriberKey,
+        destination: &Destination,
+        max_unacked: Option<usize>,
+        selector: Option<Selector>,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), wsx_stomp::Error> {
+        match self {
+            BrokerEngine::Memory(e) => {
+                e.subscribe_with_selector(key, destination, max_unacked, selector, out)
+            }
+            BrokerEngine::Redis(e) => {
+                e.subscribe_with_selector(key, destination, max_unacked, selector, out)
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, key: &SubscriberKey, out: &mut Vec<Delivery>) {
+        match self {
+            BrokerEngine::Memory(e) => e.unsubscribe(key, out),
+            BrokerEngine::Redis(e) => e.unsubscribe(key, out),
+        }
+    }
+
+    fn publish(&mut self, message: Publish, out: &mut Vec<Delivery>) {
+        match self {
+            BrokerEngine::Memory(e) => e.publish(message, out),
+            BrokerEngine::Redis(e) => e.publish(message, out),
+        }
+    }
+
+    fn try_publish(
+        &mut self,
+        message: Publish,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), wsx_stomp::Error> {
+        match self {
+            BrokerEngine::Memory(e) => e.try_publish(message, out),
+            BrokerEngine::Redis(e) => e.try_publish(message, out),
+        }
+    }
+
+    fn ack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
+        match self {
+            BrokerEngine::Memory(e) => e.ack(key, ids, out),
+            BrokerEngine::Redis(e) => e.ack(key, ids, out),
+        }
+    }
+
+    fn nack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
+        match self {
+            BrokerEngine::Memory(e) => e.nack(key, ids, out),
+            BrokerEngine::Redis(e) => e.nack(key, ids, out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!("memory".parse(), Ok(BrokerUrl::Memory));
+        assert_eq!("MEMORY".parse(), Ok(BrokerUrl::Memory));
+        for ok in [
+            "redis://127.0.0.1:6379",
+            "redis://localhost",
+            "redis://localhost:6379/2",
+            "redis://:secret@redis.internal:6380/0",
+            "redis://user:secret@redis.internal:6380",
+            "redis://[::1]:6379/1",
+        ] {
+            assert_eq!(ok.parse(), Ok(BrokerUrl::Redis(ok.to_owned())), "{ok}");
+        }
+        for bad in [
+            "",
+            "mem",
+            "http://localhost:6379",
+            "redis://",
+            "redis://:6379",
+            "redis://host:0",
+            "redis://host:port",
+            "redis://host:70000",
+            "redis://host:6379/db",
+            "redis://[::1",
+            "rediss://host:6379",
+        ] {
+            assert!(bad.parse::<BrokerUrl>().is_err(), "{bad}");
+        }
+        let err = "rediss://u:pw@h:1"
+            .parse::<BrokerUrl>()
+            .expect_err("refused");
+        assert!(!err.contains("pw"), "{err}");
+    }
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        let url: BrokerUrl = "redis://user:hunter2@h:6379/3".parse().expect("valid");
+        assert_eq!(url.to_string(), "redis://h:6379/3");
+        assert!(!format!("{url:?}").contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn memory_needs_no_events() {
+        let settings = RedisSettings {
+            node_id: None,
+            prefix: "wsx:".to_owned(),
+            claim_timeout: Duration::from_secs(30),
+            max_pending_sends: 10,
+            max_queue_len: 100,
+        };
+        let (engine, events) = BrokerEngine::start(&BrokerUrl::Memory, &settings).expect("ok");
+        assert!(events.is_none());
+        assert!(engine.redis_metrics().is_none());
+        // Redis: started without waiting for the server (nothing listens on port 1).
+        let url: BrokerUrl = "redis://127.0.0.1:1".parse().expect("valid");
+        let (engine, events) = BrokerEngine::start(&url, &settings).expect("ok");
+        assert!(events.is_some());
+        let metrics = engine.redis_metrics().expect("a redis node");
+        assert!(!metrics.connected());
+    }
+}
