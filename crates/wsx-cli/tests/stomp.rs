@@ -640,3 +640,53 @@ ElvxytgYqQeZjh0L0MTii7ediTtktzSSD7G+397U1Oc35+ndzqmDOLSxTGpKAknW\n\
 nOeh0L0ILoZq7iRL5Sraso1qepQr5XBgWtzLjOOq4Ctn3Cju1g1GSxCvN4FEEt0g\n\
 YQIDAQAB\n\
 -----END PUBLIC KEY-----\n";
+
+#[tokio::test]
+async fn selectors_filter_what_a_subscription_gets() {
+    let server = Server::with_jwt(&[]);
+    let mut eu = Client::connect(&server, &full_token("eu")).await;
+    let receipt = "sel-eu";
+    eu.send(
+        Frame::new(Command::Subscribe)
+            .with_header("id", "eu")
+            .with_header("destination", "/topic/orders")
+            .with_header("selector", "region = 'eu' AND NOT (priority = 'low')")
+            .with_header("receipt", receipt),
+    )
+    .await;
+    eu.expect_receipt(receipt).await;
+    let mut all = Client::connect(&server, &full_token("all")).await;
+    all.subscribe("all", "/topic/orders", "auto").await;
+
+    let mut producer = Client::connect(&server, &full_token("producer")).await;
+    let sends: [(&str, &[(&str, &str)]); 4] = [
+        ("us", &[("region", "us")]),
+        ("eu-low", &[("region", "eu"), ("priority", "low")]),
+        ("eu-high", &[("region", "eu"), ("priority", "high")]),
+        ("none", &[]),
+    ];
+    for (body, headers) in sends {
+        producer.publish("/topic/orders", body, headers).await;
+    }
+    producer.publish_confirmed("/topic/orders", "end").await;
+    // The unfiltered subscriber sees all five in order; the filtered one only eu-high: its next
+    // frame is the receipt of its own later SEND, so `end` (which does not match) never came.
+    for expected in ["us", "eu-low", "eu-high", "none", "end"] {
+        assert_eq!(all.message_body().await, expected);
+    }
+    assert_eq!(eu.message_body().await, "eu-high");
+    eu.publish_confirmed("/topic/orders", "probe").await;
+    assert_eq!(all.message_body().await, "probe");
+
+    // An invalid selector is an ERROR naming the problem, then a close.
+    let mut bad = Client::connect(&server, &full_token("bad")).await;
+    bad.send(
+        Frame::new(Command::Subscribe)
+            .with_header("id", "x")
+            .with_header("destination", "/topic/orders")
+            .with_header("selector", "region = "),
+    )
+    .await;
+    let message = bad.expect_error_then_close().await;
+    assert!(message.contains("selector"), "{message}");
+}
