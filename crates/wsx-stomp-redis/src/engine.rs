@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use redis::Client;
@@ -57,8 +57,21 @@ struct Queue {
     key: Arc<str>,
     /// Entries asked of the reader and not received yet.
     requested: usize,
+    /// The reader.
+    reader: ReaderHandle,
+}
+
+/// The engine's side of a queue reader.
+#[derive(Debug)]
+struct ReaderHandle {
     /// Credit to the reader; dropping it stops the reader.
-    reader: mpsc::UnboundedSender<usize>,
+    credit: mpsc::UnboundedSender<usize>,
+    /// The Redis client id of its connection (0: none), to end its blocking read.
+    client_id: Arc<AtomicU64>,
+    /// The entries it forwarded, not handled yet.
+    inflight: io::Inflight,
+    /// Closed once the reader has ended, after giving back what it still had.
+    done: watch::Receiver<()>,
 }
 
 /// The Redis-backed engine of one node. See the crate docs for the guarantees.
@@ -78,6 +91,8 @@ pub struct RedisEngine {
     set: ConsumerSet<Entry>,
     /// Queues with local consumers (exactly those with consumers in `set`).
     queues: HashMap<Arc<str>, Queue>,
+    /// Readers stopped and perhaps not ended yet (see [`RedisEngine::flushed`]).
+    stopping: Vec<watch::Receiver<()>>,
 }
 
 impl std::fmt::Debug for RedisEngine {
@@ -132,6 +147,7 @@ impl RedisEngine {
             next_id: 0,
             set: ConsumerSet::new(),
             queues: HashMap::new(),
+            stopping: Vec::new(),
         };
         Ok((engine, RedisEvents(events_rx)))
     }
@@ -147,16 +163,42 @@ impl RedisEngine {
     }
 
     /// Resolves once every command issued so far has been carried out by Redis: SENDs written,
-    /// ACKs applied, topic (un)subscriptions active. It does not borrow the engine.
-    pub fn flushed(&self) -> impl Future<Output = ()> + Send + 'static {
-        let (w_tx, w_rx) = oneshot::channel();
+    /// ACKs applied, topic (un)subscriptions active, and the queue entries of queues left by
+    /// their last local consumer given back to the group — those the engine held, and those
+    /// their readers were still fetching (it waits for these readers to end, a moment: their
+    /// blocking reads are interrupted). Then no entry of a queue without local consumers is
+    /// pending at this node. It does not borrow the engine.
+    pub fn flushed(&self) -> impl Future<Output = ()> + Send + use<> {
         let (s_tx, s_rx) = oneshot::channel();
-        let _ = self.writer.send(Cmd::Barrier(w_tx));
         let _ = self.sub.send(SubCmd::Barrier(s_tx));
+        let stopping: Vec<watch::Receiver<()>> = self
+            .stopping
+            .iter()
+            .filter(|done| done.has_changed().is_ok())
+            .cloned()
+            .collect();
+        let writer = self.writer.clone();
+        // Without readers to wait for, the barrier goes at once: behind what was issued so far.
+        let mut barrier = None;
+        if stopping.is_empty() {
+            barrier = Some(Self::writer_barrier(&writer));
+        }
         async move {
+            for mut done in stopping {
+                // The reader never sends: this ends (with an error) once it is gone.
+                while done.changed().await.is_ok() {}
+            }
+            // Behind the entries the stopped readers gave back.
+            let w_rx = barrier.unwrap_or_else(|| Self::writer_barrier(&writer));
             let _ = w_rx.await;
             let _ = s_rx.await;
         }
+    }
+
+    fn writer_barrier(writer: &mpsc::UnboundedSender<Cmd>) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let _ = writer.send(Cmd::Barrier(tx));
+        rx
     }
 
     /// Messages held for queue consumers of `destination` on this node, fetched and not
@@ -225,7 +267,8 @@ impl RedisEngine {
                 id,
                 payload,
                 claimed,
-            } => self.on_entry(key, id, payload, claimed, out),
+                inflight,
+            } => self.on_entry(key, id, payload, claimed, &inflight, out),
         }
     }
 
@@ -263,29 +306,54 @@ impl RedisEngine {
         id: Arc<str>,
         payload: Bytes,
         claimed: bool,
+        inflight: &io::Inflight,
         out: &mut Vec<Delivery>,
     ) {
-        let wire = match codec::decode(payload.clone()) {
+        let wire = codec::decode(payload.clone());
+        let local = wire
+            .as_ref()
+            .is_ok_and(|wire| self.queues.contains_key(wire.publish.destination.as_str()));
+        let (writer, shared) = (&self.writer, &self.shared);
+        let taken = io::take(inflight, &id, |taken| {
+            if taken && !local {
+                // A foreign entry is dropped; one of a queue without local consumer (any
+                // more) goes back to the group. Sent under the reader's lock: if the reader is
+                // being stopped, before it ends (see `flushed`).
+                shared.forget(&key, std::slice::from_ref(&id));
+                let cmd = match &wire {
+                    Err(_) => Cmd::Ack {
+                        key: key.clone(),
+                        ids: vec![id.clone()],
+                    },
+                    Ok(_) => Cmd::Requeue {
+                        key: key.clone(),
+                        entries: vec![(id.clone(), redelivered_blob(&payload, claimed))],
+                    },
+                };
+                let _ = writer.send(cmd);
+            }
+            taken
+        });
+        if !taken {
+            // The reader was stopped and gave it back itself.
+            return;
+        }
+        let wire = match wire {
             Ok(wire) => wire,
             Err(error) => {
                 self.shared.malformed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, key = &*key, id = &*id, "dropped a foreign stream entry");
-                self.forget(&key, std::slice::from_ref(&id));
-                let _ = self.writer.send(Cmd::Ack { key, ids: vec![id] });
                 return;
             }
         };
         let destination = wire.publish.destination.clone();
         let Some(queue) = self.queues.get_mut(destination.as_str()) else {
-            // No local consumer any more: give it back to the group.
-            self.forget(&key, std::slice::from_ref(&id));
-            let _ = self.writer.send(Cmd::Requeue {
-                key,
-                entries: vec![(id, payload)],
-            });
-            return;
+            return; // given back above
         };
-        queue.requested = queue.requested.saturating_sub(1);
+        if Arc::ptr_eq(inflight, &queue.reader.inflight) {
+            // Not an entry of a previous reader of the queue, stopped since.
+            queue.requested = queue.requested.saturating_sub(1);
+        }
         let held = Held::new(
             Arc::new(Message::new(wire.id, wire.publish)),
             Some((id, payload)),
@@ -295,25 +363,11 @@ impl RedisEngine {
         self.dispatch(destination.as_str(), out);
     }
 
-    /// Entries no longer held by this node: the reader stops refreshing them.
-    fn forget(&self, key: &Arc<str>, ids: &[Arc<str>]) {
-        if let Ok(mut owned) = self.shared.owned.lock()
-            && let Some(set) = owned.get_mut(key)
-        {
-            for id in ids {
-                set.remove(id);
-            }
-            if set.is_empty() {
-                owned.remove(key);
-            }
-        }
-    }
-
     fn ack_entries(&self, key: &Arc<str>, ids: Vec<Arc<str>>) {
         if ids.is_empty() {
             return;
         }
-        self.forget(key, &ids);
+        self.shared.forget(key, &ids);
         let _ = self.writer.send(Cmd::Ack {
             key: key.clone(),
             ids,
@@ -337,15 +391,18 @@ impl RedisEngine {
         let room = self.set.room(name, self.config.prefetch);
         let want = room.saturating_sub(self.set.queue_depth(name));
         if want > queue.requested {
-            io::grant(&queue.reader, want - queue.requested);
+            io::grant(&queue.reader.credit, want - queue.requested);
             queue.requested = want;
         }
         let key = queue.key.clone();
         self.ack_entries(&key, auto_acked);
     }
 
-    fn spawn_reader(&self, key: Arc<str>) -> mpsc::UnboundedSender<usize> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn spawn_reader(&self, key: Arc<str>) -> ReaderHandle {
+        let (credit, rx) = mpsc::unbounded_channel();
+        let (done_tx, done) = watch::channel(());
+        let client_id = Arc::new(AtomicU64::new(0));
+        let inflight = io::Inflight::default();
         let reader = io::Reader {
             client: self.client.clone(),
             config: self.config.clone(),
@@ -353,10 +410,40 @@ impl RedisEngine {
             key,
             credit: rx,
             events: self.events.clone(),
+            writer: self.writer.clone(),
+            inflight: inflight.clone(),
+            client_id: client_id.clone(),
             shutdown: self.shutdown.clone(),
+            _done: done_tx,
         };
         self.runtime.spawn(reader.run());
-        tx
+        ReaderHandle {
+            credit,
+            client_id,
+            inflight,
+            done,
+        }
+    }
+
+    /// Stop a queue's reader: end its blocking read (before entries are given back: it would
+    /// take them), close its credit. It gives back what it still has, then ends.
+    fn stop_reader(&mut self, reader: ReaderHandle) {
+        let client = reader.client_id.load(Ordering::Relaxed);
+        if client != 0 {
+            let _ = self.writer.send(Cmd::Unblock(client));
+        }
+        drop(reader.credit);
+        self.stopping.retain(|done| done.has_changed().is_ok());
+        self.stopping.push(reader.done);
+    }
+}
+
+/// The blob to add when giving an entry back: marked redelivered when it was delivered.
+fn redelivered_blob(blob: &Bytes, delivered: bool) -> Bytes {
+    if delivered {
+        codec::mark_redelivered(blob)
+    } else {
+        blob.clone()
     }
 }
 
@@ -440,14 +527,23 @@ impl Engine for RedisEngine {
                 // and stop the reader.
                 let held = self.set.take_queue(name);
                 let stream = match self.queues.remove(name) {
-                    Some(queue) => queue.key,
+                    Some(queue) => {
+                        self.stop_reader(queue.reader);
+                        queue.key
+                    }
                     None => Arc::from(self.stream_key(&destination)),
                 };
-                let entries: Vec<(Arc<str>, Bytes)> =
-                    held.into_iter().filter_map(|(held, _)| held.tag).collect();
+                // Marked redelivered if handed out (a consumer's unacknowledged messages).
+                let entries: Vec<(Arc<str>, Bytes)> = held
+                    .into_iter()
+                    .filter_map(|(held, redelivered)| {
+                        held.tag
+                            .map(|(id, blob)| (id, redelivered_blob(&blob, redelivered)))
+                    })
+                    .collect();
                 if !entries.is_empty() {
                     let ids: Vec<Arc<str>> = entries.iter().map(|(id, _)| id.clone()).collect();
-                    self.forget(&stream, &ids);
+                    self.shared.forget(&stream, &ids);
                     let _ = self.writer.send(Cmd::Requeue {
                         key: stream,
                         entries,

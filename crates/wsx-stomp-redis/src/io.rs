@@ -4,9 +4,10 @@
 //! [`Cmd`]s to these tasks over channels and gets [`crate::RedisEvent`]s back, which the I/O
 //! layer hands to [`crate::RedisEngine::handle_event`]. The tasks:
 //!
-//! - the **writer**: one multiplexed connection; batches `PUBLISH`, `XADD`, `XACK`/`XDEL` and
-//!   requeues into pipelines, retrying a batch after a reconnect (so a SEND accepted by the
-//!   engine is written at least once);
+//! - the **writer**: one multiplexed connection; batches `PUBLISH`, `XADD`, acknowledgements
+//!   and requeues (scripts), and `CLIENT UNBLOCK`s into pipelines, retrying a batch after a
+//!   reconnect (so a SEND accepted by the engine is written at least once); it checks its
+//!   connection when idle, and alone sets [`crate::RedisMetrics::connected`];
 //! - the **subscriber**: the node's single pub/sub connection; `SUBSCRIBE`s one channel per
 //!   topic with local subscribers and forwards what arrives; resubscribes after a reconnect;
 //! - one **reader** per queue with local consumers: a dedicated connection blocking in
@@ -17,10 +18,23 @@
 //!
 //! Every task reconnects with exponential backoff and counts re-established connections in
 //! [`crate::RedisMetrics::reconnects`]. All of them stop when the engine is dropped.
+//!
+//! ## Stopping a reader
+//!
+//! The engine stops a reader by dropping its credit sender (the queue's last local consumer
+//! left) and asks the writer to `CLIENT UNBLOCK` the reader's connection, before it gives the
+//! entries it held back to the group. Entries still travel from the reader to the engine
+//! meanwhile: those the reader forwarded and the engine has not taken (its [`Inflight`]), and
+//! those its last read returned. The reader gives all of them back itself (through the
+//! writer, before it ends), and the engine, which takes each forwarded entry out of the
+//! reader's [`Inflight`] under its lock, ignores those the reader gave back. The reader ends
+//! only then, so [`crate::RedisEngine::flushed`], which waits for the readers being stopped
+//! before its writer barrier, resolves only once no entry of a queue without local consumers
+//! is left pending at this node.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,14 +60,17 @@ pub(crate) enum Cmd {
         destination: Arc<str>,
         payload: Bytes,
     },
-    /// `XACK` + `XDEL` these entries: consumed for good.
+    /// `XACK` these entries, and `XDEL` those acknowledged ([`ACK`]): consumed for good.
     Ack { key: Arc<str>, ids: Vec<Arc<str>> },
-    /// Give entries back to the group: `XADD` a copy marked redelivered, `XACK` + `XDEL` the
-    /// original, in one `MULTI`.
+    /// Give entries back to the group ([`REQUEUE`]): `XADD` a copy (the blob given, marked
+    /// redelivered by the sender when it was delivered), `XACK` the original, and `XDEL` it
+    /// if it was pending, atomically.
     Requeue {
         key: Arc<str>,
         entries: Vec<(Arc<str>, Bytes)>,
     },
+    /// `CLIENT UNBLOCK id`: end a stopped reader's blocking read at once (it returns nothing).
+    Unblock(u64),
     /// Answer once everything sent before is done.
     Barrier(oneshot::Sender<()>),
 }
@@ -78,10 +95,50 @@ pub(crate) enum Incoming {
         payload: Bytes,
         /// Taken over from another consumer (`XAUTOCLAIM`): delivered before.
         claimed: bool,
+        /// The reader's entries on their way to the engine: the engine takes this one out
+        /// ([`take`]) before it handles it, or ignores it when the reader gave it back.
+        inflight: Inflight,
     },
 }
 
 pub(crate) type Events = mpsc::UnboundedSender<Incoming>;
+
+/// The entries a reader forwarded to the engine that the engine has not taken yet: entry id
+/// to (order forwarded, blob, claimed). Whoever removes an entry — the engine handling it, or
+/// the stopped reader giving everything left back — is responsible for it.
+pub(crate) type Inflight = Arc<Mutex<HashMap<Arc<str>, (u64, Bytes, bool)>>>;
+
+/// Take entry `id` out of `inflight`: whether it was still there (the engine now owns it).
+/// `then` runs under the lock, so what it sends is sent before a stopping reader is done.
+pub(crate) fn take<R>(inflight: &Inflight, id: &str, then: impl FnOnce(bool) -> R) -> R {
+    let mut map = inflight.lock().unwrap_or_else(PoisonError::into_inner);
+    then(map.remove(id).is_some())
+}
+
+/// Acknowledge entries: `XACK` each, and `XDEL` it only if it was pending. An acknowledgement
+/// that comes late (after Redis lost the stream and it was created again, its ids starting
+/// over) must not delete a new entry that happens to have the same id.
+const ACK: &str = "\
+local n = 0
+for i = 2, #ARGV do
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    redis.call('XDEL', KEYS[1], ARGV[i])
+    n = n + 1
+  end
+end
+return n";
+
+/// Give entries back (pairs of id and blob after the group): a copy of each is added, the
+/// original acknowledged, and deleted if it was pending (see [`ACK`]). The copy is added even
+/// when the original is no longer pending (Redis lost the group): at least once.
+const REQUEUE: &str = "\
+for i = 2, #ARGV, 2 do
+  redis.call('XADD', KEYS[1], '*', 'm', ARGV[i + 1])
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    redis.call('XDEL', KEYS[1], ARGV[i])
+  end
+end
+return 1";
 
 /// A queue SEND: `XADD` unless the stream already holds `ARGV[2]` entries. Returns the new
 /// length, or -1 when refused. Acknowledged entries are deleted (`XDEL`), so the length counts
@@ -95,11 +152,15 @@ return len + 1";
 /// How often the writer checks whether streams marked full have room again.
 const FULL_RECHECK: Duration = Duration::from_millis(500);
 
+/// How long the writer's connection may go unused before the writer checks it (`PING`), so
+/// that [`crate::RedisMetrics::connected`] turns false when Redis goes away, and the writer
+/// reconnects when it comes back, even without SENDs.
+const KEEPALIVE: Duration = Duration::from_secs(1);
+
 /// Connect with backoff until it works or the engine goes away (`None`).
 async fn connect(
     client: &Client,
     config: &Config,
-    shared: &Shared,
     response_timeout: Option<Duration>,
     shutdown: &mut watch::Receiver<()>,
     what: &str,
@@ -116,7 +177,6 @@ async fn connect(
             Ok(conn) => return Some(conn),
             Err(error) => {
                 tracing::debug!(%error, what, "redis connect failed; retrying in {delay:?}");
-                shared.connected.store(false, Ordering::Relaxed);
             }
         }
         tokio::select! {
@@ -135,6 +195,53 @@ fn is_server_error(result: &RedisResult<Value>) -> Option<String> {
     }
 }
 
+/// The writer's connection, and the node's `connected` flag, which only the writer sets: it
+/// tells whether the writer's connection is up (as of its last use or check).
+struct WriterConn<'a> {
+    client: &'a Client,
+    config: &'a Config,
+    shared: &'a Shared,
+    conn: Option<MultiplexedConnection>,
+    /// A connection was lost: the next one counts as a reconnect.
+    lost: bool,
+    /// When Redis last answered on `conn`.
+    last_ok: Instant,
+}
+
+impl WriterConn<'_> {
+    const TIMEOUT: Option<Duration> = Some(Duration::from_secs(5));
+
+    /// The connection, connecting (with backoff) if need be; `None` once the engine is gone.
+    async fn get(
+        &mut self,
+        shutdown: &mut watch::Receiver<()>,
+    ) -> Option<&mut MultiplexedConnection> {
+        if self.conn.is_none() {
+            let c = connect(self.client, self.config, Self::TIMEOUT, shutdown, "writer").await?;
+            if self.lost {
+                self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            self.shared.connected.store(true, Ordering::Relaxed);
+            self.last_ok = Instant::now();
+            self.conn = Some(c);
+        }
+        self.conn.as_mut()
+    }
+
+    /// Redis answered.
+    fn ok(&mut self) {
+        self.last_ok = Instant::now();
+    }
+
+    /// The connection failed: drop it.
+    fn failed(&mut self, error: &redis::RedisError) {
+        tracing::warn!(%error, "redis writer lost its connection; reconnecting");
+        self.shared.connected.store(false, Ordering::Relaxed);
+        self.conn = None;
+        self.lost = true;
+    }
+}
+
 /// The writer task: batches commands into pipelines and retries them across reconnects.
 pub(crate) async fn writer(
     client: Client,
@@ -143,15 +250,18 @@ pub(crate) async fn writer(
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     mut shutdown: watch::Receiver<()>,
 ) {
-    let timeout = Some(Duration::from_secs(5));
-    // Connect at once, so that `connected` tells the truth before the first SEND.
-    let Some(first) = connect(&client, &config, &shared, timeout, &mut shutdown, "writer").await
-    else {
-        return;
+    let mut w = WriterConn {
+        client: &client,
+        config: &config,
+        shared: &shared,
+        conn: None,
+        lost: false,
+        last_ok: Instant::now(),
     };
-    shared.connected.store(true, Ordering::Relaxed);
-    let mut conn = Some(first);
-    let mut lost = false;
+    // Connect at once, so that `connected` tells the truth before the first SEND.
+    if w.get(&mut shutdown).await.is_none() {
+        return;
+    }
     let mut batch: Vec<Cmd> = Vec::new();
     let mut recheck = tokio::time::interval(FULL_RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -159,30 +269,23 @@ pub(crate) async fn writer(
         let first = tokio::select! {
             cmd = rx.recv() => cmd,
             _ = recheck.tick() => {
-                if shared.full_streams().is_empty() {
+                // Marks clear only through this check (SENDs to a marked queue never reach
+                // the writer); an idle connection is checked, a lost one re-established.
+                let full = !shared.full_streams().is_empty();
+                if !full && w.conn.is_some() && w.last_ok.elapsed() < KEEPALIVE {
                     continue;
                 }
-                // Marks clear only through this check (SENDs to a marked queue never reach
-                // the writer), so reconnect for it if need be.
-                if conn.is_none() {
-                    let Some(c) =
-                        connect(&client, &config, &shared, timeout, &mut shutdown, "writer").await
-                    else {
-                        return;
-                    };
-                    if lost {
-                        shared.reconnects.fetch_add(1, Ordering::Relaxed);
-                    }
-                    shared.connected.store(true, Ordering::Relaxed);
-                    conn = Some(c);
-                }
-                if let Some(c) = conn.as_mut()
-                    && let Err(error) = recheck_full(c, &config, &shared).await
-                {
-                    tracing::warn!(%error, "redis writer lost its connection; reconnecting");
-                    shared.connected.store(false, Ordering::Relaxed);
-                    conn = None;
-                    lost = true;
+                let Some(c) = w.get(&mut shutdown).await else {
+                    return;
+                };
+                let checked = if full {
+                    recheck_full(c, &config, &shared).await
+                } else {
+                    redis::cmd("PING").query_async::<Value>(c).await.map(drop)
+                };
+                match checked {
+                    Ok(()) => w.ok(),
+                    Err(error) => w.failed(&error),
                 }
                 continue;
             }
@@ -198,32 +301,16 @@ pub(crate) async fn writer(
         }
         // Run the batch until Redis answers it.
         loop {
-            let c = match conn.as_mut() {
-                Some(c) => c,
-                None => {
-                    let Some(c) =
-                        connect(&client, &config, &shared, timeout, &mut shutdown, "writer").await
-                    else {
-                        return;
-                    };
-                    if lost {
-                        shared.reconnects.fetch_add(1, Ordering::Relaxed);
-                    }
-                    shared.connected.store(true, Ordering::Relaxed);
-                    conn.insert(c)
-                }
+            let Some(c) = w.get(&mut shutdown).await else {
+                return;
             };
             match run_batch(c, &config, &batch).await {
                 Ok(results) => {
+                    w.ok();
                     report(&config, &shared, &batch, &results);
                     break;
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "redis writer lost its connection; reconnecting");
-                    shared.connected.store(false, Ordering::Relaxed);
-                    conn = None;
-                    lost = true;
-                }
+                Err(error) => w.failed(&error),
             }
         }
         for cmd in batch.drain(..) {
@@ -234,7 +321,7 @@ pub(crate) async fn writer(
                 Cmd::Publish { .. } | Cmd::XAdd { .. } => {
                     shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
                 }
-                Cmd::Ack { .. } | Cmd::Requeue { .. } => {}
+                Cmd::Ack { .. } | Cmd::Requeue { .. } | Cmd::Unblock(_) => {}
             }
         }
     }
@@ -266,35 +353,29 @@ async fn run_batch(
             }
             Cmd::Ack { key, ids } => {
                 let ids: Vec<&str> = ids.iter().map(|id| &**id).collect();
-                pipe.cmd("XACK")
+                pipe.cmd("EVAL")
+                    .arg(ACK)
+                    .arg(1)
                     .arg(&**key)
                     .arg(&config.group)
-                    .arg(&ids)
-                    .cmd("XDEL")
-                    .arg(&**key)
                     .arg(&ids);
-                n += 2;
+                n += 1;
             }
             Cmd::Requeue { key, entries } => {
-                // MULTI/EXEC inside the pipeline: the copy and the ack happen together.
-                pipe.cmd("MULTI");
+                let eval = pipe
+                    .cmd("EVAL")
+                    .arg(REQUEUE)
+                    .arg(1)
+                    .arg(&**key)
+                    .arg(&config.group);
                 for (id, payload) in entries {
-                    let copy = crate::codec::mark_redelivered(payload);
-                    pipe.cmd("XADD")
-                        .arg(&**key)
-                        .arg("*")
-                        .arg("m")
-                        .arg(copy.as_ref())
-                        .cmd("XACK")
-                        .arg(&**key)
-                        .arg(&config.group)
-                        .arg(&**id)
-                        .cmd("XDEL")
-                        .arg(&**key)
-                        .arg(&**id);
+                    eval.arg(&**id).arg(payload.as_ref());
                 }
-                pipe.cmd("EXEC");
-                n += 2 + 3 * entries.len();
+                n += 1;
+            }
+            Cmd::Unblock(client) => {
+                pipe.cmd("CLIENT").arg("UNBLOCK").arg(*client);
+                n += 1;
             }
             Cmd::Barrier(_) => {}
         }
@@ -380,17 +461,19 @@ fn report(config: &Config, shared: &Shared, batch: &[Cmd], results: &[RedisResul
             }
             Cmd::Ack { key, .. } => {
                 if let Some(why) = results.get(i).and_then(is_server_error) {
-                    // NOGROUP after Redis lost its data: nothing left to acknowledge.
                     tracing::debug!(key = &**key, why, "XACK failed");
                 }
-                i += 2;
+                i += 1;
             }
-            Cmd::Requeue { key, entries } => {
-                let exec = i + 1 + 3 * entries.len();
-                if let Some(why) = results.get(exec).and_then(is_server_error) {
+            Cmd::Requeue { key, .. } => {
+                if let Some(why) = results.get(i).and_then(is_server_error) {
                     tracing::warn!(key = &**key, why, "requeue failed; entries stay pending");
                 }
-                i = exec + 1;
+                i += 1;
+            }
+            Cmd::Unblock(_) => {
+                // Refused (CLIENT not allowed): the read ends at its BLOCK timeout instead.
+                i += 1;
             }
             Cmd::Barrier(_) => {}
         }
@@ -469,6 +552,7 @@ pub(crate) async fn subscriber(
 }
 
 /// A queue reader: fetch with credit, keep owned entries fresh, claim dead nodes' entries.
+/// Stopped by the engine dropping its credit sender (see the module docs).
 pub(crate) struct Reader {
     pub client: Client,
     pub config: Arc<Config>,
@@ -476,7 +560,29 @@ pub(crate) struct Reader {
     pub key: Arc<str>,
     pub credit: mpsc::UnboundedReceiver<usize>,
     pub events: Events,
+    /// The writer: a stopped reader gives entries back through it.
+    pub writer: mpsc::UnboundedSender<Cmd>,
+    /// Entries forwarded and not taken by the engine yet.
+    pub inflight: Inflight,
+    /// The Redis client id of the reader's connection (0: none), for `CLIENT UNBLOCK`.
+    pub client_id: Arc<AtomicU64>,
     pub shutdown: watch::Receiver<()>,
+    /// Dropped when the reader ends, after it gave back what it had to.
+    pub _done: watch::Sender<()>,
+}
+
+/// What ended a wait of the reader.
+enum Woken<T> {
+    Done(T),
+    Stopped,
+    Shutdown,
+}
+
+/// Resolves once the engine dropped the credit sender; credit granted meanwhile is added.
+async fn stopped(rx: &mut mpsc::UnboundedReceiver<usize>, credit: &mut usize) {
+    while let Some(n) = rx.recv().await {
+        *credit = credit.saturating_add(n);
+    }
 }
 
 impl Reader {
@@ -490,19 +596,37 @@ impl Reader {
         let timeout = Some(block + Duration::from_secs(5));
         let mut credit = 0usize;
         let mut lost = false;
+        // Order in which entries were forwarded (to give them back in that order).
+        let mut seq = 0u64;
         'connect: loop {
-            let Some(mut conn) = connect(
+            self.client_id.store(0, Ordering::Relaxed);
+            let connecting = connect(
                 &self.client,
                 &self.config,
-                &self.shared,
                 timeout,
                 &mut self.shutdown,
                 "reader",
-            )
-            .await
-            else {
-                return;
+            );
+            let woken = tokio::select! {
+                c = connecting => match c {
+                    Some(c) => Woken::Done(c),
+                    None => Woken::Shutdown,
+                },
+                () = stopped(&mut self.credit, &mut credit) => Woken::Stopped,
             };
+            let mut conn = match woken {
+                Woken::Done(conn) => conn,
+                Woken::Stopped => return self.give_back(Vec::new()),
+                Woken::Shutdown => return,
+            };
+            // Without it (CLIENT refused) a stopped reader's read ends at its BLOCK timeout.
+            if let Ok(id) = redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async::<u64>(&mut conn)
+                .await
+            {
+                self.client_id.store(id, Ordering::Relaxed);
+            }
             if let Err(error) = self.ensure_group(&mut conn).await {
                 tracing::warn!(%error, key = &*self.key, "XGROUP CREATE failed");
                 lost = true;
@@ -515,16 +639,12 @@ impl Reader {
             let mut next_tick = Instant::now();
             loop {
                 // Take granted credit; stop when the engine dropped this reader.
-                loop {
-                    match self.credit.try_recv() {
-                        Ok(n) => credit = credit.saturating_add(n),
-                        Err(mpsc::error::TryRecvError::Empty) => break,
-                        Err(mpsc::error::TryRecvError::Disconnected) => return,
-                    }
+                if self.take_credit(&mut credit) {
+                    return self.give_back(Vec::new());
                 }
                 if Instant::now() >= next_tick {
                     next_tick = Instant::now() + tick;
-                    match self.maintain(&mut conn, &mut credit).await {
+                    match self.maintain(&mut conn, &mut credit, &mut seq).await {
                         Ok(true) => {}
                         Ok(false) => return,
                         Err(error) => {
@@ -533,15 +653,21 @@ impl Reader {
                             continue 'connect;
                         }
                     }
+                    continue;
                 }
                 if credit == 0 {
-                    tokio::select! {
+                    let woken = tokio::select! {
                         n = self.credit.recv() => match n {
-                            Some(n) => credit = credit.saturating_add(n),
-                            None => return,
+                            Some(n) => Woken::Done(n),
+                            None => Woken::Stopped,
                         },
-                        _ = tokio::time::sleep_until(next_tick) => {}
-                        _ = self.shutdown.changed() => return,
+                        _ = tokio::time::sleep_until(next_tick) => Woken::Done(0),
+                        _ = self.shutdown.changed() => Woken::Shutdown,
+                    };
+                    match woken {
+                        Woken::Done(n) => credit = credit.saturating_add(n),
+                        Woken::Stopped => return self.give_back(Vec::new()),
+                        Woken::Shutdown => return,
                     }
                     continue;
                 }
@@ -557,21 +683,54 @@ impl Reader {
                     .arg("STREAMS")
                     .arg(&*self.key)
                     .arg(">");
-                let read = cmd.query_async::<Option<StreamReadReply>>(&mut conn);
-                let reply = tokio::select! {
-                    r = read => r,
-                    _ = self.shutdown.changed() => return,
+                // The read is never abandoned once sent (Redis would hand the entries to this
+                // consumer all the same): when the engine stops the reader meanwhile, it is
+                // unblocked, and what it returns is given back.
+                let mut stopping = false;
+                let reply = {
+                    let read = cmd.query_async::<Option<StreamReadReply>>(&mut conn);
+                    tokio::pin!(read);
+                    loop {
+                        let woken = tokio::select! {
+                            r = &mut read => Woken::Done(r),
+                            () = stopped(&mut self.credit, &mut credit), if !stopping => {
+                                Woken::Stopped
+                            }
+                            _ = self.shutdown.changed() => Woken::Shutdown,
+                        };
+                        match woken {
+                            Woken::Done(r) => break r,
+                            Woken::Stopped => {
+                                stopping = true;
+                                self.unblock();
+                            }
+                            Woken::Shutdown => return,
+                        }
+                    }
                 };
+                if stopping || self.take_credit(&mut credit) {
+                    let fresh = match reply {
+                        Ok(reply) => reply
+                            .into_iter()
+                            .flat_map(|r| r.keys)
+                            .flat_map(|k| k.ids)
+                            .map(|entry| (Arc::from(entry.id.as_str()), blob(&entry)))
+                            .collect(),
+                        Err(_) => Vec::new(),
+                    };
+                    return self.give_back(fresh);
+                }
                 match reply {
                     Ok(reply) => {
                         let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
-                        match self.forward(entries, false, &mut credit) {
-                            true => {}
-                            false => return,
+                        if !self.forward(entries, false, &mut credit, &mut seq) {
+                            return;
                         }
                     }
-                    Err(error) if error.code() == Some("NOGROUP") => {
-                        // Redis lost the group (restart without persistence): create it again.
+                    // Redis lost the group (restart without persistence), or the stream was
+                    // deleted under the blocked read: create it again. Entries added since are
+                    // read: the group starts at the stream's beginning.
+                    Err(error) if matches!(error.code(), Some("NOGROUP" | "UNBLOCKED")) => {
                         if let Err(error) = self.ensure_group(&mut conn).await {
                             tracing::warn!(%error, "XGROUP CREATE failed");
                             lost = true;
@@ -586,6 +745,66 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// Add the credit granted; `true` when the engine dropped this reader.
+    fn take_credit(&mut self, credit: &mut usize) -> bool {
+        loop {
+            match self.credit.try_recv() {
+                Ok(n) => *credit = credit.saturating_add(n),
+                Err(mpsc::error::TryRecvError::Empty) => return false,
+                Err(mpsc::error::TryRecvError::Disconnected) => return true,
+            }
+        }
+    }
+
+    /// Ask the writer to end this reader's blocking read at once.
+    fn unblock(&self) {
+        let id = self.client_id.load(Ordering::Relaxed);
+        if id != 0 {
+            let _ = self.writer.send(Cmd::Unblock(id));
+        }
+    }
+
+    /// The reader was stopped: give back to the group, through the writer, the entries it
+    /// forwarded that the engine has not taken (in the order read) and `fresh`, those its last
+    /// read returned. The reader ends right after (dropping `done`).
+    fn give_back(&self, fresh: Vec<(Arc<str>, Bytes)>) {
+        let mut left: Vec<(u64, Arc<str>, Bytes, bool)> = self
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .map(|(id, (n, blob, claimed))| (n, id, blob, claimed))
+            .collect();
+        left.sort_unstable_by_key(|entry| entry.0);
+        let mut entries: Vec<(Arc<str>, Bytes)> = left
+            .into_iter()
+            .map(|(_, id, blob, claimed)| {
+                // Claimed entries were delivered by the node that died; the others never were.
+                let blob = if claimed {
+                    crate::codec::mark_redelivered(&blob)
+                } else {
+                    blob
+                };
+                (id, blob)
+            })
+            .collect();
+        entries.extend(fresh);
+        if entries.is_empty() {
+            return;
+        }
+        let ids: Vec<Arc<str>> = entries.iter().map(|(id, _)| id.clone()).collect();
+        self.shared.forget(&self.key, &ids);
+        tracing::debug!(
+            key = &*self.key,
+            n = entries.len(),
+            "stopped reader gives its entries back"
+        );
+        let _ = self.writer.send(Cmd::Requeue {
+            key: self.key.clone(),
+            entries,
+        });
     }
 
     async fn ensure_group(&self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
@@ -610,13 +829,11 @@ impl Reader {
         entries: impl Iterator<Item = StreamId>,
         claimed: bool,
         credit: &mut usize,
+        seq: &mut u64,
     ) -> bool {
         for entry in entries {
             *credit = credit.saturating_sub(1);
-            let payload = match entry.map.get("m") {
-                Some(Value::BulkString(b)) => Bytes::copy_from_slice(b),
-                _ => Bytes::new(), // the engine reports and acknowledges it
-            };
+            let payload = blob(&entry);
             let id: Arc<str> = Arc::from(entry.id.as_str());
             if let Ok(mut owned) = self.shared.owned.lock() {
                 owned
@@ -624,11 +841,17 @@ impl Reader {
                     .or_default()
                     .insert(id.clone());
             }
+            *seq += 1;
+            self.inflight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id.clone(), (*seq, payload.clone(), claimed));
             let event = Incoming::Entry {
                 key: self.key.clone(),
                 id,
                 payload,
                 claimed,
+                inflight: self.inflight.clone(),
             };
             if self.events.send(event).is_err() {
                 return false;
@@ -642,6 +865,7 @@ impl Reader {
         &self,
         conn: &mut MultiplexedConnection,
         credit: &mut usize,
+        seq: &mut u64,
     ) -> RedisResult<bool> {
         let owned: Vec<Arc<str>> = match self.shared.owned.lock() {
             Ok(owned) => owned
@@ -692,7 +916,7 @@ impl Reader {
                 .claimed
                 .into_iter()
                 .filter(|e| !mine.contains(e.id.as_str()));
-            if !self.forward(claimed, true, credit) {
+            if !self.forward(claimed, true, credit, seq) {
                 return Ok(false);
             }
             if reply.next_stream_id == "0-0" || reply.next_stream_id == start {
@@ -700,6 +924,15 @@ impl Reader {
             }
             start = reply.next_stream_id;
         }
+    }
+}
+
+/// The stored blob of an entry (empty when it has none: the engine reports and acknowledges
+/// it).
+fn blob(entry: &StreamId) -> Bytes {
+    match entry.map.get("m") {
+        Some(Value::BulkString(b)) => Bytes::copy_from_slice(b),
+        _ => Bytes::new(),
     }
 }
 

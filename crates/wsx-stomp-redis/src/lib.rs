@@ -36,10 +36,17 @@
 //! A queue is a stream with one consumer group; each node is a consumer named by its node id.
 //! A SEND is an `XADD`. A node reads (`XREADGROUP`, blocking, on a connection of its own per
 //! queue) only as many entries as its local consumers have room for, and hands them out
-//! round-robin. An ACK is an `XACK` (and `XDEL`); a NACK delivers the message again locally,
-//! to the next consumer with room. When the last local consumer leaves, the entries the node
-//! still holds go back to the group (a copy marked redelivered is added, the original
-//! acknowledged, in one `MULTI`). A node refreshes the idle time of the entries it holds;
+//! round-robin. An ACK is an `XACK` (and an `XDEL` of the entries it acknowledged: a late ACK,
+//! after Redis lost the stream and ids started over, deletes nothing new); a NACK delivers the
+//! message again locally, to the next consumer with room. When the last local consumer
+//! leaves, the entries the node still holds go back to the group (a copy is added — marked
+//! redelivered if it was delivered — and the original acknowledged, atomically, in a script),
+//! and so do those its reader for the queue was still fetching: the reader's blocking read is
+//! interrupted (`CLIENT UNBLOCK`), and what it returns, or forwarded and the engine has not
+//! handled yet, the reader gives back itself before it ends. [`RedisEngine::flushed`] waits
+//! for that: once it resolves, no entry of a queue without local consumers is pending at the
+//! node, so a node shutting down hands its messages over at once (and not after the claim
+//! timeout). A node refreshes the idle time of the entries it holds;
 //! entries idle longer than [`Config::claim_timeout`] — those of a dead node — are taken over
 //! by the other nodes (`XAUTOCLAIM`) and delivered marked redelivered. Nothing acknowledged is
 //! delivered again, and nothing is lost while Redis keeps its data: **queues are
@@ -74,7 +81,7 @@
 //! filled (another node filled it), the SENDs it accepts until its first refused write comes
 //! back; and likewise after the 500 ms re-check cleared a mark, if other nodes fill the queue
 //! again before this node's next write. Requeues (a copy added and the original deleted
-//! together) do not change the length and are never refused.
+//! together) do not change the length (unless Redis lost the original) and are never refused.
 //!
 //! ## Resilience
 //!
@@ -259,6 +266,20 @@ impl Shared {
         }
     }
 
+    /// Entries of stream `key` no longer held by this node: the readers stop refreshing them.
+    pub(crate) fn forget(&self, key: &Arc<str>, ids: &[Arc<str>]) {
+        if let Ok(mut owned) = self.owned.lock()
+            && let Some(set) = owned.get_mut(key)
+        {
+            for id in ids {
+                set.remove(id);
+            }
+            if set.is_empty() {
+                owned.remove(key);
+            }
+        }
+    }
+
     /// The streams marked full.
     pub(crate) fn full_streams(&self) -> Vec<String> {
         self.full
@@ -278,7 +299,11 @@ impl RedisMetrics {
         self.0.reconnects.load(Ordering::Relaxed)
     }
 
-    /// Whether the writer connection is up.
+    /// Whether the writer's connection is up: only the writer sets it. The writer checks an
+    /// idle connection every second (`PING`), so this turns false within about a second of
+    /// Redis going away, and true again once the writer has reconnected (SENDs or not). The
+    /// node's other connections (pub/sub, queue readers) reconnect on their own; see
+    /// [`RedisMetrics::reconnects`].
     pub fn connected(&self) -> bool {
         self.0.connected.load(Ordering::Relaxed)
     }

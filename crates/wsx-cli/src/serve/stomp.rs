@@ -41,7 +41,7 @@ mod engine;
 mod hub;
 mod jwt;
 
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -77,9 +77,6 @@ const WRITE_HIGH_WATER: usize = 256 * 1024;
 const MIN_QUEUED_BYTES: usize = 8 << 20;
 /// The most Redis events handled under one lock of the hub.
 const REDIS_EVENT_BATCH: usize = 64;
-/// How long a queue reader of the Redis engine blocks in Redis at most (`XREADGROUP … BLOCK`),
-/// plus a margin: the shutdown waits that long for readers to hand back what they took.
-const REDIS_READER_BLOCK: Duration = Duration::from_millis(600);
 
 /// The `--stomp-heartbeat` value: the server's heart-beat header `sx,sy` in milliseconds: it
 /// sends something at least every `sx` ms (if the client wants it) and wants to hear from the
@@ -229,41 +226,20 @@ impl Stomp {
     /// At shutdown, once the connection tasks are gone (the Redis pump still running): close
     /// the sessions left, then, with a Redis broker, wait up to `timeout` until Redis has
     /// carried out every command issued so far, so that the queue messages the closed sessions
-    /// held go back to the other nodes now rather than after the claim timeout.
-    ///
-    /// A queue reader of this node that was blocked in Redis when its last consumer left can
-    /// still take some of the entries given back; they come in as events and the engine gives
-    /// them back again. So after a first flush this waits for the readers to return (they block
-    /// for at most [`REDIS_READER_BLOCK`] after the last subscription ended) and flushes again.
+    /// held go back to the other nodes now rather than after the claim timeout (the flush also
+    /// waits for the queue readers stopped to give back what they were still fetching).
     pub async fn shut_down(&self, timeout: Duration) {
         // Sessions whose tasks were cut short by the shutdown timeout.
         self.hub.close_all();
-        let deadline = tokio::time::Instant::now() + timeout;
-        for round in 0..2 {
-            if round > 0 {
-                // Readers stopped by a subscription that ended long enough ago are done.
-                let Some(ended) = self.hub.last_unsubscribe() else {
-                    return;
-                };
-                let until = tokio::time::Instant::from_std(ended + REDIS_READER_BLOCK);
-                tokio::time::sleep_until(until.min(deadline)).await;
-            }
-            // Boxed: the future does not borrow the engine (it is `'static`), which the boxing
-            // makes visible to the borrow checker.
-            let flushed = self.hub.with_engine(|engine| {
-                engine.redis_mut().map(|redis| {
-                    let flushed: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> =
-                        Box::pin(redis.flushed());
-                    flushed
-                })
-            });
-            let Some(flushed) = flushed else {
-                return;
-            };
-            if tokio::time::timeout_at(deadline, flushed).await.is_err() {
-                tracing::warn!("stomp: redis did not confirm the last commands in time");
-                return;
-            }
+        // The future does not borrow the engine.
+        let flushed = self
+            .hub
+            .with_engine(|engine| engine.redis_mut().map(|redis| redis.flushed()));
+        let Some(flushed) = flushed else {
+            return;
+        };
+        if tokio::time::timeout(timeout, flushed).await.is_err() {
+            tracing::warn!("stomp: redis did not confirm the last commands in time");
         }
     }
 

@@ -81,3 +81,39 @@ pub fn publish(destination: &str, body: impl Into<Bytes>) -> Publish {
     headers.push("content-type", "text/plain");
     Publish::new(dest(destination), headers, body.into())
 }
+
+/// Entries pending in the group at consumer `node` of stream `key` (`XPENDING` summary).
+pub async fn pending_at(url: &str, key: &str, node: &str) -> i64 {
+    let client = redis::Client::open(url).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin connection");
+    let summary: redis::Value = redis::cmd("XPENDING")
+        .arg(key)
+        .arg("wsx")
+        .query_async(&mut conn)
+        .await
+        .expect("XPENDING");
+    // [count, first, last, [[consumer, count], ...]]
+    let redis::Value::Array(parts) = summary else {
+        panic!("XPENDING answered {summary:?}");
+    };
+    let Some(redis::Value::Array(consumers)) = parts.get(3) else {
+        return 0;
+    };
+    consumers
+        .iter()
+        .find_map(|c| match c {
+            redis::Value::Array(pair) => match (pair.first(), pair.get(1)) {
+                (Some(redis::Value::BulkString(name)), Some(redis::Value::BulkString(n)))
+                    if name == node.as_bytes() =>
+                {
+                    std::str::from_utf8(n).ok()?.parse().ok()
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap_or(0)
+}

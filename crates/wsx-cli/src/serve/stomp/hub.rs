@@ -122,18 +122,12 @@ pub struct QueueLimits {
 pub struct Metered<E> {
     inner: E,
     metrics: Arc<Metrics>,
-    /// When a subscription last ended (see [`Hub::last_unsubscribe`]).
-    last_unsubscribe: Option<Instant>,
 }
 
 impl<E> Metered<E> {
     /// Count what `inner` publishes and delivers.
     pub fn new(inner: E, metrics: Arc<Metrics>) -> Self {
-        Metered {
-            inner,
-            metrics,
-            last_unsubscribe: None,
-        }
+        Metered { inner, metrics }
     }
 
     fn count(&self, deliveries: &[Delivery]) {
@@ -174,7 +168,6 @@ impl<E: Engine> Engine for Metered<E> {
     }
 
     fn unsubscribe(&mut self, key: &SubscriberKey, out: &mut Vec<Delivery>) {
-        self.last_unsubscribe = Some(Instant::now());
         let n = out.len();
         self.inner.unsubscribe(key, out);
         self.count(&out[n..]);
@@ -343,12 +336,6 @@ impl<E: Engine> Hub<E> {
         for link in wake {
             link.notify.notify_one();
         }
-    }
-
-    /// When a subscription last ended (unsubscribed, or its session closed); `None` if none
-    /// did yet.
-    pub fn last_unsubscribe(&self) -> Option<Instant> {
-        lock(&self.shared).broker.engine().last_unsubscribe
     }
 
     /// Run `f` on the engine under the lock (no deliveries are routed: use it for reads and
