@@ -28,6 +28,7 @@ use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::mask::apply_mask;
 use crate::message::{Message, Utf8Bytes};
 use crate::output::OutputQueue;
+use crate::output::pool::{self, Class};
 use crate::role::Role;
 use crate::utf8::Utf8Validator;
 
@@ -62,6 +63,10 @@ pub struct Connection {
     role: Role,
     config: Config,
     rx: BytesMut,
+    /// Whether `rx` may be backed by more than the buffer pool keeps: it grew past
+    /// `pool::MAX_CAPACITY`, or was handed out by [`Connection::recv_buf`]. Such a buffer is
+    /// freed, not pooled, when the connection goes idle.
+    rx_oversized: bool,
     frame: Option<InFrame>,
     message: Option<InMessage>,
     utf8: Utf8Validator,
@@ -81,6 +86,7 @@ impl Connection {
             role,
             config,
             rx: BytesMut::new(),
+            rx_oversized: false,
             frame: None,
             message: None,
             utf8: Utf8Validator::new(),
@@ -101,7 +107,7 @@ impl Connection {
 
     /// Start with bytes that arrived together with the handshake.
     pub fn with_leftover(mut self, bytes: &[u8]) -> Self {
-        self.rx.extend_from_slice(bytes);
+        self.feed(bytes);
         self
     }
 
@@ -124,12 +130,49 @@ impl Connection {
 
     /// The read buffer: append received bytes to it (for example with `read_buf`).
     pub fn recv_buf(&mut self) -> &mut BytesMut {
+        // The caller may grow it at will: it is not pooled when released.
+        self.rx_oversized = true;
+        &mut self.rx
+    }
+
+    /// The read buffer with at least `min_spare` bytes of free room (three times that while it
+    /// is empty, when making room moves no data): when it has less, `reserve` makes room for
+    /// `additional` more bytes (at least that). A connection without a buffer (see
+    /// [`Connection::release_idle_buffers`]) first borrows one from this thread's buffer pool,
+    /// so one that goes idle after every message allocates none per message.
+    pub fn recv_buf_reserve(&mut self, min_spare: usize, additional: usize) -> &mut BytesMut {
+        if self.rx.capacity() == 0 {
+            // Becoming active: borrow a read buffer, and a staging buffer for the output queue
+            // (a connection that reads usually answers), in one visit to the pool.
+            let out = &mut self.out;
+            let rx = &mut self.rx;
+            pool::with(|p| {
+                *rx = p.take(Class::Read);
+                if out.lacks_staging() {
+                    out.take_staging(p);
+                }
+            });
+            self.rx_oversized = false;
+        }
+        // An empty buffer gets the room from its start back (nothing to move) well before its
+        // free room runs short, so that a frame of up to `3 * min_spare` bytes fits in it whole
+        // instead of being moved to a larger buffer once its first part has arrived.
+        let min_spare = if self.rx.is_empty() {
+            min_spare.saturating_mul(3)
+        } else {
+            min_spare
+        };
+        if self.rx.capacity() - self.rx.len() < min_spare {
+            self.rx.reserve(additional.max(min_spare));
+            self.rx_oversized |= self.rx.capacity() > pool::MAX_CAPACITY;
+        }
         &mut self.rx
     }
 
     /// Append received bytes (copies them; [`Connection::recv_buf`] avoids the copy).
     pub fn feed(&mut self, data: &[u8]) {
         self.rx.extend_from_slice(data);
+        self.rx_oversized |= self.rx.capacity() > pool::MAX_CAPACITY;
     }
 
     /// How many more bytes the frame being received needs, at least (0 when unknown): a hint for
@@ -146,7 +189,19 @@ impl Connection {
     /// frame with the matching code is queued and no more messages are produced.
     ///
     /// Pings are answered with a pong and a received close is echoed before they are returned.
+    #[inline]
     pub fn poll_message(&mut self) -> Result<Option<Message>, Error> {
+        if self.rx.is_empty() && self.frame.is_none() {
+            // Nothing to decode (the common case before a read): no frame is half received,
+            // and a frame is only ever left pending while its payload is incomplete.
+            return Ok(None);
+        }
+        self.decode_messages()
+    }
+
+    /// [`Connection::poll_message`] once there are bytes to look at.
+    #[inline(never)]
+    fn decode_messages(&mut self) -> Result<Option<Message>, Error> {
         while !(self.failed || self.close_received) {
             match self.step() {
                 Ok(Step::NeedMore) => return Ok(None),
@@ -346,6 +401,7 @@ impl Connection {
         }
     }
 
+    #[inline]
     fn send_data(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
         if self.close_sent || self.failed {
             return Err(Error::Closed);
@@ -465,6 +521,7 @@ impl Connection {
         self.close_sent = true;
     }
 
+    #[inline]
     fn queue_frame(&mut self, opcode: OpCode, rsv1: bool, payload: &[u8], shared: Option<&Bytes>) {
         let mut header = FrameHeader::new(opcode, payload.len() as u64);
         header.rsv1 = rsv1;
@@ -501,12 +558,38 @@ impl Connection {
     }
 
     /// Drop buffers that hold nothing, so an idle connection keeps no read or write buffer.
-    /// Frames and messages handed out stay valid.
+    /// Frames and messages handed out stay valid. The buffers go back to a small per-thread
+    /// pool (bounded in number and size) that [`Connection::recv_buf_reserve`] and the output
+    /// queue borrow from.
     pub fn release_idle_buffers(&mut self) {
-        if self.rx.is_empty() {
-            self.rx = BytesMut::new();
+        let mut give_rx = false;
+        if self.rx.is_empty() && self.rx.capacity() != 0 {
+            if std::mem::replace(&mut self.rx_oversized, false) {
+                self.rx = BytesMut::new();
+            } else {
+                give_rx = true;
+            }
         }
-        self.out.release_if_empty();
+        let give_staging = self.out.release_if_empty_keeping_staging();
+        if give_rx || give_staging {
+            let out = &mut self.out;
+            let rx = &mut self.rx;
+            let given = pool::with(|p| {
+                if give_rx {
+                    p.give(Class::Read, rx);
+                }
+                if give_staging {
+                    out.give_staging(p);
+                }
+            });
+            if given.is_none() {
+                // No pool (the thread is shutting down): free them.
+                if give_rx {
+                    self.rx = BytesMut::new();
+                }
+                self.out.release_if_empty();
+            }
+        }
     }
 
     // ----- state -----
@@ -572,13 +655,125 @@ pub fn encode_frame(msg: &Message) -> Result<Bytes, Error> {
     if opcode.is_control() && payload.len() > MAX_CONTROL_PAYLOAD {
         return Err(Error::InvalidSend("control frame payload over 125 bytes"));
     }
-    let mut out = OutputQueue::default();
-    out.push_frame(
-        &FrameHeader::new(opcode, payload.len() as u64),
-        &payload,
-        None,
-    );
-    let mut buf = BytesMut::with_capacity(out.len());
-    buf.extend_from_slice(out.first_chunk());
+    let mut header = [0u8; crate::frame::MAX_HEADER_LEN];
+    let n = FrameHeader::new(opcode, payload.len() as u64).encode(&mut header);
+    let mut buf = BytesMut::with_capacity(n + payload.len());
+    buf.extend_from_slice(&header[..n]);
+    buf.extend_from_slice(&payload);
     Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::MAX_HEADER_LEN;
+
+    /// A masked client frame carrying `payload`.
+    fn client_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut header = FrameHeader::new(opcode, payload.len() as u64);
+        header.mask = Some([1, 2, 3, 4]);
+        let mut hdr = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut hdr);
+        let mut out = hdr[..n].to_vec();
+        let start = out.len();
+        out.extend_from_slice(payload);
+        apply_mask(&mut out[start..], [1, 2, 3, 4], 0);
+        out
+    }
+
+    /// Read `bytes` the way the I/O layer does: into the buffer from `recv_buf_reserve`.
+    fn receive(conn: &mut Connection, bytes: &[u8]) {
+        conn.recv_buf_reserve(4096, 16 * 1024)
+            .extend_from_slice(bytes);
+    }
+
+    #[test]
+    fn idle_connections_recycle_buffers_and_messages_stay_intact() {
+        let config = Config::default();
+        let mut a = Connection::new(Role::Server, config);
+        receive(&mut a, &client_frame(OpCode::Text, b"first message"));
+        let first = a.poll_message().unwrap().unwrap();
+        a.send(first.clone()).unwrap();
+        let written = a.buffered_amount();
+        a.advance_output(written);
+        // Idle: both buffers go to this thread's pool; the message handed out stays valid.
+        a.release_idle_buffers();
+        assert_eq!(a.rx.capacity(), 0);
+        assert!(a.out.lacks_staging());
+        let pooled = pool::with(|p| (p.len(Class::Read), p.len(Class::Staging))).unwrap();
+        assert!(pooled.0 >= 1 && pooled.1 >= 1, "{pooled:?}");
+
+        // Another connection on the same thread borrows them and overwrites their free room.
+        let mut b = Connection::new(Role::Server, config);
+        receive(&mut b, &client_frame(OpCode::Binary, &[0xAA; 300]));
+        let second = b.poll_message().unwrap().unwrap();
+        assert_eq!(second, Message::binary(vec![0xAA; 300]));
+        assert_eq!(first, Message::text("first message"));
+        let after = pool::with(|p| (p.len(Class::Read), p.len(Class::Staging))).unwrap();
+        assert_eq!(after.0, pooled.0 - 1);
+
+        // A message split across reads and a released, reused buffer still decodes.
+        b.release_idle_buffers();
+        let frame = client_frame(OpCode::Text, "ünïcödé".repeat(40).as_bytes());
+        let (head, tail) = frame.split_at(7);
+        receive(&mut b, head);
+        assert_eq!(b.poll_message().unwrap(), None);
+        b.release_idle_buffers(); // not empty: keeps its buffer
+        assert!(b.rx.capacity() != 0);
+        receive(&mut b, tail);
+        assert_eq!(
+            b.poll_message().unwrap().unwrap(),
+            Message::text("ünïcödé".repeat(40))
+        );
+    }
+
+    #[test]
+    fn encode_frame_matches_the_queued_encoding() {
+        assert_eq!(
+            &encode_frame(&Message::text("hi")).unwrap()[..],
+            b"\x81\x02hi"
+        );
+        let big = Message::binary(vec![9u8; 300]);
+        let frame = encode_frame(&big).unwrap();
+        let mut queue = OutputQueue::default();
+        queue.push_frame(&FrameHeader::new(OpCode::Binary, 300), &[9u8; 300], None);
+        assert_eq!(&frame[..], queue.first_chunk());
+        assert_eq!(&frame[..4], b"\x82\x7e\x01\x2c");
+    }
+
+    #[test]
+    fn pool_is_bounded_and_skips_oversized_buffers() {
+        let config = Config::default();
+        let mut conns: Vec<Connection> = (0..pool::MAX_BUFFERS + 4)
+            .map(|_| {
+                let mut c = Connection::new(Role::Server, config);
+                receive(&mut c, &client_frame(OpCode::Binary, b"x"));
+                assert!(c.poll_message().unwrap().is_some());
+                c
+            })
+            .collect();
+        for c in &mut conns {
+            c.release_idle_buffers();
+        }
+        assert_eq!(
+            pool::with(|p| p.len(Class::Read)).unwrap(),
+            pool::MAX_BUFFERS
+        );
+
+        // A buffer that grew past what the pool keeps is freed, not pooled.
+        pool::with(|p| p.clear());
+        let mut big = Connection::new(Role::Server, config);
+        let payload = vec![7u8; 2 * pool::MAX_CAPACITY];
+        big.feed(&client_frame(OpCode::Binary, &payload));
+        assert!(big.poll_message().unwrap().is_some());
+        big.release_idle_buffers();
+        assert_eq!(pool::with(|p| p.len(Class::Read)).unwrap(), 0);
+        // So is one handed out with `recv_buf` (its owner may have grown it).
+        let mut lent = Connection::new(Role::Server, config);
+        lent.recv_buf()
+            .extend_from_slice(&client_frame(OpCode::Binary, b"y"));
+        assert!(lent.poll_message().unwrap().is_some());
+        lent.release_idle_buffers();
+        assert_eq!(pool::with(|p| p.len(Class::Read)).unwrap(), 0);
+    }
 }

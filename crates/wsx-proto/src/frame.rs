@@ -88,11 +88,14 @@ impl FrameHeader {
     ///
     /// `Ok(None)` means `buf` does not yet hold the whole header. On success, returns the
     /// header and its length in bytes.
+    #[inline]
     pub fn decode(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
-        let [b0, b1, ..] = *buf else { return Ok(None) };
+        let [b0, b1, rest @ ..] = buf else {
+            return Ok(None);
+        };
+        let (b0, b1) = (*b0, *b1);
         let opcode = OpCode::from_u8(b0 & 0x0F)?;
         let fin = b0 & 0x80 != 0;
-        let masked = b1 & 0x80 != 0;
         let len7 = b1 & 0x7F;
         if opcode.is_control() {
             if !fin {
@@ -102,35 +105,35 @@ impl FrameHeader {
                 return Err(ProtocolError::ControlFrameTooBig);
             }
         }
-        let ext_len = match len7 {
-            126 => 2,
-            127 => 8,
-            _ => 0,
-        };
-        let mask_len = if masked { 4 } else { 0 };
-        let header_len = 2 + ext_len + mask_len;
-        if buf.len() < header_len {
-            return Ok(None);
-        }
-        let payload_len = match len7 {
-            126 => u16::from_be_bytes([buf[2], buf[3]]) as u64,
-            127 => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&buf[2..10]);
-                let len = u64::from_be_bytes(b);
-                if len >> 63 != 0 {
-                    return Err(ProtocolError::InvalidLength);
-                }
-                len
+        // Slice patterns and `split_first_chunk` check each length once, without per-byte
+        // bounds checks.
+        let (payload_len, rest) = match len7 {
+            126 => {
+                let Some((len, rest)) = rest.split_first_chunk::<2>() else {
+                    return Ok(None);
+                };
+                (u64::from(u16::from_be_bytes(*len)), rest)
             }
-            n => n as u64,
+            127 => {
+                let Some((len, rest)) = rest.split_first_chunk::<8>() else {
+                    return Ok(None);
+                };
+                (u64::from_be_bytes(*len), rest)
+            }
+            n => (u64::from(n), rest),
         };
-        let mask = if masked {
-            let at = 2 + ext_len;
-            Some([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+        let mask = if b1 & 0x80 != 0 {
+            let Some((key, _)) = rest.split_first_chunk::<4>() else {
+                return Ok(None);
+            };
+            Some(*key)
         } else {
             None
         };
+        if payload_len >> 63 != 0 {
+            return Err(ProtocolError::InvalidLength);
+        }
+        let header_len = buf.len() - rest.len() + if mask.is_some() { 4 } else { 0 };
         let header = FrameHeader {
             fin,
             rsv1: b0 & 0x40 != 0,
@@ -155,20 +158,12 @@ impl FrameHeader {
 
     /// Encode into `dst`, returning the number of bytes written (the minimal length encoding).
     pub fn encode(&self, dst: &mut [u8; MAX_HEADER_LEN]) -> usize {
-        let mut b0 = self.opcode as u8;
-        if self.fin {
-            b0 |= 0x80;
-        }
-        if self.rsv1 {
-            b0 |= 0x40;
-        }
-        if self.rsv2 {
-            b0 |= 0x20;
-        }
-        if self.rsv3 {
-            b0 |= 0x10;
-        }
-        let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
+        let b0 = (self.opcode as u8)
+            | (u8::from(self.fin) << 7)
+            | (u8::from(self.rsv1) << 6)
+            | (u8::from(self.rsv2) << 5)
+            | (u8::from(self.rsv3) << 4);
+        let mask_bit = u8::from(self.mask.is_some()) << 7;
         dst[0] = b0;
         let mut at = match self.payload_len {
             n @ 0..=125 => {

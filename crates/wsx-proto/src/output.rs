@@ -4,6 +4,11 @@
 //! in a single write; large unmasked payloads are queued as the caller's [`Bytes`] without a
 //! copy, for a vectored write. The I/O layer takes the queued bytes as [`IoSlice`]s
 //! ([`OutputQueue::chunks`]) and reports how much it wrote ([`OutputQueue::advance`]).
+//!
+//! Buffers are recycled through a small per-thread pool (`pool`): an idle connection gives its
+//! empty read and staging buffers back and an active one borrows them, so a connection that
+//! goes idle after every message (the usual request/response pattern) allocates nothing per
+//! message, while an idle connection still holds no buffer.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -12,6 +17,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::frame::{FrameHeader, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
+use pool::Class;
 
 /// Payloads at least this long are queued by reference instead of copied (unmasked only).
 const ZERO_COPY_MIN: usize = 16 * 1024;
@@ -21,6 +27,8 @@ const ZERO_COPY_MIN: usize = 16 * 1024;
 pub struct OutputQueue {
     chunks: VecDeque<Bytes>,
     staging: BytesMut,
+    /// Whether `staging` grew past what the buffer pool keeps (freed, not pooled, when idle).
+    staging_oversized: bool,
     len: usize,
 }
 
@@ -32,12 +40,13 @@ impl OutputQueue {
         self.len += n + payload.len();
         match (header.mask, shared) {
             (None, Some(bytes)) if bytes.len() >= ZERO_COPY_MIN => {
+                self.reserve_staging(n);
                 self.staging.extend_from_slice(&hdr[..n]);
                 self.flush_staging();
                 self.chunks.push_back(bytes.clone());
             }
             (mask, _) => {
-                self.staging.reserve(n + payload.len());
+                self.reserve_staging(n + payload.len());
                 self.staging.extend_from_slice(&hdr[..n]);
                 let start = self.staging.len();
                 self.staging.extend_from_slice(payload);
@@ -55,7 +64,25 @@ impl OutputQueue {
             self.flush_staging();
             self.chunks.push_back(bytes);
         } else {
+            self.reserve_staging(bytes.len());
             self.staging.extend_from_slice(&bytes);
+        }
+    }
+
+    /// Make room for `need` more bytes in the staging buffer, borrowing one from the pool (or
+    /// allocating at least [`Class::min_capacity`]) when there is none.
+    #[inline]
+    fn reserve_staging(&mut self, need: usize) {
+        if self.staging.capacity() == 0 {
+            pool::with(|p| self.take_staging(p));
+            if self.staging.capacity() == 0 {
+                self.staging
+                    .reserve(need.max(Class::Staging.min_capacity()));
+            }
+        }
+        if self.staging.capacity() - self.staging.len() < need {
+            self.staging.reserve(need);
+            self.staging_oversized |= self.staging.capacity() > pool::MAX_CAPACITY;
         }
     }
 
@@ -105,7 +132,16 @@ impl OutputQueue {
 
     /// Drop `n` bytes from the front, after they were written.
     pub fn advance(&mut self, mut n: usize) {
-        n = n.min(self.len);
+        if n >= self.len {
+            // Everything was written (the usual case): no need to walk the queue, and the
+            // staging buffer keeps its room from the start.
+            if !self.chunks.is_empty() {
+                self.chunks.clear();
+            }
+            self.staging.clear();
+            self.len = 0;
+            return;
+        }
         self.len -= n;
         while n > 0 {
             match self.chunks.front_mut() {
@@ -123,17 +159,151 @@ impl OutputQueue {
                 }
             }
         }
-        if self.len == 0 {
-            self.staging.clear();
+    }
+
+    /// Release the staging buffer's memory if nothing is queued (to this thread's buffer pool,
+    /// if it has room).
+    pub fn release_if_empty(&mut self) {
+        if self.release_if_empty_keeping_staging() && pool::with(|p| self.give_staging(p)).is_none()
+        {
+            self.staging = BytesMut::new();
         }
     }
 
-    /// Release the staging buffer's memory if nothing is queued.
-    pub fn release_if_empty(&mut self) {
-        if self.len == 0 {
-            self.staging = BytesMut::new();
+    /// If nothing is queued: release the queue's memory except a staging buffer that may go
+    /// to the buffer pool (it has room and did not grow past what the pool keeps), and return
+    /// whether there is such a buffer (to pass on with [`OutputQueue::give_staging`]).
+    #[inline]
+    pub(crate) fn release_if_empty_keeping_staging(&mut self) -> bool {
+        if self.len != 0 {
+            return false;
+        }
+        if self.chunks.capacity() != 0 {
             self.chunks = VecDeque::new();
         }
+        if self.staging_oversized {
+            self.staging = BytesMut::new();
+            self.staging_oversized = false;
+        }
+        self.staging.capacity() != 0
+    }
+
+    /// Hand the staging buffer to the pool.
+    #[inline]
+    pub(crate) fn give_staging(&mut self, pool: &mut pool::Pool) {
+        pool.give(Class::Staging, &mut self.staging);
+    }
+
+    /// Whether there is no staging buffer (it was released, or never allocated).
+    pub(crate) fn lacks_staging(&self) -> bool {
+        self.staging.capacity() == 0
+    }
+
+    /// Borrow a staging buffer from the pool (there is none: see
+    /// [`OutputQueue::lacks_staging`]).
+    #[inline]
+    pub(crate) fn take_staging(&mut self, pool: &mut pool::Pool) {
+        self.staging = pool.take(Class::Staging);
+        self.staging_oversized = false;
+    }
+}
+
+/// A small per-thread pool of empty buffers, so that connections that go idle between
+/// messages do not allocate and free their read and staging buffers for every message.
+///
+/// Two classes ([`pool::Class`]): read buffers and staging buffers. Each is bounded in number
+/// ([`pool::MAX_BUFFERS`]) and size ([`pool::MAX_CAPACITY`]; the owners track whether a buffer
+/// grew past it and free it instead), so the pool holds about a megabyte per thread at most,
+/// whatever the number of connections. A buffer may still share its allocation with [`Bytes`]
+/// handed out earlier (the [`Bytes`] stay valid: the pooled buffer only owns its free room).
+pub(crate) mod pool {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    /// What a buffer is for.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) enum Class {
+        /// A connection's read buffer.
+        Read = 0,
+        /// An output queue's staging buffer.
+        Staging = 1,
+    }
+
+    impl Class {
+        /// The least room a pooled buffer of this class has. For reading, the room under which
+        /// the read path reserves more anyway; a fresh staging buffer is allocated with it.
+        pub(crate) const fn min_capacity(self) -> usize {
+            match self {
+                Class::Read => 4 * 1024,
+                Class::Staging => 1024,
+            }
+        }
+    }
+
+    /// The most buffers kept per thread and class. A current-thread runtime echoing messages
+    /// needs one of each (the active connection's); the rest absorbs bursts.
+    pub(crate) const MAX_BUFFERS: usize = 8;
+    /// Buffers with more room than this are freed, not kept.
+    pub(crate) const MAX_CAPACITY: usize = 64 * 1024;
+
+    /// One thread's pooled buffers, by class.
+    #[derive(Debug, Default)]
+    pub(crate) struct Pool {
+        lists: [Vec<BytesMut>; 2],
+    }
+
+    impl Pool {
+        /// An empty buffer of `class` (with at least [`Class::min_capacity`] of room), or an
+        /// unallocated one when there is none.
+        #[inline]
+        pub(crate) fn take(&mut self, class: Class) -> BytesMut {
+            self.lists[class as usize].pop().unwrap_or_default()
+        }
+
+        /// Give a buffer back (one whose allocation is at most about [`MAX_CAPACITY`]; the
+        /// caller tracks that): emptied and kept if there is room in the pool and the buffer
+        /// can hold [`Class::min_capacity`] bytes without allocating; otherwise freed.
+        /// `slot` is left unallocated either way.
+        #[inline]
+        pub(crate) fn give(&mut self, class: Class, slot: &mut BytesMut) {
+            let list = &mut self.lists[class as usize];
+            slot.clear();
+            // `try_reclaim` only does work (moving the buffer's start back) when room is short.
+            if list.len() < MAX_BUFFERS
+                && slot.try_reclaim(class.min_capacity())
+                && slot.capacity() <= MAX_CAPACITY
+            {
+                list.push(std::mem::take(slot));
+            } else {
+                *slot = BytesMut::new();
+            }
+        }
+
+        /// Free every pooled buffer.
+        #[cfg(test)]
+        pub(crate) fn clear(&mut self) {
+            self.lists = Default::default();
+        }
+
+        /// How many buffers of `class` the pool holds.
+        #[cfg(test)]
+        pub(crate) fn len(&self, class: Class) -> usize {
+            self.lists[class as usize].len()
+        }
+    }
+
+    thread_local! {
+        static POOL: RefCell<Pool> = const { RefCell::new(Pool { lists: [Vec::new(), Vec::new()] }) };
+    }
+
+    /// Run `f` on this thread's pool; `None` while the thread is being torn down (or,
+    /// defensively, if the pool is already borrowed).
+    #[inline]
+    pub(crate) fn with<R>(f: impl FnOnce(&mut Pool) -> R) -> Option<R> {
+        POOL.try_with(|p| p.try_borrow_mut().ok().map(|mut p| f(&mut p)))
+            .ok()
+            .flatten()
     }
 }
 

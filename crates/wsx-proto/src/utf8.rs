@@ -5,6 +5,10 @@
 //! sequence fails the connection as soon as its bytes arrive, while a code point split between two
 //! pieces is accepted.
 
+/// Pieces shorter than this are first checked for plain ASCII (simdutf8 hands inputs shorter than
+/// its 64-byte block to the standard library's validator anyway).
+const SHORT: usize = 64;
+
 /// Incremental UTF-8 validator that carries an incomplete trailing code point between pieces.
 #[derive(Debug, Default, Clone)]
 pub struct Utf8Validator {
@@ -24,6 +28,11 @@ impl Utf8Validator {
 
     /// Validate the next piece of the message.
     pub fn feed(&mut self, mut data: &[u8]) -> Result<(), InvalidUtf8> {
+        // Short ASCII pieces (most small text messages): a word-at-a-time scan is cheaper than
+        // the validator's setup. Longer ones go to simdutf8, which has its own ASCII fast path.
+        if self.pending_len == 0 && data.len() < SHORT && data.is_ascii() {
+            return Ok(());
+        }
         if self.pending_len > 0 {
             let have = self.pending_len as usize;
             let take = (4 - have).min(data.len());

@@ -5,7 +5,9 @@
 //! so several messages go out together in one (vectored) write at the next [`WebSocket::flush`].
 //! Pongs and the close echo are written while receiving, so a task that only reads still answers
 //! pings. When neither buffer holds anything, both are released: an idle connection keeps no
-//! read or write buffer.
+//! read or write buffer. Released buffers go to a small per-thread pool that the next active
+//! connection borrows from, so a connection that goes idle after every message (one request,
+//! one answer) costs no allocation per message.
 
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
@@ -22,12 +24,14 @@ use crate::config::{Backpressure, WebSocketConfig};
 use crate::error::{Error, Result};
 use crate::keepalive::{Keepalive, KeepaliveAction};
 
-/// How much read buffer space to make available before each read.
-const READ_CHUNK: usize = 16 * 1024;
+/// How much read buffer space to make available before reading (a connection's read buffer
+/// is at least this large while it is active; idle connections hold none). Large enough that
+/// a 16 KiB message arrives whole, without moving the part that came first.
+const READ_CHUNK: usize = 32 * 1024;
 /// The most read buffer reserved at once for a large announced frame.
 const MAX_RESERVE: usize = 4 << 20;
-/// How many slices one vectored write takes.
-const MAX_IOV: usize = 64;
+/// How many slices one vectored write takes (each a run of small frames or a large payload).
+const MAX_IOV: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -469,10 +473,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Read more bytes into the connection's buffer.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let want = self.conn.read_hint().clamp(READ_CHUNK, MAX_RESERVE);
-        let buf = self.conn.recv_buf();
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 || buf.capacity() == 0 {
-            buf.reserve(want);
-        }
+        let buf = self.conn.recv_buf_reserve(READ_CHUNK / 4, want);
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf)
     }
 
@@ -480,12 +481,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let WebSocket { io, conn, .. } = self;
         while conn.has_output() {
-            let n = if io.is_write_vectored() {
+            let first = conn.output_first_chunk();
+            let n = if first.len() == conn.buffered_amount() || !io.is_write_vectored() {
+                // One contiguous run (the usual case: small frames staged together): a plain
+                // write, without building a slice array.
+                ready!(Pin::new(&mut *io).poll_write(cx, first))?
+            } else {
                 let mut slices = [IoSlice::new(&[]); MAX_IOV];
                 let k = conn.output_chunks(&mut slices);
                 ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..k]))?
-            } else {
-                ready!(Pin::new(&mut *io).poll_write(cx, conn.output_first_chunk()))?
             };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
