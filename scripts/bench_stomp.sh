@@ -113,16 +113,9 @@ if [[ "$NICE" != 0 ]]; then
     BROKER_PIN=(nice -n "$NICE" "${BROKER_PIN[@]}")
     CLIENT_PIN=(nice -n "$NICE" "${CLIENT_PIN[@]}")
     PINNING="$PINNING; nice $NICE"
-    # With autogroup scheduling (the default on most kernels) nice only ranks processes within
-    # one session: against other sessions' work it is the session's autogroup nice that
-    # counts, so set that too (restored on exit).
-    if [[ -w /proc/self/autogroup ]] && [[ $(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null) == 1 ]]; then
-        AUTOGROUP_NICE=$(sed -n 's/.* nice //p' /proc/$$/autogroup)
-        if echo "$NICE" >"/proc/$$/autogroup" 2>/dev/null; then
-            PINNING="$PINNING (and autogroup nice $NICE)"
-        else
-            AUTOGROUP_NICE=""
-        fi
+    # Against other sessions' work only the session's autogroup nice counts (restored on exit).
+    if AUTOGROUP_NICE=$(autogroup_nice "$NICE"); then
+        PINNING="$PINNING (and autogroup nice $NICE)"
     fi
 fi
 
@@ -138,8 +131,7 @@ cleanup() {
         ERL_EPMD_PORT=$EPMD_PORT epmd -kill >/dev/null 2>&1 || true
     fi
     [[ -n "$RABBIT_DIR" ]] && rm -rf "$RABBIT_DIR"
-    [[ -n "$AUTOGROUP_NICE" ]] && echo "$AUTOGROUP_NICE" >"/proc/$$/autogroup" 2>/dev/null
-    return 0
+    autogroup_restore "$AUTOGROUP_NICE"
 }
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT

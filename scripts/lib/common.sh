@@ -226,3 +226,23 @@ while True:
     time.sleep(0.05)
 EOF
 }
+
+# autogroup_nice NICE: with autogroup scheduling (the default on most kernels) `nice` only ranks
+# processes within one session; against other sessions' work (a build in another terminal) it
+# is the session's autogroup nice that counts. Sets this shell's autogroup to NICE and prints
+# the previous value (to restore with autogroup_restore), or prints nothing and returns 1 when
+# autogroups are off or not writable.
+autogroup_nice() {
+    local nice=$1 previous
+    [[ -w /proc/self/autogroup ]] || return 1
+    [[ $(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null) == 1 ]] || return 1
+    previous=$(sed -n 's/.* nice //p' "/proc/$$/autogroup")
+    echo "$nice" >"/proc/$$/autogroup" 2>/dev/null || return 1
+    echo "$previous"
+}
+
+# autogroup_restore NICE: undo autogroup_nice (a no-op for an empty NICE).
+autogroup_restore() {
+    [[ -n "${1:-}" ]] && echo "$1" >"/proc/$$/autogroup" 2>/dev/null
+    return 0
+}
