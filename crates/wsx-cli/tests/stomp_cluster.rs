@@ -1,8 +1,9 @@
 //! End-to-end tests of `wsx serve --broker redis://…`: several real `wsx serve` processes (the
 //! nodes) on one Redis form one STOMP broker. Topics reach the subscribers of every node once,
 //! queue messages are consumed once across the nodes, the queue messages a killed node held go
-//! to another node after `--redis-claim-timeout`, the nodes ride out a Redis restart, and a
-//! SEND the engine cannot take is answered with an ERROR.
+//! to another node after `--redis-claim-timeout`, the nodes ride out a Redis restart, a SEND's
+//! RECEIPT waits until Redis has stored the message (none while Redis is down), and a SEND the
+//! engine cannot take is answered with an ERROR.
 //!
 //! Redis: `WSX_TEST_REDIS_URL` (scripts/test.sh starts one), each test under a key prefix of
 //! its own; the restart test starts its own `redis-server` (from PATH). Without them the tests
@@ -382,9 +383,12 @@ async fn the_nodes_ride_out_a_redis_restart() {
     queue.flush().await;
 
     redis.kill();
-    // Accepted while Redis is down: written once it is back.
-    publisher.publish_confirmed("/queue/orders", "during").await;
+    // Accepted while Redis is down: written once it is back, and confirmed then.
+    publisher
+        .publish("/queue/orders", "during", &[("receipt", "r-during")])
+        .await;
     let _redis = RedisServer::start(port);
+    publisher.expect_receipt("r-during").await;
     // The clients stayed connected: topic messages get through again once the nodes have
     // reconnected (with backoff) and B's pub/sub connection has resubscribed.
     warm_up(&mut publisher, "/topic/status", &mut [&mut topic]).await;
@@ -412,6 +416,91 @@ async fn the_nodes_ride_out_a_redis_restart() {
 }
 
 #[tokio::test]
+async fn a_send_receipt_waits_until_redis_has_stored_the_message() {
+    if !RedisServer::available("a_send_receipt_waits_until_redis_has_stored_the_message") {
+        return;
+    }
+    let port = free_port();
+    let mut redis = RedisServer::start(port);
+    let url = redis.url();
+    let prefix = unique_prefix("receipt");
+    let server = node(&url, &prefix, "receipt-a", &[]);
+    let mut consumer = Client::connect_anonymous(&server, "consumer").await;
+    consumer
+        .subscribe("q", "/queue/receipts", "client-individual")
+        .await;
+    let mut sender = Client::connect_anonymous(&server, "sender").await;
+    // With Redis up the receipt comes, and the message after it is stored.
+    sender.publish_confirmed("/queue/receipts", "before").await;
+    let before = consumer.expect(Command::Message).await;
+    assert_eq!(body(&before), "before");
+    consumer.feed_ack(&before);
+    consumer.flush().await;
+    wait_metric(&server, "wsx_stomp_redis_pending_sends", |v| v == 0).await;
+
+    redis.kill();
+    sender
+        .publish("/queue/receipts", "during", &[("receipt", "r-during")])
+        .await;
+    // A SUBSCRIBE after it is answered at once: only the SEND's receipt waits for Redis.
+    sender.subscribe("t", "/topic/other", "auto").await;
+    assert!(
+        sender
+            .frame_within(Duration::from_millis(500))
+            .await
+            .is_none(),
+        "no receipt while redis is down"
+    );
+    assert!(
+        consumer
+            .frame_within(Duration::from_millis(100))
+            .await
+            .is_none()
+    );
+    assert_eq!(
+        server.metric_value("wsx_stomp_redis_pending_sends").await,
+        Some(1)
+    );
+    assert_eq!(
+        server
+            .metric_value("wsx_stomp_messages_published_total{kind=\"queue\"}")
+            .await,
+        Some(1),
+        "only the stored one counts"
+    );
+
+    let _redis = RedisServer::start(port);
+    let receipt = sender
+        .frame_within(WAIT)
+        .await
+        .expect("the receipt once redis is back");
+    assert_eq!(receipt.command, Command::Receipt, "{receipt:?}");
+    assert_eq!(receipt.header("receipt-id"), Some("r-during"));
+    let during = consumer
+        .frame_within(WAIT)
+        .await
+        .expect("the message is delivered once redis is back");
+    assert_eq!(during.command, Command::Message, "{during:?}");
+    assert_eq!(body(&during), "during");
+    consumer.feed_ack(&during);
+    consumer.flush().await;
+    assert_eq!(
+        server
+            .metric_value("wsx_stomp_messages_published_total{kind=\"queue\"}")
+            .await,
+        Some(2)
+    );
+    assert_eq!(
+        server
+            .metric_value("wsx_stomp_redis_send_failures_total")
+            .await,
+        Some(0)
+    );
+    sender.disconnect().await;
+    consumer.disconnect().await;
+}
+
+#[tokio::test]
 async fn a_send_the_engine_refuses_gets_an_error() {
     // Nothing listens on this port: every SEND waits for Redis, and the backlog holds one.
     let unreachable = format!("redis://127.0.0.1:{}", free_port());
@@ -422,7 +511,10 @@ async fn a_send_the_engine_refuses_gets_an_error() {
         &["--redis-max-pending-sends", "1"],
     );
     let mut client = Client::connect_anonymous(&server, "sender").await;
-    client.publish_confirmed("/queue/q", "waits").await;
+    // Accepted, never stored: its receipt never comes.
+    client
+        .publish("/queue/q", "waits", &[("receipt", "r1")])
+        .await;
     client
         .publish("/queue/q", "refused", &[("receipt", "r2")])
         .await;
@@ -445,11 +537,12 @@ async fn a_send_the_engine_refuses_gets_an_error() {
             .await,
         Some(1)
     );
+    // Neither was stored: nothing counts as published.
     assert_eq!(
         server
             .metric_value("wsx_stomp_messages_published_total{kind=\"queue\"}")
             .await,
-        Some(1)
+        Some(0)
     );
 }
 

@@ -1,6 +1,8 @@
 //! [`RedisEngine`]: the synchronous side, called by the sessions through the
 //! [`wsx_stomp::Engine`] trait, and fed what Redis sends back through
-//! [`RedisEngine::handle_event`].
+//! [`RedisEngine::handle_event`]: deliveries for the local subscribers, and the
+//! [`wsx_stomp::Confirmation`]s of the SENDs the sessions made (the writer reports each once
+//! Redis has answered it), which the I/O layer hands to [`wsx_stomp::Broker::confirm`].
 //!
 //! It keeps the local picture: topic subscribers per topic (to know when to subscribe the
 //! node's pub/sub connection, and whom to fan out to), queue consumers with their windows and
@@ -20,8 +22,8 @@ use redis::Client;
 use tokio::sync::{mpsc, oneshot, watch};
 use wsx_stomp::engine::{ConsumerSet, Held};
 use wsx_stomp::{
-    Delivery, Destination, DestinationKind, Engine, Message, MessageId, Publish, Selector,
-    SubscriberKey,
+    Confirmation, Delivery, Destination, DestinationKind, Engine, Message, MessageId, Origin,
+    Outcome, Publish, Selector, SubscriberKey,
 };
 
 use crate::io::{self, Cmd, Incoming, SubCmd};
@@ -124,6 +126,7 @@ impl RedisEngine {
             config.clone(),
             shared.clone(),
             writer_rx,
+            events.clone(),
             shutdown.clone(),
         ));
         runtime.spawn(io::subscriber(
@@ -216,8 +219,24 @@ impl RedisEngine {
     /// or with [`Error::QueueFull`] when the queue is known to be at [`Config::max_queue_len`]
     /// (the session should answer the SEND with an ERROR). Accepted SENDs are written to Redis
     /// as soon as it is reachable; local subscribers get the message through Redis like every
-    /// other node's.
+    /// other node's. Nobody is told whether Redis stored it (a failure is counted in
+    /// [`RedisMetrics::send_failures`] and logged): [`RedisEngine::offer_from`] reports it.
     pub fn offer(&mut self, publish: Publish) -> Result<(), Error> {
+        self.offer_inner(publish, None)
+    }
+
+    /// [`RedisEngine::offer`], and once Redis has answered the write, a
+    /// [`Confirmation`] for `origin` among the events ([`RedisEngine::handle_event`]):
+    /// [`Confirmation::Stored`] when Redis stored the message (the `PUBLISH` returned, the
+    /// queue's `XADD` script returned the new length), [`Confirmation::Failed`] when it refused
+    /// it (the queue was found full: another node filled it first) or answered an error. A SEND
+    /// accepted while Redis is down is confirmed when it is finally written. A refusal at once
+    /// (`Err`) gets no confirmation.
+    pub fn offer_from(&mut self, publish: Publish, origin: Origin) -> Result<(), Error> {
+        self.offer_inner(publish, Some(origin))
+    }
+
+    fn offer_inner(&mut self, publish: Publish, origin: Option<Origin>) -> Result<(), Error> {
         let pending = self.shared.pending_sends.load(Ordering::Relaxed);
         if pending >= self.config.max_pending_sends {
             return Err(Error::Backlog(pending));
@@ -242,11 +261,13 @@ impl RedisEngine {
             None => Cmd::Publish {
                 channel: self.channel(&publish.destination),
                 payload,
+                origin,
             },
             Some(key) => Cmd::XAdd {
                 key,
                 destination: publish.destination.shared().clone(),
                 payload,
+                origin,
             },
         };
         self.shared.pending_sends.fetch_add(1, Ordering::Relaxed);
@@ -258,9 +279,17 @@ impl RedisEngine {
     }
 
     /// Handle what Redis sent: the deliveries it causes go to `out` (then to
-    /// [`wsx_stomp::Broker::deliver`]).
-    pub fn handle_event(&mut self, event: RedisEvent, out: &mut Vec<Delivery>) {
+    /// [`wsx_stomp::Broker::deliver`]), the outcomes of SENDs made with an origin
+    /// ([`Engine::try_publish_from`], [`RedisEngine::offer_from`]) to `confirmations` (then to
+    /// [`wsx_stomp::Broker::confirm`], after the deliveries).
+    pub fn handle_event(
+        &mut self,
+        event: RedisEvent,
+        out: &mut Vec<Delivery>,
+        confirmations: &mut Vec<Confirmation>,
+    ) {
         match event.0 {
+            Incoming::Confirmed(confirmed) => confirmations.extend(confirmed),
             Incoming::Topic(payload) => self.on_topic(payload, out),
             Incoming::Entry {
                 key,
@@ -571,6 +600,23 @@ impl Engine for RedisEngine {
             self.shared.send_failures.fetch_add(1, Ordering::Relaxed);
             wsx_stomp::Error::Refused(error.to_string())
         })
+    }
+
+    /// Accepted SENDs are [`Outcome::Pending`]: the writer confirms each once Redis has
+    /// answered it ([`RedisEngine::offer_from`]), through [`RedisEngine::handle_event`].
+    fn try_publish_from(
+        &mut self,
+        message: Publish,
+        origin: Origin,
+        _out: &mut Vec<Delivery>,
+    ) -> Result<Outcome, wsx_stomp::Error> {
+        match self.offer_from(message, origin) {
+            Ok(()) => Ok(Outcome::Pending),
+            Err(error) => {
+                self.shared.send_failures.fetch_add(1, Ordering::Relaxed);
+                Err(wsx_stomp::Error::Refused(error.to_string()))
+            }
+        }
     }
 
     fn ack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {

@@ -6,8 +6,11 @@
 //!
 //! - the **writer**: one multiplexed connection; batches `PUBLISH`, `XADD`, acknowledgements
 //!   and requeues (scripts), and `CLIENT UNBLOCK`s into pipelines, retrying a batch after a
-//!   reconnect (so a SEND accepted by the engine is written at least once); it checks its
-//!   connection when idle, and alone sets [`crate::RedisMetrics::connected`];
+//!   reconnect (so a SEND accepted by the engine is written at least once); once Redis has
+//!   answered a batch, it reports the outcome of every SEND made with an origin
+//!   ([`wsx_stomp::Origin`]) as a [`wsx_stomp::Confirmation`] (stored, or refused by the queue
+//!   length script or an error), through the events; it checks its connection when idle, and
+//!   alone sets [`crate::RedisMetrics::connected`];
 //! - the **subscriber**: the node's single pub/sub connection; `SUBSCRIBE`s one channel per
 //!   topic with local subscribers and forwards what arrives; resubscribes after a reconnect;
 //! - one **reader** per queue with local consumers: a dedicated connection blocking in
@@ -44,14 +47,20 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client, RedisResult, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
+use wsx_stomp::{Confirmation, Origin};
 
-use crate::{Config, Shared};
+use crate::{Config, Error, Shared};
 
 /// What the engine asks the writer to do.
 #[derive(Debug)]
 pub(crate) enum Cmd {
     /// `PUBLISH channel payload` (a topic SEND).
-    Publish { channel: String, payload: Bytes },
+    Publish {
+        channel: String,
+        payload: Bytes,
+        /// Whom to confirm the SEND to, once Redis answered.
+        origin: Option<Origin>,
+    },
     /// `XADD key * m payload` (a queue SEND), through [`XADD_BOUNDED`]: refused when the
     /// stream holds [`Config::max_queue_len`] entries.
     XAdd {
@@ -59,6 +68,8 @@ pub(crate) enum Cmd {
         /// The queue, `/queue/NAME`, for the log when Redis refuses.
         destination: Arc<str>,
         payload: Bytes,
+        /// Whom to confirm the SEND to, once Redis answered.
+        origin: Option<Origin>,
     },
     /// `XACK` these entries, and `XDEL` those acknowledged ([`ACK`]): consumed for good.
     Ack { key: Arc<str>, ids: Vec<Arc<str>> },
@@ -99,6 +110,8 @@ pub(crate) enum Incoming {
         /// ([`take`]) before it handles it, or ignores it when the reader gave it back.
         inflight: Inflight,
     },
+    /// The outcomes of SENDs made with an origin, in the order they were written.
+    Confirmed(Vec<Confirmation>),
 }
 
 pub(crate) type Events = mpsc::UnboundedSender<Incoming>;
@@ -248,6 +261,7 @@ pub(crate) async fn writer(
     config: Arc<Config>,
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
+    events: Events,
     mut shutdown: watch::Receiver<()>,
 ) {
     let mut w = WriterConn {
@@ -307,7 +321,11 @@ pub(crate) async fn writer(
             match run_batch(c, &config, &batch).await {
                 Ok(results) => {
                     w.ok();
-                    report(&config, &shared, &batch, &results);
+                    let confirmations = report(&config, &shared, &batch, &results);
+                    // Before the barriers of the batch are answered.
+                    if !confirmations.is_empty() {
+                        let _ = events.send(Incoming::Confirmed(confirmations));
+                    }
                     break;
                 }
                 Err(error) => w.failed(&error),
@@ -338,7 +356,9 @@ async fn run_batch(
     let mut n = 0;
     for cmd in batch {
         match cmd {
-            Cmd::Publish { channel, payload } => {
+            Cmd::Publish {
+                channel, payload, ..
+            } => {
                 pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref());
                 n += 1;
             }
@@ -414,21 +434,59 @@ async fn recheck_full(
     Ok(())
 }
 
+/// The reason a SEND failed, as the client reads it in the ERROR's `message` (the same text as
+/// a refusal at once: "message refused: ...").
+fn refusal(error: &Error) -> String {
+    wsx_stomp::Error::Refused(error.to_string()).to_string()
+}
+
+/// Confirm a SEND made with an origin: stored, or failed with `failed`'s reason.
+fn confirm(out: &mut Vec<Confirmation>, origin: &Option<Origin>, failed: Option<&Error>) {
+    if let Some(origin) = origin {
+        out.push(match failed {
+            None => Confirmation::Stored(origin.clone()),
+            Some(error) => Confirmation::Failed(origin.clone(), refusal(error)),
+        });
+    }
+}
+
 /// Count and log failed SENDs (the server refused them: never silently); mark the streams
-/// found at their length limit.
-fn report(config: &Config, shared: &Shared, batch: &[Cmd], results: &[RedisResult<Value>]) {
+/// found at their length limit. Returns the outcomes of the SENDs made with an origin, in
+/// batch order.
+fn report(
+    config: &Config,
+    shared: &Shared,
+    batch: &[Cmd],
+    results: &[RedisResult<Value>],
+) -> Vec<Confirmation> {
+    let mut confirmations = Vec::new();
     let mut i = 0;
     for cmd in batch {
         match cmd {
-            Cmd::Publish { channel, .. } => {
-                if let Some(why) = results.get(i).and_then(is_server_error) {
-                    shared.send_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(channel, why, "redis refused a topic SEND");
+            Cmd::Publish {
+                channel, origin, ..
+            } => {
+                let result = results.get(i);
+                match result.and_then(is_server_error) {
+                    Some(why) => {
+                        shared.send_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(channel, why, "redis refused a topic SEND");
+                        confirm(&mut confirmations, origin, Some(&Error::Redis(why)));
+                    }
+                    None if result.is_none() => {
+                        shared.send_failures.fetch_add(1, Ordering::Relaxed);
+                        let error = Error::Redis("no reply to PUBLISH".to_owned());
+                        confirm(&mut confirmations, origin, Some(&error));
+                    }
+                    None => confirm(&mut confirmations, origin, None),
                 }
                 i += 1;
             }
             Cmd::XAdd {
-                key, destination, ..
+                key,
+                destination,
+                origin,
+                ..
             } => {
                 match results.get(i) {
                     Some(Ok(Value::Int(len))) if *len < 0 => {
@@ -438,23 +496,34 @@ fn report(config: &Config, shared: &Shared, batch: &[Cmd], results: &[RedisResul
                         tracing::warn!(
                             destination = &**destination,
                             limit = config.max_queue_len,
-                            "queue full: an accepted SEND was refused by redis and is lost"
+                            "queue full: an accepted SEND was refused by redis"
                         );
+                        let error = Error::QueueFull {
+                            destination: destination.to_string(),
+                            limit: config.max_queue_len,
+                        };
+                        confirm(&mut confirmations, origin, Some(&error));
                     }
                     Some(Ok(Value::Int(len))) => {
                         let full =
                             usize::try_from(*len).unwrap_or(usize::MAX) >= config.max_queue_len;
                         shared.set_full(key, full);
+                        confirm(&mut confirmations, origin, None);
                     }
                     result => {
-                        if let Some(why) = result.and_then(is_server_error) {
-                            shared.send_failures.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(
-                                destination = &**destination,
-                                why,
-                                "redis refused a queue SEND"
-                            );
-                        }
+                        // An error, or a reply the script never gives: not known to be stored.
+                        let why = match result {
+                            Some(result) => is_server_error(result)
+                                .unwrap_or_else(|| format!("unexpected reply {result:?}")),
+                            None => "no reply".to_owned(),
+                        };
+                        shared.send_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            destination = &**destination,
+                            why,
+                            "redis refused a queue SEND"
+                        );
+                        confirm(&mut confirmations, origin, Some(&Error::Redis(why)));
                     }
                 }
                 i += 1;
@@ -478,6 +547,7 @@ fn report(config: &Config, shared: &Shared, batch: &[Cmd], results: &[RedisResul
             Cmd::Barrier(_) => {}
         }
     }
+    confirmations
 }
 
 /// The subscriber task: the node's one pub/sub connection.

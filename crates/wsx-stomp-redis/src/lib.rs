@@ -9,14 +9,32 @@
 //! ```text
 //! client ─ /stomp (I/O layer) ─ Broker ─ Session ─ RedisEngine ─(channels)─ tasks ─ Redis
 //!                                  ▲                     │
-//!                                  └── Broker::deliver ◄─ handle_event ◄─ RedisEvents
+//!                                  ├── Broker::deliver ◄─ handle_event ◄─ RedisEvents
+//!                                  └── Broker::confirm ◄─┘
 //! ```
 //!
 //! The engine is synchronous, as the trait is: calls record what to do and send commands to
 //! background tasks ([`RedisEngine::start`] spawns them on the current tokio runtime). What
 //! comes back from Redis arrives on [`RedisEvents`]; the I/O layer passes each event to
-//! [`RedisEngine::handle_event`] (under the broker's lock) and the deliveries it produces to
-//! [`wsx_stomp::Broker::deliver`], then wakes the connections that call returns.
+//! [`RedisEngine::handle_event`] (under the broker's lock), the deliveries it produces to
+//! [`wsx_stomp::Broker::deliver`] and the confirmations of SENDs to
+//! [`wsx_stomp::Broker::confirm`], then wakes the connections those calls return.
+//!
+//! ## SENDs: a RECEIPT means stored in Redis
+//!
+//! A session hands each SEND to [`wsx_stomp::Engine::try_publish_from`] with its origin; the
+//! engine accepts it ([`wsx_stomp::Outcome::Pending`]) or refuses it at once (below). The
+//! writer task writes it and, once Redis has answered, reports a
+//! [`wsx_stomp::Confirmation`] among the events: `Stored` when the `PUBLISH` returned or the
+//! queue's `XADD` script returned the new length — the session then sends the SEND's RECEIPT —
+//! or `Failed` when the script refused the entry (the queue is full) or Redis answered an
+//! error — the session then answers with an ERROR (with the SEND's `receipt-id`) and closes,
+//! receipt asked for or not. A SEND accepted while Redis is down gets its RECEIPT when it is
+//! finally written; if the node dies first, the client has no RECEIPT (and no ERROR: its
+//! connection is gone) and should send again. So a RECEIPT is never sent for a message Redis
+//! does not have, and no accepted SEND is dropped without its client being told, except by
+//! the loss of its connection. A topic message stored is one Redis published: topics stay
+//! at-most-once for subscribers (below).
 //!
 //! ## Topics: Redis pub/sub, at most once
 //!
@@ -71,10 +89,10 @@
 //! checks `XLEN` of the streams it marked full and clears the mark once there is room.
 //!
 //! The window: a SEND the engine accepted *before* its node knew the queue was full is refused
-//! by the script afterwards. The client was not told (its SEND was accepted, and its
-//! `receipt`, if it asked for one, already sent: a receipt confirms that the node accepted the
-//! SEND, not that Redis stored it); the message is counted in [`RedisMetrics::send_failures`]
-//! and logged at `warn` with its destination. Such SENDs are exactly those accepted by a node
+//! by the script afterwards. Its client is told then: the confirmation is `Failed`, so it gets
+//! an ERROR (with the `receipt-id` of the SEND; it never got a RECEIPT) and its session is
+//! closed; the message is also counted in [`RedisMetrics::send_failures`] and logged at `warn`
+//! with its destination. Such SENDs are exactly those accepted by a node
 //! between the moment the stream reached its limit and the moment that node's writer saw it:
 //! the SENDs already queued in its writer (at most [`Config::max_pending_sends`]) or written
 //! in the same pipeline, including, on a node that has not written to that queue since it
@@ -88,12 +106,13 @@
 //! When Redis goes away the node keeps its clients. Every task reconnects with exponential
 //! backoff ([`Config::backoff_min`] to [`Config::backoff_max`]), resubscribes its channels and
 //! recreates its groups; [`RedisMetrics::reconnects`] counts the connections re-established.
-//! SENDs wait in the writer (and are written once Redis is back) up to
+//! SENDs wait in the writer (and are written, and confirmed, once Redis is back) up to
 //! [`Config::max_pending_sends`]; past that [`RedisEngine::offer`] (and the sessions, through
-//! [`wsx_stomp::Engine::try_publish`]) refuse them with
-//! [`Error::Backlog`], which the session should answer with an ERROR. Through the plain
-//! [`wsx_stomp::Engine::publish`] (which cannot fail) a refused SEND is counted in
-//! [`RedisMetrics::send_failures`] and logged, never dropped silently.
+//! [`wsx_stomp::Engine::try_publish_from`]) refuse them with
+//! [`Error::Backlog`], which the session answers with an ERROR. Through the plain
+//! [`wsx_stomp::Engine::publish`] and [`RedisEngine::offer`] (which have no origin to
+//! confirm to) a SEND refused at once or by Redis is counted in
+//! [`RedisMetrics::send_failures`] and logged.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -129,6 +148,10 @@ pub enum Error {
         /// The limit ([`Config::max_queue_len`]).
         limit: usize,
     },
+    /// Redis answered a SEND with an error (or an unexpected reply): the message is not
+    /// known to be stored.
+    #[error("redis did not store it: {0}")]
+    Redis(String),
     /// A message part is too large for the wire format.
     #[error("message too large to store: {0}")]
     TooLarge(String),

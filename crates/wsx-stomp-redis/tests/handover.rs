@@ -68,7 +68,7 @@ async fn a_leaving_consumer_hands_everything_over_once_flushed() {
                     event = a.events.recv() => {
                         let event = event.expect("engine alive");
                         let mut got = Vec::new();
-                        a.engine.handle_event(event, &mut got);
+                        a.engine.handle_event(event, &mut got, &mut Vec::new());
                         assert!(got.is_empty(), "no local consumer left: {got:?}");
                     }
                 }

@@ -138,7 +138,7 @@ async fn queue_delivers_ten_thousand_once_across_nodes() {
         let event = event.expect("engine alive");
         let node = if which == 0 { &mut a } else { &mut b };
         let mut out = Vec::new();
-        node.engine.handle_event(event, &mut out);
+        node.engine.handle_event(event, &mut out, &mut Vec::new());
         for d in out {
             let body = String::from_utf8(d.message.body().to_vec()).expect("utf8");
             assert!(seen.insert(body.clone()), "{body} delivered twice");

@@ -7,13 +7,18 @@
 //! freeing a queue window, a connection leaving and its queue messages being redelivered)
 //! return the ids of those connections: the I/O layer wakes their tasks so they drain
 //! [`Broker::poll_transmit`].
+//!
+//! An engine that stores SENDs later ([`crate::Outcome::Pending`]) reports their outcomes
+//! through the I/O layer, which hands them to [`Broker::confirm`]: each goes to the session of
+//! its connection, which sends the RECEIPT that waited (or an ERROR), like
+//! [`Broker::deliver`] does for deliveries.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::auth::{Authenticator, ConnectionInfo};
-use crate::engine::{ConnId, Delivery, Engine, MemoryEngine};
+use crate::engine::{Confirmation, ConnId, Delivery, Engine, MemoryEngine};
 use crate::session::{Session, SessionConfig, Transmit};
 
 /// All sessions of a server and the engine routing between them.
@@ -122,6 +127,28 @@ impl<E: Engine> Broker<E> {
     pub fn deliver(&mut self, deliveries: impl IntoIterator<Item = Delivery>) -> &[ConnId] {
         self.deliveries.extend(deliveries);
         self.route(ConnId(0))
+    }
+
+    /// Hand the engine's [`Confirmation`]s of pending SENDs to their sessions
+    /// ([`Session::confirm`]): RECEIPTs that waited for them go out, a failed SEND is an ERROR
+    /// and closes its session. Confirmations of connections gone are ignored. Returns the
+    /// connections with new transmits: those confirmed, and those that got redelivered queue
+    /// messages from a session the confirmations closed.
+    pub fn confirm(&mut self, confirmations: impl IntoIterator<Item = Confirmation>) -> &[ConnId] {
+        let mut confirmed = Vec::new();
+        for confirmation in confirmations {
+            let conn = confirmation.origin().conn;
+            if let Some(session) = self.sessions.get_mut(&conn)
+                && session.confirm(confirmation, &mut self.engine, &mut self.deliveries)
+            {
+                confirmed.push(conn);
+            }
+        }
+        self.route(ConnId(0));
+        self.woken.extend(confirmed);
+        self.woken.sort_unstable();
+        self.woken.dedup();
+        &self.woken
     }
 
     /// Hand every pending delivery to its session; collect the connections (other than

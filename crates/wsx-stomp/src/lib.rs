@@ -18,7 +18,9 @@
 //!    ERROR frames. It produces [`Transmit`]s and exposes deadlines for the I/O layer's timers.
 //! 3. An [`Engine`] routes destinations: `/topic/NAME` to every subscriber, `/queue/NAME` to
 //!    one subscriber at a time with redelivery. [`MemoryEngine`] is the in-process one; the
-//!    trait leaves room for a shared store.
+//!    trait leaves room for a shared store, which may store a SEND later: it answers
+//!    [`Outcome::Pending`] and reports a [`Confirmation`] through the I/O layer
+//!    ([`Broker::confirm`]); the RECEIPT waits for it, and a failure is an ERROR.
 //! 4. The [`Broker`] ties sessions and an engine together for a single process.
 //!
 //! A SUBSCRIBE may carry a `selector` header ([`Selector`]): the subscription then gets only
@@ -68,7 +70,9 @@ pub use command::Command;
 pub use decode::Decoder;
 pub use destination::{Destination, DestinationKind, DestinationPattern};
 pub use encode::{EncodedFrame, encode, encode_into, encode_lossy};
-pub use engine::{ConnId, Delivery, Engine, MemoryEngine, SubscriberKey};
+pub use engine::{
+    Confirmation, ConnId, Delivery, Engine, MemoryEngine, Origin, Outcome, SubscriberKey,
+};
 pub use error::Error;
 pub use escape::Escaping;
 pub use frame::Frame;

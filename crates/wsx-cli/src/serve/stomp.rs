@@ -17,9 +17,14 @@
 //!
 //! With Redis, a SEND goes to Redis and comes back to every node (this one included) as a
 //! [`wsx_stomp_redis::RedisEvent`]; the pump task ([`Stomp::spawn_redis_pump`]) hands those to
-//! the engine under the hub's lock ([`hub::Hub::deliver_with`]), which routes the deliveries
-//! to the links like a local SEND's. A SEND the engine cannot take (Redis unreachable and
-//! `--redis-max-pending-sends` SENDs already waiting) is answered with an ERROR.
+//! the engine under the hub's lock ([`hub::Hub::pump_with`]), which routes the deliveries
+//! to the links like a local SEND's. The SEND's RECEIPT waits until Redis has stored the
+//! message: the node's writer reports it among the same events, and the hub hands the
+//! confirmation to the session ([`wsx_stomp::Broker::confirm`]), which then sends the RECEIPT
+//! — or, when Redis refused the message after the node accepted it (a queue another node
+//! filled first, an error), an ERROR, and closes. A SEND the engine cannot take at once (Redis
+//! unreachable and `--redis-max-pending-sends` SENDs already waiting, a queue known to be full)
+//! is answered with an ERROR at once.
 //!
 //! A MESSAGE frame is encoded once per message (and protocol version) by `wsx-stomp`: the
 //! subscriber-specific head (`subscription`, `ack`, `redelivered`) is written per subscriber
@@ -267,18 +272,16 @@ async fn redis_pump(stomp: Arc<Stomp>, mut events: RedisEvents, mut stop: watch:
                 None => break,
             },
         };
-        stomp.hub.deliver_with(|engine| {
-            let mut out = Vec::new();
+        stomp.hub.pump_with(|engine, out, confirmations| {
             if let Some(redis) = engine.redis_mut() {
-                redis.handle_event(first, &mut out);
+                redis.handle_event(first, out, confirmations);
                 for _ in 1..REDIS_EVENT_BATCH {
                     let Some(event) = events.try_recv() else {
                         break;
                     };
-                    redis.handle_event(event, &mut out);
+                    redis.handle_event(event, out, confirmations);
                 }
             }
-            out
         });
     }
     debug!("stomp: redis pump stopped");

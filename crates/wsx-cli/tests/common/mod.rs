@@ -387,7 +387,8 @@ impl Client {
         self.send(frame).await;
     }
 
-    /// Publish and wait for the receipt: the server has routed the message when it returns.
+    /// Publish and wait for the receipt: the server has stored and routed the message when it
+    /// returns (with a Redis broker: Redis has it).
     pub async fn publish_confirmed(&mut self, destination: &str, body: &str) {
         let receipt = format!("pub-{body}");
         self.publish(destination, body, &[("receipt", receipt.as_str())])

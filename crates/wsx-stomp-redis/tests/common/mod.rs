@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use wsx_stomp::{ConnId, Delivery, Destination, Headers, Publish, SubscriberKey};
+use wsx_stomp::{
+    Confirmation, ConnId, Delivery, Destination, Headers, Origin, Publish, SubscriberKey,
+};
 use wsx_stomp_redis::{Config, RedisEngine, RedisEvents};
 
 /// The Redis URL to test against. `None` (after printing a skip line) when unset outside CI;
@@ -35,22 +37,41 @@ pub fn unique_prefix(test: &str) -> String {
 pub struct Node {
     pub engine: RedisEngine,
     pub events: RedisEvents,
+    /// The confirmations of SENDs made with an origin, as they came.
+    pub confirmations: Vec<Confirmation>,
 }
 
 impl Node {
     pub fn start(config: Config) -> Node {
         let (engine, events) = RedisEngine::start(config).expect("engine starts");
-        Node { engine, events }
+        Node {
+            engine,
+            events,
+            confirmations: Vec::new(),
+        }
     }
 
-    /// Wait for the next event and handle it; the deliveries it caused.
+    /// Wait for the next event and handle it; the deliveries it caused (its confirmations
+    /// go to `self.confirmations`).
     pub async fn next(&mut self, timeout: Duration) -> Option<Vec<Delivery>> {
         let event = tokio::time::timeout(timeout, self.events.recv())
             .await
             .ok()??;
         let mut out = Vec::new();
-        self.engine.handle_event(event, &mut out);
+        self.engine
+            .handle_event(event, &mut out, &mut self.confirmations);
         Some(out)
+    }
+
+    /// Handle events until a confirmation arrived (`None` after `timeout`); deliveries are
+    /// dropped.
+    pub async fn confirmation(&mut self, timeout: Duration) -> Option<Confirmation> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.confirmations.is_empty() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            self.next(left).await?;
+        }
+        Some(self.confirmations.remove(0))
     }
 
     /// Collect deliveries until `n` arrived (panics after `timeout`).
@@ -65,6 +86,17 @@ impl Node {
             }
         }
         got
+    }
+}
+
+/// The origin of SEND number `seq` of connection `conn` to `destination`, asking for receipt
+/// `r{seq}`.
+pub fn origin(conn: u64, seq: u64, destination: &str) -> Origin {
+    Origin {
+        conn: ConnId(conn),
+        receipt: Some(format!("r{seq}").into()),
+        destination: dest(destination),
+        seq,
     }
 }
 

@@ -22,6 +22,17 @@
 //! has room *and* selects it, and a message no consumer with room selects waits in the queue
 //! while the ones behind it go ahead.
 //!
+//! Confirmed publishing: a session hands every SEND to [`Engine::try_publish_from`] with its
+//! [`Origin`] (connection, the `receipt` it asked for, a sequence number of the session). An
+//! engine that stores messages elsewhere may answer [`Outcome::Pending`]: the session then
+//! holds back the SEND's RECEIPT (and that of a DISCONNECT or COMMIT behind it) until the
+//! engine reports the outcome, later and through the I/O layer, as a [`Confirmation`]:
+//! [`Confirmation::Stored`] sends the RECEIPT, [`Confirmation::Failed`] an ERROR (with the
+//! `receipt-id`) and closes the session, exactly like a refusal at once. The I/O layer hands
+//! confirmations to [`crate::Session::confirm`] ([`crate::Broker::confirm`] routes them by
+//! connection). The default answers [`Outcome::Done`] through [`Engine::try_publish`], so
+//! engines that store at once ([`MemoryEngine`]) need nothing more.
+//!
 //! [`ConsumerSet`] implements that bookkeeping (windows, in-flight messages, round-robin queue
 //! dispatch, requeueing on NACK or unsubscribe) once, for [`MemoryEngine`] and for engines
 //! outside this crate.
@@ -57,6 +68,53 @@ impl SubscriberKey {
         SubscriberKey {
             conn,
             subscription: subscription.into(),
+        }
+    }
+}
+
+/// Where a SEND came from, for its [`Confirmation`]: given to [`Engine::try_publish_from`] and
+/// given back unchanged in the confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The connection that sent it.
+    pub conn: ConnId,
+    /// The receipt the client asked for: the SEND's `receipt` header, or that of the COMMIT
+    /// publishing it (sent back as `receipt-id` in the RECEIPT or the ERROR).
+    pub receipt: Option<Arc<str>>,
+    /// The destination (for the engine's logs and the I/O layer's metrics).
+    pub destination: Destination,
+    /// The session's number for this SEND, unique within the connection: how the session
+    /// matches the confirmation to what waits for it.
+    pub seq: u64,
+}
+
+/// What [`Engine::try_publish_from`] did with a SEND it accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Stored (and delivered as far as it goes): the session confirms the SEND at once.
+    Done,
+    /// Accepted, not stored yet: the engine reports the outcome later, as one
+    /// [`Confirmation`] for this [`Origin`]; the session holds the SEND's RECEIPT until then.
+    Pending,
+}
+
+/// The outcome of a SEND answered with [`Outcome::Pending`], reported by the engine through
+/// the I/O layer to [`crate::Session::confirm`] (or [`crate::Broker::confirm`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The message is stored: the session sends the RECEIPT the SEND asked for.
+    Stored(Origin),
+    /// The message could not be stored and is not delivered: the session answers with an
+    /// ERROR whose `message` is this reason (and `receipt-id`, if a receipt was asked for),
+    /// then closes.
+    Failed(Origin, String),
+}
+
+impl Confirmation {
+    /// The SEND it confirms.
+    pub fn origin(&self) -> &Origin {
+        match self {
+            Confirmation::Stored(origin) | Confirmation::Failed(origin, _) => origin,
         }
     }
 }
@@ -128,6 +186,25 @@ pub trait Engine {
     ) -> Result<(), crate::Error> {
         self.publish(message, out);
         Ok(())
+    }
+
+    /// [`Engine::try_publish`] for a SEND from `origin`, whose outcome the engine may report
+    /// later. Sessions call this for every SEND (every one a COMMIT publishes included, with the
+    /// COMMIT's receipt). `Ok(Outcome::Done)`: stored at once. `Ok(Outcome::Pending)`:
+    /// accepted; the engine must later report exactly one [`Confirmation`] carrying `origin`
+    /// (through the I/O layer, to [`crate::Session::confirm`]) — a SEND it cannot store after
+    /// all is a [`Confirmation::Failed`], never a silent drop. `Err`: refused at once, as with
+    /// [`Engine::try_publish`]. The default calls [`Engine::try_publish`] and answers
+    /// [`Outcome::Done`], so a wrapper engine must forward this method for confirmations to
+    /// work through it.
+    fn try_publish_from(
+        &mut self,
+        message: Publish,
+        origin: Origin,
+        out: &mut Vec<Delivery>,
+    ) -> Result<Outcome, crate::Error> {
+        let _ = origin;
+        self.try_publish(message, out).map(|()| Outcome::Done)
     }
 
     /// `key` processed these messages: they leave its window for good.

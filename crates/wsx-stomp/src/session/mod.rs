@@ -15,6 +15,11 @@
 //! engine fills; each delivery goes to the session of its connection through
 //! [`Session::deliver`] (the [`crate::Broker`] does this routing for in-process engines).
 //!
+//! A SEND's RECEIPT means the engine stored the message: when the engine answers a SEND with
+//! [`crate::Outcome::Pending`], the RECEIPT waits for its [`crate::Confirmation`], which the
+//! I/O layer hands to [`Session::confirm`]; a failure is answered with an ERROR (see
+//! [`confirm`]).
+//!
 //! A client's protocol error (bad frame, missing header, unknown subscription, refused
 //! destination, limit crossed) is answered with an ERROR frame whose `message` header names the
 //! problem (and `receipt-id` if the frame asked for a receipt); then the session closes:
@@ -22,6 +27,7 @@
 
 mod acks;
 mod config;
+mod confirm;
 mod connect;
 mod subscriptions;
 mod timers;
@@ -43,6 +49,7 @@ use crate::engine::{ConnId, Delivery, Engine, SubscriberKey};
 use crate::frame::Frame;
 use crate::heartbeat::HeartBeat;
 use crate::version::Version;
+use confirm::Unconfirmed;
 use subscriptions::Subscription;
 use timers::Timers;
 use transactions::Transaction;
@@ -63,7 +70,9 @@ pub enum Transmit {
 pub enum Phase {
     /// Waiting for CONNECT (or STOMP).
     AwaitingConnect,
-    /// Connected: the client may subscribe, send, acknowledge.
+    /// Connected: the client may subscribe, send, acknowledge. After a DISCONNECT that waits
+    /// for the engine to confirm earlier SENDs, the session stays here (subscriptions released,
+    /// input ignored) until the last confirmation.
     Connected,
     /// Over (ERROR sent, DISCONNECT processed, timed out or shut down); input is ignored.
     Closed,
@@ -85,6 +94,7 @@ pub struct Session {
     ack_index: HashMap<u64, Arc<str>>,
     next_ack: u64,
     transactions: HashMap<String, Transaction>,
+    unconfirmed: Unconfirmed,
     outbox: VecDeque<Transmit>,
     timers: Timers,
     close_reason: Option<String>,
@@ -98,6 +108,7 @@ impl std::fmt::Debug for Session {
             .field("version", &self.version)
             .field("subscriptions", &self.subs.len())
             .field("outbox", &self.outbox.len())
+            .field("unconfirmed", &self.unconfirmed.len())
             .finish_non_exhaustive()
     }
 }
@@ -122,7 +133,11 @@ impl Fail {
 
 /// What to do after a frame was handled.
 enum After {
+    /// Send the receipt, if asked for.
     Continue,
+    /// The receipt waits for the engine's confirmations ([`Session::confirm`]).
+    Deferred,
+    /// Send the receipt, if asked for, and close (or wait for pending SENDs first).
     Disconnect,
 }
 
@@ -168,6 +183,7 @@ impl Session {
             ack_index: HashMap::new(),
             next_ack: 1,
             transactions: HashMap::new(),
+            unconfirmed: Unconfirmed::default(),
             outbox: VecDeque::new(),
             timers: Timers::new(now),
             close_reason: None,
@@ -233,12 +249,13 @@ impl Session {
         engine: &mut dyn Engine,
         out: &mut Vec<Delivery>,
     ) {
-        if self.phase == Phase::Closed {
+        // After a DISCONNECT that waits for pending SENDs, input is ignored too.
+        if self.phase == Phase::Closed || self.unconfirmed.disconnecting() {
             return;
         }
         self.timers.last_rx = now;
         self.decoder.feed(bytes);
-        while self.phase != Phase::Closed {
+        while self.phase != Phase::Closed && !self.unconfirmed.disconnecting() {
             match self.decoder.poll_frame() {
                 Ok(Some(frame)) => self.handle_frame(frame, engine, out),
                 Ok(None) => break,
@@ -259,6 +276,7 @@ impl Session {
     /// queue messages go to other consumers), discard transactions and pending output.
     pub fn shutdown(&mut self, engine: &mut dyn Engine, out: &mut Vec<Delivery>) {
         self.release(engine, out);
+        self.unconfirmed.clear();
         self.outbox.clear();
         self.phase = Phase::Closed;
     }
@@ -274,7 +292,12 @@ impl Session {
                     self.queue_receipt(&receipt);
                 }
             }
+            // Sent with the confirmations.
+            Ok(After::Deferred) => {}
             Ok(After::Disconnect) => {
+                if self.defer_disconnect(receipt.clone(), engine, out) {
+                    return;
+                }
                 if let Some(receipt) = receipt {
                     self.queue_receipt(&receipt);
                 }
@@ -352,6 +375,7 @@ impl Session {
             return;
         }
         self.release(engine, out);
+        self.unconfirmed.clear();
         self.phase = Phase::Closed;
         self.close_reason = reason;
         self.outbox.push_back(Transmit::Close);

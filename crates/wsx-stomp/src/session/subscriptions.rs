@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::transactions::TxOp;
 use super::{After, Fail, Handled, Phase, Session, Transmit, parse_destination, require};
 use crate::destination::Destination;
-use crate::engine::{Delivery, Engine, SubscriberKey};
+use crate::engine::{Delivery, Engine, Outcome, SubscriberKey};
 use crate::frame::Frame;
 use crate::message::{MessageId, Publish};
 use crate::selector::Selector;
@@ -180,15 +180,17 @@ impl Session {
             return Err(Fail::new(format!("not allowed to send to {destination}")));
         }
         let transaction = frame.header("transaction").map(str::to_owned);
+        let receipt = frame.header("receipt").map(str::to_owned);
         let publish = Publish::new(destination, frame.headers, frame.body);
         match transaction {
             Some(tx) => self.buffer(&tx, TxOp::Send(publish)),
-            None => {
-                engine
-                    .try_publish(publish, out)
-                    .map_err(|refused| Fail::new(refused.to_string()))?;
-                Ok(After::Continue)
-            }
+            None => match self
+                .publish(publish, receipt.as_deref(), None, engine, out)
+                .map_err(|refused| Fail::new(refused.to_string()))?
+            {
+                Outcome::Done => Ok(After::Continue),
+                Outcome::Pending => Ok(After::Deferred),
+            },
         }
     }
 
@@ -198,7 +200,10 @@ impl Session {
     /// subscription any more): the caller should give it back to the engine (for example by
     /// unsubscribing the stale subscriber, which requeues its unacknowledged messages).
     pub fn deliver(&mut self, delivery: Delivery) -> Option<Delivery> {
-        if self.phase != Phase::Connected || delivery.subscriber.conn != self.conn {
+        if self.phase != Phase::Connected
+            || self.unconfirmed.disconnecting()
+            || delivery.subscriber.conn != self.conn
+        {
             return Some(delivery);
         }
         let Some(sub) = self.subs.get_mut(&delivery.subscriber.subscription) else {

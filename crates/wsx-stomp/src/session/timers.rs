@@ -81,6 +81,10 @@ impl Session {
     }
 
     fn check_deadline(&self) -> Option<Instant> {
+        // After a DISCONNECT waiting for confirmations, the client need not send anything.
+        if self.unconfirmed.disconnecting() {
+            return None;
+        }
         let interval = self.heart_beat.check?;
         let grace = interval.saturating_mul(self.config.heart_beat_grace_percent) / 100;
         Some(self.timers.last_rx + interval.saturating_add(grace))

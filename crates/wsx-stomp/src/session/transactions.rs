@@ -1,6 +1,9 @@
 //! BEGIN, COMMIT, ABORT: SENDs, ACKs and NACKs carrying a `transaction` header are buffered
 //! and applied together on COMMIT, or discarded on ABORT (or when the session ends).
 //!
+//! A COMMIT's RECEIPT means its SENDs are stored: with an engine that stores later it waits
+//! for their confirmations (see [`super::confirm`]); one that fails is an ERROR.
+//!
 //! COMMIT is all or nothing: every buffered ACK and NACK is resolved against the pending
 //! deliveries first (destinations and permissions were checked when the SEND arrived); if one
 //! does not match, the COMMIT fails with an ERROR and nothing is applied.
@@ -104,17 +107,24 @@ impl Session {
             }
         }
         let total = steps.len();
+        let receipt = frame.header("receipt");
+        let mut ticket = self.commit_ticket();
         for (done, step) in steps.into_iter().enumerate() {
             match step {
                 Step::Send(publish) => {
-                    engine.try_publish(publish, out).map_err(|refused| {
-                        Fail::new(format!(
-                            "transaction `{tx}` partly committed ({done} of {total} steps): {refused}"
-                        ))
-                    })?;
+                    self.publish(publish, receipt, Some(&mut ticket), engine, out)
+                        .map_err(|refused| {
+                            Fail::new(format!(
+                                "transaction `{tx}` partly committed ({done} of {total} steps): {refused}"
+                            ))
+                        })?;
                 }
                 Step::Ack(resolved) => self.apply_ack(resolved, engine, out),
             }
+        }
+        if self.commit_pending(ticket, tx, receipt) {
+            // The RECEIPT waits for the SENDs the engine has not stored yet.
+            return Ok(After::Deferred);
         }
         Ok(After::Continue)
     }

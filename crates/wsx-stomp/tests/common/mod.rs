@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wsx_stomp::{
-    AllowAll, Authenticator, Broker, Command, ConnId, ConnectionInfo, Decoder, EncodedFrame,
-    Engine, Frame, Limits, MemoryEngine, SessionConfig, Transmit, Version,
+    AllowAll, Authenticator, Broker, Command, Confirmation, ConnId, ConnectionInfo, Decoder,
+    EncodedFrame, Engine, Frame, Limits, MemoryEngine, SessionConfig, Transmit, Version,
 };
 
 /// What a client saw from the server.
@@ -108,6 +108,11 @@ impl<E: Engine> Harness<E> {
 
     pub fn close(&mut self, conn: ConnId) {
         self.woken = self.broker.close(conn).to_vec();
+    }
+
+    /// Hand the engine's confirmations of pending SENDs to the broker.
+    pub fn confirm(&mut self, confirmations: Vec<Confirmation>) {
+        self.woken = self.broker.confirm(confirmations).to_vec();
     }
 
     pub fn tick(&mut self, conn: ConnId) {

@@ -9,19 +9,22 @@
 //! ```text
 //! --broker ─ BrokerUrl::from_str ─ BrokerEngine::start ─ Broker ─ Hub ─ /stomp connections
 //!                                        │ (Redis)                 ▲
-//!                                        └── RedisEvents ── pump ──┘ Hub::deliver_with
+//!                                        └── RedisEvents ── pump ──┘ Hub::pump_with
 //! ```
 //!
 //! With Redis, what other nodes publish arrives on [`wsx_stomp_redis::RedisEvents`]; the
 //! task of [`super::Stomp::spawn_redis_pump`] hands each event to
-//! [`wsx_stomp_redis::RedisEngine::handle_event`] under the hub's lock.
+//! [`wsx_stomp_redis::RedisEngine::handle_event`] under the hub's lock. So do the
+//! confirmations of this node's SENDs (a SEND is [`wsx_stomp::Outcome::Pending`] until Redis
+//! stored it), which the hub hands to [`wsx_stomp::Broker::confirm`].
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 use wsx_stomp::{
-    Delivery, Destination, Engine, MemoryEngine, MessageId, Publish, Selector, SubscriberKey,
+    Delivery, Destination, Engine, MemoryEngine, MessageId, Origin, Outcome, Publish, Selector,
+    SubscriberKey,
 };
 use wsx_stomp_redis::{Config, RedisEngine, RedisEvents, RedisMetrics};
 
@@ -252,6 +255,18 @@ impl Engine for BrokerEngine {
         match self {
             BrokerEngine::Memory(e) => e.try_publish(message, out),
             BrokerEngine::Redis(e) => e.try_publish(message, out),
+        }
+    }
+
+    fn try_publish_from(
+        &mut self,
+        message: Publish,
+        origin: Origin,
+        out: &mut Vec<Delivery>,
+    ) -> Result<Outcome, wsx_stomp::Error> {
+        match self {
+            BrokerEngine::Memory(e) => e.try_publish_from(message, origin, out),
+            BrokerEngine::Redis(e) => e.try_publish_from(message, origin, out),
         }
     }
 

@@ -18,10 +18,16 @@
 //! refused: the client asked for it.
 //!
 //! An engine that delivers asynchronously (Redis: what any node publishes comes back through
-//! Redis) hands what it receives to [`Hub::deliver_with`]: under the same lock it runs a
-//! closure on the engine, passes the deliveries to [`wsx_stomp::Broker::deliver`] and routes
-//! the woken connections like any other call. The Redis pump task of
+//! Redis) hands what it receives to [`Hub::pump_with`]: under the same lock it runs a
+//! closure on the engine, passes the deliveries to [`wsx_stomp::Broker::deliver`] and the
+//! confirmations of SENDs the engine stored later (or failed to) to
+//! [`wsx_stomp::Broker::confirm`] — RECEIPTs held back until Redis stored the message, or
+//! ERRORs — and routes the woken connections like any other call. The Redis pump task of
 //! [`super::Stomp::spawn_redis_pump`] is its caller.
+//!
+//! Metrics: [`Metered`] counts a SEND as published once the engine stored it: at once for a
+//! SEND stored at once, on its [`Confirmation::Stored`] for one stored later; a SEND refused
+//! or failed is not published (the Redis node counts those in its send failures).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -30,8 +36,8 @@ use std::time::Instant;
 use tokio::sync::Notify;
 use tracing::debug;
 use wsx_stomp::{
-    Broker, ConnId, ConnectionInfo, Delivery, Destination, EncodedFrame, Engine, MemoryEngine,
-    MessageId, Publish, SubscriberKey, Transmit,
+    Broker, Confirmation, ConnId, ConnectionInfo, Delivery, Destination, EncodedFrame, Engine,
+    MemoryEngine, MessageId, Origin, Outcome, Publish, SubscriberKey, Transmit,
 };
 
 use super::super::metrics::Metrics;
@@ -118,7 +124,8 @@ pub struct QueueLimits {
     pub bytes: usize,
 }
 
-/// The engine wrapper that counts publications and deliveries for `/metrics`.
+/// The engine wrapper that counts publications and deliveries for `/metrics`: a SEND counts
+/// as published once stored (see the module docs).
 pub struct Metered<E> {
     inner: E,
     metrics: Arc<Metrics>,
@@ -134,6 +141,15 @@ impl<E> Metered<E> {
         for delivery in deliveries {
             self.metrics
                 .stomp_delivered(delivery.message.destination().kind(), delivery.redelivered);
+        }
+    }
+
+    /// Count the SENDs stored later as published.
+    fn count_stored(&self, confirmations: &[Confirmation]) {
+        for confirmation in confirmations {
+            if let Confirmation::Stored(origin) = confirmation {
+                self.metrics.stomp_published(origin.destination.kind());
+            }
         }
     }
 }
@@ -189,6 +205,24 @@ impl<E: Engine> Engine for Metered<E> {
         let n = out.len();
         let result = self.inner.try_publish(message, out);
         if result.is_ok() {
+            self.metrics.stomp_published(kind);
+        }
+        self.count(&out[n..]);
+        result
+    }
+
+    /// Published now if stored now ([`Outcome::Done`]); a pending SEND counts on its
+    /// [`Confirmation::Stored`] ([`Hub::pump_with`]).
+    fn try_publish_from(
+        &mut self,
+        message: Publish,
+        origin: Origin,
+        out: &mut Vec<Delivery>,
+    ) -> Result<Outcome, wsx_stomp::Error> {
+        let kind = message.destination.kind();
+        let n = out.len();
+        let result = self.inner.try_publish_from(message, origin, out);
+        if result == Ok(Outcome::Done) {
             self.metrics.stomp_published(kind);
         }
         self.count(&out[n..]);
@@ -315,22 +349,43 @@ impl<E: Engine> Hub<E> {
         }
     }
 
-    /// Deliveries made outside a client's call, by an engine that delivers asynchronously (or
-    /// a server-side publisher): `make` runs on the engine under the lock and returns them;
-    /// they go to their sessions and the connections that got output are woken, the slow ones
-    /// dropped.
-    pub fn deliver_with(&self, make: impl FnOnce(&mut E) -> Vec<Delivery>) {
+    /// What an engine that works asynchronously produced outside a client's call (Redis:
+    /// messages of every node's SENDs, queue entries, the confirmations of this node's SENDs):
+    /// `make` runs on the engine under the lock and fills the deliveries and the
+    /// confirmations. The deliveries go to their sessions ([`Broker::deliver`]), then the
+    /// confirmations ([`Broker::confirm`]: the RECEIPTs that waited for Redis, or ERRORs);
+    /// the connections that got output are woken, the slow ones dropped — except for
+    /// the confirmed connections' own RECEIPTs and ERRORs, which are never refused.
+    pub fn pump_with(&self, make: impl FnOnce(&mut E, &mut Vec<Delivery>, &mut Vec<Confirmation>)) {
+        let now = Instant::now();
         let mut wake = Vec::new();
         {
             let mut guard = lock(&self.shared);
             let shared = &mut *guard;
             let engine = shared.broker.engine_mut();
-            let deliveries = make(&mut engine.inner);
+            let mut deliveries = Vec::new();
+            let mut confirmations = Vec::new();
+            make(&mut engine.inner, &mut deliveries, &mut confirmations);
             engine.count(&deliveries);
+            engine.count_stored(&confirmations);
+            let mut confirmed: Vec<ConnId> =
+                confirmations.iter().map(|c| c.origin().conn).collect();
+            confirmed.sort_unstable();
+            confirmed.dedup();
             let mut woken = std::mem::take(&mut shared.scratch);
             woken.clear();
-            woken.extend_from_slice(shared.broker.deliver(deliveries));
-            shared.fan_out(ConnId(0), &mut woken, Instant::now(), self, &mut wake);
+            if !deliveries.is_empty() {
+                woken.extend_from_slice(shared.broker.deliver(deliveries));
+            }
+            if !confirmations.is_empty() {
+                woken.extend_from_slice(shared.broker.confirm(confirmations));
+                // A client's own RECEIPTs and ERRORs are not refused.
+                for &conn in &confirmed {
+                    shared.flush(conn, now, None, &mut wake);
+                    shared.sync_subscriptions(conn, &self.metrics);
+                }
+            }
+            shared.fan_out(ConnId(0), &mut woken, now, self, &mut wake);
             shared.scratch = woken;
         }
         for link in wake {
@@ -640,12 +695,10 @@ mod tests {
     fn deliveries_from_outside_a_call() {
         let (hub, metrics) = hub(roomy());
         let (_a, a) = client(&hub, Some(("/topic/news", "auto")));
-        hub.deliver_with(|engine| {
+        hub.pump_with(|engine, out, _| {
             let destination = Destination::parse("/topic/news").expect("a destination");
-            let mut out = Vec::new();
             let publish = Publish::new(destination, Headers::new(), Bytes::from_static(b"x"));
-            engine.publish(publish, &mut out);
-            out
+            engine.publish(publish, out);
         });
         let got = frames(&a);
         assert_eq!(got.len(), 1);
@@ -655,6 +708,121 @@ mod tests {
                 .render()
                 .contains("wsx_stomp_messages_delivered_total{kind=\"topic\"} 1\n")
         );
+    }
+
+    /// A memory engine that stores SENDs to `/queue/slow…` only when the test says so.
+    #[derive(Default)]
+    struct Deferring {
+        inner: MemoryEngine,
+        waiting: Vec<(Publish, Origin)>,
+    }
+
+    impl Engine for Deferring {
+        fn subscribe(
+            &mut self,
+            key: SubscriberKey,
+            destination: &Destination,
+            max_unacked: Option<usize>,
+            out: &mut Vec<Delivery>,
+        ) {
+            self.inner.subscribe(key, destination, max_unacked, out);
+        }
+
+        fn unsubscribe(&mut self, key: &SubscriberKey, out: &mut Vec<Delivery>) {
+            self.inner.unsubscribe(key, out);
+        }
+
+        fn publish(&mut self, message: Publish, out: &mut Vec<Delivery>) {
+            self.inner.publish(message, out);
+        }
+
+        fn try_publish_from(
+            &mut self,
+            message: Publish,
+            origin: Origin,
+            out: &mut Vec<Delivery>,
+        ) -> Result<Outcome, wsx_stomp::Error> {
+            if message.destination.name().starts_with("slow") {
+                self.waiting.push((message, origin));
+                return Ok(Outcome::Pending);
+            }
+            self.inner.publish(message, out);
+            Ok(Outcome::Done)
+        }
+
+        fn ack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
+            self.inner.ack(key, ids, out);
+        }
+
+        fn nack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
+            self.inner.nack(key, ids, out);
+        }
+    }
+
+    #[test]
+    fn confirmations_release_receipts_and_count_as_published() {
+        let metrics = Arc::new(Metrics::default());
+        let engine = Metered::new(Deferring::default(), metrics.clone());
+        let broker = Broker::new(engine, SessionConfig::default(), Arc::new(AllowAll));
+        let hub = Hub::new(broker, metrics.clone(), roomy());
+        let open = |hub: &Hub<Deferring>| {
+            let (conn, link, _) = hub.open(ConnectionInfo::new().with_path("/stomp"));
+            let bytes = Frame::new(Command::Connect)
+                .with_header("accept-version", "1.2")
+                .encode(Version::V1_2)
+                .expect("encodable");
+            hub.receive(conn, &bytes);
+            assert_eq!(commands(&link), [Command::Connected]);
+            (conn, link)
+        };
+        let send_slow = |hub: &Hub<Deferring>, conn: ConnId, body: &str, receipt: &str| {
+            let bytes = Frame::new(Command::Send)
+                .with_header("destination", "/queue/slow")
+                .with_header("receipt", receipt)
+                .with_body(body.to_owned())
+                .encode(Version::V1_2)
+                .expect("encodable");
+            hub.receive(conn, &bytes);
+        };
+        let published = |metrics: &Metrics| {
+            metrics
+                .render()
+                .contains("wsx_stomp_messages_published_total{kind=\"queue\"} 1\n")
+        };
+        let (consumer, consumer_link) = open(&hub);
+        let subscribe = Frame::new(Command::Subscribe)
+            .with_header("id", "s")
+            .with_header("destination", "/queue/slow")
+            .encode(Version::V1_2)
+            .expect("encodable");
+        hub.receive(consumer, &subscribe);
+        let (sender, link) = open(&hub);
+        send_slow(&hub, sender, "kept", "r1");
+        assert!(commands(&link).is_empty(), "no receipt before it is stored");
+        assert!(!published(&metrics));
+
+        hub.pump_with(|engine, out, confirmations| {
+            let (publish, origin) = engine.waiting.remove(0);
+            engine.inner.publish(publish, out);
+            confirmations.push(Confirmation::Stored(origin));
+        });
+        let got = frames(&link);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].command, Command::Receipt);
+        assert_eq!(got[0].header("receipt-id"), Some("r1"));
+        assert_eq!(commands(&consumer_link), [Command::Message]);
+        assert!(published(&metrics), "{}", metrics.render());
+
+        send_slow(&hub, sender, "lost", "r2");
+        hub.pump_with(|engine, _, confirmations| {
+            let (_, origin) = engine.waiting.remove(0);
+            confirmations.push(Confirmation::Failed(origin, "message refused: full".into()));
+        });
+        let mut outs = Vec::new();
+        assert!(!link.take(usize::MAX, &mut outs));
+        assert_eq!(outs.len(), 2, "{outs:?}");
+        assert!(matches!(&outs[1], Out::Close(Some(reason)) if reason == "message refused: full"));
+        assert!(published(&metrics), "a failed SEND is not published");
     }
 
     #[test]
