@@ -8,79 +8,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Node, origin, publish, redis_url, unique_prefix};
+use common::{Node, RedisServer, free_port, origin, publish, redis_url, unique_prefix};
 use wsx_stomp::{Confirmation, Engine, Outcome};
 use wsx_stomp_redis::{Config, Error, RedisEngine};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// A `redis-server` of the test's own, killed when dropped.
-struct OwnRedis(Child);
-
-impl OwnRedis {
-    /// Whether `redis-server` is on PATH (a skip line when not; a panic under `CI=true`).
-    fn available(test: &str) -> bool {
-        let found = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            assert!(
-                !under_ci(),
-                "redis-server is missing under CI=true: {test} cannot run"
-            );
-            eprintln!("skipped {test}: redis-server is not on PATH");
-        }
-        found
-    }
-
-    /// Start one on `port` (no persistence) and wait until it accepts connections.
-    fn start(port: u16) -> OwnRedis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(std::env::temp_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn redis-server");
-        let server = OwnRedis(child);
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not listen on port {port} in time"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
 
 async fn admin(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
@@ -101,7 +35,7 @@ async fn xlen(url: &str, key: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_is_confirmed_only_once_redis_has_stored_it() {
     let test = "a_send_is_confirmed_only_once_redis_has_stored_it";
-    if !OwnRedis::available(test) {
+    if !RedisServer::available(test) {
         return;
     }
     let port = free_port();
@@ -129,7 +63,7 @@ async fn a_send_is_confirmed_only_once_redis_has_stored_it() {
     assert_eq!(node.engine.metrics().pending_sends(), 2);
 
     // Redis comes up: the writer connects, writes both, and confirms them in order.
-    let _redis = OwnRedis::start(port);
+    let _redis = RedisServer::start(port);
     let first = node
         .confirmation(WAIT)
         .await

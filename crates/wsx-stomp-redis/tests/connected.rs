@@ -6,78 +6,14 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Node, dest, key, publish};
+use common::{Node, RedisServer, dest, free_port, key, publish};
 use tokio::time::Instant;
 use wsx_stomp::Engine;
 use wsx_stomp_redis::Config;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A `redis-server` on a port of its own, without persistence; killed on drop.
-struct RedisServer(Child);
-
-impl RedisServer {
-    /// Whether `redis-server` is on PATH: `false` (after printing a skip line) when missing
-    /// outside CI; a panic when missing under `CI=true`.
-    fn available(test: &str) -> bool {
-        let found = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            assert!(
-                !std::env::var("CI").is_ok_and(|v| v == "true"),
-                "redis-server is missing under CI=true: {test} cannot run"
-            );
-            eprintln!("skipped {test}: redis-server is not on PATH");
-        }
-        found
-    }
-
-    /// Start it on `port` and wait until it accepts connections.
-    fn start(port: u16) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(std::env::temp_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn redis-server");
-        let mut server = RedisServer(child);
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = server.0.try_wait() {
-                panic!("redis-server on port {port} exited: {status}");
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not listen on port {port} in time"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
 
 /// Poll `connected()` until it is `want`.
 async fn wait_connected(node: &Node, want: bool, what: &str) {

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use common::{Harness, Seen, assert_error, body, frames, send, subscribe};
 use wsx_stomp::{
-    AllowAll, Command, Confirmation, ConnId, Delivery, Destination, Engine, Error, Frame,
-    MemoryEngine, MessageId, Origin, Outcome, Publish, SessionConfig, SubscriberKey,
+    Command, Confirmation, ConnId, Delivery, Destination, Engine, Error, Frame, MemoryEngine,
+    Origin, Outcome, Publish,
 };
 
 /// A [`MemoryEngine`] that stores SENDs to destinations named `slow…` only when the test says
@@ -40,23 +40,7 @@ impl Deferring {
 }
 
 impl Engine for Deferring {
-    fn subscribe(
-        &mut self,
-        key: SubscriberKey,
-        destination: &Destination,
-        max_unacked: Option<usize>,
-        out: &mut Vec<Delivery>,
-    ) {
-        self.inner.subscribe(key, destination, max_unacked, out);
-    }
-
-    fn unsubscribe(&mut self, key: &SubscriberKey, out: &mut Vec<Delivery>) {
-        self.inner.unsubscribe(key, out);
-    }
-
-    fn publish(&mut self, message: Publish, out: &mut Vec<Delivery>) {
-        self.inner.publish(message, out);
-    }
+    common::forward_to_inner!();
 
     fn try_publish_from(
         &mut self,
@@ -72,22 +56,10 @@ impl Engine for Deferring {
         self.inner.publish(message, out);
         Ok(Outcome::Done)
     }
-
-    fn ack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
-        self.inner.ack(key, ids, out);
-    }
-
-    fn nack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
-        self.inner.nack(key, ids, out);
-    }
 }
 
 fn harness() -> Harness<Deferring> {
-    Harness::with_engine(
-        Deferring::default(),
-        SessionConfig::default(),
-        Arc::new(AllowAll),
-    )
+    Harness::routing_through(Deferring::default())
 }
 
 /// Store the oldest waiting SEND: route its deliveries, then its confirmation.

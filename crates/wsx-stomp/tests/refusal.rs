@@ -5,13 +5,8 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::{Harness, assert_error, send, subscribe};
-use wsx_stomp::{
-    AllowAll, Command, Delivery, Destination, Engine, Error, Frame, MemoryEngine, MessageId,
-    Publish, SessionConfig, SubscriberKey,
-};
+use wsx_stomp::{Command, Delivery, Engine, Error, Frame, MemoryEngine, Publish};
 
 /// A [`MemoryEngine`] refusing every message sent to a destination named `full…`.
 #[derive(Debug, Default)]
@@ -21,23 +16,7 @@ struct Refusing {
 }
 
 impl Engine for Refusing {
-    fn subscribe(
-        &mut self,
-        key: SubscriberKey,
-        destination: &Destination,
-        max_unacked: Option<usize>,
-        out: &mut Vec<Delivery>,
-    ) {
-        self.inner.subscribe(key, destination, max_unacked, out);
-    }
-
-    fn unsubscribe(&mut self, key: &SubscriberKey, out: &mut Vec<Delivery>) {
-        self.inner.unsubscribe(key, out);
-    }
-
-    fn publish(&mut self, message: Publish, out: &mut Vec<Delivery>) {
-        self.inner.publish(message, out);
-    }
+    common::forward_to_inner!();
 
     fn try_publish(&mut self, message: Publish, out: &mut Vec<Delivery>) -> Result<(), Error> {
         if message.destination.name().starts_with("full") {
@@ -50,22 +29,10 @@ impl Engine for Refusing {
         self.inner.publish(message, out);
         Ok(())
     }
-
-    fn ack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
-        self.inner.ack(key, ids, out);
-    }
-
-    fn nack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
-        self.inner.nack(key, ids, out);
-    }
 }
 
 fn harness() -> Harness<Refusing> {
-    Harness::with_engine(
-        Refusing::default(),
-        SessionConfig::default(),
-        Arc::new(AllowAll),
-    )
+    Harness::routing_through(Refusing::default())
 }
 
 #[test]

@@ -1,7 +1,9 @@
-//! Helpers for the Redis engine tests: the server from `WSX_TEST_REDIS_URL`, two-node setups
-//! with a prefix of their own, and event pumping.
+//! Helpers for the Redis engine tests: the server from `WSX_TEST_REDIS_URL` (or a
+//! `redis-server` of the test's own), two-node setups with a prefix of their own, and event
+//! pumping.
 #![allow(dead_code)]
 
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +24,76 @@ pub fn redis_url(test: &str) -> Option<String> {
             eprintln!("skipped {test}: WSX_TEST_REDIS_URL is unset (scripts/test.sh starts Redis)");
             None
         }
+    }
+}
+
+/// A TCP port nothing listens on (it was free a moment ago).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// A `redis-server` of the test's own (from PATH) on a port of its own, without persistence;
+/// killed when dropped.
+pub struct RedisServer(Child);
+
+impl RedisServer {
+    /// How long [`RedisServer::start`] waits for it to accept connections.
+    const START_WAIT: Duration = Duration::from_secs(15);
+
+    /// Whether `redis-server` is on PATH: `false` (after printing a skip line) when missing
+    /// outside CI; a panic when missing under `CI=true`.
+    pub fn available(test: &str) -> bool {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            assert!(
+                !std::env::var("CI").is_ok_and(|v| v == "true"),
+                "redis-server is missing under CI=true: {test} cannot run"
+            );
+            eprintln!("skipped {test}: redis-server is not on PATH");
+        }
+        found
+    }
+
+    /// Start one on `port` and wait until it accepts connections (a panic if it exits first).
+    pub fn start(port: u16) -> RedisServer {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(std::env::temp_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn redis-server");
+        let mut server = RedisServer(child);
+        let deadline = std::time::Instant::now() + Self::START_WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = server.0.try_wait() {
+                panic!("redis-server on port {port} exited: {status}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not listen on port {port} in time"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

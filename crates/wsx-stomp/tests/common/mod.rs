@@ -11,6 +11,57 @@ use wsx_stomp::{
     EncodedFrame, Engine, Frame, Limits, MemoryEngine, SessionConfig, Transmit, Version,
 };
 
+/// Inside `impl Engine for …` of a test engine wrapping a [`MemoryEngine`] in its `inner`
+/// field: the [`Engine`] methods it passes on unchanged (`subscribe`, `unsubscribe`,
+/// `publish`, `ack`, `nack`). The test engine writes the methods it changes; the others keep
+/// their defaults.
+#[allow(unused_macros)]
+macro_rules! forward_to_inner {
+    () => {
+        fn subscribe(
+            &mut self,
+            key: ::wsx_stomp::SubscriberKey,
+            destination: &::wsx_stomp::Destination,
+            max_unacked: Option<usize>,
+            out: &mut Vec<::wsx_stomp::Delivery>,
+        ) {
+            self.inner.subscribe(key, destination, max_unacked, out);
+        }
+
+        fn unsubscribe(
+            &mut self,
+            key: &::wsx_stomp::SubscriberKey,
+            out: &mut Vec<::wsx_stomp::Delivery>,
+        ) {
+            self.inner.unsubscribe(key, out);
+        }
+
+        fn publish(&mut self, message: ::wsx_stomp::Publish, out: &mut Vec<::wsx_stomp::Delivery>) {
+            self.inner.publish(message, out);
+        }
+
+        fn ack(
+            &mut self,
+            key: &::wsx_stomp::SubscriberKey,
+            ids: &[::wsx_stomp::MessageId],
+            out: &mut Vec<::wsx_stomp::Delivery>,
+        ) {
+            self.inner.ack(key, ids, out);
+        }
+
+        fn nack(
+            &mut self,
+            key: &::wsx_stomp::SubscriberKey,
+            ids: &[::wsx_stomp::MessageId],
+            out: &mut Vec<::wsx_stomp::Delivery>,
+        ) {
+            self.inner.nack(key, ids, out);
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use forward_to_inner;
+
 /// What a client saw from the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
@@ -51,6 +102,11 @@ impl<E: Engine> Harness<E> {
             clients: HashMap::new(),
             woken: Vec::new(),
         }
+    }
+
+    /// A server routing through `engine`, with the default session config, letting everyone in.
+    pub fn routing_through(engine: E) -> Self {
+        Harness::with_engine(engine, SessionConfig::default(), Arc::new(AllowAll))
     }
 
     pub fn advance(&mut self, by: Duration) {
