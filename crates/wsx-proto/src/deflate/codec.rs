@@ -6,9 +6,10 @@
 //! incoming message with RSV1 set to [`PerMessageDeflate::decompress`].
 
 use bytes::BytesMut;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::config::{DeflateConfig, DeflateParams, clamp_bits};
+use super::pool;
 use crate::error::Error;
 use crate::role::Role;
 
@@ -46,8 +47,8 @@ pub struct PerMessageDeflate {
     reset_compressor: bool,
     /// Reset (drop) our decompressor after every message: the peer does not take over context.
     reset_decompressor: bool,
-    compressor: Option<Compress>,
-    decompressor: Option<Decompress>,
+    compressor: Option<pool::Compressor>,
+    decompressor: Option<pool::Decompressor>,
     /// A compressed message is being received (its final frame has not come yet).
     inflating: bool,
     /// Bytes inflated so far for the message being received.
@@ -116,7 +117,7 @@ impl PerMessageDeflate {
             dst.truncate(start);
             self.compressor = None;
         } else if self.reset_compressor {
-            self.compressor = None;
+            self.give_back_compressor();
         }
         result
     }
@@ -128,9 +129,10 @@ impl PerMessageDeflate {
         start: usize,
     ) -> Result<(), Error> {
         let (level, bits) = self.compressor_settings(payload.len());
-        let compressor = self.compressor.get_or_insert_with(|| {
-            Compress::new_with_window_bits(Compression::new(level), false, bits)
-        });
+        let compressor = &mut self
+            .compressor
+            .get_or_insert_with(|| pool::compressor(level, bits))
+            .stream;
         let mut input = payload;
         let mut chunk = (payload.len() / 2).clamp(MIN_CHUNK, MAX_CHUNK);
         loop {
@@ -222,8 +224,10 @@ impl PerMessageDeflate {
         if result.is_err() || fin {
             self.inflating = false;
             self.inflated = 0;
-            if result.is_err() || self.reset_decompressor {
+            if result.is_err() {
                 self.decompressor = None;
+            } else if self.reset_decompressor {
+                self.give_back_decompressor();
             }
         }
         result
@@ -231,9 +235,10 @@ impl PerMessageDeflate {
 
     fn inflate(&mut self, mut input: &[u8], dst: &mut BytesMut, limit: usize) -> Result<(), Error> {
         let bits = self.decompress_bits;
-        let decompressor = self
+        let decompressor = &mut self
             .decompressor
-            .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
+            .get_or_insert_with(|| pool::decompressor(bits))
+            .stream;
         let mut chunk = input
             .len()
             .saturating_mul(INFLATE_RATIO_GUESS)
@@ -303,9 +308,23 @@ impl PerMessageDeflate {
     /// next message may refer back into it. With the default no context takeover both ways,
     /// both are already dropped after every message and this does nothing.
     pub fn release_idle(&mut self) {
-        self.compressor = None;
+        self.give_back_compressor();
         if self.reset_decompressor && !self.inflating {
-            self.decompressor = None;
+            self.give_back_decompressor();
+        }
+    }
+
+    /// Hand our compressor (if any) to this thread's stream pool.
+    fn give_back_compressor(&mut self) {
+        if let Some(compressor) = self.compressor.take() {
+            pool::give_compressor(compressor);
+        }
+    }
+
+    /// Hand our decompressor (if any) to this thread's stream pool.
+    fn give_back_decompressor(&mut self) {
+        if let Some(decompressor) = self.decompressor.take() {
+            pool::give_decompressor(decompressor);
         }
     }
 }
@@ -338,6 +357,8 @@ fn reserve_capped(dst: &mut BytesMut, want: usize, cap: usize) {
 
 #[cfg(test)]
 mod tests {
+    use flate2::{Compress, Compression};
+
     use super::*;
     use proptest::prelude::*;
 

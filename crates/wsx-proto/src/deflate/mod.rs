@@ -69,6 +69,7 @@
 mod codec;
 mod config;
 mod negotiate;
+mod pool;
 
 pub use codec::PerMessageDeflate;
 pub use config::{DeflateConfig, DeflateParams};
