@@ -25,37 +25,15 @@ INTEROP_NODE_MISSING=""
 # ---------------------------------------------------------------------------
 # install
 
-# interop_install_python: a venv with the pinned websockets. Reinstalls when
-# requirements.txt changed since the last install (a copy is kept in the venv).
+# interop_install_python: a venv with the pinned websockets (scripts/lib/common.sh venv_install).
 interop_install_python() {
-    local req="$INTEROP_DIR/requirements.txt" stamp="$INTEROP_VENV/wsx-requirements.txt"
-    local log="$INTEROP_VENV/install.log" py="$INTEROP_VENV/bin/python"
-    command -v python3 >/dev/null 2>&1 || { INTEROP_PY_MISSING="python3 not found"; return 1; }
-    if [[ -x "$py" ]] && cmp -s "$req" "$stamp" && "$py" -c 'import websockets' >/dev/null 2>&1; then
+    if venv_install "$INTEROP_VENV" "$INTEROP_DIR/requirements.txt" websockets \
+        "python websockets" websockets.__version__; then
         INTEROP_PY_READY=1
-        info "python websockets: $("$py" -c 'import websockets; print(websockets.__version__)') (${INTEROP_VENV#"$ROOT_DIR"/})"
-        return 0
-    fi
-    if [[ ! -x "$py" ]]; then
-        info "python3 -m venv ${INTEROP_VENV#"$ROOT_DIR"/}"
-        if ! python3 -m venv "$INTEROP_VENV" >/dev/null 2>&1; then
-            # Debian's own python3 keeps venv/ensurepip in a separate package.
-            if [[ "$(command -v python3)" != /usr/bin/python3 ]] || ! apt_install python3-venv ||
-                ! python3 -m venv --clear "$INTEROP_VENV" >/dev/null 2>&1; then
-                INTEROP_PY_MISSING="python3 -m venv ${INTEROP_VENV} failed"
-                return 1
-            fi
-        fi
-    fi
-    info "pip install -r ${req#"$ROOT_DIR"/} (log: ${log#"$ROOT_DIR"/})"
-    if ! "$py" -m pip install -r "$req" >"$log" 2>&1; then
-        tail_log "$log" 20
-        INTEROP_PY_MISSING="pip install -r ${req#"$ROOT_DIR"/} failed"
+    else
+        INTEROP_PY_MISSING=$VENV_MISSING
         return 1
     fi
-    cp "$req" "$stamp"
-    INTEROP_PY_READY=1
-    info "python websockets: $("$py" -c 'import websockets; print(websockets.__version__)')"
 }
 
 # interop_install_node: node_modules from package-lock.json (npm ci), unless the

@@ -246,3 +246,38 @@ autogroup_restore() {
     [[ -n "${1:-}" ]] && echo "$1" >"/proc/$$/autogroup" 2>/dev/null
     return 0
 }
+
+# venv_install VENV REQUIREMENTS IMPORTS LABEL VERSION_EXPR: a python3 venv at VENV with
+# REQUIREMENTS installed, reinstalled when the file changed since the last install (a copy is
+# kept in the venv). IMPORTS (e.g. "stomp, websocket") must import; LABEL and the python
+# expression VERSION_EXPR make the info line. On failure sets VENV_MISSING and returns 1.
+# shellcheck disable=SC2034 # VENV_MISSING is read by the callers
+venv_install() {
+    local venv=$1 req=$2 imports=$3 label=$4 version=$5
+    local stamp="$venv/wsx-requirements.txt" log="$venv/install.log" py="$venv/bin/python"
+    VENV_MISSING=""
+    command -v python3 >/dev/null 2>&1 || { VENV_MISSING="python3 not found"; return 1; }
+    if [[ -x "$py" ]] && cmp -s "$req" "$stamp" && "$py" -c "import $imports" >/dev/null 2>&1; then
+        info "$label: $("$py" -c "import $imports; print($version)") (${venv#"$ROOT_DIR"/})"
+        return 0
+    fi
+    if [[ ! -x "$py" ]]; then
+        info "python3 -m venv ${venv#"$ROOT_DIR"/}"
+        if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+            # Debian's own python3 keeps venv/ensurepip in a separate package.
+            if [[ "$(command -v python3)" != /usr/bin/python3 ]] || ! apt_install python3-venv ||
+                ! python3 -m venv --clear "$venv" >/dev/null 2>&1; then
+                VENV_MISSING="python3 -m venv ${venv} failed"
+                return 1
+            fi
+        fi
+    fi
+    info "pip install -r ${req#"$ROOT_DIR"/} (log: ${log#"$ROOT_DIR"/})"
+    if ! "$py" -m pip install -r "$req" >"$log" 2>&1; then
+        tail_log "$log" 20
+        VENV_MISSING="pip install -r ${req#"$ROOT_DIR"/} failed"
+        return 1
+    fi
+    cp "$req" "$stamp"
+    info "$label: $("$py" -c "import $imports; print($version)")"
+}

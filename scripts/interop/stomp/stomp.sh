@@ -20,37 +20,15 @@ STOMP_VENV="${STOMP_VENV:-$TOOLS_DIR/stomp-venv}"
 STOMP_PY_READY=0
 STOMP_PY_MISSING=""
 
-# install_stomp_python: a venv with the pinned stomp.py; reinstalled when requirements.txt
-# changed since the last install (a copy is kept in the venv).
+# install_stomp_python: a venv with the pinned stomp.py (scripts/lib/common.sh venv_install).
 install_stomp_python() {
-    local req="$STOMP_DIR/requirements.txt" stamp="$STOMP_VENV/wsx-requirements.txt"
-    local log="$STOMP_VENV/install.log" py="$STOMP_VENV/bin/python"
-    command -v python3 >/dev/null 2>&1 || { STOMP_PY_MISSING="python3 not found"; return 1; }
-    if [[ -x "$py" ]] && cmp -s "$req" "$stamp" && "$py" -c 'import stomp, websocket' >/dev/null 2>&1; then
+    if venv_install "$STOMP_VENV" "$STOMP_DIR/requirements.txt" "stomp, websocket" \
+        stomp.py stomp.__version__; then
         STOMP_PY_READY=1
-        info "stomp.py: $("$py" -c 'import stomp; print(stomp.__version__)') (${STOMP_VENV#"$ROOT_DIR"/})"
-        return 0
-    fi
-    if [[ ! -x "$py" ]]; then
-        info "python3 -m venv ${STOMP_VENV#"$ROOT_DIR"/}"
-        if ! python3 -m venv "$STOMP_VENV" >/dev/null 2>&1; then
-            # Debian's own python3 keeps venv/ensurepip in a separate package.
-            if [[ "$(command -v python3)" != /usr/bin/python3 ]] || ! apt_install python3-venv ||
-                ! python3 -m venv --clear "$STOMP_VENV" >/dev/null 2>&1; then
-                STOMP_PY_MISSING="python3 -m venv ${STOMP_VENV} failed"
-                return 1
-            fi
-        fi
-    fi
-    info "pip install -r ${req#"$ROOT_DIR"/} (log: ${log#"$ROOT_DIR"/})"
-    if ! "$py" -m pip install -r "$req" >"$log" 2>&1; then
-        tail_log "$log" 20
-        STOMP_PY_MISSING="pip install -r ${req#"$ROOT_DIR"/} failed"
+    else
+        STOMP_PY_MISSING=$VENV_MISSING
         return 1
     fi
-    cp "$req" "$stamp"
-    STOMP_PY_READY=1
-    info "stomp.py: $("$py" -c 'import stomp; print(stomp.__version__)')"
 }
 
 # stomp_versions lock|installed: "STOMPJS WS", the versions locked in package-lock.json or
