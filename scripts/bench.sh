@@ -9,7 +9,8 @@
 #      connections, plain and with permessage-deflate negotiated (where supported);
 #   3. connection set-up rate: fresh TCP connections + opening handshakes per second;
 #   4. the 1 MiB workload against a memcpy-bound echo (bench/src/bin/echo_raw.rs);
-#   5. the STOMP broker: scripts/bench_stomp.sh (wsx serve on Redis vs RabbitMQ web-stomp);
+#   5. where the time goes: scripts/bench_profile.sh (user/kernel split, system calls, perf);
+#   6. the STOMP broker: scripts/bench_stomp.sh (wsx serve on Redis vs RabbitMQ web-stomp);
 # and writes bench/RESULTS.md and bench/charts/*.svg (the raw figures go to bench/results/).
 #
 # Server and client are pinned to different cores with taskset when there are two or more.
@@ -31,6 +32,7 @@
 #   NICE               niceness of servers and clients, e.g. -10 to win the CPU from
 #                      background builds on a shared machine (needs root)           [0]
 #   SKIP_BUILD=1       use the binaries already built
+#   PROFILE=0          skip the profiles (scripts/bench_profile.sh, appended)              [1]
 #   STOMP=0            skip the STOMP broker benchmark (scripts/bench_stomp.sh, appended)  [1]
 #
 # Usage: scripts/bench.sh            (about 20 minutes on 2 cores)
@@ -40,6 +42,8 @@ set -euo pipefail
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/lib/common.sh
 source "$ROOT_DIR/scripts/lib/common.sh"
+# shellcheck source=scripts/lib/bench.sh
+source "$ROOT_DIR/scripts/lib/bench.sh"
 
 QUICK=${QUICK:-0}
 if [[ "$QUICK" == 1 ]]; then
@@ -60,15 +64,6 @@ SERVERS=${SERVERS:-"wsx tokio-tungstenite tokio-websockets fastwebsockets sockud
 # Implementations that can negotiate permessage-deflate.
 DEFLATE_CAPABLE="wsx sockudo-ws"
 
-# id | connections | payload bytes | text/binary | compression | title
-ALL_WORKLOADS=(
-    "c100_s20_text|100|20|text|off|100 conn × 20 B text"
-    "c10_s1k_text|10|1024|text|off|10 conn × 1 KiB text"
-    "c200_s16k_text|200|16384|text|off|200 conn × 16 KiB text"
-    "c500_s16k_text|500|16384|text|off|500 conn × 16 KiB text"
-    "c16_s1m_binary|16|1048576|binary|off|16 conn × 1 MiB binary"
-    "c100_s1k_deflate|100|1024|text|on|100 conn × 1 KiB text, permessage-deflate"
-)
 WORKLOADS=${WORKLOADS:-}
 # The workload whose throughput is compared with the memcpy-bound echo (echo_raw).
 CEILING_WORKLOAD=c16_s1m_binary
@@ -83,18 +78,6 @@ mkdir -p "$RUN_DIR"
 
 # ---------------------------------------------------------------------------
 # helpers
-
-server_bin() {
-    case $1 in
-        wsx) echo "$BIN_DIR/echo_wsx" ;;
-        tokio-tungstenite) echo "$BIN_DIR/echo_tungstenite" ;;
-        tokio-websockets) echo "$BIN_DIR/echo_tokio_websockets" ;;
-        fastwebsockets) echo "$BIN_DIR/echo_fastwebsockets" ;;
-        sockudo-ws) echo "$BIN_DIR/echo_sockudo" ;;
-        raw) echo "$BIN_DIR/echo_raw" ;;
-        *) return 1 ;;
-    esac
-}
 
 supports_deflate() { [[ " $DEFLATE_CAPABLE " == *" $1 "* ]]; }
 
@@ -231,13 +214,8 @@ section "machine"
 info "load average: $LOAD_BEFORE; pinning: $PINNING"
 printf '%s\n' "$OTHERS_BEFORE"
 
-selected_workloads=()
-for w in "${ALL_WORKLOADS[@]}"; do
-    id=${w%%|*}
-    if [[ -z "$WORKLOADS" || " $WORKLOADS " == *" $id "* ]]; then
-        selected_workloads+=("$w")
-    fi
-done
+select_workloads "$WORKLOADS"
+selected_workloads=("${SELECTED_WORKLOADS[@]}")
 
 section "throughput: ${#selected_workloads[@]} workloads × $ROUNDS rounds × ${DURATION}s"
 for w in "${selected_workloads[@]}"; do
@@ -416,6 +394,20 @@ ceiling_section() {
 ceiling=$(ceiling_section || true)
 if [[ -n "$ceiling" ]]; then
     printf '%s\n' "$ceiling" >>"$BENCH_DIR/RESULTS.md"
+fi
+
+# Where the servers' time goes (scripts/bench_profile.sh: user/kernel split, system calls per
+# message, perf samples), appended to RESULTS.md. PROFILE=0 skips it.
+if [[ "${PROFILE:-1}" == 1 ]]; then
+    section "profiles (scripts/bench_profile.sh)"
+    profile_md="$RUN_DIR/profile.md"
+    if NICE="$NICE" WORKLOADS="$WORKLOADS" OUT="$profile_md" \
+        bash "$ROOT_DIR/scripts/bench_profile.sh"; then
+        [[ "$QUICK" == 1 ]] || cp "$profile_md" "$BENCH_DIR/results/profile.md"
+        cat "$profile_md" >>"$BENCH_DIR/RESULTS.md"
+    else
+        warn "scripts/bench_profile.sh failed: RESULTS.md has no profile section"
+    fi
 fi
 
 # The STOMP broker benchmark (scripts/bench_stomp.sh: wsx serve on Redis against RabbitMQ),

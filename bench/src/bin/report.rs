@@ -119,12 +119,67 @@ impl Stat {
 struct Runs {
     msgs: Vec<f64>,
     cpu: Vec<f64>,
+    /// Fraction (0..1) of the server's CPU time in the measured window that was kernel time,
+    /// for the runs that recorded it (`server_kernel_share`; absent in older runs).
+    kernel_share: Vec<f64>,
     p50: Vec<f64>,
     p99: Vec<f64>,
     errors: u64,
     failed_runs: u32,
     first_error: Option<String>,
     compressed: Vec<f64>,
+}
+
+/// The benchmark issue's CPU target: wsx's server CPU per message at most this fraction of the
+/// best peer's (on the deflate workload, of sockudo-ws's: the only peer with deflate).
+const CPU_TARGET: f64 = 0.85;
+
+/// Splits a server CPU time per message into `(user, kernel)` nanoseconds by the kernel share
+/// (0..1, clamped) of that CPU time.
+fn split_cpu(cpu_ns: f64, kernel_share: f64) -> (f64, f64) {
+    let kernel = cpu_ns * kernel_share.clamp(0.0, 1.0);
+    (cpu_ns - kernel, kernel)
+}
+
+/// wsx's kernel time per message alone divided by the best peer's whole CPU time per message.
+/// Above [`CPU_TARGET`] the CPU target is out of reach with the same system calls, even with
+/// zero user time. `None` when the best peer's figure is not positive.
+fn kernel_alone_ratio(
+    wsx_cpu_ns: f64,
+    wsx_kernel_share: f64,
+    best_peer_cpu_ns: f64,
+) -> Option<f64> {
+    (best_peer_cpu_ns > 0.0).then(|| split_cpu(wsx_cpu_ns, wsx_kernel_share).1 / best_peer_cpu_ns)
+}
+
+/// The "target" cell of the summary: CPU per message at most [`CPU_TARGET`] × the best peer's,
+/// messages/s at least the best peer's; a missed target says what figure would meet it.
+fn target_cell(
+    wsx_cpu: Option<f64>,
+    best_cpu: Option<f64>,
+    wsx_msgs: Option<f64>,
+    best_msgs: Option<f64>,
+) -> String {
+    let cpu = match (wsx_cpu, best_cpu) {
+        (Some(w), Some(b)) if w <= CPU_TARGET * b => "CPU ✓".to_string(),
+        (Some(_), Some(b)) => format!("CPU ✗ (needs ≤ {})", fmt_ns(CPU_TARGET * b)),
+        _ => "CPU n/a".to_string(),
+    };
+    let msgs = match (wsx_msgs, best_msgs) {
+        (Some(w), Some(b)) if w >= b => "msg/s ✓".to_string(),
+        (Some(_), Some(b)) => format!("msg/s ✗ (needs ≥ {})", fmt_rate(b)),
+        _ => "msg/s n/a".to_string(),
+    };
+    format!("{cpu}, {msgs}")
+}
+
+/// Workload names for a sentence: each in bold, separated by semicolons (names hold commas).
+fn bold_list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("**{n}**"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn num(v: &Value, key: &str) -> Option<f64> {
@@ -359,6 +414,11 @@ fn main() -> Result<(), AnyError> {
                         if let Some(c) = cpu {
                             runs.cpu.push(c);
                         }
+                        let kernel_share =
+                            num(report, "server_kernel_share").filter(|k| (0.0..=1.0).contains(k));
+                        if let Some(k) = kernel_share {
+                            runs.kernel_share.push(k);
+                        }
                         if let Some(p) = num(&report["latency_us"], "p50") {
                             runs.p50.push(p);
                         }
@@ -374,9 +434,12 @@ fn main() -> Result<(), AnyError> {
                             runs.first_error = report["first_error"].as_str().map(String::from);
                         }
                         raw.push(format!(
-                            "{} msg/s, {}/msg{}",
+                            "{} msg/s, {}/msg{}{}",
                             fmt_rate(m),
                             cpu.map(fmt_ns).unwrap_or_else(|| "?".into()),
+                            kernel_share
+                                .map(|k| format!(" ({:.0} % kernel)", k * 100.0))
+                                .unwrap_or_default(),
                             if errors > 0 {
                                 format!(", {errors} errors")
                             } else {
@@ -518,11 +581,16 @@ fn main() -> Result<(), AnyError> {
     let _ = writeln!(
         md,
         "Ratios: messages/s of wsx ÷ the best peer's (above 1 = wsx ahead), and server CPU \
-         per message of the best peer ÷ wsx's (above 1 = wsx uses less).\n"
+         per message of the best peer ÷ wsx's (above 1 = wsx uses less). Targets, on every \
+         workload: wsx's server CPU per message at most {CPU_TARGET} × the best peer's (CPU \
+         ratio ≥ {:.2}; on the deflate workload the peer is sockudo-ws, the only one with \
+         permessage-deflate), and messages/s at least the best peer's (msg/s ratio ≥ 1.00). \
+         A missed target shows the figure that would meet it.\n",
+        1.0 / CPU_TARGET
     );
     let _ = writeln!(
         md,
-        "| workload | wsx msg/s | best peer (msg/s) | msg/s ratio | wsx CPU/msg | best peer (CPU/msg) | CPU ratio |\n|---|---|---|---|---|---|---|"
+        "| workload | wsx msg/s | best peer (msg/s) | msg/s ratio | wsx CPU/msg | best peer (CPU/msg) | CPU ratio | target |\n|---|---|---|---|---|---|---|---|"
     );
     for w in &meta.workloads {
         let stat = |s: &str, f: fn(&Runs) -> &Vec<f64>| {
@@ -545,7 +613,7 @@ fn main() -> Result<(), AnyError> {
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             w.name,
             cell(&wsx_m, fmt_rate),
             best_m
@@ -565,6 +633,12 @@ fn main() -> Result<(), AnyError> {
                 (Some(a), Some((_, b))) if a.median > 0.0 => format!("**{:.2}×**", b / a.median),
                 _ => "n/a".into(),
             },
+            target_cell(
+                wsx_c.as_ref().map(|s| s.median),
+                best_c.as_ref().map(|(_, v)| *v),
+                wsx_m.as_ref().map(|s| s.median),
+                best_m.as_ref().map(|(_, v)| *v),
+            ),
         );
     }
 
@@ -661,6 +735,116 @@ fn main() -> Result<(), AnyError> {
                     .unwrap_or_default(),
                 r.errors,
                 notes.join("; "),
+            );
+        }
+        let _ = writeln!(md);
+    }
+
+    // User and kernel time.
+    let _ = writeln!(
+        md,
+        "## Where the server's CPU goes: user space and kernel\n"
+    );
+    if thr.values().all(|r| r.kernel_share.is_empty()) {
+        let _ = writeln!(
+            md,
+            "The split of the server's CPU time into user and kernel time was not recorded in \
+             this run (no `server_kernel_share` in the `wsx bench` reports).\n"
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "Each cell: user + kernel time per message = the median server CPU per message \
+             split by the median kernel share of the server's CPU time (system time ÷ user + \
+             system time over the measured window, from `/proc/PID/stat`, clock-tick \
+             resolution), the kernel share in brackets. Last column: wsx's kernel time per \
+             message alone ÷ the best peer's whole CPU per message, against the {CPU_TARGET}× \
+             target.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| workload | {} | wsx kernel alone ÷ best peer's total |\n|---|{}---|",
+            meta.servers
+                .iter()
+                .map(|s| format!("{s}: user + kernel"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            "---|".repeat(meta.servers.len())
+        );
+        let median = |w: &Workload, s: &str, f: fn(&Runs) -> &Vec<f64>| {
+            thr.get(&(w.id.clone(), s.to_string()))
+                .and_then(|r| Stat::of(f(r)))
+                .map(|s| s.median)
+        };
+        let (mut out_of_reach, mut within) = (Vec::new(), Vec::new());
+        for w in &meta.workloads {
+            let run = servers_for(w);
+            let cells: Vec<String> = meta
+                .servers
+                .iter()
+                .map(|s| {
+                    if !run.contains(s) {
+                        return "—".to_string();
+                    }
+                    match (median(w, s, |r| &r.cpu), median(w, s, |r| &r.kernel_share)) {
+                        (Some(c), Some(k)) => {
+                            let (user, kernel) = split_cpu(c, k);
+                            format!("{} + {} ({:.0} %)", fmt_ns(user), fmt_ns(kernel), k * 100.0)
+                        }
+                        _ => "n/a".to_string(),
+                    }
+                })
+                .collect();
+            let best = run
+                .iter()
+                .filter(|s| *s != "wsx")
+                .filter_map(|p| median(w, p, |r| &r.cpu).map(|c| (p, c)))
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            let ratio = match (
+                median(w, "wsx", |r| &r.cpu),
+                median(w, "wsx", |r| &r.kernel_share),
+                best,
+            ) {
+                (Some(c), Some(k), Some((p, b))) => {
+                    kernel_alone_ratio(c, k, b).map(|r| (p.clone(), r))
+                }
+                _ => None,
+            };
+            let last = match &ratio {
+                Some((p, r)) if *r > CPU_TARGET => {
+                    out_of_reach.push(w.name.as_str());
+                    format!("**{r:.2}** > {CPU_TARGET} ({p})")
+                }
+                Some((p, r)) => {
+                    within.push(w.name.as_str());
+                    format!("{r:.2} ≤ {CPU_TARGET} ({p})")
+                }
+                None => "n/a".to_string(),
+            };
+            let _ = writeln!(md, "| {} | {} | {last} |", w.name, cells.join(" | "));
+        }
+        let _ = writeln!(
+            md,
+            "\nThe kernel part is the socket work: reading and writing the bytes through TCP \
+             over loopback and waking the client, the same system calls for every \
+             implementation."
+        );
+        if !out_of_reach.is_empty() {
+            let _ = writeln!(
+                md,
+                "Where the kernel time per message of wsx alone is above {CPU_TARGET} × the \
+                 best peer's whole CPU per message ({}), the {CPU_TARGET}× CPU target cannot \
+                 be reached by user-space work with the same system calls: even zero user \
+                 time would miss it.",
+                bold_list(&out_of_reach)
+            );
+        }
+        if !within.is_empty() {
+            let _ = writeln!(
+                md,
+                "Where it is within {CPU_TARGET} × the best peer's whole CPU per message ({}), \
+                 kernel time alone does not rule the target out.",
+                bold_list(&within)
             );
         }
         let _ = writeln!(md);
@@ -922,5 +1106,42 @@ mod tests {
         let v = lock_versions(lock);
         assert_eq!(v["sockudo-ws"], ["3.1.0"]);
         assert_eq!(v["base64"], ["0.21.7", "0.22.1"]);
+    }
+
+    #[test]
+    fn cpu_splits_into_user_and_kernel() {
+        let (user, kernel) = split_cpu(8000.0, 0.85);
+        assert!((user - 1200.0).abs() < 1e-9);
+        assert!((kernel - 6800.0).abs() < 1e-9);
+        assert_eq!(split_cpu(100.0, 1.5), (0.0, 100.0));
+        assert_eq!(split_cpu(100.0, -0.5), (100.0, 0.0));
+    }
+
+    #[test]
+    fn kernel_alone_against_the_best_peer() {
+        // wsx 8000 ns at 85 % kernel = 6800 ns of kernel time; best peer 7500 ns in all:
+        // 6800 / 7500 ≈ 0.907 > 0.85, out of reach even with zero user time.
+        let r = kernel_alone_ratio(8000.0, 0.85, 7500.0).unwrap();
+        assert!((r - 6800.0 / 7500.0).abs() < 1e-12);
+        assert!(r > CPU_TARGET);
+        // Half the time in the kernel leaves room.
+        assert!(kernel_alone_ratio(8000.0, 0.5, 7500.0).unwrap() < CPU_TARGET);
+        assert!(kernel_alone_ratio(8000.0, 0.85, 0.0).is_none());
+    }
+
+    #[test]
+    fn target_cell_says_what_would_meet_the_target() {
+        assert_eq!(
+            target_cell(Some(8000.0), Some(7800.0), Some(100e3), Some(90e3)),
+            "CPU ✗ (needs ≤ 6630 ns), msg/s ✓"
+        );
+        assert_eq!(
+            target_cell(Some(5000.0), Some(7800.0), Some(80e3), Some(92.5e3)),
+            "CPU ✓, msg/s ✗ (needs ≥ 92.5 k)"
+        );
+        assert_eq!(
+            target_cell(None, Some(7800.0), Some(1.0), None),
+            "CPU n/a, msg/s n/a"
+        );
     }
 }

@@ -333,6 +333,10 @@ fn bench(args: &BenchArgs) -> Result<Report, String> {
         client_cpu_ns_per_msg: per_message(self0, self1, messages),
         server_pid: args.server_pid,
         server_cpu_ns_per_msg: per_message(server0, server1, messages),
+        server_kernel_share: match (server0, server1) {
+            (Some(a), Some(b)) => cpu::kernel_share(a, b).map(|s| round(s, 3)),
+            _ => None,
+        },
     })
 }
 
@@ -556,7 +560,7 @@ mod tests {
 
     #[test]
     fn per_message_cpu() {
-        let t = |ns| Some(CpuTime { ns });
+        let t = |ns| Some(CpuTime { ns, ticks: None });
         assert_eq!(per_message(t(1000), t(5000), 4), Some(1000.0));
         assert_eq!(per_message(t(1000), t(5000), 0), None);
         assert_eq!(per_message(None, t(5000), 4), None);

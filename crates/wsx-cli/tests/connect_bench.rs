@@ -282,7 +282,8 @@ fn bench_measures_a_server_pid_and_fails_without_a_server() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(stdout.contains("msg/s"), "{stdout}");
-    assert!(stdout.contains(&format!("(pid {pid})")), "{stdout}");
+    // "(pid N)", or "(pid N, K % in the kernel)" once a clock tick fell in the window.
+    assert!(stdout.contains(&format!("(pid {pid}")), "{stdout}");
 
     // Nothing listens on a port we just released.
     let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -60,6 +60,9 @@ pub struct Report {
     pub server_pid: Option<u32>,
     /// That process's CPU time in the window divided by `messages`; `null` when unknown.
     pub server_cpu_ns_per_msg: Option<f64>,
+    /// The fraction (0 to 1) of that CPU time spent in the kernel (`stime` against `utime` in
+    /// `/proc/PID/stat`); `null` when unknown.
+    pub server_kernel_share: Option<f64>,
 }
 
 impl Report {
@@ -115,9 +118,13 @@ impl Report {
         );
         let _ = writeln!(s, "  client CPU  {}", per_msg(self.client_cpu_ns_per_msg));
         if let Some(pid) = self.server_pid {
+            let kernel = self
+                .server_kernel_share
+                .map(|k| format!(", {:.0} % in the kernel", k * 100.0))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "  server CPU  {} (pid {pid})",
+                "  server CPU  {} (pid {pid}{kernel})",
                 per_msg(self.server_cpu_ns_per_msg)
             );
         }
@@ -169,6 +176,7 @@ mod tests {
             client_cpu_ns_per_msg: Some(900.0),
             server_pid: None,
             server_cpu_ns_per_msg: None,
+            server_kernel_share: None,
         }
     }
 
@@ -193,6 +201,7 @@ mod tests {
             assert!(v["latency_us"][key].is_number(), "{key}");
         }
         assert!(v["server_cpu_ns_per_msg"].is_null());
+        assert!(v["server_kernel_share"].is_null());
     }
 
     #[test]
@@ -202,5 +211,18 @@ mod tests {
         assert!(t.contains("900 ns/msg"), "{t}");
         assert!(t.contains("12.3 ms"), "{t}");
         assert!(!t.contains("server CPU"), "{t}");
+    }
+
+    #[test]
+    fn text_shows_the_server_kernel_share() {
+        let mut r = report();
+        r.server_pid = Some(42);
+        r.server_cpu_ns_per_msg = Some(8000.0);
+        r.server_kernel_share = Some(0.834);
+        let t = r.to_text();
+        assert!(
+            t.contains("server CPU  8000 ns/msg (pid 42, 83 % in the kernel)"),
+            "{t}"
+        );
     }
 }
