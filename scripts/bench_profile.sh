@@ -5,8 +5,8 @@
 # scripts/bench.sh does, pinned the same way) and, during the run:
 #   - reads the split of the server's CPU time into user space and kernel (`wsx bench` reports
 #     it from /proc/PID/stat);
-#   - samples the server with `perf record` and lists its busiest functions, kernel and user;
-#   - counts the server's system calls with `perf stat` on the syscalls:sys_enter_* tracepoints.
+#   - counts the server's system calls with `perf stat` on the syscalls:sys_enter_* tracepoints;
+#   - in a second run, samples the server with `perf record` and lists its busiest functions.
 # It writes Markdown to OUT (bench/results/profile.md); scripts/bench.sh appends it to
 # bench/RESULTS.md. Without perf (or without tracepoints) the split is still written and the
 # parts perf would give say why they are missing.
@@ -39,11 +39,12 @@ WORKLOADS=${WORKLOADS:-}
 TOP=${TOP:-8}
 NICE=${NICE:-0}
 OUT=${OUT:-"$BENCH_DIR/results/profile.md"}
-# The run: warmup, then the samples, then the syscall count, then a margin.
+# Two runs per server and workload, each after WARMUP seconds: the first measures for
+# DURATION seconds with the system calls counted inside its window (the figures of the table),
+# the second is sampled by perf record for RECORD_SECS seconds.
 WARMUP=1
-STAT_SECS=2
+DURATION=4
 RECORD_SECS=2
-DURATION=7
 DEFLATE_CAPABLE="wsx sockudo-ws"
 # The system calls an echo server makes (tracepoints that do not exist here are dropped below).
 SYSCALLS="read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait
@@ -100,23 +101,34 @@ profile_one() {
     "${SERVER_PIN[@]}" "$bin" "${args[@]}" </dev/null >/dev/null 2>&1 &
     SERVER_PID=$!
     wait_port "$port" 10 "$SERVER_PID" || return 1
-    local bench_args=("ws://127.0.0.1:$port/" -c "$conns" -s "$size" "--$mode" -d "$DURATION"
-        -w "$WARMUP" --server-pid "$SERVER_PID" --json)
+    local bench_args=("ws://127.0.0.1:$port/" -c "$conns" -s "$size" "--$mode"
+        --server-pid "$SERVER_PID" --json)
     [[ "$comp" == on ]] && bench_args+=(--compression on)
-    "${CLIENT_PIN[@]}" "$WSX" bench "${bench_args[@]}" >"$WORK_DIR/bench.json" 2>/dev/null &
+    # Run 1: the figures, with the system calls counted inside the measured window (from
+    # 0.3 s after it starts to 0.3 s before it ends).
+    "${CLIENT_PIN[@]}" "$WSX" bench "${bench_args[@]}" -w "$WARMUP" -d "$DURATION" \
+        >"$WORK_DIR/bench.json" 2>/dev/null &
     local bench_pid=$!
-    sleep "$((WARMUP + 1))"
-    rm -f "$WORK_DIR/perf.data"
-    if [[ $HAVE_RECORD == 1 ]]; then
-        perf record -q -F 999 -p "$SERVER_PID" -o "$WORK_DIR/perf.data" \
-            -- sleep "$RECORD_SECS" >/dev/null 2>&1 || true
-    fi
     : >"$WORK_DIR/stat.csv"
+    local stat_secs
+    stat_secs=$(awk -v d="$DURATION" 'BEGIN { print d - 0.6 }')
     if [[ $HAVE_TRACE == 1 ]]; then
+        sleep "$(awk -v w="$WARMUP" 'BEGIN { print w + 0.3 }')"
         perf stat -x, -e "$SYSCALL_EVENTS" -p "$SERVER_PID" -o "$WORK_DIR/stat.csv" \
-            -- sleep "$STAT_SECS" >/dev/null 2>&1 || true
+            -- sleep "$stat_secs" >/dev/null 2>&1 || true
     fi
     wait "$bench_pid" || true
+    # Run 2: perf samples.
+    rm -f "$WORK_DIR/perf.data"
+    if [[ $HAVE_RECORD == 1 ]]; then
+        "${CLIENT_PIN[@]}" "$WSX" bench "${bench_args[@]}" -w "$WARMUP" \
+            -d "$((RECORD_SECS + 1))" >/dev/null 2>&1 &
+        bench_pid=$!
+        sleep "$(awk -v w="$WARMUP" 'BEGIN { print w + 0.5 }')"
+        perf record -q -F 999 -p "$SERVER_PID" -o "$WORK_DIR/perf.data" \
+            -- sleep "$RECORD_SECS" >/dev/null 2>&1 || true
+        wait "$bench_pid" || true
+    fi
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
@@ -130,10 +142,10 @@ profile_one() {
     cpu=$(jq -r '.server_cpu_ns_per_msg // empty' <<<"$report")
     share=$(jq -r '.server_kernel_share // empty' <<<"$report")
     # System calls per message: counts over the stat window ÷ the messages of that window
-    # (the run's rate × its length; a message is one echo, one frame each way).
+    # (the run's rate × the window's length; a message is one echo, one frame each way).
     local calls="n/a (no syscall tracepoints)"
     if [[ -s "$WORK_DIR/stat.csv" ]]; then
-        calls=$(awk -F, -v n="$(awk -v r="$rate" -v s="$STAT_SECS" 'BEGIN { print r * s }')" '
+        calls=$(awk -F, -v n="$(awk -v r="$rate" -v s="$stat_secs" 'BEGIN { print r * s }')" '
             $1 ~ /^[0-9]+$/ && $1 > 0 && $3 ~ /sys_enter_/ {
                 name = $3; sub(/.*sys_enter_/, "", name)
                 if (n > 0 && $1 / n >= 0.005) { printf "%s%s %.2f", sep, name, $1 / n; sep = ", " }
@@ -165,7 +177,7 @@ mkdir -p "$(dirname "$OUT")"
     echo
     echo "## Where the time goes: profiles"
     echo
-    echo "Written by \`scripts/bench_profile.sh\` ($(date -u +%FT%TZ)): each server under the same load as above, once, with \`perf\` attached (which costs the server some CPU: compare throughput and CPU with the tables above; these runs say what the time is spent on). *user* and *kernel* split the server's CPU time per message by \`utime\` and \`stime\` in \`/proc/PID/stat\`; system calls are counted per message (one echo) on the \`syscalls:sys_enter_*\` tracepoints; the busiest functions are from \`perf record\` samples of the server (\`[k]\` kernel, \`[.]\` user space)."
+    echo "Written by \`scripts/bench_profile.sh\` ($(date -u +%FT%TZ)): each server under the same load as above, once with its system calls counted (\`perf stat\`, which costs the server some CPU: compare throughput and CPU with the tables above; these runs say what the time is spent on) and once sampled (\`perf record\`). *user* and *kernel* split the server's CPU time per message by \`utime\` and \`stime\` in \`/proc/PID/stat\`; system calls are counted per message (one echo) on the \`syscalls:sys_enter_*\` tracepoints; the busiest functions are from \`perf record\` samples of the server (\`[k]\` kernel, \`[.]\` user space)."
     [[ $HAVE_TRACE == 1 ]] || echo ">
 > System calls were not counted: perf or its syscall tracepoints are not available here."
     [[ $HAVE_RECORD == 1 ]] || echo ">
