@@ -576,6 +576,20 @@ fn main() -> Result<(), AnyError> {
         meta.churn_s
     );
 
+    // One figure of one server on one workload, over its rounds.
+    let stat = |w: &Workload, s: &str, f: fn(&Runs) -> &Vec<f64>| {
+        thr.get(&(w.id.clone(), s.to_string()))
+            .and_then(|r| Stat::of(f(r)))
+    };
+    // The peer (not wsx) with the lowest median CPU per message on a workload, and that median.
+    let best_peer_cpu = |w: &Workload| {
+        servers_for(w)
+            .into_iter()
+            .filter(|s| s != "wsx")
+            .filter_map(|p| stat(w, &p, |r| &r.cpu).map(|s| (p, s.median)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    };
+
     // Summary.
     let _ = writeln!(md, "\n## Summary: wsx against the best peer\n");
     let _ = writeln!(
@@ -593,21 +607,14 @@ fn main() -> Result<(), AnyError> {
         "| workload | wsx msg/s | best peer (msg/s) | msg/s ratio | wsx CPU/msg | best peer (CPU/msg) | CPU ratio | target |\n|---|---|---|---|---|---|---|---|"
     );
     for w in &meta.workloads {
-        let stat = |s: &str, f: fn(&Runs) -> &Vec<f64>| {
-            thr.get(&(w.id.clone(), s.to_string()))
-                .and_then(|r| Stat::of(f(r)))
-        };
-        let wsx_m = stat("wsx", |r| &r.msgs);
-        let wsx_c = stat("wsx", |r| &r.cpu);
-        let peers: Vec<String> = servers_for(w).into_iter().filter(|s| s != "wsx").collect();
-        let best_m = peers
-            .iter()
-            .filter_map(|p| stat(p, |r| &r.msgs).map(|s| (p.clone(), s.median)))
+        let wsx_m = stat(w, "wsx", |r| &r.msgs);
+        let wsx_c = stat(w, "wsx", |r| &r.cpu);
+        let best_m = servers_for(w)
+            .into_iter()
+            .filter(|s| s != "wsx")
+            .filter_map(|p| stat(w, &p, |r| &r.msgs).map(|s| (p, s.median)))
             .max_by(|a, b| a.1.total_cmp(&b.1));
-        let best_c = peers
-            .iter()
-            .filter_map(|p| stat(p, |r| &r.cpu).map(|s| (p.clone(), s.median)))
-            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let best_c = best_peer_cpu(w);
         let cell = |s: &Option<Stat>, f: fn(f64) -> String| {
             s.as_ref().map(|s| f(s.median)).unwrap_or("n/a".into())
         };
@@ -771,11 +778,8 @@ fn main() -> Result<(), AnyError> {
                 .join(" | "),
             "---|".repeat(meta.servers.len())
         );
-        let median = |w: &Workload, s: &str, f: fn(&Runs) -> &Vec<f64>| {
-            thr.get(&(w.id.clone(), s.to_string()))
-                .and_then(|r| Stat::of(f(r)))
-                .map(|s| s.median)
-        };
+        let median =
+            |w: &Workload, s: &str, f: fn(&Runs) -> &Vec<f64>| stat(w, s, f).map(|s| s.median);
         let (mut out_of_reach, mut within) = (Vec::new(), Vec::new());
         for w in &meta.workloads {
             let run = servers_for(w);
@@ -795,19 +799,12 @@ fn main() -> Result<(), AnyError> {
                     }
                 })
                 .collect();
-            let best = run
-                .iter()
-                .filter(|s| *s != "wsx")
-                .filter_map(|p| median(w, p, |r| &r.cpu).map(|c| (p, c)))
-                .min_by(|a, b| a.1.total_cmp(&b.1));
             let ratio = match (
                 median(w, "wsx", |r| &r.cpu),
                 median(w, "wsx", |r| &r.kernel_share),
-                best,
+                best_peer_cpu(w),
             ) {
-                (Some(c), Some(k), Some((p, b))) => {
-                    kernel_alone_ratio(c, k, b).map(|r| (p.clone(), r))
-                }
+                (Some(c), Some(k), Some((p, b))) => kernel_alone_ratio(c, k, b).map(|r| (p, r)),
                 _ => None,
             };
             let last = match &ratio {
