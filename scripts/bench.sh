@@ -61,8 +61,6 @@ WARMUP=${WARMUP:-1}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 CHURN_CONCURRENCY=${CHURN_CONCURRENCY:-64}
 SERVERS=${SERVERS:-"wsx tokio-tungstenite tokio-websockets fastwebsockets sockudo-ws"}
-# Implementations that can negotiate permessage-deflate.
-DEFLATE_CAPABLE="wsx sockudo-ws"
 
 WORKLOADS=${WORKLOADS:-}
 # The workload whose throughput is compared with the memcpy-bound echo (echo_raw).
@@ -79,24 +77,11 @@ mkdir -p "$RUN_DIR"
 # ---------------------------------------------------------------------------
 # helpers
 
-supports_deflate() { [[ " $DEFLATE_CAPABLE " == *" $1 "* ]]; }
-
-# Pinning: the server on CPU 0, the client(s) on CPU 1.
-SERVER_PIN=()
-CLIENT_PIN=()
-PINNING="none (taskset missing or a single CPU)"
-if command -v taskset >/dev/null 2>&1 && (($(nproc) >= 2)); then
-    SERVER_PIN=(taskset -c 0)
-    CLIENT_PIN=(taskset -c 1)
-    PINNING="server on CPU 0, client on CPU 1 (taskset)"
-fi
-
+# Pinning: the server on CPU 0, the client(s) on CPU 1, at niceness NICE.
 NICE=${NICE:-0}
+echo_pinning "$NICE"
 AUTOGROUP_NICE=""
 if [[ "$NICE" != 0 ]]; then
-    SERVER_PIN=(nice -n "$NICE" "${SERVER_PIN[@]}")
-    CLIENT_PIN=(nice -n "$NICE" "${CLIENT_PIN[@]}")
-    PINNING="$PINNING; servers and clients at nice $NICE"
     # Against other sessions' work only the session's autogroup nice counts (restored on exit).
     if AUTOGROUP_NICE=$(autogroup_nice "$NICE"); then
         PINNING="$PINNING (and autogroup nice $NICE)"
@@ -215,10 +200,9 @@ info "load average: $LOAD_BEFORE; pinning: $PINNING"
 printf '%s\n' "$OTHERS_BEFORE"
 
 select_workloads "$WORKLOADS"
-selected_workloads=("${SELECTED_WORKLOADS[@]}")
 
-section "throughput: ${#selected_workloads[@]} workloads × $ROUNDS rounds × ${DURATION}s"
-for w in "${selected_workloads[@]}"; do
+section "throughput: ${#SELECTED_WORKLOADS[@]} workloads × $ROUNDS rounds × ${DURATION}s"
+for w in "${SELECTED_WORKLOADS[@]}"; do
     IFS='|' read -r id conns size mode comp title <<<"$w"
     servers=()
     for s in $SERVERS; do
@@ -326,7 +310,7 @@ done
 # report
 
 section "report"
-workloads_json=$(for w in "${selected_workloads[@]}"; do
+workloads_json=$(for w in "${SELECTED_WORKLOADS[@]}"; do
     IFS='|' read -r id conns size mode comp title <<<"$w"
     jq -c -n --arg id "$id" --arg name "$title" --argjson c "$conns" --argjson s "$size" \
         --arg m "$mode" --argjson comp "$([[ "$comp" == on ]] && echo true || echo false)" \

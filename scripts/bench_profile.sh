@@ -45,7 +45,6 @@ OUT=${OUT:-"$BENCH_DIR/results/profile.md"}
 WARMUP=1
 DURATION=4
 RECORD_SECS=2
-DEFLATE_CAPABLE="wsx sockudo-ws"
 # The system calls an echo server makes (tracepoints that do not exist here are dropped below).
 SYSCALLS="read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait
 epoll_pwait2 epoll_ctl io_uring_enter futex sched_yield accept4 close setsockopt shutdown mmap
@@ -59,16 +58,7 @@ on_exit() {
 }
 trap on_exit EXIT
 
-SERVER_PIN=()
-CLIENT_PIN=()
-if command -v taskset >/dev/null 2>&1 && (($(nproc) >= 2)); then
-    SERVER_PIN=(taskset -c 0)
-    CLIENT_PIN=(taskset -c 1)
-fi
-if [[ "$NICE" != 0 ]]; then
-    SERVER_PIN=(nice -n "$NICE" "${SERVER_PIN[@]}")
-    CLIENT_PIN=(nice -n "$NICE" "${CLIENT_PIN[@]}")
-fi
+echo_pinning "$NICE"
 
 # What perf can do here: sampling (needs perf_event_paranoid <= 1 or root) and the syscall
 # tracepoints (need tracefs, mounted here if it is not).
@@ -88,10 +78,9 @@ done | paste -sd, -)
 [[ -n "$SYSCALL_EVENTS" ]] || HAVE_TRACE=0
 
 select_workloads "$WORKLOADS"
-selected=("${SELECTED_WORKLOADS[@]}")
 
-# profile_one SERVER CONNS SIZE MODE COMPRESSION: one run; prints a table row and leaves the
-# top functions in $WORK_DIR/top.txt.
+# profile_one SERVER CONNS SIZE MODE COMPRESSION: the two runs of one server on one workload;
+# prints the table row and leaves the busiest functions in $WORK_DIR/top-SERVER.txt.
 profile_one() {
     local server=$1 conns=$2 size=$3 mode=$4 comp=$5 bin port args=() report
     bin=$(server_bin "$server")
@@ -184,7 +173,7 @@ mkdir -p "$(dirname "$OUT")"
 > No samples: \`perf record\` does not work here (perf missing or perf_event_paranoid too high)."
 } >"$WORK_DIR/out.md"
 
-for w in "${selected[@]}"; do
+for w in "${SELECTED_WORKLOADS[@]}"; do
     IFS='|' read -r id conns size mode comp title <<<"$w"
     info "profile: $title"
     {
@@ -196,7 +185,7 @@ for w in "${selected[@]}"; do
     } >>"$WORK_DIR/out.md"
     servers=()
     for s in $PROFILE_SERVERS; do
-        [[ "$comp" == on && " $DEFLATE_CAPABLE " != *" $s "* ]] && continue
+        [[ "$comp" == on ]] && ! supports_deflate "$s" && continue
         servers+=("$s")
         profile_one "$s" "$conns" "$size" "$mode" "$comp" >>"$WORK_DIR/out.md" ||
             echo "| $s | did not start | | | | |" >>"$WORK_DIR/out.md"

@@ -1,6 +1,7 @@
 # scripts/lib/bench.sh: what scripts/bench.sh and scripts/bench_profile.sh share: the echo
-# workloads and where each implementation's echo server binary is. Sourced, not run; expects
-# BIN_DIR (bench/target/release).
+# workloads, where each implementation's echo server binary is, which of them do
+# permessage-deflate, and how servers and clients are pinned. Sourced, not run; expects BIN_DIR
+# (bench/target/release).
 
 # id | connections | payload bytes | text/binary | compression | title
 ALL_WORKLOADS=(
@@ -38,3 +39,27 @@ server_bin() {
     esac
 }
 
+# Implementations that can negotiate permessage-deflate.
+DEFLATE_CAPABLE="wsx sockudo-ws"
+
+# supports_deflate NAME: whether the implementation can negotiate permessage-deflate.
+supports_deflate() { [[ " $DEFLATE_CAPABLE " == *" $1 "* ]]; }
+
+# echo_pinning NICE: the echo server on CPU 0 and its load client on CPU 1 (with taskset, when
+# there are two CPUs or more), both at niceness NICE (0: unchanged). Sets SERVER_PIN and
+# CLIENT_PIN (command prefixes) and PINNING (what was done, for the report).
+echo_pinning() {
+    SERVER_PIN=()
+    CLIENT_PIN=()
+    PINNING="none (taskset missing or a single CPU)"
+    if command -v taskset >/dev/null 2>&1 && (($(nproc) >= 2)); then
+        SERVER_PIN=(taskset -c 0)
+        CLIENT_PIN=(taskset -c 1)
+        PINNING="server on CPU 0, client on CPU 1 (taskset)"
+    fi
+    if [[ "$1" != 0 ]]; then
+        SERVER_PIN=(nice -n "$1" "${SERVER_PIN[@]}")
+        CLIENT_PIN=(nice -n "$1" "${CLIENT_PIN[@]}")
+        PINNING="$PINNING; servers and clients at nice $1"
+    fi
+}
