@@ -164,6 +164,11 @@ impl Decoder {
                         limit: limits.max_header_line,
                     });
                 }
+                if self.buf.len() > limits.max_header_bytes {
+                    return Err(Error::HeadersTooBig {
+                        limit: limits.max_header_bytes,
+                    });
+                }
                 if self.buf.len() > limits.max_frame_size {
                     return Err(Error::FrameTooBig {
                         limit: limits.max_frame_size,
@@ -192,6 +197,11 @@ impl Decoder {
                 continue;
             };
             if !line.is_empty() {
+                if *scanned > limits.max_header_bytes {
+                    return Err(Error::HeadersTooBig {
+                        limit: limits.max_header_bytes,
+                    });
+                }
                 *headers += 1;
                 if *headers > limits.max_headers {
                     return Err(Error::TooManyHeaders {
