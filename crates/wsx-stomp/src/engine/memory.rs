@@ -35,15 +35,6 @@ use crate::destination::{Destination, DestinationKind};
 use crate::message::{Message, MessageId, Publish};
 use crate::selector::Selector;
 
-/// Default of [`MemoryEngine::with_max_destinations`].
-pub const DEFAULT_MAX_DESTINATIONS: usize = 100_000;
-/// Default of [`MemoryEngine::with_max_queue_bytes`]: 64 MiB.
-pub const DEFAULT_MAX_QUEUE_BYTES: usize = 64 << 20;
-/// Default of [`MemoryEngine::with_max_bytes`]: 512 MiB.
-pub const DEFAULT_MAX_BYTES: usize = 512 << 20;
-/// Default of [`MemoryEngine::with_max_queue_depth`].
-pub const DEFAULT_MAX_QUEUE_DEPTH: usize = 10_000;
-
 /// What one queue holds: messages waiting or delivered and not acknowledged.
 #[derive(Debug, Default, Clone, Copy)]
 struct QueueHeld {
@@ -75,16 +66,25 @@ impl Default for MemoryEngine {
 }
 
 impl MemoryEngine {
-    /// An empty engine with the default budgets: [`DEFAULT_MAX_DESTINATIONS`] queues and
-    /// topics, [`DEFAULT_MAX_QUEUE_DEPTH`] messages and [`DEFAULT_MAX_QUEUE_BYTES`] per queue,
-    /// [`DEFAULT_MAX_BYTES`] in all queues.
+    /// Default of [`MemoryEngine::with_max_destinations`].
+    pub const DEFAULT_MAX_DESTINATIONS: usize = 100_000;
+    /// Default of [`MemoryEngine::with_max_queue_bytes`]: 64 MiB.
+    pub const DEFAULT_MAX_QUEUE_BYTES: usize = 64 << 20;
+    /// Default of [`MemoryEngine::with_max_bytes`]: 256 MiB.
+    pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+    /// Default of [`MemoryEngine::with_max_queue_depth`].
+    pub const DEFAULT_MAX_QUEUE_DEPTH: usize = 10_000;
+
+    /// An empty engine with the default budgets: [`Self::DEFAULT_MAX_DESTINATIONS`] queues and
+    /// topics, [`Self::DEFAULT_MAX_QUEUE_DEPTH`] messages and [`Self::DEFAULT_MAX_QUEUE_BYTES`]
+    /// per queue, [`Self::DEFAULT_MAX_BYTES`] in all queues.
     pub fn new() -> Self {
         MemoryEngine {
             next_id: 0,
-            max_queue_depth: DEFAULT_MAX_QUEUE_DEPTH,
-            max_destinations: DEFAULT_MAX_DESTINATIONS,
-            max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
-            max_bytes: DEFAULT_MAX_BYTES,
+            max_queue_depth: Self::DEFAULT_MAX_QUEUE_DEPTH,
+            max_destinations: Self::DEFAULT_MAX_DESTINATIONS,
+            max_queue_bytes: Self::DEFAULT_MAX_QUEUE_BYTES,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
             dropped: 0,
             set: ConsumerSet::new(),
             held: HashMap::new(),
