@@ -191,17 +191,17 @@ impl Decoder {
                     limit: limits.max_frame_size,
                 });
             }
+            if *scanned > limits.max_header_bytes {
+                return Err(Error::HeadersTooBig {
+                    limit: limits.max_header_bytes,
+                });
+            }
             let Some(cmd) = *command else {
                 let cmd = Command::parse(line).ok_or_else(|| Error::UnknownCommand(quote(line)))?;
                 *command = Some(cmd);
                 continue;
             };
             if !line.is_empty() {
-                if *scanned > limits.max_header_bytes {
-                    return Err(Error::HeadersTooBig {
-                        limit: limits.max_header_bytes,
-                    });
-                }
                 *headers += 1;
                 if *headers > limits.max_headers {
                     return Err(Error::TooManyHeaders {

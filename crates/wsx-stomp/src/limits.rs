@@ -16,9 +16,13 @@ pub struct Limits {
     /// Default 8 KiB (room for a large JWT in a CONNECT header).
     pub max_header_line: usize,
     /// The most bytes of the command and header lines of one frame together (escaped, line
-    /// endings included). Default 16 KiB: a CONNECT with a large token fits, and SEND headers
+    /// endings and the blank line ending the headers included). Default 16 KiB: a CONNECT with a large token fits, and SEND headers
     /// — stored with the message and passed on to every subscriber — have no need of more
-    /// (the body is for data). Crossing it fails with [`crate::Error::HeadersTooBig`].
+    /// (the body is for data). Crossing it fails with [`crate::Error::HeadersTooBig`]. A
+    /// MESSAGE carries the SEND's headers plus a few of the server's (`subscription`,
+    /// `message-id`, `ack`: under 1 KiB with the session's default
+    /// [`crate::SessionConfig::max_name_len`]), so a client decoding MESSAGE frames should
+    /// allow 1 KiB more than the server does.
     pub max_header_bytes: usize,
     /// The largest body in bytes. Default 1 MiB.
     pub max_body_size: usize,
