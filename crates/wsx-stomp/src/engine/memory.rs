@@ -247,7 +247,8 @@ impl Engine for MemoryEngine {
         max_unacked: Option<usize>,
         out: &mut Vec<Delivery>,
     ) {
-        // Never fails without a selector.
+        // Only the destination limit can refuse (it then stays unsubscribed); sessions call
+        // `subscribe_with_selector`, which reports it.
         let _ = self.subscribe_with_selector(key, destination, max_unacked, None, out);
     }
 
