@@ -496,6 +496,34 @@ async fn token_in_passcode_or_url_query() {
     client.disconnect().await;
 }
 
+/// Issue 12: a client-supplied `user-id` reached subscribers unchanged. Now a SEND's
+/// `user-id` is the token's subject, and an anonymous client's is removed.
+#[tokio::test]
+async fn subscribers_never_see_a_forged_user_id() {
+    let server = Server::with_jwt(&[]);
+    let mut reader = Client::connect(&server, &full_token("reader")).await;
+    reader.subscribe("s", "/topic/who", "auto").await;
+    let mut alice = Client::connect(&server, &full_token("alice")).await;
+    alice
+        .publish("/topic/who", "one", &[("user-id", "bob")])
+        .await;
+    let message = reader.expect(Command::Message).await;
+    assert_eq!(
+        message.headers.get_all("user-id").collect::<Vec<_>>(),
+        ["alice"]
+    );
+
+    let anonymous = Server::start(&[]);
+    let mut reader = Client::connect_anonymous(&anonymous, "reader").await;
+    reader.subscribe("s", "/topic/who", "auto").await;
+    let mut mallory = Client::connect_anonymous(&anonymous, "alice").await;
+    mallory
+        .publish("/topic/who", "two", &[("user-id", "alice")])
+        .await;
+    let message = reader.expect(Command::Message).await;
+    assert_eq!(message.header("user-id"), None);
+}
+
 #[tokio::test]
 async fn rs256_tokens_with_a_public_key() {
     let dir = std::env::temp_dir().join(format!("wsx-stomp-test-{}", std::process::id()));

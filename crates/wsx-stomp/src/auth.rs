@@ -86,10 +86,20 @@ impl ConnectRequest<'_> {
 }
 
 /// An authenticated client and the destinations it may use.
+///
+/// Its name is the `user-id` of CONNECTED. A [`Principal::verified`] one (the default: the
+/// authenticator checked who the client is, a JWT's subject say) also signs what the client
+/// publishes: the session replaces any `user-id` header of a SEND with its name, so subscribers
+/// see who sent a message and no client can claim to be another. An unverified one
+/// ([`AllowAll`]'s, whose name is whatever `login` the client gave) signs nothing: the
+/// session removes a SEND's `user-id` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// A name for logs (the `user-id` of the session).
     pub name: String,
+    /// Whether the authenticator vouches for `name`; only then is it stamped on the messages
+    /// the client publishes (as `user-id`).
+    pub verified: bool,
     /// Patterns of destinations it may SUBSCRIBE to.
     pub subscribe: Vec<DestinationPattern>,
     /// Patterns of destinations it may SEND to.
@@ -97,10 +107,11 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// A principal allowed nothing yet.
+    /// A verified principal allowed nothing yet.
     pub fn new(name: impl Into<String>) -> Self {
         Principal {
             name: name.into(),
+            verified: true,
             subscribe: Vec::new(),
             send: Vec::new(),
         }
@@ -109,6 +120,18 @@ impl Principal {
     /// A principal allowed every destination.
     pub fn allow_all(name: impl Into<String>) -> Self {
         Principal::new(name).allow_subscribe("**").allow_send("**")
+    }
+
+    /// The same principal, its name not vouched for (a login nobody checked): its messages
+    /// carry no `user-id`.
+    pub fn unverified(mut self) -> Self {
+        self.verified = false;
+        self
+    }
+
+    /// The `user-id` to stamp on what it publishes: its name if verified.
+    pub fn user_id(&self) -> Option<&str> {
+        self.verified.then_some(self.name.as_str())
     }
 
     /// Also allow subscribing to destinations matching `pattern`.
@@ -176,12 +199,13 @@ where
     }
 }
 
-/// Lets everyone in, allowed every destination (principal name: the login, or `anonymous`).
+/// Lets everyone in, allowed every destination (principal name: the login, or `anonymous`,
+/// [unverified](Principal::unverified): their SENDs carry no `user-id`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllowAll;
 
 impl Authenticator for AllowAll {
     fn authenticate(&self, request: &ConnectRequest<'_>) -> Result<Principal, Refusal> {
-        Ok(Principal::allow_all(request.login.unwrap_or("anonymous")))
+        Ok(Principal::allow_all(request.login.unwrap_or("anonymous")).unverified())
     }
 }

@@ -164,6 +164,11 @@ impl Decoder {
                         limit: limits.max_header_line,
                     });
                 }
+                if self.buf.len() > limits.max_header_bytes {
+                    return Err(Error::HeadersTooBig {
+                        limit: limits.max_header_bytes,
+                    });
+                }
                 if self.buf.len() > limits.max_frame_size {
                     return Err(Error::FrameTooBig {
                         limit: limits.max_frame_size,
@@ -184,6 +189,11 @@ impl Decoder {
             if *scanned > limits.max_frame_size {
                 return Err(Error::FrameTooBig {
                     limit: limits.max_frame_size,
+                });
+            }
+            if *scanned > limits.max_header_bytes {
+                return Err(Error::HeadersTooBig {
+                    limit: limits.max_header_bytes,
                 });
             }
             let Some(cmd) = *command else {

@@ -32,6 +32,12 @@ pub enum Error {
         /// The configured limit ([`crate::Limits::max_header_line`]).
         limit: usize,
     },
+    /// The command and header lines of a frame together were longer than the limit.
+    #[error("frame headers exceed the limit of {limit} bytes")]
+    HeadersTooBig {
+        /// The configured limit ([`crate::Limits::max_header_bytes`]).
+        limit: usize,
+    },
     /// A body was larger than the limit (announced by `content-length` or reached while
     /// looking for the terminating NUL).
     #[error("body of at least {size} bytes exceeds the limit of {limit} bytes")]
@@ -72,6 +78,13 @@ pub enum Error {
     /// the destination is at its length limit. The session answers with an ERROR.
     #[error("message refused: {0}")]
     Refused(String),
+    /// The engine already has as many destinations (queues and topics) as it may: a SUBSCRIBE
+    /// or SEND that would add one is turned down (the session answers with an ERROR).
+    #[error("the broker's limit of {limit} destinations (queues and topics) is reached")]
+    DestinationLimit {
+        /// The engine's limit (`MemoryEngine::with_max_destinations`).
+        limit: usize,
+    },
     /// The `selector` header of a SUBSCRIBE is not a valid [`crate::Selector`]: the text says
     /// what is wrong and where.
     #[error("invalid selector {0}")]
@@ -81,16 +94,35 @@ pub enum Error {
     Unsupported(String),
 }
 
-/// Shorten peer-controlled text quoted in an error to at most 64 bytes, on a char boundary.
+/// Shorten peer-controlled text quoted in an error to at most 64 bytes, on a char boundary,
+/// with control characters escaped (`\n`, `\u{1b}`): error texts reach ERROR frames and logs.
 pub(crate) fn quote(bytes: &[u8]) -> String {
     const MAX: usize = 64;
     let text = String::from_utf8_lossy(bytes);
     if text.len() <= MAX {
-        return text.into_owned();
+        return escape_controls(&text);
     }
     let mut end = MAX;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &text[..end])
+    format!("{}…", escape_controls(&text[..end]))
+}
+
+/// `text` with its control characters escaped the way `str::escape_debug` does (`\n`,
+/// `\u{1b}`), everything else (quotes, non-ASCII letters) as is: for peer-controlled text in
+/// error messages, which reach ERROR frames and log lines.
+pub(crate) fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_debug());
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
 }

@@ -13,8 +13,17 @@ pub struct Limits {
     /// The most headers in one frame. Default 64.
     pub max_headers: usize,
     /// The longest command or header line in bytes (escaped, without line ending).
-    /// Default 8 KiB.
+    /// Default 8 KiB (room for a large JWT in a CONNECT header).
     pub max_header_line: usize,
+    /// The most bytes of the command and header lines of one frame together (escaped, line
+    /// endings and the blank line ending the headers included). Default 16 KiB: a CONNECT with a large token fits, and SEND headers
+    /// — stored with the message and passed on to every subscriber — have no need of more
+    /// (the body is for data). Crossing it fails with [`crate::Error::HeadersTooBig`]. A
+    /// MESSAGE carries the SEND's headers plus a few of the server's (`subscription`,
+    /// `message-id`, `ack`: under 1 KiB with the session's default
+    /// [`crate::SessionConfig::max_name_len`]), so a client decoding MESSAGE frames should
+    /// allow 1 KiB more than the server does.
+    pub max_header_bytes: usize,
     /// The largest body in bytes. Default 1 MiB.
     pub max_body_size: usize,
 }
@@ -25,6 +34,7 @@ impl Default for Limits {
             max_frame_size: (1 << 20) + (64 << 10),
             max_headers: 64,
             max_header_line: 8 << 10,
+            max_header_bytes: 16 << 10,
             max_body_size: 1 << 20,
         }
     }
@@ -46,6 +56,12 @@ impl Limits {
     /// Set the longest header line.
     pub fn max_header_line(mut self, bytes: usize) -> Self {
         self.max_header_line = bytes;
+        self
+    }
+
+    /// Set the most bytes of the command and header lines of one frame.
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_bytes = bytes;
         self
     }
 

@@ -66,6 +66,10 @@ pub struct Publish {
 }
 
 impl Publish {
+    /// What every message costs to hold beyond its text (allocations, ids, bookkeeping),
+    /// counted by [`Publish::size`] so that budgets see empty messages too.
+    pub const OVERHEAD: usize = 128;
+
     /// A message for `destination`; [`RESERVED_HEADERS`] are removed from `headers`.
     pub fn new(destination: Destination, mut headers: Headers, body: Bytes) -> Self {
         headers.retain(|name, _| !RESERVED_HEADERS.contains(&name));
@@ -74,6 +78,18 @@ impl Publish {
             headers,
             body,
         }
+    }
+
+    /// The bytes the message holds, as budgets count them (transactions, queues): the
+    /// destination, every header (name, value and 2 for the colon and newline), the body, and
+    /// [`Publish::OVERHEAD`].
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 2)
+            .sum();
+        Self::OVERHEAD + self.destination.as_str().len() + headers + self.body.len()
     }
 }
 
@@ -114,6 +130,11 @@ impl Message {
     /// The body.
     pub fn body(&self) -> &Bytes {
         &self.publish.body
+    }
+
+    /// The bytes it holds, as budgets count them ([`Publish::size`]).
+    pub fn size(&self) -> usize {
+        self.publish.size()
     }
 
     /// The shared part of the MESSAGE frame for `version`, encoded on first use. Headers the

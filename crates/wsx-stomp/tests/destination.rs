@@ -3,8 +3,8 @@
 use bytes::Bytes;
 use wsx_stomp::engine::Engine;
 use wsx_stomp::{
-    ConnId, Destination, DestinationKind, DestinationPattern, Headers, MemoryEngine, Publish,
-    SubscriberKey,
+    ConnId, Destination, DestinationKind, DestinationPattern, Error, Headers, MemoryEngine,
+    Publish, SubscriberKey,
 };
 
 #[test]
@@ -97,22 +97,165 @@ fn memory_engine_is_deterministic_round_robin() {
     assert_eq!(conns, [2, 3]);
 }
 
+fn dest(s: &str) -> Destination {
+    Destination::parse(s).unwrap()
+}
+
+fn refusal(result: Result<(), Error>) -> String {
+    match result {
+        Err(Error::Refused(text)) => text,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
 #[test]
-fn memory_engine_drops_the_oldest_message_of_a_full_queue() {
+fn memory_engine_refuses_a_send_to_a_full_queue() {
     let mut engine = MemoryEngine::new().with_max_queue_depth(2);
     let mut out = Vec::new();
-    for body in ["a", "b", "c"] {
-        engine.publish(publish("/queue/full", body), &mut out);
+    for body in ["a", "b"] {
+        engine
+            .try_publish(publish("/queue/full", body), &mut out)
+            .unwrap();
     }
+    let text = refusal(engine.try_publish(publish("/queue/full", "c"), &mut out));
+    assert!(
+        text.contains("/queue/full is full") && text.contains("2 messages"),
+        "{text}"
+    );
+    // Nothing was dropped: the consumer gets the two accepted messages.
     assert_eq!(engine.queue_depth("/queue/full"), 2);
-    assert_eq!(engine.dropped(), 1);
     let key = SubscriberKey::new(ConnId(1), "s");
+    engine.subscribe(key, &dest("/queue/full"), None, &mut out);
+    let bodies: Vec<&[u8]> = out.iter().map(|d| &d.message.body()[..]).collect();
+    assert_eq!(bodies, [&b"a"[..], b"b"]);
+    // The infallible `publish` counts what a budget turns down.
+    engine.publish(publish("/queue/other", "d"), &mut out);
+    assert_eq!(engine.dropped(), 0);
+}
+
+#[test]
+fn memory_engine_queue_byte_budget_counts_unacked_messages_until_acked() {
+    let size = publish("/queue/q", "0123456789").size();
+    let mut engine = MemoryEngine::new().with_max_queue_bytes(3 * size);
+    let mut out = Vec::new();
+    let key = SubscriberKey::new(ConnId(1), "s");
+    // A client-ack consumer with a window of 2: what it holds unacknowledged still counts.
+    engine.subscribe(key.clone(), &dest("/queue/q"), Some(2), &mut out);
+    for _ in 0..3 {
+        engine
+            .try_publish(publish("/queue/q", "0123456789"), &mut out)
+            .unwrap();
+    }
+    assert_eq!(out.len(), 2);
+    assert_eq!(engine.queue_bytes("/queue/q"), 3 * size);
+    assert_eq!(engine.held_bytes(), 3 * size);
+    let text = refusal(engine.try_publish(publish("/queue/q", "0123456789"), &mut out));
+    assert!(
+        text.contains("/queue/q is full") && text.contains("limit per queue"),
+        "{text}"
+    );
+    // Another queue is not affected.
+    engine
+        .try_publish(publish("/queue/other", "0123456789"), &mut out)
+        .unwrap();
+    // An ACK frees the bytes (the third message moves into the window).
+    let ids = [out[0].message.id().clone()];
+    out.clear();
+    engine.ack(&key, &ids, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(engine.queue_bytes("/queue/q"), 2 * size);
+    engine
+        .try_publish(publish("/queue/q", "0123456789"), &mut out)
+        .unwrap();
+    // An auto consumer takes everything: nothing is held any more.
+    engine.unsubscribe(&key, &mut out);
     engine.subscribe(
-        key,
-        &Destination::parse("/queue/full").unwrap(),
+        SubscriberKey::new(ConnId(2), "a"),
+        &dest("/queue/q"),
         None,
         &mut out,
     );
-    let bodies: Vec<&[u8]> = out.iter().map(|d| &d.message.body()[..]).collect();
-    assert_eq!(bodies, [&b"b"[..], b"c"]);
+    assert_eq!(engine.queue_bytes("/queue/q"), 0);
+    let other = publish("/queue/other", "0123456789").size();
+    assert_eq!(
+        engine.held_bytes(),
+        other,
+        "/queue/other still holds its message"
+    );
+}
+
+#[test]
+fn memory_engine_broker_byte_budget_spans_queues() {
+    let size = publish("/queue/a", "x").size();
+    let mut engine = MemoryEngine::new().with_max_bytes(2 * size);
+    let mut out = Vec::new();
+    engine
+        .try_publish(publish("/queue/a", "x"), &mut out)
+        .unwrap();
+    engine
+        .try_publish(publish("/queue/b", "x"), &mut out)
+        .unwrap();
+    let text = refusal(engine.try_publish(publish("/queue/c", "x"), &mut out));
+    assert!(
+        text.contains("the broker is full") && text.contains("all queues"),
+        "{text}"
+    );
+    // Topics keep nothing, so they are not refused.
+    engine
+        .try_publish(publish("/topic/t", "x"), &mut out)
+        .unwrap();
+    assert_eq!(engine.held_bytes(), 2 * size);
+}
+
+#[test]
+fn memory_engine_caps_destinations_and_forgets_empty_ones() {
+    let mut engine = MemoryEngine::new().with_max_destinations(2);
+    let mut out = Vec::new();
+    let t = SubscriberKey::new(ConnId(1), "t");
+    engine
+        .subscribe_with_selector(t.clone(), &dest("/topic/t"), None, None, &mut out)
+        .unwrap();
+    engine
+        .try_publish(publish("/queue/a", "x"), &mut out)
+        .unwrap();
+    assert_eq!(engine.destination_count(), 2);
+    // A third destination, by SUBSCRIBE or by SEND to a queue, is refused.
+    let refused = engine.subscribe_with_selector(
+        SubscriberKey::new(ConnId(1), "u"),
+        &dest("/topic/u"),
+        None,
+        None,
+        &mut out,
+    );
+    assert_eq!(refused, Err(Error::DestinationLimit { limit: 2 }));
+    let text = refusal(engine.try_publish(publish("/queue/b", "x"), &mut out));
+    assert!(text.contains("limit of 2 destinations"), "{text}");
+    // Existing ones still work; a SEND to a topic nobody listens to creates nothing.
+    engine
+        .try_publish(publish("/queue/a", "y"), &mut out)
+        .unwrap();
+    engine
+        .try_publish(publish("/topic/nobody", "x"), &mut out)
+        .unwrap();
+    let second = SubscriberKey::new(ConnId(2), "t");
+    engine
+        .subscribe_with_selector(second.clone(), &dest("/topic/t"), None, None, &mut out)
+        .unwrap();
+    // Empty destinations are forgotten at once: the topic without subscribers, the queue
+    // once drained by an auto consumer that then leaves.
+    engine.unsubscribe(&t, &mut out);
+    engine.unsubscribe(&second, &mut out);
+    let drain = SubscriberKey::new(ConnId(3), "q");
+    engine.subscribe(drain.clone(), &dest("/queue/a"), None, &mut out);
+    engine.unsubscribe(&drain, &mut out);
+    assert_eq!(engine.destination_count(), 0);
+    assert_eq!(engine.held_bytes(), 0);
+    // So new names fit again.
+    engine
+        .try_publish(publish("/queue/b", "x"), &mut out)
+        .unwrap();
+    engine
+        .try_publish(publish("/queue/c", "x"), &mut out)
+        .unwrap();
+    assert_eq!(engine.destination_count(), 2);
 }

@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 use wsx::{DeflateConfig, WebSocketConfig};
+use wsx_stomp::MemoryEngine;
 
 use metrics::Metrics;
 use room::{RoomSettings, Rooms};
@@ -142,6 +143,23 @@ pub struct ServeArgs {
     /// The most subscriptions one STOMP connection may hold.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub stomp_max_subscriptions: usize,
+    /// The most queues and topics the in-memory broker keeps at once (a topic exists while it
+    /// has subscribers, a queue while it has consumers or messages); a SUBSCRIBE or SEND that
+    /// would add one more gets an ERROR frame naming the limit.
+    #[arg(long, value_name = "N", default_value_t = MemoryEngine::DEFAULT_MAX_DESTINATIONS as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub stomp_max_destinations: u64,
+    /// The most bytes one queue of the in-memory broker holds (messages waiting, or delivered
+    /// and not acknowledged; headers and body counted); a SEND that would cross it gets an
+    /// ERROR frame naming the limit.
+    #[arg(long, value_name = "BYTES", default_value_t = MemoryEngine::DEFAULT_MAX_QUEUE_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub stomp_max_queue_bytes: u64,
+    /// The most bytes all queues of the in-memory broker hold together; a SEND to a queue
+    /// that would cross it gets an ERROR frame naming the limit.
+    #[arg(long, value_name = "BYTES", default_value_t = MemoryEngine::DEFAULT_MAX_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub stomp_max_broker_bytes: u64,
     /// The server's STOMP heart-beat: send one at least every SEND ms, expect the client's every
     /// RECEIVE ms (0 turns a direction off; the client's CONNECT header is taken into account).
     #[arg(long, value_name = "SEND,RECEIVE", default_value = "10000,10000")]
@@ -168,6 +186,9 @@ impl Default for ServeArgs {
             jwt_secret: None,
             jwt_public_key: None,
             stomp_max_subscriptions: 64,
+            stomp_max_destinations: MemoryEngine::DEFAULT_MAX_DESTINATIONS as u64,
+            stomp_max_queue_bytes: MemoryEngine::DEFAULT_MAX_QUEUE_BYTES as u64,
+            stomp_max_broker_bytes: MemoryEngine::DEFAULT_MAX_BYTES as u64,
             stomp_heartbeat: stomp::HeartBeatMs {
                 send: 10_000,
                 receive: 10_000,
@@ -304,6 +325,12 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             max_subscriptions: args.stomp_max_subscriptions,
             heartbeat: args.stomp_heartbeat,
             broker: &args.broker,
+            memory: stomp::MemorySettings {
+                max_destinations: usize::try_from(args.stomp_max_destinations)
+                    .unwrap_or(usize::MAX),
+                max_queue_bytes: usize::try_from(args.stomp_max_queue_bytes).unwrap_or(usize::MAX),
+                max_bytes: usize::try_from(args.stomp_max_broker_bytes).unwrap_or(usize::MAX),
+            },
             redis: stomp::RedisSettings {
                 node_id: args.node_id.clone(),
                 prefix: args.redis_prefix.clone(),

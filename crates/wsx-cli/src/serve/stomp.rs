@@ -70,7 +70,7 @@ use wsx_stomp_redis::RedisEvents;
 use super::State;
 use super::metrics::Metrics;
 use engine::BrokerEngine;
-pub use engine::{BrokerUrl, RedisSettings};
+pub use engine::{BrokerUrl, MemorySettings, RedisSettings};
 use hub::{Hub, LINK_QUEUE_LEN, Metered, Out, QueueLimits};
 use jwt::JwtAuth;
 
@@ -141,6 +141,8 @@ pub struct StompOptions<'a> {
     pub heartbeat: HeartBeatMs,
     /// `--broker`.
     pub broker: &'a BrokerUrl,
+    /// The `--stomp-max-*` budgets of the in-memory broker.
+    pub memory: MemorySettings,
     /// `--node-id` and the `--redis-*` settings (used with a Redis broker).
     pub redis: RedisSettings,
 }
@@ -178,7 +180,8 @@ impl Stomp {
             Some(jwt) => Arc::new(jwt),
             None => Arc::new(AllowAll),
         };
-        let (engine, redis_events) = BrokerEngine::start(options.broker, &options.redis)?;
+        let (engine, redis_events) =
+            BrokerEngine::start(options.broker, &options.memory, &options.redis)?;
         match &engine {
             BrokerEngine::Memory(_) => info!("stomp: in-memory broker"),
             BrokerEngine::Redis(redis) => info!(

@@ -5,14 +5,28 @@
 //! goes to the next consumer (from the cursor) with room in its window. Messages a consumer
 //! NACKs, or had not acknowledged when it went away, go back to the front of their queue,
 //! marked redelivered. Subscriptions may have a selector (see [`super::ConsumerSet`] for how
-//! topics and queues apply it). A queue holds at most [`MemoryEngine::with_max_queue_depth`] waiting
-//! messages; publishing to a full queue drops its oldest waiting message (RabbitMQ's default
-//! `drop-head` policy), counted in [`MemoryEngine::dropped`].
+//! topics and queues apply it).
+//!
+//! Budgets, all refusing a SEND with [`crate::Error::Refused`] (an ERROR naming the limit,
+//! never a silent drop) and a SUBSCRIBE with [`crate::Error::DestinationLimit`]:
+//!
+//! - [`MemoryEngine::with_max_destinations`]: queues and topics known at once. A topic exists
+//!   while it has subscribers, a queue while it has consumers or messages; an empty one with
+//!   neither is forgotten at once, so names nobody uses cost nothing and cannot use up the
+//!   count.
+//! - [`MemoryEngine::with_max_queue_bytes`] and [`MemoryEngine::with_max_queue_depth`]: what
+//!   one queue holds (waiting, or delivered and not acknowledged), in bytes
+//!   ([`crate::Publish::size`]) and in messages.
+//! - [`MemoryEngine::with_max_bytes`]: what all queues hold together, in bytes.
+//!
+//! Topic messages are not counted: a topic keeps nothing (a subscriber whose window is full
+//! misses the message, counted in [`MemoryEngine::dropped`]).
 //!
 //! The consumer bookkeeping (windows, in-flight messages, round-robin dispatch, requeueing) is
-//! a [`ConsumerSet`], shared with other engines; this engine adds message ids, the queue
-//! length limit and the drop counter.
+//! a [`ConsumerSet`], shared with other engines; this engine tags each queue message with its
+//! size and adds message ids, the budgets and the drop counter.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::consumers::{ConsumerSet, Held};
@@ -21,13 +35,28 @@ use crate::destination::{Destination, DestinationKind};
 use crate::message::{Message, MessageId, Publish};
 use crate::selector::Selector;
 
+/// What one queue holds: messages waiting or delivered and not acknowledged.
+#[derive(Debug, Default, Clone, Copy)]
+struct QueueHeld {
+    messages: usize,
+    bytes: usize,
+}
+
 /// An in-memory topic and queue router.
 #[derive(Debug)]
 pub struct MemoryEngine {
     next_id: u64,
     max_queue_depth: usize,
+    max_destinations: usize,
+    max_queue_bytes: usize,
+    max_bytes: usize,
     dropped: u64,
-    set: ConsumerSet,
+    /// Queue messages are tagged with their size ([`Message::size`]); topic messages with 0.
+    set: ConsumerSet<usize>,
+    /// What each queue holds (waiting and unacknowledged); no entry for a queue holding none.
+    held: HashMap<Arc<str>, QueueHeld>,
+    /// Bytes held by all queues.
+    bytes: usize,
 }
 
 impl Default for MemoryEngine {
@@ -37,20 +66,73 @@ impl Default for MemoryEngine {
 }
 
 impl MemoryEngine {
-    /// An empty engine; queues hold up to 10 000 waiting messages.
+    /// Default of [`MemoryEngine::with_max_destinations`].
+    pub const DEFAULT_MAX_DESTINATIONS: usize = 100_000;
+    /// Default of [`MemoryEngine::with_max_queue_bytes`]: 64 MiB.
+    pub const DEFAULT_MAX_QUEUE_BYTES: usize = 64 << 20;
+    /// Default of [`MemoryEngine::with_max_bytes`]: 256 MiB.
+    pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+    /// Default of [`MemoryEngine::with_max_queue_depth`].
+    pub const DEFAULT_MAX_QUEUE_DEPTH: usize = 10_000;
+
+    /// An empty engine with the default budgets: [`Self::DEFAULT_MAX_DESTINATIONS`] queues and
+    /// topics, [`Self::DEFAULT_MAX_QUEUE_DEPTH`] messages and [`Self::DEFAULT_MAX_QUEUE_BYTES`]
+    /// per queue, [`Self::DEFAULT_MAX_BYTES`] in all queues.
     pub fn new() -> Self {
         MemoryEngine {
             next_id: 0,
-            max_queue_depth: 10_000,
+            max_queue_depth: Self::DEFAULT_MAX_QUEUE_DEPTH,
+            max_destinations: Self::DEFAULT_MAX_DESTINATIONS,
+            max_queue_bytes: Self::DEFAULT_MAX_QUEUE_BYTES,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
             dropped: 0,
             set: ConsumerSet::new(),
+            held: HashMap::new(),
+            bytes: 0,
         }
     }
 
-    /// Set how many messages a queue holds while waiting for consumers.
+    /// Set how many messages a queue may hold (waiting for a consumer, or delivered and not
+    /// acknowledged); a SEND to a full queue is refused.
     pub fn with_max_queue_depth(mut self, depth: usize) -> Self {
         self.max_queue_depth = depth.max(1);
         self
+    }
+
+    /// Set how many queues and topics may exist at once; a SUBSCRIBE, or a SEND to a queue,
+    /// that would add one more is refused.
+    pub fn with_max_destinations(mut self, n: usize) -> Self {
+        self.max_destinations = n.max(1);
+        self
+    }
+
+    /// Set how many bytes one queue may hold ([`crate::Publish::size`] of its messages
+    /// waiting or unacknowledged); a SEND that would cross it is refused.
+    pub fn with_max_queue_bytes(mut self, bytes: usize) -> Self {
+        self.max_queue_bytes = bytes;
+        self
+    }
+
+    /// Set how many bytes all queues may hold together; a SEND to a queue that would cross it
+    /// is refused.
+    pub fn with_max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Bytes held by queue `destination` (messages waiting or unacknowledged).
+    pub fn queue_bytes(&self, destination: &str) -> usize {
+        self.held.get(destination).map_or(0, |q| q.bytes)
+    }
+
+    /// Bytes held by all queues.
+    pub fn held_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Queues and topics that exist now (see the module docs).
+    pub fn destination_count(&self) -> usize {
+        self.set.topic_count() + self.set.queue_count()
     }
 
     /// Messages waiting in queue `destination` (`/queue/NAME`), not delivered yet.
@@ -68,8 +150,9 @@ impl MemoryEngine {
         self.set.unacked(key)
     }
 
-    /// Messages dropped: topic messages for subscribers whose window was full, and the oldest
-    /// messages of full queues.
+    /// Messages dropped: topic messages for subscribers whose window was full, and messages
+    /// refused by a budget when published through [`Engine::publish`] (which cannot refuse;
+    /// sessions use [`Engine::try_publish`]).
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
@@ -77,6 +160,82 @@ impl MemoryEngine {
     fn new_id(&mut self) -> MessageId {
         self.next_id += 1;
         MessageId::new(self.next_id.to_string())
+    }
+
+    /// Whether `destination` exists now (a topic with subscribers, a queue with consumers or
+    /// messages).
+    fn exists(&self, destination: &str) -> bool {
+        self.set.subscriber_count(destination) > 0 || self.set.queue_depth(destination) > 0
+    }
+
+    /// Refuse a new destination once [`MemoryEngine::with_max_destinations`] exist.
+    fn check_room_for(&self, destination: &Destination) -> Result<(), crate::Error> {
+        if self.destination_count() >= self.max_destinations && !self.exists(destination.as_str()) {
+            return Err(crate::Error::DestinationLimit {
+                limit: self.max_destinations,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether queue `destination` and the broker can take one more message of `size` bytes;
+    /// the refusal names the budget.
+    fn check_queue_budget(&self, destination: &Destination, size: usize) -> Result<(), String> {
+        self.check_room_for(destination)
+            .map_err(|e| e.to_string())?;
+        let held = self
+            .held
+            .get(destination.as_str())
+            .copied()
+            .unwrap_or_default();
+        if held.bytes + size > self.max_queue_bytes {
+            return Err(format!(
+                "{destination} is full: it holds {} bytes and the limit per queue is {} bytes",
+                held.bytes, self.max_queue_bytes
+            ));
+        }
+        if held.messages >= self.max_queue_depth {
+            return Err(format!(
+                "{destination} is full: it holds the limit per queue of {} messages",
+                self.max_queue_depth
+            ));
+        }
+        if self.bytes + size > self.max_bytes {
+            return Err(format!(
+                "the broker is full: its queues hold {} bytes and the limit for all queues is \
+                 {} bytes",
+                self.bytes, self.max_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// Queue `destination` no longer holds the messages of these sizes (delivered to auto
+    /// consumers, or acknowledged).
+    fn release(&mut self, destination: &str, sizes: impl IntoIterator<Item = usize>) {
+        let (mut freed, mut messages) = (0, 0);
+        for size in sizes {
+            freed += size;
+            messages += 1;
+        }
+        if messages == 0 {
+            return;
+        }
+        self.bytes = self.bytes.saturating_sub(freed);
+        if let Some(held) = self.held.get_mut(destination) {
+            held.bytes = held.bytes.saturating_sub(freed);
+            held.messages = held.messages.saturating_sub(messages);
+            if held.messages == 0 {
+                self.held.remove(destination);
+            }
+        }
+    }
+
+    /// Hand the waiting messages of queue `destination` to its consumers; what auto consumers
+    /// got is released.
+    fn dispatch(&mut self, destination: &str, out: &mut Vec<Delivery>) {
+        let auto_acked = self.set.dispatch(destination, out);
+        self.release(destination, auto_acked);
     }
 }
 
@@ -88,7 +247,8 @@ impl Engine for MemoryEngine {
         max_unacked: Option<usize>,
         out: &mut Vec<Delivery>,
     ) {
-        // Never fails without a selector.
+        // Only the destination limit can refuse (it then stays unsubscribed); sessions call
+        // `subscribe_with_selector`, which reports it.
         let _ = self.subscribe_with_selector(key, destination, max_unacked, None, out);
     }
 
@@ -103,10 +263,11 @@ impl Engine for MemoryEngine {
         if self.set.contains(&key) {
             self.unsubscribe(&key, out);
         }
+        self.check_room_for(destination)?;
         self.set
             .subscribe_with_selector(key, destination, max_unacked, selector);
         if destination.kind() == DestinationKind::Queue {
-            self.set.dispatch(destination.as_str(), out);
+            self.dispatch(destination.as_str(), out);
         }
         Ok(())
     }
@@ -115,36 +276,51 @@ impl Engine for MemoryEngine {
         if let Some(destination) = self.set.unsubscribe(key)
             && destination.kind() == DestinationKind::Queue
         {
-            self.set.dispatch(destination.as_str(), out);
+            self.dispatch(destination.as_str(), out);
         }
     }
 
     fn publish(&mut self, publish: Publish, out: &mut Vec<Delivery>) {
-        let id = self.new_id();
-        let destination = publish.destination.clone();
-        let message = Arc::new(Message::new(id, publish));
-        let name = destination.as_str();
-        match destination.kind() {
-            DestinationKind::Topic => {
-                self.dropped += self.set.fan_out(name, &message, (), out);
-            }
-            DestinationKind::Queue => {
-                if self.set.queue_depth(name) >= self.max_queue_depth {
-                    self.set.pop_oldest(name);
-                    self.dropped += 1;
-                }
-                self.set
-                    .enqueue(&destination, Held::new(message, ()), false);
-                self.set.dispatch(name, out);
-            }
+        if self.try_publish(publish, out).is_err() {
+            self.dropped += 1;
         }
     }
 
+    fn try_publish(
+        &mut self,
+        publish: Publish,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), crate::Error> {
+        let destination = publish.destination.clone();
+        let name = destination.as_str();
+        match destination.kind() {
+            DestinationKind::Topic => {
+                let message = Arc::new(Message::new(self.new_id(), publish));
+                self.dropped += self.set.fan_out(name, &message, 0, out);
+            }
+            DestinationKind::Queue => {
+                let size = publish.size();
+                self.check_queue_budget(&destination, size)
+                    .map_err(crate::Error::Refused)?;
+                let message = Arc::new(Message::new(self.new_id(), publish));
+                let held = self.held.entry(destination.shared().clone()).or_default();
+                held.bytes += size;
+                held.messages += 1;
+                self.bytes += size;
+                self.set
+                    .enqueue(&destination, Held::new(message, size), false);
+                self.dispatch(name, out);
+            }
+        }
+        Ok(())
+    }
+
     fn ack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
-        if let Some((destination, _)) = self.set.ack(key, ids)
+        if let Some((destination, acked)) = self.set.ack(key, ids)
             && destination.kind() == DestinationKind::Queue
         {
-            self.set.dispatch(destination.as_str(), out);
+            self.release(destination.as_str(), acked.into_iter().map(|h| h.tag));
+            self.dispatch(destination.as_str(), out);
         }
     }
 
@@ -152,7 +328,7 @@ impl Engine for MemoryEngine {
         if let Some(destination) = self.set.nack(key, ids)
             && destination.kind() == DestinationKind::Queue
         {
-            self.set.dispatch(destination.as_str(), out);
+            self.dispatch(destination.as_str(), out);
         }
     }
 }

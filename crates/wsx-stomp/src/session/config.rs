@@ -31,8 +31,19 @@ pub struct SessionConfig {
     pub max_transactions: usize,
     /// The most SEND, ACK and NACK frames one transaction may hold. Default 1024.
     pub max_transaction_frames: usize,
-    /// The most body bytes one transaction may hold. Default 8 MiB.
+    /// The most bytes one transaction may hold: its frames whole (headers and body, see
+    /// [`crate::Publish::size`]). Default 8 MiB.
     pub max_transaction_bytes: usize,
+    /// The most bytes all open transactions of a connection may hold together (counted like
+    /// `max_transaction_bytes`). Default 8 MiB. Crossing either is an ERROR naming the limit,
+    /// then the session closes (the transactions are discarded).
+    pub max_session_transaction_bytes: usize,
+    /// The longest value of a header that names something the session keeps or writes back:
+    /// `id` (SUBSCRIBE, UNSUBSCRIBE, ACK, NACK — a subscription id is written on every MESSAGE
+    /// delivered), `receipt`, `transaction`, `destination`, `subscription`, `message-id` and
+    /// `ack`. Default 256 bytes (RabbitMQ caps queue names at 255). A longer one is an ERROR
+    /// naming the header and the limit, then the session closes.
+    pub max_name_len: usize,
     /// The `server` header of CONNECTED. Default `wsx-stomp/VERSION`.
     pub server: String,
 }
@@ -53,6 +64,8 @@ impl Default for SessionConfig {
             max_transactions: 16,
             max_transaction_frames: 1024,
             max_transaction_bytes: 8 << 20,
+            max_session_transaction_bytes: 8 << 20,
+            max_name_len: 256,
             server: concat!("wsx-stomp/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }
@@ -116,9 +129,22 @@ impl SessionConfig {
         self
     }
 
-    /// Set the most body bytes per transaction.
+    /// Set the most bytes per transaction.
     pub fn max_transaction_bytes(mut self, bytes: usize) -> Self {
         self.max_transaction_bytes = bytes;
+        self
+    }
+
+    /// Set the most bytes a connection's open transactions hold together.
+    pub fn max_session_transaction_bytes(mut self, bytes: usize) -> Self {
+        self.max_session_transaction_bytes = bytes;
+        self
+    }
+
+    /// Set the longest `id`, `receipt`, `transaction`, `destination` (and other naming) header
+    /// value.
+    pub fn max_name_len(mut self, bytes: usize) -> Self {
+        self.max_name_len = bytes;
         self
     }
 

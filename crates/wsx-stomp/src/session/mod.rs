@@ -46,13 +46,14 @@ use crate::decode::Decoder;
 use crate::destination::Destination;
 use crate::encode::{EncodedFrame, encode_lossy};
 use crate::engine::{ConnId, Delivery, Engine, SubscriberKey};
+use crate::error::escape_controls;
 use crate::frame::Frame;
 use crate::heartbeat::HeartBeat;
 use crate::version::Version;
 use confirm::Unconfirmed;
 use subscriptions::Subscription;
 use timers::Timers;
-use transactions::Transaction;
+use transactions::Transactions;
 
 /// What the I/O layer must do next for a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +94,7 @@ pub struct Session {
     next_sub_seq: u64,
     ack_index: HashMap<u64, Arc<str>>,
     next_ack: u64,
-    transactions: HashMap<String, Transaction>,
+    transactions: Transactions,
     unconfirmed: Unconfirmed,
     outbox: VecDeque<Transmit>,
     timers: Timers,
@@ -143,6 +144,18 @@ enum After {
 
 type Handled = Result<After, Fail>;
 
+/// Headers whose values name something the session keeps, or writes back on every MESSAGE or
+/// RECEIPT: at most [`SessionConfig::max_name_len`] bytes.
+const NAME_HEADERS: [&str; 7] = [
+    "id",
+    "receipt",
+    "transaction",
+    "destination",
+    "subscription",
+    "message-id",
+    "ack",
+];
+
 /// The first value of header `name`, or a failure naming the command and header.
 fn require<'f>(frame: &'f Frame, name: &str) -> Result<&'f str, Fail> {
     frame
@@ -182,7 +195,7 @@ impl Session {
             next_sub_seq: 0,
             ack_index: HashMap::new(),
             next_ack: 1,
-            transactions: HashMap::new(),
+            transactions: Transactions::default(),
             unconfirmed: Unconfirmed::default(),
             outbox: VecDeque::new(),
             timers: Timers::new(now),
@@ -282,6 +295,11 @@ impl Session {
     }
 
     fn handle_frame(&mut self, frame: Frame, engine: &mut dyn Engine, out: &mut Vec<Delivery>) {
+        if let Some(fail) = self.oversized_name(&frame) {
+            // Not even the receipt is echoed: it may be the header that is too long.
+            self.fail(fail, None, engine, out);
+            return;
+        }
         let receipt = frame.header("receipt").map(str::to_owned);
         let command = frame.command;
         match self.dispatch(frame, engine, out) {
@@ -305,6 +323,22 @@ impl Session {
             }
             Err(fail) => self.fail(fail, receipt.as_deref(), engine, out),
         }
+    }
+
+    /// A failure if a header of [`NAME_HEADERS`] is longer than
+    /// [`SessionConfig::max_name_len`].
+    fn oversized_name(&self, frame: &Frame) -> Option<Fail> {
+        let limit = self.config.max_name_len;
+        let (name, value) = frame
+            .headers
+            .iter()
+            .find(|(name, value)| value.len() > limit && NAME_HEADERS.contains(name))?;
+        Some(Fail::new(format!(
+            "{} header `{name}` is {} bytes long: the limit for ids, receipts, transactions \
+             and destinations is {limit} bytes",
+            frame.command,
+            value.len()
+        )))
     }
 
     fn dispatch(
@@ -353,7 +387,10 @@ impl Session {
         engine: &mut dyn Engine,
         out: &mut Vec<Delivery>,
     ) {
-        let mut frame = Frame::new(Command::Error).with_header("message", fail.message.clone());
+        // Client text quoted in the message must not carry control characters into the
+        // ERROR frame (1.0 cannot escape a newline) or the server's logs (the close reason).
+        let message = escape_controls(&fail.message);
+        let mut frame = Frame::new(Command::Error).with_header("message", message.clone());
         if let Some(receipt) = receipt {
             frame.headers.push("receipt-id", receipt);
         }
@@ -366,7 +403,7 @@ impl Session {
                 .with_body(detail);
         }
         self.queue_frame(&frame);
-        self.close(Some(fail.message), engine, out);
+        self.close(Some(message), engine, out);
     }
 
     /// End the session after what is queued: release everything, then [`Transmit::Close`].

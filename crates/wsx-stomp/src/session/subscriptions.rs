@@ -1,5 +1,9 @@
 //! SUBSCRIBE, UNSUBSCRIBE, SEND, and turning engine deliveries into MESSAGE frames.
 //!
+//! A SEND's `user-id` header is the session's: the verified principal's name replaces the
+//! client's value, or the header is removed for an unverified principal (see
+//! [`Principal`]).
+//!
 //! A SUBSCRIBE's `selector` header is parsed here ([`Selector::parse`]; an invalid one is an
 //! ERROR naming the problem) and handed to the engine, which filters before delivering
 //! ([`Engine::subscribe_with_selector`]; an engine that cannot filter refuses with an ERROR).
@@ -9,12 +13,16 @@ use std::sync::Arc;
 
 use super::transactions::TxOp;
 use super::{After, Fail, Handled, Phase, Session, Transmit, parse_destination, require};
+use crate::auth::Principal;
 use crate::destination::Destination;
 use crate::engine::{Delivery, Engine, Outcome, SubscriberKey};
 use crate::frame::Frame;
 use crate::message::{MessageId, Publish};
 use crate::selector::Selector;
 use crate::version::Version;
+
+/// The header naming the sender of a message, set by the session from its [`Principal`].
+const USER_ID: &str = "user-id";
 
 /// How a subscription acknowledges messages (the `ack` header of SUBSCRIBE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -181,7 +189,13 @@ impl Session {
         }
         let transaction = frame.header("transaction").map(str::to_owned);
         let receipt = frame.header("receipt").map(str::to_owned);
-        let publish = Publish::new(destination, frame.headers, frame.body);
+        let mut headers = frame.headers;
+        // Subscribers see who sent it, never a name the client made up (see `Principal`).
+        headers.retain(|name, _| name != USER_ID);
+        if let Some(user) = self.principal.as_ref().and_then(Principal::user_id) {
+            headers.push(USER_ID, user);
+        }
+        let publish = Publish::new(destination, headers, frame.body);
         match transaction {
             Some(tx) => self.buffer(&tx, TxOp::Send(publish)),
             None => match self

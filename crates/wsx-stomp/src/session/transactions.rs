@@ -4,11 +4,16 @@
 //! A COMMIT's RECEIPT means its SENDs are stored: with an engine that stores later it waits
 //! for their confirmations (see [`super::confirm`]); one that fails is an ERROR.
 //!
+//! What a transaction holds is counted in whole frames (headers and body, [`Publish::size`];
+//! an ACK or NACK by its ids): at most [`crate::SessionConfig::max_transaction_bytes`] per
+//! transaction and [`crate::SessionConfig::max_session_transaction_bytes`] for all open
+//! transactions of the session; crossing either is an ERROR naming the limit.
+//!
 //! COMMIT is all or nothing: every buffered ACK and NACK is resolved against the pending
 //! deliveries first (destinations and permissions were checked when the SEND arrived); if one
 //! does not match, the COMMIT fails with an ERROR and nothing is applied.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::acks::{AckTarget, ResolvedAck};
 use super::{After, Fail, Handled, Session, require};
@@ -23,11 +28,58 @@ pub(super) enum TxOp {
     Ack { target: AckTarget, nack: bool },
 }
 
+impl TxOp {
+    /// What the buffered frame holds, in bytes: a SEND's [`Publish::size`]; an ACK's ids plus
+    /// [`Publish::OVERHEAD`].
+    fn size(&self) -> usize {
+        match self {
+            TxOp::Send(publish) => publish.size(),
+            TxOp::Ack { target, .. } => {
+                Publish::OVERHEAD
+                    + match target {
+                        AckTarget::AckId(id) => id.len(),
+                        AckTarget::Message {
+                            subscription,
+                            message_id,
+                        } => subscription.as_ref().map_or(0, String::len) + message_id.len(),
+                    }
+            }
+        }
+    }
+}
+
 /// An open transaction.
 #[derive(Debug, Default)]
 pub(super) struct Transaction {
     ops: Vec<TxOp>,
     bytes: usize,
+}
+
+/// The open transactions of a session, by name, and the bytes they hold together.
+#[derive(Debug, Default)]
+pub(super) struct Transactions {
+    open: HashMap<String, Transaction>,
+    bytes: usize,
+}
+
+impl Transactions {
+    /// Take transaction `tx` out (to commit or abort it).
+    fn remove(&mut self, tx: &str) -> Option<Transaction> {
+        let transaction = self.open.remove(tx)?;
+        self.bytes = self.bytes.saturating_sub(transaction.bytes);
+        Some(transaction)
+    }
+
+    /// Discard every open transaction.
+    pub(super) fn clear(&mut self) {
+        self.open.clear();
+        self.bytes = 0;
+    }
+
+    /// The number of open transactions.
+    pub(super) fn len(&self) -> usize {
+        self.open.len()
+    }
 }
 
 enum Step {
@@ -38,7 +90,7 @@ enum Step {
 impl Session {
     pub(super) fn on_begin(&mut self, frame: &Frame) -> Handled {
         let tx = require(frame, "transaction")?;
-        if self.transactions.contains_key(tx) {
+        if self.transactions.open.contains_key(tx) {
             return Err(Fail::new(format!("transaction `{tx}` is already open")));
         }
         if self.transactions.len() >= self.config.max_transactions {
@@ -48,13 +100,14 @@ impl Session {
             )));
         }
         self.transactions
+            .open
             .insert(tx.to_owned(), Transaction::default());
         Ok(After::Continue)
     }
 
     /// Add a frame to open transaction `tx`.
     pub(super) fn buffer(&mut self, tx: &str, op: TxOp) -> Handled {
-        let Some(transaction) = self.transactions.get_mut(tx) else {
+        let Some(transaction) = self.transactions.open.get_mut(tx) else {
             return Err(Fail::new(format!("unknown transaction `{tx}`")));
         };
         if transaction.ops.len() >= self.config.max_transaction_frames {
@@ -63,15 +116,23 @@ impl Session {
                 self.config.max_transaction_frames
             )));
         }
-        if let TxOp::Send(publish) = &op {
-            transaction.bytes += publish.body.len();
-            if transaction.bytes > self.config.max_transaction_bytes {
-                return Err(Fail::new(format!(
-                    "transaction `{tx}` holds more than {} bytes",
-                    self.config.max_transaction_bytes
-                )));
-            }
+        let size = op.size();
+        if transaction.bytes + size > self.config.max_transaction_bytes {
+            return Err(Fail::new(format!(
+                "transaction `{tx}` would hold more than {} bytes (the limit per transaction, \
+                 headers included)",
+                self.config.max_transaction_bytes
+            )));
         }
+        if self.transactions.bytes + size > self.config.max_session_transaction_bytes {
+            return Err(Fail::new(format!(
+                "open transactions would hold more than {} bytes (the limit per connection, \
+                 headers included)",
+                self.config.max_session_transaction_bytes
+            )));
+        }
+        transaction.bytes += size;
+        self.transactions.bytes += size;
         transaction.ops.push(op);
         Ok(After::Continue)
     }

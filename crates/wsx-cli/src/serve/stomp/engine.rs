@@ -132,6 +132,28 @@ impl FromStr for BrokerUrl {
     }
 }
 
+/// The budgets of the in-memory broker (`--stomp-max-destinations`, `--stomp-max-queue-bytes`,
+/// `--stomp-max-broker-bytes`); ignored with a Redis broker.
+#[derive(Debug, Clone, Copy)]
+pub struct MemorySettings {
+    /// Queues and topics kept at once.
+    pub max_destinations: usize,
+    /// Bytes one queue holds.
+    pub max_queue_bytes: usize,
+    /// Bytes all queues hold.
+    pub max_bytes: usize,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        MemorySettings {
+            max_destinations: MemoryEngine::DEFAULT_MAX_DESTINATIONS,
+            max_queue_bytes: MemoryEngine::DEFAULT_MAX_QUEUE_BYTES,
+            max_bytes: MemoryEngine::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
 /// The settings of a Redis node (`--node-id`, `--redis-*`); ignored with `--broker memory`.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
@@ -153,7 +175,7 @@ pub struct RedisSettings {
 #[derive(Debug)]
 pub enum BrokerEngine {
     /// `--broker memory`.
-    Memory(MemoryEngine),
+    Memory(Box<MemoryEngine>),
     /// `--broker redis://…`: one node of a shared broker.
     Redis(Box<RedisEngine>),
 }
@@ -164,10 +186,17 @@ impl BrokerEngine {
     /// [`RedisEngine::handle_event`]. Errors are for the user (an invalid URL).
     pub fn start(
         url: &BrokerUrl,
+        memory: &MemorySettings,
         settings: &RedisSettings,
     ) -> Result<(BrokerEngine, Option<RedisEvents>), String> {
         match url {
-            BrokerUrl::Memory => Ok((BrokerEngine::Memory(MemoryEngine::new()), None)),
+            BrokerUrl::Memory => {
+                let engine = MemoryEngine::new()
+                    .with_max_destinations(memory.max_destinations)
+                    .with_max_queue_bytes(memory.max_queue_bytes)
+                    .with_max_bytes(memory.max_bytes);
+                Ok((BrokerEngine::Memory(Box::new(engine)), None))
+            }
             BrokerUrl::Redis(raw) => {
                 let mut config = Config::new(raw.clone())
                     .prefix(settings.prefix.clone())
@@ -340,12 +369,14 @@ mod tests {
             max_pending_sends: 10,
             max_queue_len: 100,
         };
-        let (engine, events) = BrokerEngine::start(&BrokerUrl::Memory, &settings).expect("ok");
+        let memory = MemorySettings::default();
+        let (engine, events) =
+            BrokerEngine::start(&BrokerUrl::Memory, &memory, &settings).expect("ok");
         assert!(events.is_none());
         assert!(engine.redis_metrics().is_none());
         // Redis: started without waiting for the server (nothing listens on port 1).
         let url: BrokerUrl = "redis://127.0.0.1:1".parse().expect("valid");
-        let (engine, events) = BrokerEngine::start(&url, &settings).expect("ok");
+        let (engine, events) = BrokerEngine::start(&url, &memory, &settings).expect("ok");
         assert!(events.is_some());
         let metrics = engine.redis_metrics().expect("a redis node");
         assert!(!metrics.connected());
