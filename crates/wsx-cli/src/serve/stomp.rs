@@ -45,6 +45,7 @@
 mod engine;
 mod hub;
 mod jwt;
+mod wire;
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -73,6 +74,7 @@ use engine::BrokerEngine;
 pub use engine::{BrokerUrl, RedisSettings};
 use hub::{Hub, LINK_QUEUE_LEN, Metered, Out, QueueLimits};
 use jwt::JwtAuth;
+use wire::Fed;
 
 /// The subprotocols of STOMP over WebSocket, best first.
 const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
@@ -338,14 +340,21 @@ pub async fn session(
     let (conn, link, mut deadline) = hub.open(info);
     debug!(conn = conn.0, subprotocol = ?ws.subprotocol(), "stomp: open");
     let mut batch = Vec::new();
+    // What was fed to the WebSocket, to report what reached the socket.
+    let mut fed = Fed::default();
+    // Whether the session takes input (its output backlog is within its budget).
+    let mut reading = true;
 
     let end = 'session: loop {
         // Write what the broker produced for this connection, up to the high-water mark.
         let budget = WRITE_HIGH_WATER.saturating_sub(ws.buffered_amount());
-        if link.take(budget, &mut batch) {
+        let taken = link.take(budget, &mut batch);
+        if taken.kicked {
             break End::Kicked;
         }
         for out in batch.drain(..) {
+            let before = ws.buffered_amount();
+            let size = out.budget_size();
             let written = match out {
                 Out::Frame(frame) => {
                     metrics.sent(frame.len());
@@ -357,8 +366,21 @@ pub async fn session(
             if let Err(e) = written {
                 break 'session End::Failed(e);
             }
+            fed.push(ws.buffered_amount().saturating_sub(before), size);
         }
-        let backed_up = link.has_output();
+        // Report the writes now when the session waits for them (acknowledgements of ack:auto
+        // queue deliveries, paused input); otherwise with the next input.
+        fed.update(ws.buffered_amount());
+        let report = taken.report || !reading;
+        if report && fed.has_unreported() {
+            let status = hub.written(conn, fed.take());
+            deadline = status.deadline;
+            reading = status.wants_input;
+        }
+        // Wake when the writes go under the high-water mark (more to take from the link), or
+        // reach the end of the next transmit to report.
+        let drained = link.has_output().then_some(WRITE_HIGH_WATER);
+        let level = drained.max(if report { fed.next_level() } else { None });
         let timer = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -368,8 +390,17 @@ pub async fn session(
         tokio::select! {
             () = super::wait_shutdown(&mut shutdown) => break End::Shutdown,
             () = link.notify.notified() => {}
-            () = timer => deadline = hub.timeout(conn),
-            input = poll_fn(|cx| ws.poll_recv_or_drained(cx, backed_up.then_some(WRITE_HIGH_WATER))) => match input {
+            () = timer => {
+                let status = hub.timeout(conn);
+                deadline = status.deadline;
+                reading = status.wants_input;
+            }
+            // Over its output budget the session takes no input: then only write.
+            input = poll_fn(|cx| if reading {
+                ws.poll_recv_or_drained(cx, level)
+            } else {
+                poll_written(&mut ws, cx, level)
+            }) => match input {
                 RecvOrDrained::Drained => {}
                 RecvOrDrained::Message(None) => break End::PeerClosed,
                 RecvOrDrained::Message(Some(Err(e))) => break End::Failed(e),
@@ -377,7 +408,10 @@ pub async fn session(
                     if msg.is_data() {
                         let bytes = msg.payload();
                         metrics.received(bytes.len());
-                        deadline = hub.receive(conn, bytes);
+                        fed.update(ws.buffered_amount());
+                        let status = hub.receive(conn, bytes, fed.take());
+                        deadline = status.deadline;
+                        reading = status.wants_input;
                     }
                 }
             },
@@ -418,6 +452,25 @@ fn close_reason(message: &str) -> String {
         end -= 1;
     }
     message[..end].to_owned()
+}
+
+/// Write queued output without reading: [`RecvOrDrained::Drained`] once all of it is written,
+/// or once less than `level` bytes wait; pending when there is nothing to write and nothing to
+/// report (the link's notification or the timer wakes the task then).
+fn poll_written(
+    ws: &mut WebSocket<MaybeTlsStream>,
+    cx: &mut std::task::Context<'_>,
+    level: Option<usize>,
+) -> std::task::Poll<RecvOrDrained> {
+    use std::task::Poll;
+    match ws.poll_write_out(cx) {
+        Poll::Ready(Err(e)) => Poll::Ready(RecvOrDrained::Message(Some(Err(e.into())))),
+        Poll::Ready(Ok(())) if level.is_some() => Poll::Ready(RecvOrDrained::Drained),
+        Poll::Pending if level.is_some_and(|n| ws.buffered_amount() < n) => {
+            Poll::Ready(RecvOrDrained::Drained)
+        }
+        Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
+    }
 }
 
 /// Queue one STOMP frame as one WebSocket message.
