@@ -139,6 +139,10 @@ pub struct StompOptions<'a> {
     pub jwt_public_key: Option<&'a std::path::Path>,
     /// `--stomp-max-subscriptions`.
     pub max_subscriptions: usize,
+    /// `--stomp-auto-ack-window`.
+    pub auto_ack_window: usize,
+    /// `--stomp-max-unwritten-bytes`.
+    pub max_unwritten_bytes: usize,
     /// `--stomp-heartbeat`.
     pub heartbeat: HeartBeatMs,
     /// `--broker`.
@@ -171,7 +175,9 @@ impl Stomp {
         let config = SessionConfig::default()
             .limits(limits)
             .heart_beat(options.heartbeat.send, options.heartbeat.receive)
-            .max_subscriptions(options.max_subscriptions);
+            .max_subscriptions(options.max_subscriptions)
+            .auto_ack_window(options.auto_ack_window)
+            .max_unwritten_bytes(options.max_unwritten_bytes);
         let jwt = JwtAuth::from_options(
             options.jwt_secret.map(|s| s.0.as_str()),
             options.jwt_public_key,
