@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,12 +28,26 @@ fn rss_kib(server: &Server) -> u64 {
         .expect("a VmRSS line")
 }
 
+/// The topic flooded while the messages are sent, in [`Flood::Topic`] runs.
+const FLOOD: &str = "/topic/flood";
+
+/// Whether the slow consumer is also subscribed to a topic that another client floods (so
+/// that the server drops it as too slow, and it reconnects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flood {
+    None,
+    Topic,
+}
+
 /// Consume `queue` in `ack:auto` mode on a 4 KiB socket, slowly (a pause every 32 messages),
-/// counting each body in `seen`; reconnect whenever the server closes the connection.
+/// counting each body in `seen`; reconnect whenever the server closes the connection. With
+/// [`Flood::Topic`], also subscribed to [`FLOOD`] (its messages are not counted).
 async fn consume_slowly(
     server: Arc<Server>,
     queue: &'static str,
+    flood: Flood,
     seen: Arc<Mutex<HashMap<String, usize>>>,
+    redelivered: Arc<AtomicUsize>,
 ) {
     loop {
         let mut client = Client::open_small_window(&server).await;
@@ -45,12 +60,20 @@ async fn consume_slowly(
             )
             .await;
         client.expect(Command::Connected).await;
+        // The topic first: the queue's messages may follow its SUBSCRIBE's receipt at once.
+        if flood == Flood::Topic {
+            client.subscribe("f", FLOOD, "auto").await;
+        }
         client.subscribe("s", queue, "auto").await;
         let mut read = 0usize;
         loop {
             match client.next_within(Duration::from_secs(60)).await {
+                Some(Event::Frame(frame)) if frame.header("destination") == Some(FLOOD) => {}
                 Some(Event::Frame(frame)) => {
                     assert_eq!(frame.command, Command::Message, "{frame:?}");
+                    if frame.header("redelivered") == Some("true") {
+                        redelivered.fetch_add(1, Ordering::Relaxed);
+                    }
                     *seen
                         .lock()
                         .expect("lock")
@@ -70,11 +93,36 @@ async fn consume_slowly(
 }
 
 /// Send [`SENT`] messages to `queue`, each with a receipt, while one slow `ack:auto` consumer
-/// reads them; every message a RECEIPT confirmed must arrive at least once.
-async fn nothing_confirmed_is_lost(server: Server, queue: &'static str) {
+/// reads them; every message a RECEIPT confirmed must arrive at least once. With
+/// [`Flood::Topic`], 256 KiB messages go to [`FLOOD`] meanwhile, until the server has dropped
+/// the consumer as too slow at least once.
+async fn nothing_confirmed_is_lost(server: Server, queue: &'static str, flood: Flood) {
     let server = Arc::new(server);
     let seen = Arc::new(Mutex::new(HashMap::new()));
-    let consumer = tokio::spawn(consume_slowly(server.clone(), queue, seen.clone()));
+    let redelivered = Arc::new(AtomicUsize::new(0));
+    let consumer = tokio::spawn(consume_slowly(
+        server.clone(),
+        queue,
+        flood,
+        seen.clone(),
+        redelivered.clone(),
+    ));
+    let flooder = (flood == Flood::Topic).then(|| {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let mut flooder = Client::connect_anonymous(&server, "flooder").await;
+            let chunk = "f".repeat(256 * 1024);
+            while server
+                .metric_value("wsx_stomp_slow_disconnects_total")
+                .await
+                == Some(0)
+            {
+                for _ in 0..8 {
+                    flooder.publish(FLOOD, &chunk, &[]).await;
+                }
+            }
+        })
+    });
 
     let mut producer = Client::connect_anonymous(&server, "producer").await;
     let padding = "p".repeat(1000);
@@ -90,6 +138,12 @@ async fn nothing_confirmed_is_lost(server: Server, queue: &'static str) {
         }
     }
     producer.flush().await;
+    if let Some(flooder) = flooder {
+        tokio::time::timeout(WAIT, flooder)
+            .await
+            .expect("the consumer dropped as too slow in time")
+            .expect("the flooder");
+    }
     let mut confirmed = HashSet::new();
     while confirmed.len() < SENT {
         let frame = producer.expect(Command::Receipt).await;
@@ -121,15 +175,22 @@ async fn nothing_confirmed_is_lost(server: Server, queue: &'static str) {
     let seen = seen.lock().expect("lock");
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     println!(
-        "{queue}: {SENT} confirmed, {} received once or more, {duplicates} duplicates, {missing} lost",
-        seen.len()
+        "{queue}: {SENT} confirmed, {} received once or more, {duplicates} duplicates, {} \
+         marked redelivered, {missing} lost",
+        seen.len(),
+        redelivered.load(Ordering::Relaxed)
     );
     assert_eq!(missing, 0, "confirmed by a RECEIPT and never delivered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_auto_consumer_loses_nothing_confirmed_in_memory() {
-    nothing_confirmed_is_lost(Server::start(&[]), "/queue/auto-memory").await;
+    nothing_confirmed_is_lost(Server::start(&[]), "/queue/auto-memory", Flood::None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_consumer_dropped_as_too_slow_loses_nothing_confirmed() {
+    nothing_confirmed_is_lost(Server::start(&[]), "/queue/auto-dropped", Flood::Topic).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,7 +207,7 @@ async fn a_slow_auto_consumer_loses_nothing_confirmed_with_redis() {
         "--node-id",
         "auto-loss",
     ]);
-    nothing_confirmed_is_lost(server, "/queue/auto-redis").await;
+    nothing_confirmed_is_lost(server, "/queue/auto-redis", Flood::None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
