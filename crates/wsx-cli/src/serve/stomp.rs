@@ -15,6 +15,12 @@
 //! the WebSocket when the session ends. Other connections' traffic reaches it through the link
 //! and its `Notify`.
 //!
+//! The task tells the hub what reached the socket ([`wire::Fed`], [`hub::Hub::written`]): at
+//! once when the session waits for it (`ack:auto` queue messages are acknowledged to the broker
+//! only once written, which refills their credit window), otherwise along with the next input.
+//! While the session's unwritten output is past `--stomp-max-unwritten-bytes` the task stops
+//! reading the socket and only writes, until the client has read enough.
+//!
 //! With Redis, a SEND goes to Redis and comes back to every node (this one included) as a
 //! [`wsx_stomp_redis::RedisEvent`]; the pump task ([`Stomp::spawn_redis_pump`]) hands those to
 //! the engine under the hub's lock ([`hub::Hub::pump_with`]), which routes the deliveries
