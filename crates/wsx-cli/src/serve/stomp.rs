@@ -86,7 +86,8 @@ use wire::Fed;
 const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 /// Unwritten output above which the task stops taking frames from its link.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
-/// The least bytes a connection's link may hold before it counts as too slow.
+/// The least bytes of `ack:auto` topic messages a connection's link may hold before it counts as
+/// too slow.
 const MIN_QUEUED_BYTES: usize = 8 << 20;
 /// The most Redis events handled under one lock of the hub.
 const REDIS_EVENT_BATCH: usize = 64;

@@ -4,9 +4,9 @@
 //!
 //! 1. [`Session::receive`] with the payload of every WebSocket message (frames may be split
 //!    across messages or packed several to one; heart-beats are end-of-lines).
-//! 2. [`Session::poll_transmit`] until `None`, sending each [`Transmit::Frame`] as one
-//!    WebSocket message, a [`Transmit::HeartBeat`] as `"\n"`, and closing the connection on
-//!    [`Transmit::Close`].
+//! 2. [`Session::poll_transmit`] until `None`, sending each [`Transmit::Frame`] and
+//!    [`Transmit::TopicMessage`] as one WebSocket message, a [`Transmit::HeartBeat`] as `"\n"`,
+//!    and closing the connection on [`Transmit::Close`].
 //! 3. [`Session::written`] as transmits reach the socket (how many, in order, and their frame
 //!    bytes): `ack:auto` queue deliveries are acknowledged to the engine only then, and the
 //!    session stops decoding input while too much of its output is unwritten
@@ -64,8 +64,15 @@ use written::Unwritten;
 /// What the I/O layer must do next for a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transmit {
-    /// Send this frame, as one WebSocket message.
+    /// Send this frame, as one WebSocket message. How many of these wait is bounded by the
+    /// session: its own answers by its output budget, queue and client-mode deliveries by
+    /// their windows.
     Frame(EncodedFrame),
+    /// Send this MESSAGE of an `ack:auto` topic subscription, as one WebSocket message. A
+    /// topic does not wait for slow subscribers, so nothing bounds how many of these other
+    /// connections' traffic queues: the I/O layer must, and drop a subscriber that falls too
+    /// far behind.
+    TopicMessage(EncodedFrame),
     /// Send a heart-beat: one end-of-line, `"\n"`.
     HeartBeat,
     /// Close the WebSocket connection: the session is over and everything before was sent.

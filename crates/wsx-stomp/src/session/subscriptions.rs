@@ -242,7 +242,12 @@ impl Session {
             ack.as_deref(),
             delivery.redelivered,
         );
-        let number = self.push(Transmit::Frame(frame));
+        let topic = sub.ack == AckMode::Auto && sub.destination.kind() == DestinationKind::Topic;
+        let number = self.push(if topic {
+            Transmit::TopicMessage(frame)
+        } else {
+            Transmit::Frame(frame)
+        });
         if let Some((subscription, sub_seq)) = awaits_written {
             let id = delivery.message.id().clone();
             self.await_written(number, subscription, sub_seq, id);

@@ -59,7 +59,7 @@ impl Transmit {
     /// The bytes it counts for in the output budget: the frame's length, 0 for the others.
     pub fn size(&self) -> usize {
         match self {
-            Transmit::Frame(frame) => frame.len(),
+            Transmit::Frame(frame) | Transmit::TopicMessage(frame) => frame.len(),
             Transmit::HeartBeat | Transmit::Close => 0,
         }
     }

@@ -188,7 +188,7 @@ impl<E: Engine> Harness<E> {
             match transmit {
                 Transmit::HeartBeat => seen.push(Seen::HeartBeat),
                 Transmit::Close => seen.push(Seen::Close),
-                Transmit::Frame(encoded) => {
+                Transmit::Frame(encoded) | Transmit::TopicMessage(encoded) => {
                     let frame = self.decode_one(conn, &encoded);
                     seen.push(Seen::Frame(frame));
                 }

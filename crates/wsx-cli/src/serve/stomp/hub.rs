@@ -11,12 +11,17 @@
 //! [`Notify`]. The lock is released before any task is woken and is never held across an
 //! await; the tasks write their link's frames to their sockets without it.
 //!
-//! A connection whose link overflows because of *other* connections' traffic (it does not read
-//! fast enough) is dropped from the broker at once — its queue messages not acknowledged go to
-//! other consumers, `ack:auto` ones included as long as they were not written — and its task
-//! closes the WebSocket with 1008 "too slow", as the chat rooms do. Clearing its link loses
-//! nothing: an `ack:auto` queue delivery is acknowledged to the engine only once the task
-//! reports it written ([`Hub::written`], [`Written`]).
+//! What a session bounds itself goes into the link whatever its size: its queue deliveries
+//! (credit windows: `--stomp-auto-ack-window` in `ack:auto` mode, 256 unacknowledged in the
+//! client modes), its client-mode topic deliveries (the same windows) and its own output (see
+//! below). A topic does not wait for slow subscribers, so the MESSAGE frames of `ack:auto` topic
+//! subscriptions are what the link's [`QueueLimits`] bound: a connection whose link would pass
+//! them (it does not read fast enough for the topics it subscribed to) is dropped from the
+//! broker at once — its queue messages not acknowledged go to other consumers, `ack:auto` ones
+//! included as long as they were not written — and its task closes the WebSocket with 1008
+//! "too slow", as the chat rooms do. Clearing its link loses nothing: an `ack:auto` queue
+//! delivery is acknowledged to the engine only once the task reports it written
+//! ([`Hub::written`], [`Written`]).
 //!
 //! Output a connection causes itself (RECEIPTs, its SENDs fanned out to its own
 //! subscriptions, a queue backlog drained into a new subscription's credit window) goes into its
@@ -51,7 +56,8 @@ use wsx_stomp::{
 
 use super::super::metrics::Metrics;
 
-/// The most entries a connection's queue holds before the connection counts as too slow.
+/// The most MESSAGE frames of its `ack:auto` topic subscriptions a connection's link holds
+/// before the connection counts as too slow.
 pub const LINK_QUEUE_LEN: usize = 1024;
 
 /// Lock a mutex, ignoring poisoning: the data is plain bookkeeping, valid after any panic.
@@ -112,8 +118,13 @@ pub struct Status {
 
 #[derive(Debug, Default)]
 struct Queue {
-    items: VecDeque<Out>,
-    bytes: usize,
+    /// The output, each entry with whether it is a MESSAGE of an `ack:auto` topic
+    /// subscription ([`Transmit::TopicMessage`]).
+    items: VecDeque<(Out, bool)>,
+    /// The entries and bytes of those topic messages: what [`QueueLimits`] bound. The rest is
+    /// bounded by the session (its output budget, the windows of its other subscriptions).
+    topic_items: usize,
+    topic_bytes: usize,
     kicked: bool,
     /// The session waits for reports of what was written (see [`Taken::report`]).
     report: bool,
@@ -153,11 +164,14 @@ impl Link {
         }
         let mut moved = 0;
         while moved < budget {
-            let Some(out) = queue.items.pop_front() else {
+            let Some((out, topic)) = queue.items.pop_front() else {
                 break;
             };
             let size = out.size();
-            queue.bytes -= size;
+            if topic {
+                queue.topic_items -= 1;
+                queue.topic_bytes -= size;
+            }
             moved += size;
             into.push(out);
         }
@@ -170,12 +184,13 @@ impl Link {
     }
 }
 
-/// How much output a connection may have waiting before it is dropped as too slow.
+/// How many MESSAGE frames of its `ack:auto` topic subscriptions a connection may have
+/// waiting before it is dropped as too slow (its other output is bounded by its session).
 #[derive(Debug, Clone, Copy)]
 pub struct QueueLimits {
     /// Entries.
     pub items: usize,
-    /// Bytes (an empty queue takes one entry of any size).
+    /// Bytes (a link without such frames takes one of any size).
     pub bytes: usize,
 }
 
@@ -536,7 +551,8 @@ impl<E: Engine> Shared<E> {
                 let mut queue = lock(&entry.link.queue);
                 queue.kicked = true;
                 queue.items.clear();
-                queue.bytes = 0;
+                queue.topic_items = 0;
+                queue.topic_bytes = 0;
                 drop(queue);
                 wake.push(entry.link.clone());
             }
@@ -544,7 +560,8 @@ impl<E: Engine> Shared<E> {
     }
 
     /// Move `conn`'s transmits into its link, and tell it whether the session waits for write
-    /// reports. With `limits`, stop and return `false` when the link would pass them.
+    /// reports. With `limits`, stop and return `false` when the `ack:auto` topic messages in
+    /// the link would pass them (the rest is bounded by the session).
     fn flush(
         &mut self,
         conn: ConnId,
@@ -561,8 +578,9 @@ impl<E: Engine> Shared<E> {
         }
         let mut pushed = false;
         while let Some(transmit) = self.broker.poll_transmit(conn, now) {
+            let topic = matches!(transmit, Transmit::TopicMessage(_));
             let out = match transmit {
-                Transmit::Frame(frame) => Out::Frame(frame),
+                Transmit::Frame(frame) | Transmit::TopicMessage(frame) => Out::Frame(frame),
                 Transmit::HeartBeat => Out::HeartBeat,
                 Transmit::Close => Out::Close(
                     self.broker
@@ -571,16 +589,19 @@ impl<E: Engine> Shared<E> {
                         .map(str::to_owned),
                 ),
             };
-            let size = out.size();
-            if let Some(limits) = limits
-                && !queue.items.is_empty()
-                && (queue.items.len() >= limits.items
-                    || queue.bytes.saturating_add(size) > limits.bytes)
-            {
-                return false;
+            if topic {
+                let size = out.size();
+                if let Some(limits) = limits
+                    && queue.topic_items > 0
+                    && (queue.topic_items >= limits.items
+                        || queue.topic_bytes.saturating_add(size) > limits.bytes)
+                {
+                    return false;
+                }
+                queue.topic_items += 1;
+                queue.topic_bytes += size;
             }
-            queue.bytes += size;
-            queue.items.push_back(out);
+            queue.items.push_back((out, topic));
             pushed = true;
         }
         queue.report = self.broker.session(conn).is_some_and(|s| s.wants_written());
@@ -665,6 +686,17 @@ mod tests {
         (conn, link)
     }
 
+    /// Subscribe `conn` to `destination` in `ack:auto` mode as `id`.
+    fn subscribe_auto(hub: &Hub, conn: ConnId, id: &str, destination: &str) {
+        send(
+            hub,
+            conn,
+            Frame::new(Command::Subscribe)
+                .with_header("id", id)
+                .with_header("destination", destination),
+        );
+    }
+
     fn publish(hub: &Hub, conn: ConnId, destination: &str, body: &str) {
         send(
             hub,
@@ -741,10 +773,16 @@ mod tests {
             bytes: 1 << 20,
         });
         let (slow, slow_link) = client(&hub, Some(("/queue/q", "client-individual")));
+        subscribe_auto(&hub, slow, "t", "/topic/t");
         let (p, p_link) = client(&hub, None);
-        // The slow consumer never takes from its link: the fourth message overflows it.
+        // The slow consumer never takes from its link. Its queue messages are bounded by its
+        // window, not by the link's limits; its topic messages are: the fourth overflows it.
         for i in 0..4 {
             publish(&hub, p, "/queue/q", &format!("m{i}"));
+        }
+        assert!(!slow_link.take(0, &mut Vec::new()).kicked);
+        for i in 0..4 {
+            publish(&hub, p, "/topic/t", &format!("t{i}"));
         }
         let mut outs = Vec::new();
         assert!(slow_link.take(usize::MAX, &mut outs).kicked);
@@ -781,13 +819,7 @@ mod tests {
         let (hub, _) = hub_with(roomy(), config);
         let (c, link) = client(&hub, None);
         for id in ["a", "b", "c", "d"] {
-            send(
-                &hub,
-                c,
-                Frame::new(Command::Subscribe)
-                    .with_header("id", id)
-                    .with_header("destination", "/topic/echo"),
-            );
+            subscribe_auto(&hub, c, id, "/topic/echo");
         }
         // A hundred SENDs to its own four subscriptions in one message, never read: each
         // makes about 4 × 1 KiB of its own output.
@@ -828,6 +860,7 @@ mod tests {
             bytes: 1 << 20,
         });
         let (slow, slow_link) = client(&hub, Some(("/queue/q", "auto")));
+        subscribe_auto(&hub, slow, "t", "/topic/t");
         let (p, _) = client(&hub, None);
         publish(&hub, p, "/queue/q", "m0");
         // m0 reaches the socket; m1 and m2 are taken by the task but never written.
@@ -837,9 +870,13 @@ mod tests {
         publish(&hub, p, "/queue/q", "m1");
         publish(&hub, p, "/queue/q", "m2");
         assert_eq!(take_all(&slow_link).len(), 2);
-        // m3..m6 fill the link; m7 overflows it: the consumer is dropped, its link cleared.
+        // m3..m7 wait in the link; then topic messages overflow it: the consumer is dropped,
+        // its link cleared.
         for i in 3..8 {
             publish(&hub, p, "/queue/q", &format!("m{i}"));
+        }
+        for i in 0..4 {
+            publish(&hub, p, "/topic/t", &format!("t{i}"));
         }
         assert!(slow_link.take(usize::MAX, &mut Vec::new()).kicked);
         let (_fresh, fresh) = client(&hub, Some(("/queue/q", "client-individual")));
