@@ -78,6 +78,17 @@ impl<E: Engine> Broker<E> {
         self.sessions.get_mut(&conn)?.poll_transmit(now)
     }
 
+    /// The I/O layer wrote `transmits` more of `conn`'s transmits, holding `bytes` bytes of
+    /// frames (see [`Session::written`]): its `ack:auto` queue deliveries among them are
+    /// acknowledged, and input it buffered while over its output budget is decoded. Returns
+    /// the other connections that have new transmits.
+    pub fn written(&mut self, conn: ConnId, transmits: u64, bytes: usize) -> &[ConnId] {
+        if let Some(session) = self.sessions.get_mut(&conn) {
+            session.written(transmits, bytes, &mut self.engine, &mut self.deliveries);
+        }
+        self.route(conn)
+    }
+
     /// The next deadline of `conn` (see [`Session::poll_timeout`]).
     pub fn poll_timeout(&self, conn: ConnId) -> Option<Instant> {
         self.sessions.get(&conn)?.poll_timeout()

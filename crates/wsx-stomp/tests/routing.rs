@@ -76,7 +76,7 @@ fn topic_message_is_encoded_once_for_all_subscribers() {
     h.send(b, subscribe("y", "/topic/t", "auto"));
     h.send(a, send("/topic/t", "shared body"));
     let tail = |h: &mut Harness, conn| match h.broker.poll_transmit(conn, h.now) {
-        Some(Transmit::Frame(f)) => f.tail().clone(),
+        Some(Transmit::TopicMessage(f)) => f.tail().clone(),
         other => panic!("expected a frame, got {other:?}"),
     };
     let ta = tail(&mut h, a);

@@ -160,6 +160,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = MemoryEngine::DEFAULT_MAX_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub stomp_max_broker_bytes: u64,
+    /// The credit window of an `ack:auto` queue subscription: the most of its messages
+    /// delivered and not yet written to the client's socket. They are acknowledged to the
+    /// broker once written; those not written when the consumer goes go to other consumers.
+    #[arg(long, value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub stomp_auto_ack_window: u64,
+    /// The most bytes of STOMP frames a connection may have waiting to be written to its
+    /// socket before the server stops reading its frames (until the client reads); nothing is
+    /// dropped. One frame may pass it by what it fans out to the connection's own
+    /// subscriptions.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u64).range(4096..=1 << 40))]
+    pub stomp_max_unwritten_bytes: u64,
     /// The server's STOMP heart-beat: send one at least every SEND ms, expect the client's every
     /// RECEIVE ms (0 turns a direction off; the client's CONNECT header is taken into account).
     #[arg(long, value_name = "SEND,RECEIVE", default_value = "10000,10000")]
@@ -189,6 +202,8 @@ impl Default for ServeArgs {
             stomp_max_destinations: MemoryEngine::DEFAULT_MAX_DESTINATIONS as u64,
             stomp_max_queue_bytes: MemoryEngine::DEFAULT_MAX_QUEUE_BYTES as u64,
             stomp_max_broker_bytes: MemoryEngine::DEFAULT_MAX_BYTES as u64,
+            stomp_auto_ack_window: 256,
+            stomp_max_unwritten_bytes: 1 << 20,
             stomp_heartbeat: stomp::HeartBeatMs {
                 send: 10_000,
                 receive: 10_000,
@@ -323,6 +338,9 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             jwt_secret: args.jwt_secret.as_ref(),
             jwt_public_key: args.jwt_public_key.as_deref(),
             max_subscriptions: args.stomp_max_subscriptions,
+            auto_ack_window: usize::try_from(args.stomp_auto_ack_window).unwrap_or(usize::MAX),
+            max_unwritten_bytes: usize::try_from(args.stomp_max_unwritten_bytes)
+                .unwrap_or(usize::MAX),
             heartbeat: args.stomp_heartbeat,
             broker: &args.broker,
             memory: stomp::MemorySettings {

@@ -15,6 +15,12 @@
 //! the WebSocket when the session ends. Other connections' traffic reaches it through the link
 //! and its `Notify`.
 //!
+//! The task tells the hub what reached the socket ([`wire::Fed`], [`hub::Hub::written`]): at
+//! once when the session waits for it (`ack:auto` queue messages are acknowledged to the broker
+//! only once written, which refills their credit window), otherwise along with the next input.
+//! While the session's unwritten output is past `--stomp-max-unwritten-bytes` the task stops
+//! reading the socket and only writes, until the client has read enough.
+//!
 //! With Redis, a SEND goes to Redis and comes back to every node (this one included) as a
 //! [`wsx_stomp_redis::RedisEvent`]; the pump task ([`Stomp::spawn_redis_pump`]) hands those to
 //! the engine under the hub's lock ([`hub::Hub::pump_with`]), which routes the deliveries
@@ -45,6 +51,7 @@
 mod engine;
 mod hub;
 mod jwt;
+mod wire;
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -73,12 +80,14 @@ use engine::BrokerEngine;
 pub use engine::{BrokerUrl, MemorySettings, RedisSettings};
 use hub::{Hub, LINK_QUEUE_LEN, Metered, Out, QueueLimits};
 use jwt::JwtAuth;
+use wire::Fed;
 
 /// The subprotocols of STOMP over WebSocket, best first.
 const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 /// Unwritten output above which the task stops taking frames from its link.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
-/// The least bytes a connection's link may hold before it counts as too slow.
+/// The least bytes of `ack:auto` topic messages a connection's link may hold before it counts as
+/// too slow.
 const MIN_QUEUED_BYTES: usize = 8 << 20;
 /// The most Redis events handled under one lock of the hub.
 const REDIS_EVENT_BATCH: usize = 64;
@@ -137,6 +146,10 @@ pub struct StompOptions<'a> {
     pub jwt_public_key: Option<&'a std::path::Path>,
     /// `--stomp-max-subscriptions`.
     pub max_subscriptions: usize,
+    /// `--stomp-auto-ack-window`.
+    pub auto_ack_window: usize,
+    /// `--stomp-max-unwritten-bytes`.
+    pub max_unwritten_bytes: usize,
     /// `--stomp-heartbeat`.
     pub heartbeat: HeartBeatMs,
     /// `--broker`.
@@ -171,7 +184,9 @@ impl Stomp {
         let config = SessionConfig::default()
             .limits(limits)
             .heart_beat(options.heartbeat.send, options.heartbeat.receive)
-            .max_subscriptions(options.max_subscriptions);
+            .max_subscriptions(options.max_subscriptions)
+            .auto_ack_window(options.auto_ack_window)
+            .max_unwritten_bytes(options.max_unwritten_bytes);
         let jwt = JwtAuth::from_options(
             options.jwt_secret.map(|s| s.0.as_str()),
             options.jwt_public_key,
@@ -341,14 +356,21 @@ pub async fn session(
     let (conn, link, mut deadline) = hub.open(info);
     debug!(conn = conn.0, subprotocol = ?ws.subprotocol(), "stomp: open");
     let mut batch = Vec::new();
+    // What was fed to the WebSocket, to report what reached the socket.
+    let mut fed = Fed::default();
+    // Whether the session takes input (its output backlog is within its budget).
+    let mut reading = true;
 
     let end = 'session: loop {
         // Write what the broker produced for this connection, up to the high-water mark.
         let budget = WRITE_HIGH_WATER.saturating_sub(ws.buffered_amount());
-        if link.take(budget, &mut batch) {
+        let taken = link.take(budget, &mut batch);
+        if taken.kicked {
             break End::Kicked;
         }
         for out in batch.drain(..) {
+            let before = ws.buffered_amount();
+            let size = out.budget_size();
             let written = match out {
                 Out::Frame(frame) => {
                     metrics.sent(frame.len());
@@ -360,8 +382,21 @@ pub async fn session(
             if let Err(e) = written {
                 break 'session End::Failed(e);
             }
+            fed.push(ws.buffered_amount().saturating_sub(before), size);
         }
-        let backed_up = link.has_output();
+        // Report the writes now when the session waits for them (acknowledgements of ack:auto
+        // queue deliveries, paused input); otherwise with the next input.
+        fed.update(ws.buffered_amount());
+        let report = taken.report || !reading;
+        if report && fed.has_unreported() {
+            let status = hub.written(conn, fed.take());
+            deadline = status.deadline;
+            reading = status.wants_input;
+        }
+        // Wake when the writes go under the high-water mark (more to take from the link), or
+        // reach the end of the next transmit to report.
+        let drained = link.has_output().then_some(WRITE_HIGH_WATER);
+        let level = drained.max(if report { fed.next_level() } else { None });
         let timer = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -371,8 +406,17 @@ pub async fn session(
         tokio::select! {
             () = super::wait_shutdown(&mut shutdown) => break End::Shutdown,
             () = link.notify.notified() => {}
-            () = timer => deadline = hub.timeout(conn),
-            input = poll_fn(|cx| ws.poll_recv_or_drained(cx, backed_up.then_some(WRITE_HIGH_WATER))) => match input {
+            () = timer => {
+                let status = hub.timeout(conn);
+                deadline = status.deadline;
+                reading = status.wants_input;
+            }
+            // Over its output budget the session takes no input: then only write.
+            input = poll_fn(|cx| if reading {
+                ws.poll_recv_or_drained(cx, level)
+            } else {
+                poll_written(&mut ws, cx, level)
+            }) => match input {
                 RecvOrDrained::Drained => {}
                 RecvOrDrained::Message(None) => break End::PeerClosed,
                 RecvOrDrained::Message(Some(Err(e))) => break End::Failed(e),
@@ -380,7 +424,10 @@ pub async fn session(
                     if msg.is_data() {
                         let bytes = msg.payload();
                         metrics.received(bytes.len());
-                        deadline = hub.receive(conn, bytes);
+                        fed.update(ws.buffered_amount());
+                        let status = hub.receive(conn, bytes, fed.take());
+                        deadline = status.deadline;
+                        reading = status.wants_input;
                     }
                 }
             },
@@ -421,6 +468,25 @@ fn close_reason(message: &str) -> String {
         end -= 1;
     }
     message[..end].to_owned()
+}
+
+/// Write queued output without reading: [`RecvOrDrained::Drained`] once all of it is written,
+/// or once less than `level` bytes wait; pending when there is nothing to write and nothing to
+/// report (the link's notification or the timer wakes the task then).
+fn poll_written(
+    ws: &mut WebSocket<MaybeTlsStream>,
+    cx: &mut std::task::Context<'_>,
+    level: Option<usize>,
+) -> std::task::Poll<RecvOrDrained> {
+    use std::task::Poll;
+    match ws.poll_write_out(cx) {
+        Poll::Ready(Err(e)) => Poll::Ready(RecvOrDrained::Message(Some(Err(e.into())))),
+        Poll::Ready(Ok(())) if level.is_some() => Poll::Ready(RecvOrDrained::Drained),
+        Poll::Pending if level.is_some_and(|n| ws.buffered_amount() < n) => {
+            Poll::Ready(RecvOrDrained::Drained)
+        }
+        Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
+    }
 }
 
 /// Queue one STOMP frame as one WebSocket message.

@@ -174,14 +174,59 @@ impl Client {
             .await
             .expect("connect in time")
             .expect("WebSocket handshake");
+        Client::over(ws, response.subprotocol)
+    }
+
+    /// A client on `ws`, which agreed on `subprotocol`.
+    fn over(ws: WebSocket<wsx::MaybeTlsStream>, subprotocol: Option<String>) -> Client {
         let mut decoder = Decoder::new(Limits::default());
         decoder.set_version(Version::V1_2);
         Client {
             ws,
             decoder,
             frames: VecDeque::new(),
-            subprotocol: response.subprotocol,
+            subprotocol,
         }
+    }
+
+    /// Open `/stomp` offering STOMP 1.2 over a socket whose receive buffer is 4 KiB (a client
+    /// that reads slowly, or not at all, backs the server up at once). The handshake is written
+    /// by hand on that socket.
+    pub async fn open_small_window(server: &Server) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .set_recv_buffer_size(4096)
+            .expect("a 4 KiB receive buffer");
+        let mut stream = tokio::time::timeout(WAIT, socket.connect(server.addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let request = format!(
+            "GET /stomp HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: v12.stomp\r\n\r\n",
+            server.addr
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("send the upgrade request");
+        // The response head, a byte at a time: nothing after it is consumed.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let byte = tokio::time::timeout(WAIT, stream.read_u8())
+                .await
+                .expect("a response in time")
+                .expect("read the response");
+            head.push(byte);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+        let ws = WebSocket::from_raw(
+            wsx::MaybeTlsStream::Plain(stream),
+            wsx::Role::Client,
+            &wsx::WebSocketConfig::default(),
+        );
+        Client::over(ws, Some("v12.stomp".to_owned()))
     }
 
     /// Open `/stomp` offering STOMP 1.2 and send CONNECT with `headers` (plus

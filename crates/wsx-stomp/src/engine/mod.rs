@@ -12,9 +12,11 @@
 //! let the I/O layer carry it out, and hand the deliveries it later receives to
 //! [`crate::Session::deliver`] directly: nothing requires `out` to be filled during the call.
 //!
-//! Flow control: a subscription in a client ack mode has a window (`max_unacked`). An engine
-//! gives a queue message only to a subscriber with room in its window, and skips a topic
-//! subscriber whose window is full (a topic does not keep messages for slow subscribers).
+//! Flow control: a subscription in a client ack mode has a window (`max_unacked`), and so does
+//! a session's `ack:auto` queue subscription (`auto_ack_window`: the session acknowledges each
+//! delivery once the I/O layer wrote it, see [`crate::Session::written`]). An engine gives a
+//! queue message only to a subscriber with room in its window, and skips a topic subscriber
+//! whose window is full (a topic does not keep messages for slow subscribers).
 //!
 //! Selectors: a subscription made with [`Engine::subscribe_with_selector`] gets only the
 //! messages its [`Selector`] matches. A topic skips the subscribers whose selector does not

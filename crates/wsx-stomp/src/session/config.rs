@@ -27,6 +27,19 @@ pub struct SessionConfig {
     /// The most unacknowledged messages per subscription in a client ack mode (the window
     /// the engine respects). Default 256.
     pub max_unacked: usize,
+    /// The most messages of one `ack:auto` *queue* subscription delivered and not yet written
+    /// to the socket (its credit window): the engine keeps them in flight, and they are
+    /// acknowledged to it only once the I/O layer reports them written
+    /// ([`crate::Session::written`]); a consumer that goes away first gives them back to the
+    /// queue. `ack:auto` topic subscriptions have no window (at most once). Default 256.
+    pub auto_ack_window: usize,
+    /// The most bytes of frames a session may have produced and not seen written
+    /// ([`crate::Session::written`]): past it the session stops decoding the frames it has
+    /// buffered ([`crate::Session::wants_input`] turns `false`, and the I/O layer stops reading
+    /// the connection) until writes bring it back under. Nothing is dropped; one frame may pass
+    /// the budget by what it produces (at most `max_subscriptions` MESSAGE frames). Default
+    /// 1 MiB.
+    pub max_unwritten_bytes: usize,
     /// The most transactions a connection may have open. Default 16.
     pub max_transactions: usize,
     /// The most SEND, ACK and NACK frames one transaction may hold. Default 1024.
@@ -61,6 +74,8 @@ impl Default for SessionConfig {
             connect_timeout: Duration::from_secs(10),
             max_subscriptions: 64,
             max_unacked: 256,
+            auto_ack_window: 256,
+            max_unwritten_bytes: 1 << 20,
             max_transactions: 16,
             max_transaction_frames: 1024,
             max_transaction_bytes: 8 << 20,
@@ -114,6 +129,18 @@ impl SessionConfig {
     /// Set the most unacknowledged messages per subscription.
     pub fn max_unacked(mut self, n: usize) -> Self {
         self.max_unacked = n;
+        self
+    }
+
+    /// Set the credit window of `ack:auto` queue subscriptions.
+    pub fn auto_ack_window(mut self, n: usize) -> Self {
+        self.auto_ack_window = n;
+        self
+    }
+
+    /// Set the most bytes of output a session may have unwritten before it stops decoding.
+    pub fn max_unwritten_bytes(mut self, bytes: usize) -> Self {
+        self.max_unwritten_bytes = bytes;
         self
     }
 

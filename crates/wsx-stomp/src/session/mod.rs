@@ -4,12 +4,17 @@
 //!
 //! 1. [`Session::receive`] with the payload of every WebSocket message (frames may be split
 //!    across messages or packed several to one; heart-beats are end-of-lines).
-//! 2. [`Session::poll_transmit`] until `None`, sending each [`Transmit::Frame`] as one
-//!    WebSocket message, a [`Transmit::HeartBeat`] as `"\n"`, and closing the connection on
-//!    [`Transmit::Close`].
-//! 3. [`Session::poll_timeout`] for the next deadline, and [`Session::handle_timeout`] when it
+//! 2. [`Session::poll_transmit`] until `None`, sending each [`Transmit::Frame`] and
+//!    [`Transmit::TopicMessage`] as one WebSocket message, a [`Transmit::HeartBeat`] as `"\n"`,
+//!    and closing the connection on [`Transmit::Close`].
+//! 3. [`Session::written`] as transmits reach the socket (how many, in order, and their frame
+//!    bytes): `ack:auto` queue deliveries are acknowledged to the engine only then, and the
+//!    session stops decoding input while too much of its output is unwritten
+//!    ([`Session::wants_input`]: the I/O layer then stops reading the connection). See
+//!    [`written`].
+//! 4. [`Session::poll_timeout`] for the next deadline, and [`Session::handle_timeout`] when it
 //!    passes (the session has no clock: every call that needs the time takes `now`).
-//! 4. [`Session::shutdown`] when the connection goes away.
+//! 5. [`Session::shutdown`] when the connection goes away.
 //!
 //! Calls that change subscriptions or publish take the [`Engine`] and a `Vec<Delivery>` the
 //! engine fills; each delivery goes to the session of its connection through
@@ -32,6 +37,7 @@ mod connect;
 mod subscriptions;
 mod timers;
 mod transactions;
+mod written;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -54,12 +60,20 @@ use confirm::Unconfirmed;
 use subscriptions::Subscription;
 use timers::Timers;
 use transactions::Transactions;
+use written::Unwritten;
 
 /// What the I/O layer must do next for a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transmit {
-    /// Send this frame, as one WebSocket message.
+    /// Send this frame, as one WebSocket message. How many of these wait is bounded by the
+    /// session: its own answers by its output budget, queue and client-mode deliveries by
+    /// their windows.
     Frame(EncodedFrame),
+    /// Send this MESSAGE of an `ack:auto` topic subscription, as one WebSocket message. A
+    /// topic does not wait for slow subscribers, so nothing bounds how many of these other
+    /// connections' traffic queues: the I/O layer must, and drop a subscriber that falls too
+    /// far behind.
+    TopicMessage(EncodedFrame),
     /// Send a heart-beat: one end-of-line, `"\n"`.
     HeartBeat,
     /// Close the WebSocket connection: the session is over and everything before was sent.
@@ -97,6 +111,7 @@ pub struct Session {
     transactions: Transactions,
     unconfirmed: Unconfirmed,
     outbox: VecDeque<Transmit>,
+    output: Unwritten,
     timers: Timers,
     close_reason: Option<String>,
 }
@@ -198,6 +213,7 @@ impl Session {
             transactions: Transactions::default(),
             unconfirmed: Unconfirmed::default(),
             outbox: VecDeque::new(),
+            output: Unwritten::default(),
             timers: Timers::new(now),
             close_reason: None,
         }
@@ -254,7 +270,9 @@ impl Session {
     }
 
     /// Handle bytes received at `now` (the payload of a WebSocket message): decode and process
-    /// every complete frame. Any bytes count as a sign of life for heart-beats.
+    /// every complete frame, as long as the output backlog stays within its budget (the rest
+    /// waits for [`Session::written`]; see [`Session::wants_input`]). Any bytes count as a sign
+    /// of life for heart-beats.
     pub fn receive(
         &mut self,
         now: Instant,
@@ -268,11 +286,39 @@ impl Session {
         }
         self.timers.last_rx = now;
         self.decoder.feed(bytes);
-        while self.phase != Phase::Closed && !self.unconfirmed.disconnecting() {
+        self.decode_buffered(engine, out);
+    }
+
+    /// Decode and handle the buffered frames while the session is open and its output backlog
+    /// within budget. What a frame delivers to this session's own subscriptions is queued
+    /// before the next frame is looked at, so that it counts against the budget.
+    fn decode_buffered(&mut self, engine: &mut dyn Engine, out: &mut Vec<Delivery>) {
+        while self.phase != Phase::Closed
+            && !self.unconfirmed.disconnecting()
+            && !self.over_budget()
+        {
+            let before = out.len();
             match self.decoder.poll_frame() {
                 Ok(Some(frame)) => self.handle_frame(frame, engine, out),
                 Ok(None) => break,
                 Err(error) => self.fail(Fail::new(error.to_string()), None, engine, out),
+            }
+            self.deliver_own(out, before);
+        }
+    }
+
+    /// Queue the deliveries for this session among `out[from..]` now; the others (and those it
+    /// refuses) stay in `out`, in order, for the caller to route.
+    fn deliver_own(&mut self, out: &mut Vec<Delivery>, from: usize) {
+        if !out[from..].iter().any(|d| d.subscriber.conn == self.conn) {
+            return;
+        }
+        let produced: Vec<Delivery> = out.drain(from..).collect();
+        for delivery in produced {
+            if delivery.subscriber.conn != self.conn {
+                out.push(delivery);
+            } else if let Some(refused) = self.deliver(delivery) {
+                out.push(refused);
             }
         }
     }
@@ -281,6 +327,7 @@ impl Session {
     /// send timer).
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         let transmit = self.outbox.pop_front()?;
+        self.polled();
         self.timers.last_tx = now;
         Some(transmit)
     }
@@ -371,8 +418,7 @@ impl Session {
 
     fn queue_frame(&mut self, frame: &Frame) {
         let bytes = encode_lossy(frame, self.version);
-        self.outbox
-            .push_back(Transmit::Frame(EncodedFrame::whole(bytes)));
+        self.push(Transmit::Frame(EncodedFrame::whole(bytes)));
     }
 
     fn queue_receipt(&mut self, receipt: &str) {
@@ -415,7 +461,7 @@ impl Session {
         self.unconfirmed.clear();
         self.phase = Phase::Closed;
         self.close_reason = reason;
-        self.outbox.push_back(Transmit::Close);
+        self.push(Transmit::Close);
     }
 
     /// Give every subscription back to the engine (in subscription order) and drop
@@ -423,6 +469,7 @@ impl Session {
     fn release(&mut self, engine: &mut dyn Engine, out: &mut Vec<Delivery>) {
         self.transactions.clear();
         self.ack_index.clear();
+        self.output.release();
         let mut subs: Vec<Subscription> = self.subs.drain().map(|(_, s)| s).collect();
         subs.sort_by_key(|s| s.seq);
         for sub in subs {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::transactions::TxOp;
 use super::{After, Fail, Handled, Phase, Session, Transmit, parse_destination, require};
 use crate::auth::Principal;
-use crate::destination::Destination;
+use crate::destination::{Destination, DestinationKind};
 use crate::engine::{Delivery, Engine, Outcome, SubscriberKey};
 use crate::frame::Frame;
 use crate::message::{MessageId, Publish};
@@ -27,7 +27,9 @@ const USER_ID: &str = "user-id";
 /// How a subscription acknowledges messages (the `ack` header of SUBSCRIBE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AckMode {
-    /// Messages count as acknowledged when sent (the default).
+    /// Messages count as acknowledged when written to the socket (the default): a queue
+    /// subscription's deliveries stay with the engine until then (see `auto_ack_window`), a
+    /// topic's are sent at most once.
     Auto,
     /// The client ACKs; an ACK covers the message and every earlier one of the subscription.
     Client,
@@ -122,7 +124,13 @@ impl Session {
             Some(text) => Some(Selector::parse(text).map_err(|e| Fail::new(e.to_string()))?),
             None => None,
         };
-        let window = (ack != AckMode::Auto).then_some(self.config.max_unacked);
+        // An auto-mode queue subscription's deliveries stay in flight until written (credit
+        // window); an auto-mode topic subscription has none (at most once).
+        let window = match (ack, destination.kind()) {
+            (AckMode::Auto, DestinationKind::Topic) => None,
+            (AckMode::Auto, DestinationKind::Queue) => Some(self.config.auto_ack_window),
+            _ => Some(self.config.max_unacked),
+        };
         engine
             .subscribe_with_selector(
                 SubscriberKey::new(self.conn, id.clone()),
@@ -224,7 +232,12 @@ impl Session {
             return Some(delivery);
         };
         let mut ack = None;
-        if sub.ack != AckMode::Auto {
+        let mut awaits_written = None;
+        if sub.ack == AckMode::Auto {
+            if sub.destination.kind() == DestinationKind::Queue {
+                awaits_written = Some((sub.id.clone(), sub.seq));
+            }
+        } else {
             let ack_id = self.next_ack;
             self.next_ack += 1;
             sub.pending.push_back(Pending {
@@ -243,7 +256,16 @@ impl Session {
             ack.as_deref(),
             delivery.redelivered,
         );
-        self.outbox.push_back(Transmit::Frame(frame));
+        let topic = sub.ack == AckMode::Auto && sub.destination.kind() == DestinationKind::Topic;
+        let number = self.push(if topic {
+            Transmit::TopicMessage(frame)
+        } else {
+            Transmit::Frame(frame)
+        });
+        if let Some((subscription, sub_seq)) = awaits_written {
+            let id = delivery.message.id().clone();
+            self.await_written(number, subscription, sub_seq, id);
+        }
         None
     }
 }

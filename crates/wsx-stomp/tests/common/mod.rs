@@ -2,7 +2,7 @@
 //! encoded as a client would, fed to the broker, and the broker's transmits are decoded back.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,8 @@ pub enum Seen {
 struct ClientSide {
     decoder: Decoder,
     version: Version,
+    /// The sizes of the transmits drained and not reported written yet, oldest first.
+    unreported: VecDeque<usize>,
 }
 
 pub struct Harness<E: Engine = MemoryEngine> {
@@ -120,6 +122,7 @@ impl<E: Engine> Harness<E> {
             ClientSide {
                 decoder: Decoder::new(Limits::default()),
                 version: Version::V1_2,
+                unreported: VecDeque::new(),
             },
         );
         conn
@@ -179,16 +182,35 @@ impl<E: Engine> Harness<E> {
     pub fn drain(&mut self, conn: ConnId) -> Vec<Seen> {
         let mut seen = Vec::new();
         while let Some(transmit) = self.broker.poll_transmit(conn, self.now) {
+            if let Some(client) = self.clients.get_mut(&conn) {
+                client.unreported.push_back(transmit.size());
+            }
             match transmit {
                 Transmit::HeartBeat => seen.push(Seen::HeartBeat),
                 Transmit::Close => seen.push(Seen::Close),
-                Transmit::Frame(encoded) => {
+                Transmit::Frame(encoded) | Transmit::TopicMessage(encoded) => {
                     let frame = self.decode_one(conn, &encoded);
                     seen.push(Seen::Frame(frame));
                 }
             }
         }
         seen
+    }
+
+    /// Report everything drained from `conn` so far as written to its socket
+    /// ([`Broker::written`]).
+    pub fn written(&mut self, conn: ConnId) {
+        self.written_partly(conn, usize::MAX);
+    }
+
+    /// Report the first `n` transmits drained from `conn` and not reported yet as written.
+    pub fn written_partly(&mut self, conn: ConnId, n: usize) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        let n = n.min(client.unreported.len());
+        let bytes: usize = client.unreported.drain(..n).sum();
+        self.woken = self.broker.written(conn, n as u64, bytes).to_vec();
     }
 
     /// The frames queued for `conn`, asserting there is nothing else.

@@ -11,11 +11,25 @@
 //! [`Notify`]. The lock is released before any task is woken and is never held across an
 //! await; the tasks write their link's frames to their sockets without it.
 //!
-//! A connection whose link overflows because of *other* connections' traffic (it does not read
-//! fast enough) is dropped from the broker at once — its unacknowledged queue messages go to
-//! other consumers — and its task closes the WebSocket with 1008 "too slow", as the chat rooms
-//! do. Output a connection caused itself (a backlog a new queue subscription drains) is never
-//! refused: the client asked for it.
+//! What a session bounds itself goes into the link whatever its size: its queue deliveries
+//! (credit windows: `--stomp-auto-ack-window` in `ack:auto` mode, 256 unacknowledged in the
+//! client modes), its client-mode topic deliveries (the same windows) and its own output (see
+//! below). A topic does not wait for slow subscribers, so the MESSAGE frames of `ack:auto` topic
+//! subscriptions are what the link's [`QueueLimits`] bound: a connection whose link would pass
+//! them (it does not read fast enough for the topics it subscribed to) is dropped from the
+//! broker at once — its queue messages not acknowledged go to other consumers, `ack:auto` ones
+//! included as long as they were not written — and its task closes the WebSocket with 1008
+//! "too slow", as the chat rooms do. Clearing its link loses nothing: an `ack:auto` queue
+//! delivery is acknowledged to the engine only once the task reports it written
+//! ([`Hub::written`], [`Written`]).
+//!
+//! Output a connection causes itself (RECEIPTs, its SENDs fanned out to its own
+//! subscriptions, a queue backlog drained into a new subscription's credit window) goes into its
+//! link whatever the link's limits, but it is bounded by the session's output budget
+//! (`max_unwritten_bytes`): past it the session stops decoding the client's frames and
+//! [`Status::wants_input`] tells the task to stop reading the socket until its writes, reported
+//! through [`Hub::written`], bring the session back under. One frame may pass the budget by
+//! what it produces (at most `max_subscriptions` MESSAGE frames).
 //!
 //! An engine that delivers asynchronously (Redis: what any node publishes comes back through
 //! Redis) hands what it receives to [`Hub::pump_with`]: under the same lock it runs a
@@ -42,7 +56,8 @@ use wsx_stomp::{
 
 use super::super::metrics::Metrics;
 
-/// The most entries a connection's queue holds before the connection counts as too slow.
+/// The most MESSAGE frames of its `ack:auto` topic subscriptions a connection's link holds
+/// before the connection counts as too slow.
 pub const LINK_QUEUE_LEN: usize = 1024;
 
 /// Lock a mutex, ignoring poisoning: the data is plain bookkeeping, valid after any panic.
@@ -70,13 +85,60 @@ impl Out {
             Out::HeartBeat | Out::Close(_) => 1,
         }
     }
+
+    /// The bytes it counts for in the session's output budget ([`Transmit::size`]), to report
+    /// in [`Written::bytes`] once written.
+    pub fn budget_size(&self) -> usize {
+        match self {
+            Out::Frame(frame) => frame.len(),
+            Out::HeartBeat | Out::Close(_) => 0,
+        }
+    }
+}
+
+/// What a connection task wrote to its socket since its last report: the transmits (frames
+/// and heart-beats, in the order the link gave them) and their [`Out::budget_size`] bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Transmits written.
+    pub transmits: u64,
+    /// Their bytes.
+    pub bytes: usize,
+}
+
+/// What a connection task learns from a hub call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// The session's next deadline.
+    pub deadline: Option<Instant>,
+    /// Whether the session takes input: `false` while its output backlog is past its budget
+    /// (stop reading the socket and report writes with [`Hub::written`]).
+    pub wants_input: bool,
 }
 
 #[derive(Debug, Default)]
 struct Queue {
-    items: VecDeque<Out>,
-    bytes: usize,
+    /// The output, each entry with whether it is a MESSAGE of an `ack:auto` topic
+    /// subscription ([`Transmit::TopicMessage`]).
+    items: VecDeque<(Out, bool)>,
+    /// The entries and bytes of those topic messages: what [`QueueLimits`] bound. The rest is
+    /// bounded by the session (its output budget, the windows of its other subscriptions).
+    topic_items: usize,
+    topic_bytes: usize,
     kicked: bool,
+    /// The session waits for reports of what was written (see [`Taken::report`]).
+    report: bool,
+}
+
+/// What [`Link::take`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// The hub dropped the connection (too slow): close it.
+    pub kicked: bool,
+    /// The session wants to hear soon what was written ([`Hub::written`]): it has `ack:auto`
+    /// queue deliveries waiting to be acknowledged, or its input is paused. Otherwise the task
+    /// may pass its [`Written`] along with its next [`Hub::receive`].
+    pub report: bool,
 }
 
 /// One connection's output queue, filled by the hub and drained by the connection's task.
@@ -89,24 +151,31 @@ pub struct Link {
 
 impl Link {
     /// Move queued output into `into`, about `budget` bytes of it (at least one entry when any
-    /// is queued and `budget` is not 0). Returns `true` if the hub dropped the connection (it is
-    /// too slow), whatever the budget.
-    pub fn take(&self, budget: usize, into: &mut Vec<Out>) -> bool {
+    /// is queued and `budget` is not 0), unless the hub dropped the connection (it is too
+    /// slow).
+    pub fn take(&self, budget: usize, into: &mut Vec<Out>) -> Taken {
         let mut queue = lock(&self.queue);
+        let taken = Taken {
+            kicked: queue.kicked,
+            report: queue.report,
+        };
         if queue.kicked {
-            return true;
+            return taken;
         }
-        let mut taken = 0;
-        while taken < budget {
-            let Some(out) = queue.items.pop_front() else {
+        let mut moved = 0;
+        while moved < budget {
+            let Some((out, topic)) = queue.items.pop_front() else {
                 break;
             };
             let size = out.size();
-            queue.bytes -= size;
-            taken += size;
+            if topic {
+                queue.topic_items -= 1;
+                queue.topic_bytes -= size;
+            }
+            moved += size;
             into.push(out);
         }
-        false
+        taken
     }
 
     /// Whether output is waiting.
@@ -115,12 +184,13 @@ impl Link {
     }
 }
 
-/// How much output a connection may have waiting before it is dropped as too slow.
+/// How many MESSAGE frames of its `ack:auto` topic subscriptions a connection may have
+/// waiting before it is dropped as too slow (its other output is bounded by its session).
 #[derive(Debug, Clone, Copy)]
 pub struct QueueLimits {
     /// Entries.
     pub items: usize,
-    /// Bytes (an empty queue takes one entry of any size).
+    /// Bytes (a link without such frames takes one of any size).
     pub bytes: usize,
 }
 
@@ -304,15 +374,28 @@ impl<E: Engine> Hub<E> {
         (conn, link, deadline)
     }
 
-    /// The payload of a WebSocket message from `conn`. Returns its next deadline.
-    pub fn receive(&self, conn: ConnId, bytes: &[u8]) -> Option<Instant> {
+    /// The payload of a WebSocket message from `conn`, with what its task wrote since its last
+    /// report (see [`Hub::written`]).
+    pub fn receive(&self, conn: ConnId, bytes: &[u8], written: Written) -> Status {
         self.call(conn, |broker, now, woken| {
+            if written != Written::default() {
+                woken.extend_from_slice(broker.written(conn, written.transmits, written.bytes));
+            }
             woken.extend_from_slice(broker.receive(conn, now, bytes));
         })
     }
 
-    /// `conn`'s deadline passed. Returns its next deadline.
-    pub fn timeout(&self, conn: ConnId) -> Option<Instant> {
+    /// `conn`'s task wrote these transmits to the socket: `ack:auto` queue deliveries among
+    /// them are acknowledged to the engine (refilling the credit window), and input the
+    /// session buffered while over its output budget is decoded.
+    pub fn written(&self, conn: ConnId, written: Written) -> Status {
+        self.call(conn, |broker, _, woken| {
+            woken.extend_from_slice(broker.written(conn, written.transmits, written.bytes));
+        })
+    }
+
+    /// `conn`'s deadline passed.
+    pub fn timeout(&self, conn: ConnId) -> Status {
         self.call(conn, |broker, now, woken| {
             woken.extend_from_slice(broker.handle_timeout(conn, now));
         })
@@ -355,7 +438,9 @@ impl<E: Engine> Hub<E> {
     /// confirmations. The deliveries go to their sessions ([`Broker::deliver`]), then the
     /// confirmations ([`Broker::confirm`]: the RECEIPTs that waited for Redis, or ERRORs);
     /// the connections that got output are woken, the slow ones dropped — except for
-    /// the confirmed connections' own RECEIPTs and ERRORs, which are never refused.
+    /// the confirmed connections' own RECEIPTs and ERRORs, which go past the link's limits
+    /// like the rest of a connection's own output (one per SEND the session decoded within its
+    /// output budget).
     pub fn pump_with(&self, make: impl FnOnce(&mut E, &mut Vec<Delivery>, &mut Vec<Confirmation>)) {
         let now = Instant::now();
         let mut wake = Vec::new();
@@ -406,26 +491,30 @@ impl<E: Engine> Hub<E> {
         &self,
         conn: ConnId,
         op: impl FnOnce(&mut Broker<Metered<E>>, Instant, &mut Vec<ConnId>),
-    ) -> Option<Instant> {
+    ) -> Status {
         let now = Instant::now();
         let mut wake = Vec::new();
-        let deadline = {
+        let status = {
             let mut guard = lock(&self.shared);
             let shared = &mut *guard;
             let mut woken = std::mem::take(&mut shared.scratch);
             woken.clear();
             op(&mut shared.broker, now, &mut woken);
-            // Output the connection caused for itself is never refused.
+            // Output the connection caused for itself goes past the link's limits: the
+            // session's output budget bounds it (it stops decoding past it).
             shared.flush(conn, now, None, &mut wake);
             shared.sync_subscriptions(conn, &self.metrics);
             shared.fan_out(conn, &mut woken, now, self, &mut wake);
             shared.scratch = woken;
-            shared.broker.poll_timeout(conn)
+            Status {
+                deadline: shared.broker.poll_timeout(conn),
+                wants_input: shared.broker.session(conn).is_none_or(|s| s.wants_input()),
+            }
         };
         for link in wake {
             link.notify.notify_one();
         }
-        deadline
+        status
     }
 }
 
@@ -462,15 +551,17 @@ impl<E: Engine> Shared<E> {
                 let mut queue = lock(&entry.link.queue);
                 queue.kicked = true;
                 queue.items.clear();
-                queue.bytes = 0;
+                queue.topic_items = 0;
+                queue.topic_bytes = 0;
                 drop(queue);
                 wake.push(entry.link.clone());
             }
         }
     }
 
-    /// Move `conn`'s transmits into its link. With `limits`, stop and return `false` when the
-    /// link would pass them.
+    /// Move `conn`'s transmits into its link, and tell it whether the session waits for write
+    /// reports. With `limits`, stop and return `false` when the `ack:auto` topic messages in
+    /// the link would pass them (the rest is bounded by the session).
     fn flush(
         &mut self,
         conn: ConnId,
@@ -487,8 +578,9 @@ impl<E: Engine> Shared<E> {
         }
         let mut pushed = false;
         while let Some(transmit) = self.broker.poll_transmit(conn, now) {
+            let topic = matches!(transmit, Transmit::TopicMessage(_));
             let out = match transmit {
-                Transmit::Frame(frame) => Out::Frame(frame),
+                Transmit::Frame(frame) | Transmit::TopicMessage(frame) => Out::Frame(frame),
                 Transmit::HeartBeat => Out::HeartBeat,
                 Transmit::Close => Out::Close(
                     self.broker
@@ -497,18 +589,22 @@ impl<E: Engine> Shared<E> {
                         .map(str::to_owned),
                 ),
             };
-            let size = out.size();
-            if let Some(limits) = limits
-                && !queue.items.is_empty()
-                && (queue.items.len() >= limits.items
-                    || queue.bytes.saturating_add(size) > limits.bytes)
-            {
-                return false;
+            if topic {
+                let size = out.size();
+                if let Some(limits) = limits
+                    && queue.topic_items > 0
+                    && (queue.topic_items >= limits.items
+                        || queue.topic_bytes.saturating_add(size) > limits.bytes)
+                {
+                    return false;
+                }
+                queue.topic_items += 1;
+                queue.topic_bytes += size;
             }
-            queue.bytes += size;
-            queue.items.push_back(out);
+            queue.items.push_back((out, topic));
             pushed = true;
         }
+        queue.report = self.broker.session(conn).is_some_and(|s| s.wants_written());
         if pushed {
             wake.push(entry.link.clone());
         }
@@ -543,9 +639,13 @@ mod tests {
     use super::*;
 
     fn hub(limits: QueueLimits) -> (Hub, Arc<Metrics>) {
+        hub_with(limits, SessionConfig::default())
+    }
+
+    fn hub_with(limits: QueueLimits, config: SessionConfig) -> (Hub, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::default());
         let engine = Metered::new(MemoryEngine::new(), metrics.clone());
-        let broker = Broker::new(engine, SessionConfig::default(), Arc::new(AllowAll));
+        let broker = Broker::new(engine, config, Arc::new(AllowAll));
         (Hub::new(broker, metrics.clone(), limits), metrics)
     }
 
@@ -556,9 +656,9 @@ mod tests {
         }
     }
 
-    fn send(hub: &Hub, conn: ConnId, frame: Frame) {
+    fn send(hub: &Hub, conn: ConnId, frame: Frame) -> Status {
         let bytes = frame.encode(Version::V1_2).expect("encodable");
-        hub.receive(conn, &bytes);
+        hub.receive(conn, &bytes, Written::default())
     }
 
     /// Open a connection, CONNECT, and subscribe to `destination` (if any) in `ack` mode.
@@ -569,7 +669,10 @@ mod tests {
             conn,
             Frame::new(Command::Connect).with_header("accept-version", "1.2"),
         );
-        assert_eq!(commands(&link), [Command::Connected]);
+        let outs = take_all(&link);
+        let got: Vec<Command> = decode(&outs).into_iter().map(|f| f.command).collect();
+        assert_eq!(got, [Command::Connected]);
+        hub.written(conn, all_written(&outs));
         if let Some((destination, ack)) = subscribe {
             send(
                 hub,
@@ -581,6 +684,17 @@ mod tests {
             );
         }
         (conn, link)
+    }
+
+    /// Subscribe `conn` to `destination` in `ack:auto` mode as `id`.
+    fn subscribe_auto(hub: &Hub, conn: ConnId, id: &str, destination: &str) {
+        send(
+            hub,
+            conn,
+            Frame::new(Command::Subscribe)
+                .with_header("id", id)
+                .with_header("destination", destination),
+        );
     }
 
     fn publish(hub: &Hub, conn: ConnId, destination: &str, body: &str) {
@@ -595,8 +709,25 @@ mod tests {
 
     /// Everything queued on `link`, decoded.
     fn frames(link: &Link) -> Vec<Frame> {
+        decode(&take_all(link))
+    }
+
+    /// Everything queued on `link`, asserting it was not kicked.
+    fn take_all(link: &Link) -> Vec<Out> {
         let mut outs = Vec::new();
-        assert!(!link.take(usize::MAX, &mut outs), "not kicked");
+        assert!(!link.take(usize::MAX, &mut outs).kicked, "not kicked");
+        outs
+    }
+
+    /// What `outs` hold, as a write report.
+    fn all_written(outs: &[Out]) -> Written {
+        Written {
+            transmits: outs.len() as u64,
+            bytes: outs.iter().map(Out::budget_size).sum(),
+        }
+    }
+
+    fn decode(outs: &[Out]) -> Vec<Frame> {
         let mut decoder = Decoder::new(Limits::default());
         decoder.set_version(Version::V1_2);
         let mut frames = Vec::new();
@@ -642,13 +773,19 @@ mod tests {
             bytes: 1 << 20,
         });
         let (slow, slow_link) = client(&hub, Some(("/queue/q", "client-individual")));
+        subscribe_auto(&hub, slow, "t", "/topic/t");
         let (p, p_link) = client(&hub, None);
-        // The slow consumer never takes from its link: the fourth message overflows it.
+        // The slow consumer never takes from its link. Its queue messages are bounded by its
+        // window, not by the link's limits; its topic messages are: the fourth overflows it.
         for i in 0..4 {
             publish(&hub, p, "/queue/q", &format!("m{i}"));
         }
+        assert!(!slow_link.take(0, &mut Vec::new()).kicked);
+        for i in 0..4 {
+            publish(&hub, p, "/topic/t", &format!("t{i}"));
+        }
         let mut outs = Vec::new();
-        assert!(slow_link.take(usize::MAX, &mut outs), "kicked");
+        assert!(slow_link.take(usize::MAX, &mut outs).kicked);
         assert!(outs.is_empty());
         assert!(
             hub.shared
@@ -677,18 +814,80 @@ mod tests {
     }
 
     #[test]
-    fn own_output_is_never_refused() {
+    fn own_output_is_bounded_by_the_session_budget() {
+        let config = SessionConfig::default().max_unwritten_bytes(4096);
+        let (hub, _) = hub_with(roomy(), config);
+        let (c, link) = client(&hub, None);
+        for id in ["a", "b", "c", "d"] {
+            subscribe_auto(&hub, c, id, "/topic/echo");
+        }
+        // A hundred SENDs to its own four subscriptions in one message, never read: each
+        // makes about 4 × 1 KiB of its own output.
+        let mut packed = Vec::new();
+        for i in 0..100 {
+            let frame = Frame::new(Command::Send)
+                .with_header("destination", "/topic/echo")
+                .with_body(format!("{i:03}{}", "x".repeat(1000)));
+            packed.extend(frame.encode(Version::V1_2).expect("encodable"));
+        }
+        let status = hub.receive(c, &packed, Written::default());
+        assert!(!status.wants_input, "paused past the budget");
+        let outs = take_all(&link);
+        let bytes: usize = outs.iter().map(Out::budget_size).sum();
+        assert!(
+            bytes < 4096 + 5 * 1100,
+            "the budget plus one frame's worth: {bytes}"
+        );
+        // Each write report lets a little more through, until everything is delivered.
+        let mut delivered = decode(&outs).len();
+        let mut status = hub.written(c, all_written(&outs));
+        let mut reports = 1;
+        while !status.wants_input || delivered < 400 {
+            let outs = take_all(&link);
+            assert!(!outs.is_empty(), "more output after each report");
+            delivered += decode(&outs).len();
+            status = hub.written(c, all_written(&outs));
+            reports += 1;
+            assert!(reports <= 101, "at least one SEND decoded per report");
+        }
+        assert_eq!(delivered, 400);
+    }
+
+    #[test]
+    fn a_dropped_auto_consumer_loses_nothing_it_had_not_written() {
         let (hub, _) = hub(QueueLimits {
-            items: 2,
+            items: 3,
             bytes: 1 << 20,
         });
+        let (slow, slow_link) = client(&hub, Some(("/queue/q", "auto")));
+        subscribe_auto(&hub, slow, "t", "/topic/t");
         let (p, _) = client(&hub, None);
-        for i in 0..5 {
-            publish(&hub, p, "/queue/backlog", &format!("m{i}"));
+        publish(&hub, p, "/queue/q", "m0");
+        // m0 reaches the socket; m1 and m2 are taken by the task but never written.
+        let outs = take_all(&slow_link);
+        assert_eq!(decode(&outs).len(), 1);
+        hub.written(slow, all_written(&outs));
+        publish(&hub, p, "/queue/q", "m1");
+        publish(&hub, p, "/queue/q", "m2");
+        assert_eq!(take_all(&slow_link).len(), 2);
+        // m3..m7 wait in the link; then topic messages overflow it: the consumer is dropped,
+        // its link cleared.
+        for i in 3..8 {
+            publish(&hub, p, "/queue/q", &format!("m{i}"));
         }
-        // Subscribing drains the backlog into the subscriber's own link, past the limits.
-        let (_c, link) = client(&hub, Some(("/queue/backlog", "auto")));
-        assert_eq!(frames(&link).len(), 5);
+        for i in 0..4 {
+            publish(&hub, p, "/topic/t", &format!("t{i}"));
+        }
+        assert!(slow_link.take(usize::MAX, &mut Vec::new()).kicked);
+        let (_fresh, fresh) = client(&hub, Some(("/queue/q", "client-individual")));
+        let got = frames(&fresh);
+        let bodies: Vec<&[u8]> = got.iter().map(|f| &f.body[..]).collect();
+        assert_eq!(
+            bodies,
+            [&b"m1"[..], b"m2", b"m3", b"m4", b"m5", b"m6", b"m7"]
+        );
+        assert_eq!(got[0].header("redelivered"), Some("true"));
+        hub.close(slow);
     }
 
     #[test]
@@ -771,7 +970,7 @@ mod tests {
                 .with_header("accept-version", "1.2")
                 .encode(Version::V1_2)
                 .expect("encodable");
-            hub.receive(conn, &bytes);
+            hub.receive(conn, &bytes, Written::default());
             assert_eq!(commands(&link), [Command::Connected]);
             (conn, link)
         };
@@ -782,7 +981,7 @@ mod tests {
                 .with_body(body.to_owned())
                 .encode(Version::V1_2)
                 .expect("encodable");
-            hub.receive(conn, &bytes);
+            hub.receive(conn, &bytes, Written::default());
         };
         let published = |metrics: &Metrics| {
             metrics
@@ -795,7 +994,7 @@ mod tests {
             .with_header("destination", "/queue/slow")
             .encode(Version::V1_2)
             .expect("encodable");
-        hub.receive(consumer, &subscribe);
+        hub.receive(consumer, &subscribe, Written::default());
         let (sender, link) = open(&hub);
         send_slow(&hub, sender, "kept", "r1");
         assert!(commands(&link).is_empty(), "no receipt before it is stored");
@@ -818,8 +1017,7 @@ mod tests {
             let (_, origin) = engine.waiting.remove(0);
             confirmations.push(Confirmation::Failed(origin, "message refused: full".into()));
         });
-        let mut outs = Vec::new();
-        assert!(!link.take(usize::MAX, &mut outs));
+        let outs = take_all(&link);
         assert_eq!(outs.len(), 2, "{outs:?}");
         assert!(matches!(&outs[1], Out::Close(Some(reason)) if reason == "message refused: full"));
         assert!(published(&metrics), "a failed SEND is not published");
