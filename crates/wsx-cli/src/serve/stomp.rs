@@ -33,12 +33,14 @@
 //! messages, compressed when permessage-deflate was negotiated.
 //!
 //! Authentication: with `--jwt-secret` and/or `--jwt-public-key`, a client must present a JWT
-//! ([`jwt`]); without either, anyone may connect and use every destination (the principal is
+//! ([`jwt`]; `--jwt-leeway`, `--jwt-issuer` and `--jwt-audience` tune the checks), and the
+//! session ends with an ERROR `token expired` when the token does; without either, anyone may connect and use every destination (the principal is
 //! the `login` header, or `anonymous`).
 //!
 //! The session ends when the client sends DISCONNECT (close 1000), on a protocol error or a
 //! refused CONNECT (ERROR frame, then close 1008 with its message), when the client's
-//! heart-beats stop (ERROR, then close), when the client closes, when it is too slow for the
+//! heart-beats stop or it sends nothing for `--stomp-idle-timeout` (ERROR, then close), when its
+//! token expires (ERROR `token expired`, then close), when the client closes, when it is too slow for the
 //! traffic it subscribed to (close 1008 "too slow"), or on server shutdown (close 1001). Its
 //! subscriptions are then released: unacknowledged queue messages go to other consumers.
 
@@ -73,6 +75,7 @@ use engine::BrokerEngine;
 pub use engine::{BrokerUrl, RedisSettings};
 use hub::{Hub, LINK_QUEUE_LEN, Metered, Out, QueueLimits};
 use jwt::JwtAuth;
+pub use jwt::{DEFAULT_LEEWAY_SECS as DEFAULT_JWT_LEEWAY_SECS, JwtOptions};
 
 /// The subprotocols of STOMP over WebSocket, best first.
 const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
@@ -117,6 +120,13 @@ impl std::fmt::Debug for JwtSecret {
     }
 }
 
+impl JwtSecret {
+    /// The secret.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl FromStr for JwtSecret {
     type Err = String;
 
@@ -131,10 +141,10 @@ impl FromStr for JwtSecret {
 /// What `/stomp` needs from the command line.
 #[derive(Debug, Clone)]
 pub struct StompOptions<'a> {
-    /// `--jwt-secret`.
-    pub jwt_secret: Option<&'a JwtSecret>,
-    /// `--jwt-public-key`.
-    pub jwt_public_key: Option<&'a std::path::Path>,
+    /// `--jwt-secret`, `--jwt-public-key`, `--jwt-leeway`, `--jwt-issuer`, `--jwt-audience`.
+    pub jwt: JwtOptions<'a>,
+    /// `--stomp-idle-timeout` (`None`: no limit).
+    pub idle_timeout: Option<Duration>,
     /// `--stomp-max-subscriptions`.
     pub max_subscriptions: usize,
     /// `--stomp-heartbeat`.
@@ -169,11 +179,9 @@ impl Stomp {
         let config = SessionConfig::default()
             .limits(limits)
             .heart_beat(options.heartbeat.send, options.heartbeat.receive)
-            .max_subscriptions(options.max_subscriptions);
-        let jwt = JwtAuth::from_options(
-            options.jwt_secret.map(|s| s.0.as_str()),
-            options.jwt_public_key,
-        )?;
+            .max_subscriptions(options.max_subscriptions)
+            .idle_timeout(options.idle_timeout);
+        let jwt = JwtAuth::from_options(&options.jwt)?;
         let auth: Arc<dyn Authenticator> = match jwt {
             Some(jwt) => Arc::new(jwt),
             None => Arc::new(AllowAll),
