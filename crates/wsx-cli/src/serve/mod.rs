@@ -17,6 +17,7 @@
 
 mod chat;
 mod echo;
+mod escaped;
 mod metrics;
 mod room;
 mod router;

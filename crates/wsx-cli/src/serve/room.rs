@@ -32,6 +32,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use wsx::Message;
 
+use super::escaped::Escaped;
 use super::metrics::Metrics;
 
 /// Entries a member's outgoing queue holds before the member counts as too slow.
@@ -262,7 +263,7 @@ impl Rooms {
             };
             tokio::spawn(room.run(rx));
             self.metrics.chat_rooms_add(1);
-            info!(room = name, "room created");
+            info!(room = %Escaped(name), "room created");
             RoomEntry { inbox, handles: 0 }
         });
         entry.handles += 1;
@@ -282,7 +283,7 @@ impl Rooms {
             if entry.handles == 0 {
                 rooms.remove(name);
                 self.metrics.chat_rooms_add(-1);
-                info!(room = name, "room closed");
+                info!(room = %Escaped(name), "room closed");
             }
         }
     }
@@ -421,7 +422,7 @@ impl Room {
                 } => self.file(id, &name, &mime, data),
                 Command::Leave { id } => {
                     if let Some(member) = self.remove_member(id) {
-                        info!(room = %self.name, name = %member.name, "left");
+                        info!(room = %Escaped(&self.name), name = %Escaped(&member.name), "left");
                         self.announce_departures(vec![member.name]);
                     }
                 }
@@ -430,12 +431,12 @@ impl Room {
                 self.send_presence();
             }
         }
-        debug!(room = %self.name, "room task ended");
+        debug!(room = %Escaped(&self.name), "room task ended");
     }
 
     fn join(&mut self, joiner: Joiner) {
         let name = self.names.claim(&joiner.name);
-        info!(room = %self.name, %name, "joined");
+        info!(room = %Escaped(&self.name), name = %Escaped(&name), "joined");
         let member = Member {
             id: joiner.id,
             name,
@@ -552,7 +553,7 @@ impl Room {
         let (Some(header), Some(body)) = (header, body) else {
             return;
         };
-        debug!(room = %self.name, from = %sender.name, name, mime, size = body.payload_len, "file");
+        debug!(room = %Escaped(&self.name), from = %Escaped(&sender.name), name = %Escaped(name), mime = %Escaped(mime), size = body.payload_len, "file");
         let mut gone = Vec::new();
         self.broadcast(&[&header, &body], Some(id), &mut gone);
         self.drop_members(gone);
@@ -583,7 +584,7 @@ impl Room {
                     continue;
                 };
                 if too_slow {
-                    warn!(room = %self.name, name = %member.name, "member too slow: disconnecting");
+                    warn!(room = %Escaped(&self.name), name = %Escaped(&member.name), "member too slow: disconnecting");
                     self.metrics.chat_slow_disconnect();
                     if let Some(kick) = member.kick.take() {
                         let _ = kick.send(Kick::TooSlow);

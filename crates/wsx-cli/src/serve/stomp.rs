@@ -70,6 +70,7 @@ use wsx_stomp::{
 use wsx_stomp_redis::RedisEvents;
 
 use super::State;
+use super::escaped::Escaped;
 use super::metrics::Metrics;
 use engine::BrokerEngine;
 pub use engine::{BrokerUrl, RedisSettings};
@@ -191,8 +192,8 @@ impl Stomp {
             BrokerEngine::Memory(_) => info!("stomp: in-memory broker"),
             BrokerEngine::Redis(redis) => info!(
                 "stomp: broker shared through {} (node id {}, key prefix {:?})",
-                options.broker,
-                redis.node_id(),
+                Escaped(options.broker),
+                Escaped(redis.node_id()),
                 options.redis.prefix
             ),
         }
@@ -411,7 +412,7 @@ pub async fn session(
     };
     match closed {
         Ok(()) => debug!(conn = conn.0, "stomp: closed"),
-        Err(e) => debug!(conn = conn.0, "stomp: connection ended: {e}"),
+        Err(e) => debug!(conn = conn.0, "stomp: connection ended: {}", Escaped(&e)),
     }
 }
 
