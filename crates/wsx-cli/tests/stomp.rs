@@ -599,26 +599,23 @@ async fn a_session_ends_when_its_token_expires() {
     assert_eq!(server.metric("wsx_stomp_sessions").await, 0);
 }
 
+/// CONNECT anonymously as `login` with `heart-beat:0,0`; expects CONNECTED.
+async fn connect_without_heart_beats(server: &Server, login: &str) -> Client {
+    let headers = [("login", login), ("heart-beat", "0,0")];
+    let (client, connected) = Client::connect_with(server, "/stomp", &headers).await;
+    assert_eq!(connected.command, Command::Connected, "{connected:?}");
+    // The server asks for heart-beats; this client offers none.
+    assert_eq!(connected.header("heart-beat"), Some("10000,10000"));
+    client
+}
+
 #[tokio::test]
 async fn an_idle_client_without_heart_beats_is_closed() {
     let server = Server::start(&["--stomp-idle-timeout", "1"]);
     // heart-beat 0,0: no heart-beat check; only the server's idle limit.
     let start = Instant::now();
-    let (mut idle, connected) = Client::connect_with(
-        &server,
-        "/stomp",
-        &[("login", "idle"), ("heart-beat", "0,0")],
-    )
-    .await;
-    assert_eq!(connected.command, Command::Connected, "{connected:?}");
-    assert_eq!(connected.header("heart-beat"), Some("10000,10000"));
-    let (mut beating, connected) = Client::connect_with(
-        &server,
-        "/stomp",
-        &[("login", "beating"), ("heart-beat", "0,0")],
-    )
-    .await;
-    assert_eq!(connected.command, Command::Connected, "{connected:?}");
+    let mut idle = connect_without_heart_beats(&server, "idle").await;
+    let mut beating = connect_without_heart_beats(&server, "beating").await;
     // Anything from the client counts: an end-of-line every 300 ms keeps `beating` alive.
     let mut beat = tokio::time::interval(Duration::from_millis(300));
     let closed = loop {
