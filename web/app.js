@@ -5,6 +5,8 @@
 //                   {type:"file",name,mime,size} followed by one binary message
 //   server -> page  {type:"welcome",name,room,max_file_bytes}  {type:"presence",users}
 //                   {type:"join",name}  {type:"leave",name}  {type:"message",name,text,ts}
+//                   (presence: the whole list, once after joining; join and leave: the changes
+//                   after that, from which the page keeps its list)
 //                   {type:"file",name,mime,size,from,ts} followed by one binary message
 //                   {type:"pong",t}  {type:"error",code,message}
 // The round-trip time comes from ping/pong messages (pages cannot send WebSocket pings).
@@ -53,6 +55,7 @@
     stomp: null, // the WsxStomp.Client in STOMP mode
     clientId: randomId(), // marks this page's own messages and presence in STOMP mode
     peers: new Map(), // STOMP mode: id -> {name, last}
+    users: [], // chat mode: the room's members, from presence, then join and leave
     presenceTimer: 0,
     pingSeq: 0,
     pings: new Map(), // STOMP mode: receipt id -> performance.now() at sending
@@ -394,14 +397,30 @@
         break;
       }
       case 'presence':
-        if (Array.isArray(msg.users)) renderUsers(msg.users.map(String));
+        if (Array.isArray(msg.users)) {
+          state.users = msg.users.map(String);
+          renderUsers(state.users);
+        }
         break;
-      case 'join':
-        if (msg.name !== state.myName) addSys(`${msg.name} joined`);
+      case 'join': {
+        const name = String(msg.name);
+        if (name !== state.myName) addSys(`${name} joined`);
+        if (!state.users.includes(name)) {
+          state.users.push(name);
+          renderUsers(state.users);
+        }
         break;
-      case 'leave':
-        addSys(`${msg.name} left`);
+      }
+      case 'leave': {
+        const name = String(msg.name);
+        addSys(`${name} left`);
+        const i = state.users.indexOf(name);
+        if (i >= 0) {
+          state.users.splice(i, 1);
+          renderUsers(state.users);
+        }
         break;
+      }
       case 'message':
         addMessage(String(msg.name), String(msg.text), Number(msg.ts) || Date.now());
         break;
@@ -670,6 +689,7 @@
     state.attempt = 0;
     state.seen.clear();
     state.peers.clear();
+    state.users = [];
     try { localStorage.setItem('wsx.name', state.wantedName); } catch (e) { /* private mode */ }
     history.replaceState(null, '', `#room=${encodeURIComponent(room)}`);
     for (const li of ui.messages.querySelectorAll('li[data-url]')) URL.revokeObjectURL(li.dataset.url);

@@ -183,13 +183,10 @@ async fn chat_presence_messages_and_files() {
         until(&mut bob, "presence").await["users"],
         json!(["alice", "bob"])
     );
+    // Members present get the change only, not the whole list again.
     assert_eq!(
         next_json(&mut alice).await,
         json!({"type": "join", "name": "bob"})
-    );
-    assert_eq!(
-        next_json(&mut alice).await,
-        json!({"type": "presence", "users": ["alice", "bob"]})
     );
 
     // Someone in another room sees none of it.
@@ -199,7 +196,7 @@ async fn chat_presence_messages_and_files() {
         json!(["carol"])
     );
 
-    // A text message reaches everyone, the sender included.
+    // A text message reaches everyone, the sender included (and is what alice gets next).
     send_json(&mut alice, json!({"type": "message", "text": "hi bob"})).await;
     for ws in [&mut alice, &mut bob] {
         let m = next_json(ws).await;
@@ -238,14 +235,20 @@ async fn chat_presence_messages_and_files() {
         (&replay["type"], &replay["text"]),
         (&json!("message"), &json!("hi bob"))
     );
-
-    // Leaving is announced.
-    bob.close(CloseCode::NORMAL, "bye").await.expect("close");
-    assert_eq!(until(&mut alice, "leave").await["name"], "bob");
     assert_eq!(
-        next_json(&mut alice).await["users"],
-        json!(["alice", "Alice 2"])
+        until(&mut alice2, "presence").await["users"],
+        json!(["alice", "bob", "Alice 2"])
     );
+    assert_eq!(
+        next_json(&mut alice).await,
+        json!({"type": "join", "name": "Alice 2"})
+    );
+
+    // Leaving is announced, as a change.
+    bob.close(CloseCode::NORMAL, "bye").await.expect("close");
+    for ws in [&mut alice, &mut alice2] {
+        assert_eq!(next_json(ws).await, json!({"type": "leave", "name": "bob"}));
+    }
 
     // Carol's room saw nothing: her next message is her own.
     send_json(&mut carol, json!({"type": "message", "text": "anyone?"})).await;

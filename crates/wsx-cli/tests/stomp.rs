@@ -445,6 +445,208 @@ async fn refused_connects_get_an_error_then_close() {
     assert_eq!(server.metric("wsx_stomp_sessions").await, 0);
 }
 
+/// CONNECT with `token` as a bearer token: the server's answer (CONNECTED or ERROR) and, for
+/// an ERROR, the close code that followed.
+async fn try_token(server: &Server, token: &str) -> (Frame, Option<CloseCode>) {
+    let bearer = format!("Bearer {token}");
+    let (mut client, answer) =
+        Client::connect_with(server, "/stomp", &[("Authorization", &bearer)]).await;
+    if answer.command != Command::Error {
+        return (answer, None);
+    }
+    let close = client.expect_closed().await.map(|c| c.code);
+    (answer, close)
+}
+
+#[tokio::test]
+async fn jwt_claims_table() {
+    // Defaults: a leeway of at most 5 s on exp and nbf; no issuer or audience configured.
+    let server = Server::with_jwt(&[]);
+    let now = unix_now();
+    // (what, claims, expected: None = accepted, Some(words in the ERROR message))
+    type Case = (&'static str, Value, Option<&'static str>);
+    let cases: [Case; 5] = [
+        ("valid", json!({"sub": "a", "exp": now + 600}), None),
+        (
+            "nbf tomorrow",
+            json!({"sub": "a", "exp": now + 2 * 86_400, "nbf": now + 86_400}),
+            Some("not valid yet (nbf)"),
+        ),
+        (
+            "nbf a minute ahead (past the leeway)",
+            json!({"sub": "a", "exp": now + 600, "nbf": now + 60}),
+            Some("not valid yet (nbf)"),
+        ),
+        (
+            "expired 30 s ago (past the leeway)",
+            json!({"sub": "a", "exp": now - 30}),
+            Some("expired (exp)"),
+        ),
+        (
+            "an audience nobody configured",
+            json!({"sub": "a", "exp": now + 600, "aud": "elsewhere"}),
+            Some("audience (aud) not accepted"),
+        ),
+    ];
+    check_token_cases(&server, &cases).await;
+
+    // Issuer, audience and leeway configured.
+    let server = Server::with_jwt(&[
+        "--jwt-issuer",
+        "https://issuer.example",
+        "--jwt-audience",
+        "wsx",
+        "--jwt-audience",
+        "stomp",
+        "--jwt-leeway",
+        "20",
+    ]);
+    let now = unix_now();
+    let iss = "https://issuer.example";
+    let cases: [Case; 9] = [
+        (
+            "right iss and aud",
+            json!({"sub": "a", "exp": now + 600, "iss": iss, "aud": "stomp"}),
+            None,
+        ),
+        (
+            "aud as a list naming one of them",
+            json!({"sub": "a", "exp": now + 600, "iss": iss, "aud": ["other", "wsx"]}),
+            None,
+        ),
+        (
+            "wrong iss",
+            json!({"sub": "a", "exp": now + 600, "iss": "https://evil.example", "aud": "wsx"}),
+            Some("issuer (iss) not accepted"),
+        ),
+        (
+            "no iss",
+            json!({"sub": "a", "exp": now + 600, "aud": "wsx"}),
+            Some("no iss claim"),
+        ),
+        (
+            "wrong aud",
+            json!({"sub": "a", "exp": now + 600, "iss": iss, "aud": "billing"}),
+            Some("audience (aud) not accepted"),
+        ),
+        (
+            "no aud",
+            json!({"sub": "a", "exp": now + 600, "iss": iss}),
+            Some("no aud claim"),
+        ),
+        (
+            "expired 5 s ago, within the 20 s leeway",
+            json!({"sub": "a", "exp": now - 5, "iss": iss, "aud": "wsx"}),
+            None,
+        ),
+        (
+            "nbf in 5 s, within the 20 s leeway",
+            json!({"sub": "a", "exp": now + 600, "nbf": now + 5, "iss": iss, "aud": "wsx"}),
+            None,
+        ),
+        (
+            "expired 60 s ago, past the 20 s leeway",
+            json!({"sub": "a", "exp": now - 60, "iss": iss, "aud": "wsx"}),
+            Some("expired (exp)"),
+        ),
+    ];
+    check_token_cases(&server, &cases).await;
+}
+
+/// Try each token of `cases`: accepted (CONNECTED) or refused with an ERROR containing the
+/// expected words, then close 1008.
+async fn check_token_cases(server: &Server, cases: &[(&'static str, Value, Option<&'static str>)]) {
+    for (case, claims, expected) in cases {
+        let (answer, close) = try_token(server, &sign_hs256(claims)).await;
+        match expected {
+            None => assert_eq!(answer.command, Command::Connected, "{case}: {answer:?}"),
+            Some(words) => {
+                assert_eq!(answer.command, Command::Error, "{case}: {answer:?}");
+                let message = answer.header("message").unwrap_or_default();
+                assert!(message.contains(words), "{case}: {message}");
+                assert_eq!(close, Some(CloseCode::POLICY_VIOLATION), "{case}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_session_ends_when_its_token_expires() {
+    let server = Server::with_jwt(&["--jwt-leeway", "0", "--stomp-heartbeat", "0,0"]);
+    // Valid for 2 more seconds (1 to 2 s, as `exp` counts whole seconds).
+    let exp = unix_now() + 2;
+    let token =
+        sign_hs256(&json!({"sub": "brief", "exp": exp, "subscribe": ["**"], "send": ["**"]}));
+    let start = Instant::now();
+    let mut client = Client::connect(&server, &token).await;
+    // The session works until then.
+    client.subscribe("s", "/topic/brief", "auto").await;
+    client.publish_confirmed("/topic/brief", "before").await;
+    assert_eq!(client.message_body().await, "before");
+    // No further input: the expiry is a deadline of its own.
+    let message = client.expect_error_then_close().await;
+    assert_eq!(message, "token expired");
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "closed after {elapsed:?}"
+    );
+    assert!(
+        SystemTime::now() >= UNIX_EPOCH + Duration::from_secs(exp),
+        "closed before exp"
+    );
+    assert!(elapsed < Duration::from_secs(4), "closed after {elapsed:?}");
+    assert_eq!(server.metric("wsx_stomp_sessions").await, 0);
+}
+
+/// CONNECT anonymously as `login` with `heart-beat:0,0`; expects CONNECTED.
+async fn connect_without_heart_beats(server: &Server, login: &str) -> Client {
+    let headers = [("login", login), ("heart-beat", "0,0")];
+    let (client, connected) = Client::connect_with(server, "/stomp", &headers).await;
+    assert_eq!(connected.command, Command::Connected, "{connected:?}");
+    // The server asks for heart-beats; this client offers none.
+    assert_eq!(connected.header("heart-beat"), Some("10000,10000"));
+    client
+}
+
+#[tokio::test]
+async fn an_idle_client_without_heart_beats_is_closed() {
+    let server = Server::start(&["--stomp-idle-timeout", "1"]);
+    // heart-beat 0,0: no heart-beat check; only the server's idle limit.
+    let start = Instant::now();
+    let mut idle = connect_without_heart_beats(&server, "idle").await;
+    let mut beating = connect_without_heart_beats(&server, "beating").await;
+    // Anything from the client counts: an end-of-line every 300 ms keeps `beating` alive.
+    let mut beat = tokio::time::interval(Duration::from_millis(300));
+    let closed = loop {
+        tokio::select! {
+            _ = beat.tick() => beating.heart_beat().await,
+            event = idle.next() => break event,
+        }
+    };
+    let elapsed = start.elapsed();
+    let Event::Frame(error) = closed else {
+        panic!("expected an ERROR, got {closed:?}");
+    };
+    assert_eq!(error.command, Command::Error, "{error:?}");
+    let message = error.header("message").unwrap_or_default();
+    assert!(message.contains("idle timeout"), "{message}");
+    assert!(message.contains("1 s"), "{message}");
+    let close = idle.expect_closed().await.expect("a close frame");
+    assert_eq!(close.code, CloseCode::POLICY_VIOLATION);
+    assert!(
+        elapsed >= Duration::from_secs(1),
+        "closed after {elapsed:?}"
+    );
+    assert!(elapsed < Duration::from_secs(5), "closed after {elapsed:?}");
+    // The one that kept sending is still served, well past the limit.
+    while start.elapsed() < Duration::from_millis(2500) {
+        beat.tick().await;
+        beating.heart_beat().await;
+    }
+    beating.publish_confirmed("/topic/alive", "yes").await;
+}
+
 #[tokio::test]
 async fn forbidden_destinations_get_an_error() {
     let server = Server::with_jwt(&[]);

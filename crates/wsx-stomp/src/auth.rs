@@ -6,8 +6,13 @@
 //! peer address). It answers with a [`Principal`] and its allowed destination patterns, or a
 //! [`Refusal`], which the session turns into an ERROR frame (the refusal's message in the
 //! `message` header) before closing.
+//!
+//! A principal may carry an expiry (a token's `exp`, as an [`Instant`] on the session's clock:
+//! [`ConnectRequest::now`] is when the CONNECT arrived); the session ends with an ERROR
+//! `message:token expired` when it passes (see the session's timers).
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use crate::destination::DestinationPattern;
 use crate::headers::Headers;
@@ -70,6 +75,9 @@ pub struct ConnectRequest<'a> {
     pub headers: &'a Headers,
     /// The connection, as the I/O layer described it.
     pub connection: &'a ConnectionInfo,
+    /// When the CONNECT arrived, on the session's clock: an authenticator that knows how long
+    /// the credentials stay valid turns that into [`Principal::expires_at`] from here.
+    pub now: Instant,
 }
 
 impl ConnectRequest<'_> {
@@ -104,6 +112,9 @@ pub struct Principal {
     pub subscribe: Vec<DestinationPattern>,
     /// Patterns of destinations it may SEND to.
     pub send: Vec<DestinationPattern>,
+    /// When its credentials expire (on the session's clock); the session then ends with an
+    /// ERROR `message:token expired`. `None`: never.
+    pub expires_at: Option<Instant>,
 }
 
 impl Principal {
@@ -114,6 +125,7 @@ impl Principal {
             verified: true,
             subscribe: Vec::new(),
             send: Vec::new(),
+            expires_at: None,
         }
     }
 
@@ -143,6 +155,12 @@ impl Principal {
     /// Also allow sending to destinations matching `pattern`.
     pub fn allow_send(mut self, pattern: impl Into<DestinationPattern>) -> Self {
         self.send.push(pattern.into());
+        self
+    }
+
+    /// End its sessions at `at` (on the session's clock).
+    pub fn expires_at(mut self, at: Instant) -> Self {
+        self.expires_at = Some(at);
         self
     }
 

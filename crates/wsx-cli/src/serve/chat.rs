@@ -24,6 +24,7 @@ use tracing::debug;
 use wsx::{CloseCode, MaybeTlsStream, Message, RecvOrDrained, WebSocket};
 
 use super::State;
+use super::escaped::Escaped;
 use super::room::{
     Command, Joiner, Kick, MAX_NAME_CHARS, MEMBER_QUEUE_LEN, Outgoing, RoomHandle, ServerEvent,
 };
@@ -240,7 +241,7 @@ pub async fn session(
         End::Idle => s.ws.close(CloseCode::GOING_AWAY, "idle timeout").await,
     };
     if let Err(e) = closed {
-        debug!(room = %s.room, id, "chat connection ended: {e}");
+        debug!(room = %Escaped(&s.room), id, "chat connection ended: {}", Escaped(&e));
     }
 }
 
@@ -278,7 +279,7 @@ impl Session {
 
     /// Refuse a request with an `error` event; the connection stays open.
     fn error(&mut self, code: &str, message: &str) -> Result<(), wsx::Error> {
-        debug!(room = %self.room, id = self.id, code, message, "refused");
+        debug!(room = %Escaped(&self.room), id = self.id, code, message = %Escaped(message), "refused");
         self.reply(&ServerEvent::Error { code, message })
     }
 
@@ -289,7 +290,7 @@ impl Session {
                 self.on_text(&text).await
             }
             Message::Binary(data) => {
-                debug!(room = %self.room, id = self.id, len = data.len(), "binary message");
+                debug!(room = %Escaped(&self.room), id = self.id, len = data.len(), "binary message");
                 self.state.metrics.received(data.len());
                 self.on_binary(data).await
             }

@@ -17,6 +17,7 @@
 
 mod chat;
 mod echo;
+mod escaped;
 mod metrics;
 mod room;
 mod router;
@@ -44,6 +45,9 @@ const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 20;
 /// The smallest message limit of a chat connection, whatever `--max-file-bytes` says, so that
 /// JSON commands always fit.
 const MIN_CHAT_MESSAGE_BYTES: usize = 64 * 1024;
+/// The default of `--stomp-idle-timeout`: 5 minutes (the web page's STOMP mode sends
+/// something every 15 s at most, every minute in a throttled background tab).
+const DEFAULT_STOMP_IDLE_SECS: u64 = 300;
 /// The least bytes a chat member's queue may hold (four files' worth when files are larger).
 const MIN_QUEUED_BYTES: usize = 8 << 20;
 
@@ -140,6 +144,18 @@ pub struct ServeArgs {
     /// public key (PEM). May be combined with `--jwt-secret`.
     #[arg(long, value_name = "FILE.pem")]
     pub jwt_public_key: Option<std::path::PathBuf>,
+    /// Seconds of clock skew tolerated when checking a JWT's `exp` and `nbf` (a session ends
+    /// this long after its token's `exp`).
+    #[arg(long, value_name = "SECS", default_value_t = stomp::DEFAULT_JWT_LEEWAY_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub jwt_leeway: u64,
+    /// Accept only JWTs whose `iss` is this issuer (repeatable: any of them).
+    #[arg(long = "jwt-issuer", value_name = "ISS", value_parser = non_empty)]
+    pub jwt_issuers: Vec<String>,
+    /// Accept only JWTs whose `aud` names this audience (repeatable: any of them). Without it,
+    /// a JWT with an `aud` claim is refused.
+    #[arg(long = "jwt-audience", value_name = "AUD", value_parser = non_empty)]
+    pub jwt_audiences: Vec<String>,
     /// The most subscriptions one STOMP connection may hold.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub stomp_max_subscriptions: usize,
@@ -177,6 +193,11 @@ pub struct ServeArgs {
     /// RECEIVE ms (0 turns a direction off; the client's CONNECT header is taken into account).
     #[arg(long, value_name = "SEND,RECEIVE", default_value = "10000,10000")]
     pub stomp_heartbeat: stomp::HeartBeatMs,
+    /// Seconds a connected STOMP client may send nothing at all (no frame, no heart-beat),
+    /// whatever heart-beats it negotiated, before its session ends with an ERROR (0: no limit).
+    /// A subscriber that only receives stays connected by sending heart-beats.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_STOMP_IDLE_SECS)]
+    pub stomp_idle_timeout: u64,
 }
 
 impl Default for ServeArgs {
@@ -198,6 +219,10 @@ impl Default for ServeArgs {
             stomp: OnOff::On,
             jwt_secret: None,
             jwt_public_key: None,
+            jwt_leeway: stomp::DEFAULT_JWT_LEEWAY_SECS,
+            jwt_issuers: Vec::new(),
+            jwt_audiences: Vec::new(),
+            stomp_idle_timeout: DEFAULT_STOMP_IDLE_SECS,
             stomp_max_subscriptions: 64,
             stomp_max_destinations: MemoryEngine::DEFAULT_MAX_DESTINATIONS as u64,
             stomp_max_queue_bytes: MemoryEngine::DEFAULT_MAX_QUEUE_BYTES as u64,
@@ -335,8 +360,15 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let scheme = if state.tls.is_some() { "https" } else { "http" };
     if args.stomp == OnOff::On {
         let options = stomp::StompOptions {
-            jwt_secret: args.jwt_secret.as_ref(),
-            jwt_public_key: args.jwt_public_key.as_deref(),
+            jwt: stomp::JwtOptions {
+                secret: args.jwt_secret.as_ref().map(stomp::JwtSecret::as_str),
+                public_key_file: args.jwt_public_key.as_deref(),
+                leeway_secs: args.jwt_leeway,
+                issuers: &args.jwt_issuers,
+                audiences: &args.jwt_audiences,
+            },
+            idle_timeout: (args.stomp_idle_timeout > 0)
+                .then(|| Duration::from_secs(args.stomp_idle_timeout)),
             max_subscriptions: args.stomp_max_subscriptions,
             auto_ack_window: usize::try_from(args.stomp_auto_ack_window).unwrap_or(usize::MAX),
             max_unwritten_bytes: usize::try_from(args.stomp_max_unwritten_bytes)

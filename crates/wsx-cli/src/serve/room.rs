@@ -7,21 +7,32 @@
 //! entries or too many bytes) is dropped from the room and told to close with 1008 "too slow";
 //! the others do not notice beyond a `leave` event.
 //!
+//! Presence costs each join and leave O(log n), whatever the number of members: names come from
+//! the room's [`names::Names`] registry, the members present are told of a change by a `join`
+//! or `leave` event (the page keeps its list from those), and only a joining member gets the
+//! whole list (`presence`). That list is serialized at most once per [`PRESENCE_TICK`] and
+//! shared by everyone who joined meanwhile: the first joiner after a quiet tick gets it at once,
+//! the others at the end of the tick.
+//!
 //! A room exists while it has members: [`Rooms::enter`] creates it on the first join, and the
 //! last [`RoomHandle`] dropped removes it from the registry (the task then drains its last
 //! commands and ends).
 
-use std::collections::{HashMap, VecDeque};
+mod names;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use wsx::Message;
 
+use super::escaped::Escaped;
 use super::metrics::Metrics;
 
 /// Entries a member's outgoing queue holds before the member counts as too slow.
@@ -30,6 +41,8 @@ pub const MEMBER_QUEUE_LEN: usize = 256;
 const ROOM_INBOX_LEN: usize = 1024;
 /// The most characters of a name; longer names are refused.
 pub const MAX_NAME_CHARS: usize = 32;
+/// The shortest interval between two serializations of a room's presence list.
+const PRESENCE_TICK: Duration = Duration::from_millis(100);
 
 /// One WebSocket frame, encoded once and shared by every receiver.
 #[derive(Debug, Clone)]
@@ -82,7 +95,8 @@ pub enum ServerEvent<'a> {
         /// The largest file accepted, in bytes.
         max_file_bytes: usize,
     },
-    /// Everyone in the room, in the order they joined.
+    /// To a member that just joined (after the welcome and the history): everyone in the room,
+    /// in the order they joined. Later changes come as `join` and `leave` events.
     Presence {
         /// Member names.
         users: Vec<&'a str>,
@@ -238,14 +252,18 @@ impl Rooms {
             let (inbox, rx) = mpsc::channel(ROOM_INBOX_LEN);
             let room = Room {
                 name: name.to_owned(),
-                members: Vec::new(),
+                members: Members::default(),
+                names: names::Names::default(),
+                presence: None,
+                awaiting_presence: Vec::new(),
+                last_presence: None,
                 history: VecDeque::new(),
                 settings: self.settings,
                 metrics: self.metrics.clone(),
             };
             tokio::spawn(room.run(rx));
             self.metrics.chat_rooms_add(1);
-            info!(room = name, "room created");
+            info!(room = %Escaped(name), "room created");
             RoomEntry { inbox, handles: 0 }
         });
         entry.handles += 1;
@@ -265,7 +283,7 @@ impl Rooms {
             if entry.handles == 0 {
                 rooms.remove(name);
                 self.metrics.chat_rooms_add(-1);
-                info!(room = name, "room closed");
+                info!(room = %Escaped(name), "room closed");
             }
         }
     }
@@ -330,10 +348,49 @@ impl Member {
     }
 }
 
+/// A room's members, in the order they joined, found by id in O(log n).
+#[derive(Default)]
+struct Members {
+    /// By order of joining.
+    by_order: BTreeMap<u64, Member>,
+    /// Member id → order of joining.
+    order_of: HashMap<u64, u64>,
+    next_order: u64,
+}
+
+impl Members {
+    fn push(&mut self, member: Member) {
+        let order = self.next_order;
+        self.next_order += 1;
+        self.order_of.insert(member.id, order);
+        self.by_order.insert(order, member);
+    }
+
+    fn get(&self, id: u64) -> Option<&Member> {
+        self.by_order.get(self.order_of.get(&id)?)
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Member> {
+        let order = self.order_of.remove(&id)?;
+        self.by_order.remove(&order)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Member> {
+        self.by_order.values()
+    }
+}
+
 struct Room {
     name: String,
-    /// Members in the order they joined.
-    members: Vec<Member>,
+    members: Members,
+    /// The names of the members.
+    names: names::Names,
+    /// The presence list, encoded, while it is current.
+    presence: Option<Outgoing>,
+    /// Members that joined and wait for the presence list.
+    awaiting_presence: Vec<u64>,
+    /// When the presence list was last sent.
+    last_presence: Option<Instant>,
     /// The last text messages, encoded, for members who join later.
     history: VecDeque<Outgoing>,
     settings: RoomSettings,
@@ -342,7 +399,18 @@ struct Room {
 
 impl Room {
     async fn run(mut self, mut inbox: mpsc::Receiver<Command>) {
-        while let Some(cmd) = inbox.recv().await {
+        loop {
+            let presence_due = self.presence_due();
+            let cmd = tokio::select! {
+                cmd = inbox.recv() => match cmd {
+                    Some(cmd) => cmd,
+                    None => break,
+                },
+                () = sleep_until(presence_due) => {
+                    self.send_presence();
+                    continue;
+                }
+            };
             match cmd {
                 Command::Join(joiner) => self.join(joiner),
                 Command::Message { id, text } => self.message(id, &text),
@@ -353,20 +421,22 @@ impl Room {
                     data,
                 } => self.file(id, &name, &mime, data),
                 Command::Leave { id } => {
-                    if let Some(i) = self.members.iter().position(|m| m.id == id) {
-                        let member = self.members.remove(i);
-                        info!(room = %self.name, name = %member.name, "left");
+                    if let Some(member) = self.remove_member(id) {
+                        info!(room = %Escaped(&self.name), name = %Escaped(&member.name), "left");
                         self.announce_departures(vec![member.name]);
                     }
                 }
             }
+            if self.presence_due().is_some_and(|at| at <= Instant::now()) {
+                self.send_presence();
+            }
         }
-        debug!(room = %self.name, "room task ended");
+        debug!(room = %Escaped(&self.name), "room task ended");
     }
 
     fn join(&mut self, joiner: Joiner) {
-        let name = self.unique_name(&joiner.name);
-        info!(room = %self.name, %name, "joined");
+        let name = self.names.claim(&joiner.name);
+        info!(room = %Escaped(&self.name), name = %Escaped(&name), "joined");
         let member = Member {
             id: joiner.id,
             name,
@@ -386,21 +456,68 @@ impl Room {
         let ok = member.deliver(&frames, usize::MAX).is_ok();
         if !ok {
             // Its session already ended; nothing to announce.
+            self.names.release(&member.name);
             return;
         }
         let mut gone = Vec::new();
         if let Some(joined) = &joined {
             self.broadcast(&[joined], None, &mut gone);
         }
+        self.awaiting_presence.push(member.id);
         self.members.push(member);
-        if let Some(presence) = self.presence() {
-            self.broadcast(&[&presence], None, &mut gone);
+        self.presence = None;
+        self.drop_members(gone);
+    }
+
+    /// Remove member `id`, releasing its name.
+    fn remove_member(&mut self, id: u64) -> Option<Member> {
+        let member = self.members.remove(id)?;
+        self.names.release(&member.name);
+        self.presence = None;
+        Some(member)
+    }
+
+    /// When the members waiting for the presence list get it: at once after a quiet tick,
+    /// else a tick after the last list. `None` when nobody waits.
+    fn presence_due(&self) -> Option<Instant> {
+        if self.awaiting_presence.is_empty() {
+            return None;
+        }
+        Some(match self.last_presence {
+            Some(last) => last + PRESENCE_TICK,
+            None => Instant::now(),
+        })
+    }
+
+    /// Send the presence list (serialized again only if it changed) to the members waiting
+    /// for it.
+    fn send_presence(&mut self) {
+        self.last_presence = Some(Instant::now());
+        let waiting = std::mem::take(&mut self.awaiting_presence);
+        if self.presence.is_none() {
+            self.presence = Outgoing::json(&ServerEvent::Presence {
+                users: self.members.iter().map(|m| m.name.as_str()).collect(),
+            });
+        }
+        let Some(presence) = &self.presence else {
+            return;
+        };
+        let mut gone = Vec::new();
+        for id in waiting {
+            let Some(member) = self.members.get(id) else {
+                continue;
+            };
+            match member.deliver(&[presence], self.settings.max_queued_bytes) {
+                Ok(()) => {}
+                Err(Undeliverable::Full) => gone.push((id, true)),
+                Err(Undeliverable::Gone) => gone.push((id, false)),
+            }
         }
         self.drop_members(gone);
     }
 
     fn message(&mut self, id: u64, text: &str) {
-        let Some(sender) = self.members.iter().find(|m| m.id == id) else {
+        let Some(sender) = self.members.get(id) else {
             return;
         };
         let Some(frame) = Outgoing::json(&ServerEvent::Message {
@@ -422,7 +539,7 @@ impl Room {
     }
 
     fn file(&mut self, id: u64, name: &str, mime: &str, data: Bytes) {
-        let Some(sender) = self.members.iter().find(|m| m.id == id) else {
+        let Some(sender) = self.members.get(id) else {
             return;
         };
         let header = Outgoing::json(&ServerEvent::File {
@@ -436,7 +553,7 @@ impl Room {
         let (Some(header), Some(body)) = (header, body) else {
             return;
         };
-        debug!(room = %self.name, from = %sender.name, name, mime, size = body.payload_len, "file");
+        debug!(room = %Escaped(&self.name), from = %Escaped(&sender.name), name = %Escaped(name), mime = %Escaped(mime), size = body.payload_len, "file");
         let mut gone = Vec::new();
         self.broadcast(&[&header, &body], Some(id), &mut gone);
         self.drop_members(gone);
@@ -445,7 +562,7 @@ impl Room {
     /// Queue `frames` to every member but `except`; members that cannot take them are added
     /// to `gone` (with whether they were too slow).
     fn broadcast(&self, frames: &[&Outgoing], except: Option<u64>, gone: &mut Vec<(u64, bool)>) {
-        for m in &self.members {
+        for m in self.members.iter() {
             if Some(m.id) == except {
                 continue;
             }
@@ -463,12 +580,11 @@ impl Room {
         while !gone.is_empty() {
             let mut names = Vec::new();
             for (id, too_slow) in gone.drain(..) {
-                let Some(i) = self.members.iter().position(|m| m.id == id) else {
+                let Some(mut member) = self.remove_member(id) else {
                     continue;
                 };
-                let mut member = self.members.remove(i);
                 if too_slow {
-                    warn!(room = %self.name, name = %member.name, "member too slow: disconnecting");
+                    warn!(room = %Escaped(&self.name), name = %Escaped(&member.name), "member too slow: disconnecting");
                     self.metrics.chat_slow_disconnect();
                     if let Some(kick) = member.kick.take() {
                         let _ = kick.send(Kick::TooSlow);
@@ -485,8 +601,7 @@ impl Room {
         self.drop_members(gone);
     }
 
-    /// Broadcast a `leave` for each name, then the presence list; returns who could not take
-    /// them.
+    /// Broadcast a `leave` for each name; returns who could not take them.
     fn departures(&self, names: Vec<String>) -> Vec<(u64, bool)> {
         let mut gone = Vec::new();
         if names.is_empty() {
@@ -497,34 +612,17 @@ impl Room {
                 self.broadcast(&[&leave], None, &mut gone);
             }
         }
-        if let Some(presence) = self.presence() {
-            self.broadcast(&[&presence], None, &mut gone);
-        }
+        gone.sort_unstable_by_key(|(id, _)| *id);
         gone.dedup_by_key(|(id, _)| *id);
         gone
     }
+}
 
-    fn presence(&self) -> Option<Outgoing> {
-        Outgoing::json(&ServerEvent::Presence {
-            users: self.members.iter().map(|m| m.name.as_str()).collect(),
-        })
-    }
-
-    /// `wanted`, or `wanted 2`, `wanted 3` … if someone in the room already has it.
-    fn unique_name(&self, wanted: &str) -> String {
-        let taken = |n: &str| self.members.iter().any(|m| m.name.eq_ignore_ascii_case(n));
-        if !taken(wanted) {
-            return wanted.to_owned();
-        }
-        (2..)
-            .map(|k| {
-                let suffix = format!(" {k}");
-                let room = MAX_NAME_CHARS.saturating_sub(suffix.chars().count());
-                let base: String = wanted.chars().take(room).collect();
-                format!("{}{suffix}", base.trim_end())
-            })
-            .find(|n| !taken(n))
-            .unwrap_or_else(|| wanted.to_owned())
+/// Sleep until `at`, or forever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -25,6 +25,7 @@ use tracing::debug;
 use wsx::MaybeTlsStream;
 use wsx_proto::handshake::{error_response, validate_upgrade};
 
+use super::escaped::Escaped;
 use super::{State, chat, echo, static_files, stomp};
 
 /// Where a request goes.
@@ -109,7 +110,7 @@ pub async fn handle(
                 if let Some(h) = e.as_handshake() {
                     state.metrics.handshake_failed(h);
                 }
-                debug!(%peer, "bad request: {e}");
+                debug!(%peer, "bad request: {}", Escaped(&e));
                 return;
             }
             Ok(Ok(r)) => r,
@@ -137,14 +138,14 @@ pub async fn handle(
             if let Err(e) = respond_plain(&mut tcp, plain, is_get, &state).await {
                 debug!(%peer, "writing response: {e}");
             }
-            debug!(%peer, method = %req.method, %path, "http");
+            debug!(%peer, method = %Escaped(&req.method), path = %Escaped(&path), "http");
             return;
         }
     };
     // Validated here first so that the failure is counted before the client sees the answer.
     if let Err(e) = validate_upgrade(&req) {
         state.metrics.handshake_failed(&e);
-        debug!(%peer, %path, "handshake refused: {e}");
+        debug!(%peer, path = %Escaped(&path), "handshake refused: {}", Escaped(&e));
         let _ = tcp.write_all(&error_response(&e)).await;
         let _ = tcp.shutdown().await;
         return;
@@ -155,7 +156,7 @@ pub async fn handle(
             _ => accept,
         },
         Err(reject) => {
-            debug!(%peer, %path, status = reject.status, "refused: {}", reject.body);
+            debug!(%peer, path = %Escaped(&path), status = reject.status, "refused: {}", Escaped(&reject.body));
             let _ = wsx::respond(&mut tcp, reject.status, &[], reject.body.as_bytes()).await;
             return;
         }
@@ -166,12 +167,12 @@ pub async fn handle(
             if let Some(h) = e.as_handshake() {
                 state.metrics.handshake_failed(h);
             }
-            debug!(%peer, %path, "handshake failed: {e}");
+            debug!(%peer, path = %Escaped(&path), "handshake failed: {}", Escaped(&e));
             return;
         }
     };
     let _active = state.metrics.connection_opened();
-    debug!(%peer, %path, compressed = ws.is_compressed(), "websocket open");
+    debug!(%peer, path = %Escaped(&path), compressed = ws.is_compressed(), "websocket open");
     match endpoint {
         Endpoint::Echo => echo::session(ws, state.clone(), shutdown).await,
         Endpoint::Chat(room) => chat::session(ws, room, state.clone(), shutdown).await,
@@ -180,7 +181,7 @@ pub async fn handle(
             stomp::session(ws, info, stomp, state.clone(), shutdown).await;
         }
     }
-    debug!(%peer, %path, "websocket closed");
+    debug!(%peer, path = %Escaped(&path), "websocket closed");
 }
 
 /// One counted connection; the count drops with it.

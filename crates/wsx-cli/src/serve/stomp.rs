@@ -39,12 +39,14 @@
 //! messages, compressed when permessage-deflate was negotiated.
 //!
 //! Authentication: with `--jwt-secret` and/or `--jwt-public-key`, a client must present a JWT
-//! ([`jwt`]); without either, anyone may connect and use every destination (the principal is
+//! ([`jwt`]; `--jwt-leeway`, `--jwt-issuer` and `--jwt-audience` tune the checks), and the
+//! session ends with an ERROR `token expired` when the token does; without either, anyone may connect and use every destination (the principal is
 //! the `login` header, or `anonymous`).
 //!
 //! The session ends when the client sends DISCONNECT (close 1000), on a protocol error or a
 //! refused CONNECT (ERROR frame, then close 1008 with its message), when the client's
-//! heart-beats stop (ERROR, then close), when the client closes, when it is too slow for the
+//! heart-beats stop or it sends nothing for `--stomp-idle-timeout` (ERROR, then close), when its
+//! token expires (ERROR `token expired`, then close), when the client closes, when it is too slow for the
 //! traffic it subscribed to (close 1008 "too slow"), or on server shutdown (close 1001). Its
 //! subscriptions are then released: unacknowledged queue messages go to other consumers.
 
@@ -75,11 +77,13 @@ use wsx_stomp::{
 use wsx_stomp_redis::RedisEvents;
 
 use super::State;
+use super::escaped::Escaped;
 use super::metrics::Metrics;
 use engine::BrokerEngine;
 pub use engine::{BrokerUrl, MemorySettings, RedisSettings};
 use hub::{Hub, LINK_QUEUE_LEN, Metered, Out, QueueLimits};
 use jwt::JwtAuth;
+pub use jwt::{DEFAULT_LEEWAY_SECS as DEFAULT_JWT_LEEWAY_SECS, JwtOptions};
 use wire::Fed;
 
 /// The subprotocols of STOMP over WebSocket, best first.
@@ -126,6 +130,13 @@ impl std::fmt::Debug for JwtSecret {
     }
 }
 
+impl JwtSecret {
+    /// The secret.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl FromStr for JwtSecret {
     type Err = String;
 
@@ -140,10 +151,10 @@ impl FromStr for JwtSecret {
 /// What `/stomp` needs from the command line.
 #[derive(Debug, Clone)]
 pub struct StompOptions<'a> {
-    /// `--jwt-secret`.
-    pub jwt_secret: Option<&'a JwtSecret>,
-    /// `--jwt-public-key`.
-    pub jwt_public_key: Option<&'a std::path::Path>,
+    /// `--jwt-secret`, `--jwt-public-key`, `--jwt-leeway`, `--jwt-issuer`, `--jwt-audience`.
+    pub jwt: JwtOptions<'a>,
+    /// `--stomp-idle-timeout` (`None`: no limit).
+    pub idle_timeout: Option<Duration>,
     /// `--stomp-max-subscriptions`.
     pub max_subscriptions: usize,
     /// `--stomp-auto-ack-window`.
@@ -186,11 +197,9 @@ impl Stomp {
             .heart_beat(options.heartbeat.send, options.heartbeat.receive)
             .max_subscriptions(options.max_subscriptions)
             .auto_ack_window(options.auto_ack_window)
-            .max_unwritten_bytes(options.max_unwritten_bytes);
-        let jwt = JwtAuth::from_options(
-            options.jwt_secret.map(|s| s.0.as_str()),
-            options.jwt_public_key,
-        )?;
+            .max_unwritten_bytes(options.max_unwritten_bytes)
+            .idle_timeout(options.idle_timeout);
+        let jwt = JwtAuth::from_options(&options.jwt)?;
         let auth: Arc<dyn Authenticator> = match jwt {
             Some(jwt) => Arc::new(jwt),
             None => Arc::new(AllowAll),
@@ -201,8 +210,8 @@ impl Stomp {
             BrokerEngine::Memory(_) => info!("stomp: in-memory broker"),
             BrokerEngine::Redis(redis) => info!(
                 "stomp: broker shared through {} (node id {}, key prefix {:?})",
-                options.broker,
-                redis.node_id(),
+                Escaped(options.broker),
+                Escaped(redis.node_id()),
                 options.redis.prefix
             ),
         }
@@ -453,7 +462,7 @@ pub async fn session(
     };
     match closed {
         Ok(()) => debug!(conn = conn.0, "stomp: closed"),
-        Err(e) => debug!(conn = conn.0, "stomp: connection ended: {e}"),
+        Err(e) => debug!(conn = conn.0, "stomp: connection ended: {}", Escaped(&e)),
     }
 }
 

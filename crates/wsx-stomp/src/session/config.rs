@@ -22,6 +22,12 @@ pub struct SessionConfig {
     pub heart_beat_grace_percent: u32,
     /// How long a new connection may take to send CONNECT. Default 10 s.
     pub connect_timeout: Duration,
+    /// How long a connected client may send nothing at all (no frame, no heart-beat) before
+    /// the session ends with an ERROR naming the limit; it applies whatever heart-beats were
+    /// negotiated (`heart-beat:0,0` included). Idle means no input: a subscriber that only
+    /// receives stays connected by sending heart-beats (or any frame) at least this often.
+    /// `None`: no limit. Default 300 s.
+    pub idle_timeout: Option<Duration>,
     /// The most subscriptions a connection may hold. Default 64.
     pub max_subscriptions: usize,
     /// The most unacknowledged messages per subscription in a client ack mode (the window
@@ -72,6 +78,7 @@ impl Default for SessionConfig {
             },
             heart_beat_grace_percent: 50,
             connect_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(300)),
             max_subscriptions: 64,
             max_unacked: 256,
             auto_ack_window: 256,
@@ -117,6 +124,12 @@ impl SessionConfig {
     /// Set how long a client may take to send CONNECT.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Set how long a connected client may send nothing (`None`: no limit).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
         self
     }
 

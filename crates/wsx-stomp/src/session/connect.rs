@@ -33,6 +33,8 @@ impl Session {
             host: frame.header("host"),
             headers: &frame.headers,
             connection: &self.info,
+            // The CONNECT is being handled in the `receive` that set this.
+            now: self.timers.last_rx,
         };
         let principal = self.auth.authenticate(&request).map_err(|refusal| Fail {
             message: refusal.message,

@@ -1,5 +1,16 @@
-//! Deadlines: the CONNECT timeout and heart-beats, computed from instants the I/O layer passes
-//! in. The session never reads a clock.
+//! Deadlines: the CONNECT timeout, heart-beats, the server's idle limit and the expiry of the
+//! principal's credentials, computed from instants the I/O layer passes in. The session never
+//! reads a clock.
+//!
+//! A connected session ends (ERROR, then [`Transmit::Close`]) at the first of:
+//! - the principal's [`crate::Principal::expires_at`] (`message:token expired`);
+//! - the negotiated heart-beat check: nothing from the client within its interval plus the
+//!   grace ([`SessionConfig::heart_beat_grace_percent`](super::SessionConfig));
+//! - the idle limit ([`SessionConfig::idle_timeout`](super::SessionConfig)): nothing from the
+//!   client at all, whatever heart-beats were negotiated (`heart-beat:0,0` included).
+//!
+//! After a DISCONNECT that waits for confirmations none of these apply: the client need not
+//! send anything more.
 
 use std::time::{Duration, Instant};
 
@@ -30,24 +41,35 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
             Phase::AwaitingConnect => Some(self.timers.opened + self.config.connect_timeout),
-            Phase::Connected => match (self.check_deadline(), self.send_deadline()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
+            Phase::Connected => [
+                self.expiry_deadline(),
+                self.check_deadline(),
+                self.idle_deadline(),
+                self.send_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             Phase::Closed => None,
         }
     }
 
-    /// The deadline by which the client must have sent something (heart-beat or frame).
+    /// The deadline by which the client must have sent something (heart-beat or frame): the
+    /// heart-beat check or the idle limit, whichever comes first.
     pub fn receive_deadline(&self) -> Option<Instant> {
-        (self.phase == Phase::Connected)
-            .then(|| self.check_deadline())
-            .flatten()
+        if self.phase != Phase::Connected {
+            return None;
+        }
+        match (self.check_deadline(), self.idle_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Act on deadlines that passed at `now`: close a session that did not CONNECT in time or
-    /// whose client fell silent (ERROR, then [`Transmit::Close`]), or queue a heart-beat when
-    /// nothing was sent for the negotiated interval.
+    /// Act on deadlines that passed at `now`: close a session that did not CONNECT in time,
+    /// whose credentials expired or whose client fell silent (ERROR, then
+    /// [`Transmit::Close`]), or queue a heart-beat when nothing was sent for the negotiated
+    /// interval.
     pub fn handle_timeout(
         &mut self,
         now: Instant,
@@ -66,9 +88,23 @@ impl Session {
                 }
             }
             Phase::Connected => {
+                if self.expiry_deadline().is_some_and(|d| now >= d) {
+                    self.fail(Fail::new("token expired"), None, engine, out);
+                    return;
+                }
                 if self.check_deadline().is_some_and(|d| now >= d) {
                     let ms = self.heart_beat.check.unwrap_or_default().as_millis();
                     let message = format!("no heart-beat from the client within {ms} ms");
+                    self.fail(Fail::new(message), None, engine, out);
+                    return;
+                }
+                if let Some(limit) = self.config.idle_timeout
+                    && self.idle_deadline().is_some_and(|d| now >= d)
+                {
+                    let message = format!(
+                        "idle timeout: nothing received from the client within {}",
+                        human_duration(limit)
+                    );
                     self.fail(Fail::new(message), None, engine, out);
                     return;
                 }
@@ -90,8 +126,35 @@ impl Session {
         Some(self.timers.last_rx + interval.saturating_add(grace))
     }
 
+    /// When the principal's credentials expire.
+    fn expiry_deadline(&self) -> Option<Instant> {
+        if self.unconfirmed.disconnecting() {
+            return None;
+        }
+        self.principal.as_ref()?.expires_at
+    }
+
+    /// When the client will have sent nothing for the idle limit.
+    fn idle_deadline(&self) -> Option<Instant> {
+        if self.unconfirmed.disconnecting() {
+            return None;
+        }
+        let limit = self.config.idle_timeout?;
+        // A limit too far to represent is no limit.
+        self.timers.last_rx.checked_add(limit)
+    }
+
     fn send_deadline(&self) -> Option<Instant> {
         let interval: Duration = self.heart_beat.send?;
         Some(self.timers.last_tx + interval)
+    }
+}
+
+/// `300 s`, or `1500 ms` when not a whole number of seconds.
+fn human_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
     }
 }
