@@ -82,9 +82,21 @@ impl<E: Engine> Broker<E> {
     /// frames (see [`Session::written`]): its `ack:auto` queue deliveries among them are
     /// acknowledged, and input it buffered while over its output budget is decoded. Returns
     /// the other connections that have new transmits.
-    pub fn written(&mut self, conn: ConnId, transmits: u64, bytes: usize) -> &[ConnId] {
+    pub fn written(
+        &mut self,
+        conn: ConnId,
+        now: Instant,
+        transmits: u64,
+        bytes: usize,
+    ) -> &[ConnId] {
         if let Some(session) = self.sessions.get_mut(&conn) {
-            session.written(transmits, bytes, &mut self.engine, &mut self.deliveries);
+            session.written(
+                now,
+                transmits,
+                bytes,
+                &mut self.engine,
+                &mut self.deliveries,
+            );
         }
         self.route(conn)
     }

@@ -151,3 +151,40 @@ fn input_waits_while_the_own_output_is_past_its_budget() {
     assert!(session.wants_input(), "resumed once written");
     assert_eq!(session.unwritten_bytes(), 0);
 }
+
+#[test]
+fn the_heart_beat_check_waits_while_input_is_paused() {
+    // The server wants a heart-beat every second (1.5 s with the grace); no idle limit.
+    let config = SessionConfig::default()
+        .max_unwritten_bytes(1000)
+        .heart_beat(0, 1000)
+        .idle_timeout(None);
+    let mut h = Harness::new(config);
+    let (client, seen) = h.connect_with(
+        Frame::new(Command::Connect)
+            .with_header("accept-version", "1.2")
+            .with_header("heart-beat", "1000,0"),
+    );
+    assert_eq!(common::frames(&seen)[0].command, Command::Connected);
+    h.written(client);
+    for id in ["a", "b", "c", "d"] {
+        h.send(client, subscribe(id, "/topic/echo", "auto"));
+    }
+    h.send(client, send("/topic/echo", &"x".repeat(300)));
+    assert_eq!(h.frames(client).len(), 4);
+    let session = h.broker.session(client).expect("open");
+    assert!(!session.wants_input(), "paused: past the budget");
+    // Paused: the client's heart-beats wait unread in the socket, so silence is not its fault.
+    assert_eq!(session.receive_deadline(), None);
+    h.advance(std::time::Duration::from_secs(5));
+    h.tick(client);
+    assert!(h.frames(client).is_empty(), "not closed while paused");
+    // Input resumes now: the check starts again from here.
+    h.written(client);
+    let session = h.broker.session(client).expect("open");
+    assert!(session.wants_input());
+    assert_eq!(
+        session.receive_deadline(),
+        Some(h.now + std::time::Duration::from_millis(1500))
+    );
+}

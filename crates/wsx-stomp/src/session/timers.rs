@@ -9,6 +9,11 @@
 //! - the idle limit ([`SessionConfig::idle_timeout`](super::SessionConfig)): nothing from the
 //!   client at all, whatever heart-beats were negotiated (`heart-beat:0,0` included).
 //!
+//! While input is paused because the client does not read its output (see `written.rs`), the
+//! heart-beat check is suspended (the client's heart-beats wait unread in the socket) and
+//! starts again from the moment input resumes; the idle limit still applies, so a client that
+//! never reads is closed after it ("too slow").
+//!
 //! After a DISCONNECT that waits for confirmations none of these apply: the client need not
 //! send anything more.
 
@@ -101,10 +106,17 @@ impl Session {
                 if let Some(limit) = self.config.idle_timeout
                     && self.idle_deadline().is_some_and(|d| now >= d)
                 {
-                    let message = format!(
-                        "idle timeout: nothing received from the client within {}",
-                        human_duration(limit)
-                    );
+                    let message = if self.over_budget() {
+                        format!(
+                            "too slow: the client did not read its output within {}",
+                            human_duration(limit)
+                        )
+                    } else {
+                        format!(
+                            "idle timeout: nothing received from the client within {}",
+                            human_duration(limit)
+                        )
+                    };
                     self.fail(Fail::new(message), None, engine, out);
                     return;
                 }
@@ -117,8 +129,10 @@ impl Session {
     }
 
     fn check_deadline(&self) -> Option<Instant> {
-        // After a DISCONNECT waiting for confirmations, the client need not send anything.
-        if self.unconfirmed.disconnecting() {
+        // After a DISCONNECT waiting for confirmations, the client need not send anything;
+        // while input is paused (the client does not read its output) its heart-beats wait
+        // unread in the socket: the check starts again when input resumes.
+        if self.unconfirmed.disconnecting() || self.over_budget() {
             return None;
         }
         let interval = self.heart_beat.check?;

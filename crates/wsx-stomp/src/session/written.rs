@@ -19,6 +19,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::{Session, Transmit};
 use crate::engine::{Delivery, Engine, SubscriberKey};
@@ -122,18 +123,25 @@ impl Session {
 
     /// The I/O layer wrote `transmits` more of the transmits it polled, in order (frames and
     /// heart-beats; the [`Transmit::Close`] needs no report), holding `bytes` bytes of frames
-    /// ([`Transmit::size`]). The `ack:auto` queue deliveries they carried are acknowledged to
-    /// the engine; if that brings the output backlog under the budget, the frames buffered
-    /// meanwhile are decoded.
+    /// ([`Transmit::size`]), by `now`. The `ack:auto` queue deliveries they carried are
+    /// acknowledged to the engine; if that brings the output backlog under the budget, the
+    /// frames buffered meanwhile are decoded, and the heart-beat check, suspended while input
+    /// was paused (the client's heart-beats wait unread in the socket), starts again from
+    /// `now`.
     pub fn written(
         &mut self,
+        now: Instant,
         transmits: u64,
         bytes: usize,
         engine: &mut dyn Engine,
         out: &mut Vec<Delivery>,
     ) {
+        let was_paused = self.over_budget();
         self.output.written = (self.output.written + transmits).min(self.output.polled);
         self.output.bytes = self.output.bytes.saturating_sub(bytes);
+        if was_paused && !self.over_budget() {
+            self.timers.last_rx = self.timers.last_rx.max(now);
+        }
         let written = self.output.written;
         let mut ids = Vec::new();
         while let Some(first) = self.output.auto.front()

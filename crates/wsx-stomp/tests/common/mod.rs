@@ -210,7 +210,10 @@ impl<E: Engine> Harness<E> {
         };
         let n = n.min(client.unreported.len());
         let bytes: usize = client.unreported.drain(..n).sum();
-        self.woken = self.broker.written(conn, n as u64, bytes).to_vec();
+        self.woken = self
+            .broker
+            .written(conn, self.now, n as u64, bytes)
+            .to_vec();
     }
 
     /// The frames queued for `conn`, asserting there is nothing else.

@@ -379,7 +379,12 @@ impl<E: Engine> Hub<E> {
     pub fn receive(&self, conn: ConnId, bytes: &[u8], written: Written) -> Status {
         self.call(conn, |broker, now, woken| {
             if written != Written::default() {
-                woken.extend_from_slice(broker.written(conn, written.transmits, written.bytes));
+                woken.extend_from_slice(broker.written(
+                    conn,
+                    now,
+                    written.transmits,
+                    written.bytes,
+                ));
             }
             woken.extend_from_slice(broker.receive(conn, now, bytes));
         })
@@ -389,8 +394,8 @@ impl<E: Engine> Hub<E> {
     /// them are acknowledged to the engine (refilling the credit window), and input the
     /// session buffered while over its output budget is decoded.
     pub fn written(&self, conn: ConnId, written: Written) -> Status {
-        self.call(conn, |broker, _, woken| {
-            woken.extend_from_slice(broker.written(conn, written.transmits, written.bytes));
+        self.call(conn, |broker, now, woken| {
+            woken.extend_from_slice(broker.written(conn, now, written.transmits, written.bytes));
         })
     }
 
