@@ -60,11 +60,22 @@ async fn consume_slowly(
             )
             .await;
         client.expect(Command::Connected).await;
-        // The topic first: the queue's messages may follow its SUBSCRIBE's receipt at once.
+        // No receipts: flood messages and queue messages may come at any moment after each
+        // SUBSCRIBE, and the loop below takes whatever comes (an ERROR fails it).
+        let mut subscriptions = vec![("s", queue)];
         if flood == Flood::Topic {
-            client.subscribe("f", FLOOD, "auto").await;
+            subscriptions.insert(0, ("f", FLOOD));
         }
-        client.subscribe("s", queue, "auto").await;
+        for (id, destination) in subscriptions {
+            client
+                .send(
+                    Frame::new(Command::Subscribe)
+                        .with_header("id", id)
+                        .with_header("destination", destination)
+                        .with_header("ack", "auto"),
+                )
+                .await;
+        }
         let mut read = 0usize;
         loop {
             match client.next_within(Duration::from_secs(60)).await {
