@@ -32,7 +32,7 @@ use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use wsx::{DeflateConfig, WebSocketConfig};
 
 use metrics::Metrics;
@@ -70,11 +70,14 @@ pub struct ServeArgs {
     /// given, a WebSocket request whose Origin matches none, or has none, gets 403.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
-    /// The most connections served at once (HTTP and WebSocket); past it, 503.
+    /// The most connections served at once (HTTP and WebSocket). One past it is refused as it
+    /// is accepted, before its request is read: 503 (`Retry-After: 1`) and closed; over TLS,
+    /// closed.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
-    /// Seconds a client may take to send its request head; past it, 408 and the connection is
-    /// closed (slowloris protection).
+    /// Seconds a client may take, from the accept, for the TLS handshake (with --tls-cert) and
+    /// its request head together; past it, 408 and the connection is closed (slowloris
+    /// protection). Every HTTP response is then written within 5 s (wsx::RESPONSE_TIMEOUT).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub handshake_timeout: u64,
     /// The largest request head accepted, in bytes; past it, 431.
@@ -338,7 +341,16 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             signal = signals.next() => break signal,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    tasks.spawn(router::handle(tcp, peer, state.clone(), shutdown_rx.clone()));
+                    let slot = router::Slot::take(&state);
+                    if slot.over_limit() {
+                        // Refused before anything is read; over TLS, just closed.
+                        debug!(%peer, "too many connections");
+                        if state.tls.is_none() {
+                            wsx::refuse_over_capacity(&tcp);
+                        }
+                        continue;
+                    }
+                    tasks.spawn(router::handle(tcp, peer, state.clone(), shutdown_rx.clone(), slot));
                 }
                 Err(e) => {
                     // Usually out of file descriptors: back off instead of spinning.
