@@ -87,9 +87,15 @@ pub struct ServeArgs {
     /// does not come within 20 s is closed with 1011.
     #[arg(long, value_name = "SECS")]
     pub ping_interval: Option<u64>,
-    /// Close WebSockets (1001) that receive nothing for this many seconds.
+    /// Close WebSockets (1001) that receive nothing for this many seconds (also counted while
+    /// the server does not read a client whose output budget is full).
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
+    /// The output budget of each WebSocket connection, in bytes: while this much output (echoes,
+    /// pongs, replies, messages) waits for a client that does not read, the server reads
+    /// nothing more from it (TCP then slows the client down).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub max_write_buffer: usize,
     /// Serve HTTPS and wss:// with this certificate chain (PEM); needs --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<std::path::PathBuf>,
@@ -165,6 +171,7 @@ impl Default for ServeArgs {
             max_header_bytes: 16 * 1024,
             ping_interval: None,
             idle_timeout: None,
+            max_write_buffer: 1 << 20,
             tls_cert: None,
             tls_key: None,
             stomp: OnOff::On,
@@ -230,7 +237,9 @@ pub struct State {
 
 impl State {
     fn new(args: &ServeArgs) -> Self {
-        let mut echo_config = WebSocketConfig::default().max_header_bytes(args.max_header_bytes);
+        let mut echo_config = WebSocketConfig::default()
+            .max_header_bytes(args.max_header_bytes)
+            .backpressure(args.max_write_buffer, wsx::Backpressure::Wait);
         if let Some(secs) = args.ping_interval {
             echo_config = echo_config.keepalive(Duration::from_secs(secs), Duration::from_secs(20));
         }
