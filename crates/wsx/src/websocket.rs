@@ -4,7 +4,10 @@
 //! Writing: [`WebSocket::send`] queues a message and flushes; [`WebSocket::feed`] only queues,
 //! so several messages go out together in one (vectored) write at the next [`WebSocket::flush`].
 //! Pongs and the close echo are written while receiving, so a task that only reads still answers
-//! pings. When neither buffer holds anything, both are released: an idle connection keeps no
+//! pings. A server reads nothing while its queued output is at its budget
+//! ([`WebSocketConfig::max_write_buffer`]): it only writes until the peer has taken enough, so a
+//! peer that does not read cannot make it queue answers without bound (its timers still run).
+//! When neither buffer holds anything, both are released: an idle connection keeps no
 //! read or write buffer. Released buffers go to a small per-thread pool that the next active
 //! connection borrows from, so a connection that goes idle after every message (one request,
 //! one answer) costs no allocation per message.
