@@ -414,6 +414,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Check the timers while waiting for the transport: the shutdown token, keepalive and the
     /// close deadline. Whether one fired (the state changed: loop again).
+    #[inline]
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
         if self.poll_shutdown_signal(cx) {
             return true;
