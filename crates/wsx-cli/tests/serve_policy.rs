@@ -115,3 +115,26 @@ async fn idle_websockets_are_closed_with_1001() {
     }
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
+
+#[tokio::test]
+async fn connections_past_the_limit_are_refused_at_accept() {
+    let server = Server::start(&["--max-connections", "1", "--handshake-timeout", "5"]);
+    let (mut first, _) = wsx::connect(&server.ws_url("/ws/echo")).await.unwrap();
+    // Nothing sent: the refusal comes without the server waiting for a request.
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    let mut resp = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), tcp.read_to_end(&mut resp))
+        .await
+        .expect("refused at once, not after the handshake timeout")
+        .unwrap();
+    assert!(
+        resp.starts_with(b"HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+    first.send(Message::text("still fine")).await.unwrap();
+    assert_eq!(
+        within(first.recv()).await.unwrap().unwrap(),
+        Message::text("still fine")
+    );
+}

@@ -62,15 +62,22 @@ fn connect(args: &[&str], input: &str) -> (i32, String, String) {
     )
 }
 
-#[tokio::test]
-async fn serve_over_tls_and_connect_with_a_ca() {
-    let (dir, ca, cert, key) = certificates();
-    let server = Server::start(&[
+/// `wsx serve` over TLS with `cert` and `key`, and `extra` arguments.
+fn tls_server(cert: &std::path::Path, key: &std::path::Path, extra: &[&str]) -> Server {
+    let mut args = vec![
         "--tls-cert",
         cert.to_str().unwrap(),
         "--tls-key",
         key.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+#[tokio::test]
+async fn serve_over_tls_and_connect_with_a_ca() {
+    let (dir, ca, cert, key) = certificates();
+    let server = tls_server(&cert, &key, &[]);
     let url = format!("wss://localhost:{}/ws/echo", server.addr.port());
 
     // The library client, trusting the CA.
@@ -111,5 +118,46 @@ async fn serve_over_tls_and_connect_with_a_ca() {
             .unwrap();
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("< again"), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn one_deadline_covers_the_tls_handshake_and_the_request_head() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::{Duration, sleep};
+
+    let (dir, ca, cert, key) = certificates();
+    let server = tls_server(&cert, &key, &["--handshake-timeout", "2"]);
+    let connector = wsx::tls::ClientTlsConfig::new()
+        .add_ca_pem_file(&ca)
+        .build()
+        .unwrap();
+    // A slow client: 1.5 s before its ClientHello, then its head over 1.5 s. Each part takes
+    // less than the 2 s timeout; together they take more.
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    sleep(Duration::from_millis(1500)).await;
+    // Refused either way: with a 408, or (on a loaded machine, if the TLS handshake itself
+    // ran past the deadline) by closing the connection during the TLS handshake.
+    if let Ok(mut tls) = connector.connect("localhost", tcp).await {
+        let head = b"GET /ws/echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+                     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                     Sec-WebSocket-Version: 13\r\n\r\n";
+        let pieces = 15;
+        for piece in head.chunks(head.len().div_ceil(pieces)) {
+            if tls.write_all(piece).await.is_err() || tls.flush().await.is_err() {
+                break;
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+        let mut resp = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut resp))
+            .await
+            .expect("the server ends the connection");
+        assert!(
+            resp.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -32,6 +32,12 @@ use crate::output::pool::{self, Class};
 use crate::role::Role;
 use crate::utf8::Utf8Validator;
 
+/// Queued output (in bytes) from which pongs stop being queued one per ping: past it, at most
+/// one pong waits (outside the queue), and a newer ping replaces its payload (RFC 6455 §5.5.3
+/// allows answering only the most recent ping). Below it every ping gets its own pong, so a
+/// burst of pings from a peer that reads (Autobahn cases 2.10 and 2.11) is answered in full.
+pub const PONG_COALESCE_AT: usize = 16 * 1024;
+
 /// A frame whose header has been decoded and whose payload is (partly) in the read buffer.
 #[derive(Debug)]
 struct InFrame {
@@ -48,6 +54,31 @@ struct InMessage {
     text: bool,
     compressed: bool,
     buf: BytesMut,
+}
+
+/// A control frame payload kept inline (at most 125 bytes), so that owing a pong allocates
+/// nothing.
+#[derive(Debug, Clone, Copy)]
+struct PongPayload {
+    len: u8,
+    bytes: [u8; MAX_CONTROL_PAYLOAD],
+}
+
+impl PongPayload {
+    /// `payload` is a received ping's, which the frame decoder bounded by 125 bytes.
+    fn new(payload: &[u8]) -> Self {
+        let len = payload.len().min(MAX_CONTROL_PAYLOAD);
+        let mut bytes = [0; MAX_CONTROL_PAYLOAD];
+        bytes[..len].copy_from_slice(&payload[..len]);
+        PongPayload {
+            len: len as u8,
+            bytes,
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
 }
 
 /// A fragmented message being sent: its type, and UTF-8 checking across fragments.
@@ -74,6 +105,10 @@ pub struct Connection {
     deflate: Option<Box<PerMessageDeflate>>,
     /// The fragmented message being sent, if any.
     out_fragmented: Option<OutFragmented>,
+    /// The payload of the pong owed for the latest ping, while the output is backed up (see
+    /// [`PONG_COALESCE_AT`]): queued before the next frame, or once the queue has drained.
+    /// Only ever set while the output queue is not empty.
+    pending_pong: Option<PongPayload>,
     close_sent: bool,
     close_received: bool,
     failed: bool,
@@ -93,6 +128,7 @@ impl Connection {
             out: OutputQueue::default(),
             deflate: None,
             out_fragmented: None,
+            pending_pong: None,
             close_sent: false,
             close_received: false,
             failed: false,
@@ -300,7 +336,13 @@ impl Connection {
         match header.opcode {
             OpCode::Ping => {
                 if !self.close_sent {
-                    self.queue_frame(OpCode::Pong, false, &payload, None);
+                    if self.out.len() < PONG_COALESCE_AT {
+                        self.queue_frame(OpCode::Pong, false, &payload, None);
+                    } else {
+                        // The peer is not reading what we send: owe it one pong, for this
+                        // ping (copied: the payload shares the read buffer's memory).
+                        self.pending_pong = Some(PongPayload::new(&payload));
+                    }
                 }
                 Ok(Step::Message(Message::Ping(payload)))
             }
@@ -469,6 +511,7 @@ impl Connection {
         if self.role.masks_outgoing() {
             header.mask = Some(rand::random());
         }
+        self.queue_pending_pong();
         self.out.push_frame(&header, &payload, Some(&payload));
         if !fin {
             self.out_fragmented = Some(state);
@@ -508,6 +551,7 @@ impl Connection {
         if self.close_sent || self.failed {
             return Err(Error::Closed);
         }
+        self.queue_pending_pong();
         self.out.push_encoded(frames);
         Ok(())
     }
@@ -523,6 +567,20 @@ impl Connection {
 
     #[inline]
     fn queue_frame(&mut self, opcode: OpCode, rsv1: bool, payload: &[u8], shared: Option<&Bytes>) {
+        self.queue_pending_pong();
+        self.push_frame(opcode, rsv1, payload, shared);
+    }
+
+    /// Queue the pong owed to the peer, if there is one, ahead of what comes next.
+    #[inline]
+    fn queue_pending_pong(&mut self) {
+        if let Some(pong) = self.pending_pong.take() {
+            self.push_frame(OpCode::Pong, false, pong.as_slice(), None);
+        }
+    }
+
+    #[inline]
+    fn push_frame(&mut self, opcode: OpCode, rsv1: bool, payload: &[u8], shared: Option<&Bytes>) {
         let mut header = FrameHeader::new(opcode, payload.len() as u64);
         header.rsv1 = rsv1;
         if self.role.masks_outgoing() {
@@ -536,9 +594,19 @@ impl Connection {
         !self.out.is_empty()
     }
 
-    /// The number of bytes queued for writing.
+    /// The number of bytes queued for writing (with the pong owed to the peer, if one waits).
+    #[inline]
     pub fn buffered_amount(&self) -> usize {
-        self.out.len()
+        match &self.pending_pong {
+            None => self.out.len(),
+            Some(p) => self.out.len() + 2 + p.as_slice().len(),
+        }
+    }
+
+    /// Whether a pong waits outside the output queue for the queue to drain (see
+    /// [`PONG_COALESCE_AT`]).
+    pub fn has_pending_pong(&self) -> bool {
+        self.pending_pong.is_some()
     }
 
     /// Fill `dst` with the queued output, in order, for a vectored write; returns the number of
@@ -552,9 +620,14 @@ impl Connection {
         self.out.first_chunk()
     }
 
-    /// Mark `n` bytes of output as written.
+    /// Mark `n` bytes of output as written. Once everything is written, the pong owed to the
+    /// peer (if any) is queued.
+    #[inline]
     pub fn advance_output(&mut self, n: usize) {
         self.out.advance(n);
+        if self.out.is_empty() {
+            self.queue_pending_pong();
+        }
     }
 
     /// Drop buffers that hold nothing, so an idle connection keeps no read or write buffer.
@@ -725,6 +798,79 @@ mod tests {
             b.poll_message().unwrap().unwrap(),
             Message::text("ünïcödé".repeat(40))
         );
+    }
+
+    /// The opcodes and payloads of the frames in `bytes` (unmasked server frames).
+    fn frames(mut bytes: &[u8]) -> Vec<(OpCode, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some((header, len)) = FrameHeader::decode(bytes).unwrap() {
+            let end = len + header.payload_len as usize;
+            out.push((header.opcode, bytes[len..end].to_vec()));
+            bytes = &bytes[end..];
+        }
+        out
+    }
+
+    /// Everything queued, as written to a peer that reads it all.
+    fn drain(conn: &mut Connection) -> Vec<u8> {
+        let mut written = Vec::new();
+        while conn.has_output() {
+            let chunk = conn.output_first_chunk().to_vec();
+            conn.advance_output(chunk.len());
+            written.extend_from_slice(&chunk);
+        }
+        written
+    }
+
+    #[test]
+    fn a_burst_of_pings_gets_every_pong() {
+        let mut conn = Connection::new(Role::Server, Config::default());
+        let burst: Vec<u8> = (0..10)
+            .flat_map(|i| client_frame(OpCode::Ping, format!("payload-{i}").as_bytes()))
+            .collect();
+        receive(&mut conn, &burst);
+        while conn.poll_message().unwrap().is_some() {}
+        let pongs = frames(&drain(&mut conn));
+        let expected: Vec<_> = (0..10)
+            .map(|i| (OpCode::Pong, format!("payload-{i}").into_bytes()))
+            .collect();
+        assert_eq!(pongs, expected);
+    }
+
+    #[test]
+    fn pings_while_output_is_backed_up_owe_one_pong_for_the_latest() {
+        let mut conn = Connection::new(Role::Server, Config::default());
+        conn.send(Message::binary(vec![1u8; PONG_COALESCE_AT]))
+            .unwrap();
+        let backlog = conn.buffered_amount();
+        // A peer that never reads floods pings: the output does not grow past one pong.
+        for i in 0..10_000u32 {
+            receive(&mut conn, &client_frame(OpCode::Ping, &i.to_be_bytes()));
+            assert!(matches!(conn.poll_message(), Ok(Some(Message::Ping(_)))));
+            assert_eq!(conn.buffered_amount(), backlog + 2 + 4);
+        }
+        assert!(conn.has_pending_pong());
+        // Once the backlog is written, the pong answers the latest ping.
+        let written = drain(&mut conn);
+        let sent = frames(&written);
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[1], (OpCode::Pong, 9_999u32.to_be_bytes().to_vec()));
+        assert!(!conn.has_pending_pong() && !conn.has_output());
+
+        // A frame queued meanwhile goes out after the owed pong; a close too.
+        conn.send(Message::binary(vec![2u8; PONG_COALESCE_AT]))
+            .unwrap();
+        receive(&mut conn, &client_frame(OpCode::Ping, b"late"));
+        assert!(conn.poll_message().unwrap().is_some());
+        conn.send(Message::text("after")).unwrap();
+        conn.close(None).unwrap();
+        let sent = frames(&drain(&mut conn));
+        let kinds: Vec<_> = sent.iter().map(|(op, _)| *op).collect();
+        assert_eq!(
+            kinds,
+            [OpCode::Binary, OpCode::Pong, OpCode::Text, OpCode::Close]
+        );
+        assert_eq!(sent[1].1, b"late");
     }
 
     #[test]

@@ -156,7 +156,8 @@ impl WebSocketUpgrade {
                     let err = Error::Io(std::io::Error::other(e));
                     match on_failed_upgrade {
                         Some(report) => report(err),
-                        None => tracing::debug!("WebSocket upgrade failed: {err}"),
+                        // Debug-quoted: the error may quote what the client sent.
+                        None => tracing::debug!("WebSocket upgrade failed: {:?}", err.to_string()),
                     }
                 }
             }

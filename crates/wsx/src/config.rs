@@ -17,8 +17,18 @@ pub struct WebSocketConfig {
     /// How long the client waits for the server to close TCP after the close handshake, and
     /// either side waits for the peer's close frame after sending its own. Default 5 s.
     pub close_timeout: Duration,
-    /// The most output that may be queued before the [`Backpressure`] policy applies.
-    /// Default 1 MiB.
+    /// The output budget of one connection: the most output queued (not yet taken by the
+    /// transport) before the [`Backpressure`] policy applies to new messages. Default 1 MiB.
+    ///
+    /// Everything counts: the application's messages, pongs and close frames the connection
+    /// queues itself. On a server, while the queued output is at or over the budget the
+    /// connection reads nothing from the peer (it only writes, and keeps its keepalive and
+    /// idle timers running): a peer that sends without reading is slowed down by TCP flow
+    /// control instead of making the server queue answers without bound, and one that does not
+    /// read for the idle timeout is dropped. The queue can exceed the budget by what answers a
+    /// single message (an echo of it). Pongs are at most one pending when the output is backed
+    /// up ([`wsx_proto::connection::PONG_COALESCE_AT`]). A client keeps reading (so two peers
+    /// that both queue more than they read cannot wait on each other forever).
     pub max_write_buffer: usize,
     /// What happens when a message is queued while the output buffer is full. Default: wait.
     pub backpressure: Backpressure,
@@ -33,10 +43,15 @@ pub struct WebSocketConfig {
 }
 
 /// The policy when the outgoing buffer is full ([`WebSocketConfig::max_write_buffer`]).
+///
+/// Whatever the policy, a server stops reading from the peer while its output is full (see
+/// [`WebSocketConfig::max_write_buffer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backpressure {
-    /// `send` and the `Sink` wait until the transport has taken enough (`feed`, which cannot
-    /// wait, still queues).
+    /// `send` and the `Sink` wait until the transport has taken enough. `feed`, which cannot
+    /// wait, still queues: an application that queues on its own initiative (a broadcast, not
+    /// an answer to the peer) waits for room itself, with [`crate::WebSocket::flush`] or
+    /// [`crate::WebSocket::poll_recv_or_drained`], or uses `Fail`/`Close`.
     #[default]
     Wait,
     /// Queuing fails with [`crate::Error::BufferFull`]; the connection stays open.

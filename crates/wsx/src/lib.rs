@@ -39,7 +39,10 @@ pub use error::{Error, Result};
 pub use listener::{ConnectionInfo, Server, ShutdownHandle};
 pub use policy::Policy;
 pub use proxy::ProxyConfig;
-pub use server::{Accept, Reject, accept, accept_with, read_request, respond, upgrade};
+pub use server::{
+    Accept, RESPONSE_TIMEOUT, Reject, accept, accept_with, read_request, refuse_over_capacity,
+    respond, upgrade,
+};
 pub use split::{WsReceiver, WsSender};
 pub use tls::MaybeTlsStream;
 pub use websocket::{RecvOrDrained, WebSocket};

@@ -1,10 +1,13 @@
 //! [`Server`]: a TCP accept loop that applies a [`Policy`], runs a handler per connection and
 //! shuts down gracefully.
 //!
-//! Per connection: the slot is counted (503 past [`Policy::max_connections`]), the Upgrade
-//! request must arrive within [`Policy::handshake_timeout`] (408) and within
+//! Per connection: the slot is counted as the connection is accepted (past
+//! [`Policy::max_connections`] it is refused at once, see [`crate::refuse_over_capacity`]: a
+//! 503 if the socket takes it without waiting, then closed; its request is not read), the
+//! Upgrade request must arrive within [`Policy::handshake_timeout`] (408) and within
 //! [`WebSocketConfig::max_header_bytes`] (431), the policy decides (403 and the auth hook's
-//! statuses), then the handler gets the [`WebSocket`]. On shutdown the loop stops accepting,
+//! statuses), then the handler gets the [`WebSocket`]. Every response is written within
+//! [`crate::RESPONSE_TIMEOUT`]. On shutdown the loop stops accepting,
 //! every connection is sent close 1001, and the server waits up to
 //! [`Policy::shutdown_timeout`] for their close handshakes before dropping what is left.
 
@@ -22,7 +25,7 @@ use wsx_proto::handshake::{HttpRequest, validate_upgrade};
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
 use crate::policy::Policy;
-use crate::server::{read_request, respond, upgrade};
+use crate::server::{read_request, refuse_over_capacity, respond, upgrade};
 use crate::websocket::WebSocket;
 
 /// What a handler learns about its connection.
@@ -144,15 +147,21 @@ impl Server {
                 }
             };
             let slot = Slot::take(&self.active);
+            if shared.1.max_connections.is_some_and(|max| slot.count > max) {
+                debug!(%peer, "too many connections");
+                refuse_over_capacity(&tcp);
+                continue;
+            }
             let (handler, shared, token) = (handler.clone(), shared.clone(), self.shutdown.clone());
             tasks.spawn(async move {
                 let (config, policy) = &*shared;
-                match handshake(tcp, peer, config, policy, slot.count).await {
+                match handshake(tcp, peer, config, policy).await {
                     Ok((mut ws, info)) => {
                         ws.close_on(token);
                         handler(ws, info).await;
                     }
-                    Err(e) => debug!(%peer, "handshake failed: {e}"),
+                    // Debug-quoted: the error may quote what the client sent (control characters escaped).
+                    Err(e) => debug!(%peer, "handshake failed: {:?}", e.to_string()),
                 }
                 drop(slot);
             });
@@ -201,7 +210,6 @@ async fn handshake(
     peer: SocketAddr,
     config: &WebSocketConfig,
     policy: &Policy,
-    slot: usize,
 ) -> Result<(WebSocket<TcpStream>, ConnectionInfo)> {
     tcp.set_nodelay(true)?;
     let read = tokio::time::timeout(
@@ -215,22 +223,6 @@ async fn handshake(
             return Err(Error::Timeout("waiting for the Upgrade request"));
         }
     };
-    if policy.max_connections.is_some_and(|max| slot > max) {
-        let _ = respond(
-            &mut tcp,
-            503,
-            &[("Retry-After", "1")],
-            b"too many connections\n",
-        )
-        .await;
-        return Err(Error::Protocol(
-            wsx_proto::handshake::HandshakeError::Rejected {
-                status: 503,
-                reason: "too many connections".into(),
-            }
-            .into(),
-        ));
-    }
     // Invalid upgrades get their HTTP error from `upgrade`; check first so the policy only sees
     // real WebSocket requests.
     if validate_upgrade(&req).is_err() {

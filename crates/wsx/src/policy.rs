@@ -33,9 +33,12 @@ pub struct Policy {
     pub response_headers: Vec<(String, String)>,
     /// The auth hook, run last. Its `Accept` may override the subprotocol and add headers.
     pub auth: Option<AuthHook>,
-    /// The most connections served at once (handshakes included); past it, 503. Default: none.
+    /// The most connections served at once (handshakes included). A connection past it is
+    /// refused as it is accepted, before its request is read: a 503 (`Retry-After: 1`) if the
+    /// socket takes it at once, then closed ([`crate::refuse_over_capacity`]). Default: none.
     pub max_connections: Option<usize>,
-    /// How long a client may take to send its Upgrade request; past it, 408. Default 10 s.
+    /// How long a client may take to send its Upgrade request, counted from the accept; past
+    /// it, 408 (written within [`crate::RESPONSE_TIMEOUT`]). Default 10 s.
     pub handshake_timeout: Duration,
     /// How long a graceful shutdown waits for connections to finish their close handshake.
     /// Default 5 s.

@@ -232,10 +232,17 @@ impl ProxyConfig {
         mut lookup: impl FnMut(&str) -> Option<String>,
     ) -> Result<Option<Self>> {
         let mut get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        if let Some(list) = get("no_proxy").or_else(|| get("NO_PROXY"))
-            && NoProxy::parse(&list).matches(&target.host, target.port)
+        if let Some((name, list)) = ["no_proxy", "NO_PROXY"]
+            .into_iter()
+            .find_map(|name| get(name).map(|list| (name, list)))
         {
-            return Ok(None);
+            let no_proxy = NoProxy::parse(&list).map_err(|e| match e {
+                Error::InvalidUrl(why) => Error::InvalidUrl(format!("{name}: {why}")),
+                e => e,
+            })?;
+            if no_proxy.matches(&target.host, target.port) {
+                return Ok(None);
+            }
         }
         let cgi = get("REQUEST_METHOD").is_some();
         let names: &[&str] = if target.secure {
@@ -569,13 +576,14 @@ impl fmt::Debug for ProxyConfig {
 ///
 /// ```
 /// use wsx::proxy::NoProxy;
-/// let np = NoProxy::parse("localhost, .internal.example, 10.0.0.0/8, api.example:8443");
+/// let np = NoProxy::parse("localhost, .internal.example, 10.0.0.0/8, api.example:8443")?;
 /// assert!(np.matches("localhost", 80));
 /// assert!(np.matches("svc.internal.example", 443));
 /// assert!(np.matches("10.2.3.4", 80));
 /// assert!(np.matches("api.example", 8443));
 /// assert!(!np.matches("api.example", 443));
 /// assert!(!np.matches("example.org", 80));
+/// # Ok::<(), wsx::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NoProxy {
@@ -591,14 +599,25 @@ enum NoProxyEntry {
 }
 
 impl NoProxy {
-    /// Parses a `no_proxy` value. Entries that cannot be understood are ignored.
-    pub fn parse(list: &str) -> Self {
+    /// Parses a `no_proxy` value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`], naming the entry and what is wrong with it, for an entry that
+    /// cannot be understood: a CIDR prefix longer than the address (`/33` for IPv4, `/129` for
+    /// IPv6), a CIDR block written as an IPv4-mapped IPv6 address (`::ffff:10.0.0.0/104`: write
+    /// `10.0.0.0/8`), a bad port, an unclosed `[`. A mistyped entry is reported rather than
+    /// skipped, since skipping it would send to the proxy what was meant to bypass it.
+    pub fn parse(list: &str) -> Result<Self> {
         let entries = list
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|e| !e.is_empty())
-            .filter_map(NoProxyEntry::parse)
-            .collect();
-        NoProxy { entries }
+            .map(|e| {
+                NoProxyEntry::parse(e)
+                    .map_err(|why| Error::InvalidUrl(format!("no_proxy entry {e:?}: {why}")))
+            })
+            .collect::<Result<_>>()?;
+        Ok(NoProxy { entries })
     }
 
     /// Whether the server `host:port` is to be reached without the proxy. `host` is a DNS
@@ -620,40 +639,62 @@ impl NoProxy {
 }
 
 impl NoProxyEntry {
-    fn parse(entry: &str) -> Option<Self> {
+    fn parse(entry: &str) -> std::result::Result<Self, &'static str> {
         let entry = entry.to_ascii_lowercase();
         if entry == "*" {
-            return Some(NoProxyEntry::All);
+            return Ok(NoProxyEntry::All);
         }
+        let bad_port = "the port is not a number from 0 to 65535";
         // Split off a port: `[v6]:p`, `name:p`, `v4:p`; a bare IPv6 address has several colons.
         let (addr, port) = if let Some(rest) = entry.strip_prefix('[') {
-            let (addr, after) = rest.split_once(']')?;
+            let (addr, after) = rest.split_once(']').ok_or("no closing `]`")?;
             let port = match after {
                 "" => None,
-                _ => Some(after.strip_prefix(':')?.parse::<u16>().ok()?),
+                _ => Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or("`]` is followed by something else than `:port`")?
+                        .parse::<u16>()
+                        .map_err(|_| bad_port)?,
+                ),
             };
             (addr.to_owned(), port)
         } else {
             match entry.split_once(':') {
-                Some((h, p)) if !p.contains(':') => (h.to_owned(), Some(p.parse::<u16>().ok()?)),
+                Some((h, p)) if !p.contains(':') => {
+                    (h.to_owned(), Some(p.parse::<u16>().map_err(|_| bad_port)?))
+                }
                 _ => (entry, None),
             }
         };
         if let Some((ip, bits)) = addr.split_once('/') {
-            let ip = ip.parse::<IpAddr>().ok()?;
-            let bits = bits.parse::<u8>().ok()?;
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            return (bits <= max).then_some(NoProxyEntry::Cidr(ip, bits, port));
+            let ip = ip
+                .parse::<IpAddr>()
+                .map_err(|_| "a CIDR block needs an IP address before the `/`")?;
+            let bits = bits
+                .parse::<u8>()
+                .map_err(|_| "the CIDR prefix length is not a number")?;
+            return match ip {
+                IpAddr::V4(_) if bits > 32 => Err("an IPv4 prefix is at most /32"),
+                IpAddr::V6(_) if bits > 128 => Err("an IPv6 prefix is at most /128"),
+                IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => Err(
+                    "an IPv4-mapped CIDR block (::ffff:a.b.c.d/n); write the IPv4 block a.b.c.d/n",
+                ),
+                _ => Ok(NoProxyEntry::Cidr(ip, bits, port)),
+            };
         }
         if let Ok(ip) = addr.parse::<IpAddr>() {
-            return Some(NoProxyEntry::Ip(ip, port));
+            return Ok(NoProxyEntry::Ip(ip, port));
         }
         let domain = addr
             .strip_prefix("*.")
             .or_else(|| addr.strip_prefix('.'))
             .unwrap_or(&addr)
             .trim_end_matches('.');
-        (!domain.is_empty()).then(|| NoProxyEntry::Domain(domain.to_owned(), port))
+        if domain.is_empty() {
+            return Err("no host name");
+        }
+        Ok(NoProxyEntry::Domain(domain.to_owned(), port))
     }
 
     fn matches(&self, host: &str, ip: Option<IpAddr>, port: u16) -> bool {
@@ -681,14 +722,22 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
     a.to_canonical() == b.to_canonical()
 }
 
+/// Whether `ip` (IPv4-mapped IPv6 counting as IPv4) is in the block `net/bits`; a prefix
+/// longer than the address matches nothing (the parser refuses it).
 fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
-    match (ip.to_canonical(), net.to_canonical()) {
+    match (ip.to_canonical(), net) {
         (IpAddr::V4(ip), IpAddr::V4(net)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            let Some(host_bits) = 32u32.checked_sub(u32::from(bits)) else {
+                return false;
+            };
+            let mask = u32::MAX.checked_shl(host_bits).unwrap_or(0);
             u32::from(ip) & mask == u32::from(net) & mask
         }
         (IpAddr::V6(ip), IpAddr::V6(net)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            let Some(host_bits) = 128u32.checked_sub(u32::from(bits)) else {
+                return false;
+            };
+            let mask = u128::MAX.checked_shl(host_bits).unwrap_or(0);
             u128::from(ip) & mask == u128::from(net) & mask
         }
         _ => false,
@@ -774,15 +823,19 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// The URL with any password replaced by `***`, for error messages.
+///
+/// Whatever the password holds (`/`, `@`, `:`, `%2F` …), none of it is kept: the user info is
+/// everything before the last `@` of the whole URL (a password may hold an unescaped `/` or
+/// `@`, so neither the first `/` nor the first `@` bounds it), and everything in it after its
+/// first `:` is replaced. This may hide more than the password of a malformed URL, never less.
 fn redact(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((s, r)) => (Some(s), r),
         None => (None, url),
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let rest = match rest[..authority_end].rsplit_once('@') {
-        Some((userinfo, _)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{}", &rest[userinfo.len() + 1..]),
+    let rest = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
             None => rest.to_owned(),
         },
         None => rest.to_owned(),
@@ -818,6 +871,37 @@ mod tests {
     }
 
     #[test]
+    fn passwords_are_never_printed() {
+        for password in [
+            "se/cret",
+            "se@cret",
+            "se:cret",
+            "se%2Fcret",
+            "a/b@c:d",
+            "s3cr/t@x/",
+            "/pw//",
+            "@pw@",
+        ] {
+            for url in [
+                format!("http://user:{password}@proxy.example:3128"),
+                format!("socks5://user:{password}@[::1]:1080/"),
+                format!("user:{password}@h"),
+                format!("http://user:{password}@h/path"),
+            ] {
+                let shown = redact(&url);
+                assert!(!shown.contains(password), "{url} shown as {shown}");
+                assert!(shown.contains("user:***@"), "{url} shown as {shown}");
+                // Parsed or refused, the password shows nowhere.
+                let printed = match ProxyConfig::parse(&url) {
+                    Ok(p) => format!("{p} {p:?}"),
+                    Err(e) => format!("{e} {e:?}"),
+                };
+                assert!(!printed.contains(password), "{url}: {printed}");
+            }
+        }
+    }
+
+    #[test]
     fn cidr() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert!(in_cidr(ip("10.1.2.3"), ip("10.0.0.0"), 8));
@@ -828,5 +912,52 @@ mod tests {
         assert!(!in_cidr(ip("fe80::1"), ip("fd00::"), 8));
         assert!(in_cidr(ip("::ffff:10.0.0.1"), ip("10.0.0.0"), 8));
         assert!(!in_cidr(ip("10.0.0.1"), ip("fd00::"), 8));
+        // Prefixes longer than the address match nothing (and do not underflow).
+        assert!(!in_cidr(ip("::ffff:10.0.0.1"), ip("10.0.0.0"), 104));
+        assert!(!in_cidr(ip("10.0.0.1"), ip("10.0.0.0"), 255));
+        assert!(!in_cidr(ip("::1"), ip("::"), 200));
+    }
+
+    #[test]
+    fn cidr_prefixes_are_checked_when_parsed() {
+        for (entry, why) in [
+            ("::ffff:10.0.0.0/104", "IPv4-mapped"),
+            ("::ffff:1.2.3.4/96", "IPv4-mapped"),
+            ("[::ffff:10.0.0.0/120]:80", "IPv4-mapped"),
+            ("10.0.0.0/33", "at most /32"),
+            ("10.0.0.0/255", "at most /32"),
+            ("fd00::/129", "at most /128"),
+            ("10.0.0.0/256", "not a number"),
+            ("10.0.0.0/-1", "not a number"),
+            ("10.0.0.0/", "not a number"),
+            ("nothost/8", "IP address"),
+            ("h:notaport", "port"),
+            ("[::1", "`]`"),
+        ] {
+            let err = NoProxy::parse(&format!("ok.example, {entry}")).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(entry) && msg.contains(why), "{entry}: {msg}");
+        }
+        for entry in [
+            "10.0.0.0/32",
+            "10.0.0.0/0",
+            "fd00::/128",
+            "::/0",
+            "[fd00::/8]:443",
+        ] {
+            assert!(NoProxy::parse(entry).is_ok(), "{entry}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_proxy_parsing_never_panics(entry in "[0-9a-f:./\\[\\]%]{0,40}", bits in 0u16..400) {
+            let list = format!("{entry}, {entry}/{bits}");
+            if let Ok(np) = NoProxy::parse(&list) {
+                let _ = np.matches("::ffff:10.1.2.3", 80);
+                let _ = np.matches("10.1.2.3", 80);
+                let _ = np.matches("fd00::1", 80);
+            }
+        }
     }
 }

@@ -5,11 +5,14 @@
 //! Routers that also serve plain HTTP use the two halves: [`read_request`], then [`upgrade`] or
 //! [`respond`].
 
+use std::time::Duration;
+
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use wsx_proto::deflate::PerMessageDeflate;
 use wsx_proto::handshake::{
-    HandshakeError, HttpRequest, error_response, http_response, parse_request, validate_upgrade,
+    HandshakeError, HttpRequest, RequestReader, error_response, http_response, validate_upgrade,
     write_accept_response,
 };
 use wsx_proto::{Connection, Role};
@@ -17,6 +20,14 @@ use wsx_proto::{Connection, Role};
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
 use crate::websocket::WebSocket;
+
+/// The longest a server spends writing one HTTP response: the 101, an error (400, 403, 426,
+/// 503 …) or a plain page. A peer that does not read it in that time is dropped
+/// ([`Error::Timeout`]), so it cannot hold the connection's task.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The answer to a connection over a server's connection limit, refused as it is accepted.
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n";
 
 /// What the application answers to an Upgrade request it accepts.
 #[derive(Debug, Clone, Default)]
@@ -117,11 +128,13 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     max_header_bytes: usize,
 ) -> Result<(HttpRequest, BytesMut)> {
     let mut buf = BytesMut::with_capacity(1024);
+    // Looks at each byte once, however the head is cut into reads.
+    let mut head = RequestReader::new(max_header_bytes);
     loop {
         if io.read_buf(&mut buf).await? == 0 {
             return Err(Error::ConnectionReset);
         }
-        match parse_request(&buf, max_header_bytes) {
+        match head.read(&buf) {
             Ok(Some((req, used))) => {
                 let _ = buf.split_to(used);
                 return Ok((req, buf));
@@ -162,27 +175,50 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         extensions.as_deref(),
         &accept.headers,
     );
-    io.write_all(&resp).await?;
-    io.flush().await?;
+    write_response(&mut io, &resp).await?;
     Ok(WebSocket::from_parts(io, conn, config, accept.subprotocol))
 }
 
-/// Write a plain HTTP response (for routes that are not WebSocket, or a refusal).
+/// Write a plain HTTP response (for routes that are not WebSocket, or a refusal), within
+/// [`RESPONSE_TIMEOUT`].
 pub async fn respond<S: AsyncWrite + Unpin>(
     io: &mut S,
     status: u16,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<()> {
-    io.write_all(&http_response(status, headers, body)).await?;
-    io.flush().await?;
-    Ok(())
+    write_response(io, &http_response(status, headers, body)).await
+}
+
+/// Refuse a TCP connection over the server's connection limit as it is accepted, before its
+/// request is read: a `503 Service Unavailable` (with `Retry-After: 1`) is written if the
+/// socket takes it at once, which a fresh socket does, and the connection is closed when `tcp`
+/// is dropped. Never waits, so the accept loop can call it. Over TLS, drop the connection
+/// instead (the client expects a TLS handshake, not plain text).
+pub fn refuse_over_capacity(tcp: &TcpStream) {
+    // What the client already sent is read (and dropped) so that closing the socket sends FIN,
+    // not RST, which could discard the 503 before the client reads it.
+    let mut sink = [0u8; 2048];
+    let _ = tcp.try_read(&mut sink);
+    let _ = tcp.try_write(OVER_CAPACITY);
+}
+
+/// Write `bytes` and flush, within [`RESPONSE_TIMEOUT`].
+async fn write_response<S: AsyncWrite + Unpin>(io: &mut S, bytes: &[u8]) -> Result<()> {
+    let write = async {
+        io.write_all(bytes).await?;
+        io.flush().await
+    };
+    match tokio::time::timeout(RESPONSE_TIMEOUT, write).await {
+        Ok(written) => Ok(written?),
+        Err(_) => Err(Error::Timeout("writing an HTTP response")),
+    }
 }
 
 async fn refuse<S: AsyncWrite + Unpin, T>(io: &mut S, err: HandshakeError) -> Result<T> {
-    // The peer may be gone already; the handshake error is what matters.
-    let _ = io.write_all(&error_response(&err)).await;
-    let _ = io.flush().await;
-    let _ = io.shutdown().await;
+    // The peer may be gone already, or not read: the handshake error is what matters.
+    if write_response(io, &error_response(&err)).await.is_ok() {
+        let _ = tokio::time::timeout(RESPONSE_TIMEOUT, io.shutdown()).await;
+    }
     Err(err.into())
 }

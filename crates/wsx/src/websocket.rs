@@ -4,7 +4,10 @@
 //! Writing: [`WebSocket::send`] queues a message and flushes; [`WebSocket::feed`] only queues,
 //! so several messages go out together in one (vectored) write at the next [`WebSocket::flush`].
 //! Pongs and the close echo are written while receiving, so a task that only reads still answers
-//! pings. When neither buffer holds anything, both are released: an idle connection keeps no
+//! pings. A server reads nothing while its queued output is at its budget
+//! ([`WebSocketConfig::max_write_buffer`]): it only writes until the peer has taken enough, so a
+//! peer that does not read cannot make it queue answers without bound (its timers still run).
+//! When neither buffer holds anything, both are released: an idle connection keeps no
 //! read or write buffer. Released buffers go to a small per-thread pool that the next active
 //! connection borrows from, so a connection that goes idle after every message (one request,
 //! one answer) costs no allocation per message.
@@ -67,6 +70,9 @@ pub struct WebSocket<S> {
     close_timer: Option<Pin<Box<Sleep>>>,
     pending_error: Option<Error>,
     max_write_buffer: usize,
+    /// Queued output at which reading stops until it is written: `max_write_buffer` for a
+    /// server, never for a client (see [`WebSocketConfig::max_write_buffer`]).
+    read_pause_at: usize,
     backpressure: Backpressure,
     keepalive: Option<Box<Keepalive>>,
     shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
@@ -82,6 +88,10 @@ impl<S> WebSocket<S> {
         config: &WebSocketConfig,
         subprotocol: Option<String>,
     ) -> Self {
+        let read_pause_at = match conn.role() {
+            Role::Server => config.max_write_buffer,
+            Role::Client => usize::MAX,
+        };
         WebSocket {
             io,
             conn,
@@ -90,6 +100,7 @@ impl<S> WebSocket<S> {
             close_timer: None,
             pending_error: None,
             max_write_buffer: config.max_write_buffer,
+            read_pause_at,
             backpressure: config.backpressure,
             keepalive: Keepalive::new(config).map(Box::new),
             shutdown: None,
@@ -132,8 +143,11 @@ impl<S> WebSocket<S> {
     /// Queue a message without writing it; [`WebSocket::flush`] writes everything queued.
     ///
     /// When the output buffer is full ([`WebSocketConfig::max_write_buffer`]), the
-    /// [`Backpressure`] policy applies: `Wait` queues anyway (only `send` and the `Sink` can
-    /// wait), `Fail` returns [`Error::BufferFull`], `Close` also closes the connection.
+    /// [`Backpressure`] policy applies: `Wait` queues anyway (`feed` cannot wait: `send`, the
+    /// `Sink`, [`WebSocket::flush`] and [`WebSocket::poll_recv_or_drained`] can), `Fail` returns
+    /// [`Error::BufferFull`], `Close` also closes the connection. Either way a server reads
+    /// nothing more from the peer until the output is under the bound again, so what it queues
+    /// in answer to the peer's messages stays bounded.
     pub fn feed(&mut self, msg: Message) -> Result<()> {
         self.check_backpressure()?;
         let closing = matches!(msg, Message::Close(_));
@@ -272,6 +286,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         loop {
             match self.state {
                 State::Open => {
+                    if self.conn.buffered_amount() >= self.read_pause_at {
+                        // The peer does not read what we send: write, and take no more input
+                        // (nothing more gets queued in answer to it) until the output is
+                        // under its bound again. TCP flow control then slows the peer down.
+                        match self.poll_write_out(cx) {
+                            Poll::Ready(Err(e)) => {
+                                self.state = State::Done;
+                                return Poll::Ready(Some(Err(e.into())));
+                            }
+                            Poll::Pending if self.conn.buffered_amount() >= self.read_pause_at => {
+                                if self.poll_timers(cx) {
+                                    continue;
+                                }
+                                return Poll::Pending;
+                            }
+                            _ => {}
+                        }
+                    }
                     match self.conn.poll_message() {
                         Ok(Some(msg)) => {
                             if let (Message::Pong(p), Some(k)) = (&msg, self.keepalive.as_mut()) {
@@ -311,37 +343,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }
                     match self.poll_fill(cx) {
                         Poll::Pending => {
-                            if self.poll_shutdown_signal(cx) {
-                                continue;
-                            }
-                            if let Some(action) = self.poll_keepalive(cx) {
-                                match action {
-                                    KeepaliveAction::Ping(p) => {
-                                        let _ = self.conn.send(Message::Ping(p));
-                                    }
-                                    KeepaliveAction::PongTimeout => {
-                                        self.fail_with(
-                                            CloseCode::INTERNAL_ERROR,
-                                            "keepalive ping timeout",
-                                            Error::Timeout("no pong to a keepalive ping"),
-                                        );
-                                    }
-                                    KeepaliveAction::IdleTimeout => {
-                                        self.fail_with(
-                                            CloseCode::GOING_AWAY,
-                                            "idle timeout",
-                                            Error::Timeout(
-                                                "nothing received within the idle timeout",
-                                            ),
-                                        );
-                                    }
-                                }
-                                continue;
-                            }
-                            if self.close_timer_expired(cx) {
-                                self.state = State::Done;
-                                self.pending_error =
-                                    Some(Error::Timeout("waiting for the peer's close frame"));
+                            if self.poll_timers(cx) {
                                 continue;
                             }
                             if !self.conn.has_output() && self.conn.read_hint() == 0 {
@@ -408,6 +410,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
             }
         }
+    }
+
+    /// Check the timers while waiting for the transport: the shutdown token, keepalive and the
+    /// close deadline. Whether one fired (the state changed: loop again).
+    #[inline]
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.poll_shutdown_signal(cx) {
+            return true;
+        }
+        if let Some(action) = self.poll_keepalive(cx) {
+            match action {
+                KeepaliveAction::Ping(p) => {
+                    let _ = self.conn.send(Message::Ping(p));
+                }
+                KeepaliveAction::PongTimeout => {
+                    self.fail_with(
+                        CloseCode::INTERNAL_ERROR,
+                        "keepalive ping timeout",
+                        Error::Timeout("no pong to a keepalive ping"),
+                    );
+                }
+                KeepaliveAction::IdleTimeout => {
+                    self.fail_with(
+                        CloseCode::GOING_AWAY,
+                        "idle timeout",
+                        Error::Timeout("nothing received within the idle timeout"),
+                    );
+                }
+            }
+            return true;
+        }
+        if self.close_timer_expired(cx) {
+            self.state = State::Done;
+            self.pending_error = Some(Error::Timeout("waiting for the peer's close frame"));
+            return true;
+        }
+        false
     }
 
     /// Whether the shutdown token fired just now (a close 1001 was queued).

@@ -876,7 +876,7 @@ fn env_bad_proxy_url_names_the_variable() {
 
 #[test]
 fn no_proxy_matching() {
-    let np = NoProxy::parse("example.com, .dot.example, *.star.example, host.example:81");
+    let np = NoProxy::parse("example.com, .dot.example, *.star.example, host.example:81").unwrap();
     assert!(np.matches("example.com", 80));
     assert!(np.matches("www.example.com", 443));
     assert!(np.matches("example.com.", 443));
@@ -890,7 +890,7 @@ fn no_proxy_matching() {
     assert!(!np.matches("host.example", 80));
     assert!(np.matches("a.host.example", 81));
 
-    let np = NoProxy::parse("127.0.0.1,192.168.0.0/16 , 2001:db8::/32,[::1]");
+    let np = NoProxy::parse("127.0.0.1,192.168.0.0/16 , 2001:db8::/32,[::1]").unwrap();
     assert!(np.matches("127.0.0.1", 1));
     assert!(!np.matches("127.0.0.2", 1));
     assert!(np.matches("192.168.44.1", 1));
@@ -901,15 +901,32 @@ fn no_proxy_matching() {
     assert!(np.matches("::ffff:127.0.0.1", 1));
     // Names are not resolved, and addresses are not matched as domain suffixes.
     assert!(!np.matches("localhost", 1));
-    assert!(!NoProxy::parse("0.0.1").matches("127.0.0.1", 1));
+    assert!(!NoProxy::parse("0.0.1").unwrap().matches("127.0.0.1", 1));
 
-    assert!(NoProxy::parse("*").matches("anything", 1));
-    assert!(NoProxy::parse("a, *").matches("anything", 1));
-    assert!(NoProxy::parse("").is_empty());
-    assert!(NoProxy::parse(" , ,").is_empty());
-    // Unusable entries are skipped, the rest still apply.
-    let np = NoProxy::parse("10.0.0.0/99, h:notaport, [::1, ok.example");
-    assert!(np.matches("ok.example", 1));
-    assert!(!np.matches("10.1.1.1", 1));
-    assert!(!np.matches("h", 1));
+    assert!(NoProxy::parse("*").unwrap().matches("anything", 1));
+    assert!(NoProxy::parse("a, *").unwrap().matches("anything", 1));
+    assert!(NoProxy::parse("").unwrap().is_empty());
+    assert!(NoProxy::parse(" , ,").unwrap().is_empty());
+    // Unusable entries are errors naming them (skipping one would send its hosts to the proxy).
+    for bad in ["10.0.0.0/99", "h:notaport", "[::1", "::ffff:10.0.0.0/104"] {
+        let err = NoProxy::parse(&format!("ok.example, {bad}")).unwrap_err();
+        assert!(err.to_string().contains(bad), "{err}");
+    }
+}
+
+#[test]
+fn a_bad_no_proxy_entry_is_an_error_naming_the_variable() {
+    let err = env_proxy(
+        "ws://10.1.2.3/",
+        &[
+            ("HTTP_PROXY", "http://p:1"),
+            ("NO_PROXY", "::ffff:10.0.0.0/104"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("NO_PROXY") && err.contains("IPv4-mapped"),
+        "{err}"
+    );
 }

@@ -238,3 +238,70 @@ async fn shutdown_sends_1001_to_every_connection() {
         }
     );
 }
+
+#[tokio::test]
+async fn connections_past_the_limit_are_refused_at_accept() {
+    let (addr, _stop, _) = start(
+        Policy::default()
+            .max_connections(1)
+            .handshake_timeout(Duration::from_secs(5)),
+        Default::default(),
+    )
+    .await;
+    let (mut a, _) = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
+    // Over the limit: answered without the server waiting for (or reading) a request.
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let mut resp = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), tcp.read_to_end(&mut resp))
+        .await
+        .expect("refused at once, not after the handshake timeout")
+        .unwrap();
+    assert!(
+        resp.starts_with(b"HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+    a.close(CloseCode::NORMAL, "").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_refusal_does_not_hold_its_slot() {
+    // A refusal too large for the socket buffers: writing it waits for the client to read.
+    let big = "x".repeat(8 << 20);
+    let policy = Policy::default().max_connections(1).auth(move |req, _| {
+        if req.path() == "/big" {
+            Err(Reject::new(403, big.clone()))
+        } else {
+            Ok(Accept::default())
+        }
+    });
+    let (addr, _stop, _) = start(policy, Default::default()).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket.connect(addr).await.unwrap();
+    stuck
+        .write_all(
+            b"GET /big HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    // The 403 is dropped after the response deadline, which frees the only slot.
+    let deadline = tokio::time::Instant::now() + wsx::RESPONSE_TIMEOUT + Duration::from_secs(5);
+    let (mut ws, _) = loop {
+        match wsx::connect(&format!("ws://{addr}/")).await {
+            Ok(ok) => break ok,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                assert_eq!(status(&e), 503, "{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the slot stayed taken: {e}"),
+        }
+    };
+    ws.send(Message::text("served")).await.unwrap();
+    assert_eq!(
+        within(ws.recv()).await.unwrap().unwrap(),
+        Message::text("served")
+    );
+    drop(stuck);
+}

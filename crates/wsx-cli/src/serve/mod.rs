@@ -33,7 +33,7 @@ use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use wsx::{DeflateConfig, WebSocketConfig};
 use wsx_stomp::MemoryEngine;
 
@@ -75,11 +75,14 @@ pub struct ServeArgs {
     /// given, a WebSocket request whose Origin matches none, or has none, gets 403.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
-    /// The most connections served at once (HTTP and WebSocket); past it, 503.
+    /// The most connections served at once (HTTP and WebSocket). One past it is refused as it
+    /// is accepted, before its request is read: 503 (`Retry-After: 1`) and closed; over TLS,
+    /// closed.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
-    /// Seconds a client may take to send its request head; past it, 408 and the connection is
-    /// closed (slowloris protection).
+    /// Seconds a client may take, from the accept, for the TLS handshake (with --tls-cert) and
+    /// its request head together; past it, 408 and the connection is closed (slowloris
+    /// protection). Every HTTP response is then written within 5 s (wsx::RESPONSE_TIMEOUT).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub handshake_timeout: u64,
     /// The largest request head accepted, in bytes; past it, 431.
@@ -89,9 +92,15 @@ pub struct ServeArgs {
     /// does not come within 20 s is closed with 1011.
     #[arg(long, value_name = "SECS")]
     pub ping_interval: Option<u64>,
-    /// Close WebSockets (1001) that receive nothing for this many seconds.
+    /// Close WebSockets (1001) that receive nothing for this many seconds (also counted while
+    /// the server does not read a client whose output budget is full).
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
+    /// The output budget of each WebSocket connection, in bytes: while this much output (echoes,
+    /// pongs, replies, messages) waits for a client that does not read, the server reads
+    /// nothing more from it (TCP then slows the client down).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub max_write_buffer: usize,
     /// Serve HTTPS and wss:// with this certificate chain (PEM); needs --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<std::path::PathBuf>,
@@ -214,6 +223,7 @@ impl Default for ServeArgs {
             max_header_bytes: 16 * 1024,
             ping_interval: None,
             idle_timeout: None,
+            max_write_buffer: 1 << 20,
             tls_cert: None,
             tls_key: None,
             stomp: OnOff::On,
@@ -288,7 +298,9 @@ pub struct State {
 
 impl State {
     fn new(args: &ServeArgs) -> Self {
-        let mut echo_config = WebSocketConfig::default().max_header_bytes(args.max_header_bytes);
+        let mut echo_config = WebSocketConfig::default()
+            .max_header_bytes(args.max_header_bytes)
+            .backpressure(args.max_write_buffer, wsx::Backpressure::Wait);
         if let Some(secs) = args.ping_interval {
             echo_config = echo_config.keepalive(Duration::from_secs(secs), Duration::from_secs(20));
         }
@@ -415,7 +427,16 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             signal = signals.next() => break signal,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    tasks.spawn(router::handle(tcp, peer, state.clone(), shutdown_rx.clone()));
+                    let slot = router::Slot::take(&state);
+                    if slot.over_limit() {
+                        // Refused before anything is read; over TLS, just closed.
+                        debug!(%peer, "too many connections");
+                        if state.tls.is_none() {
+                            wsx::refuse_over_capacity(&tcp);
+                        }
+                        continue;
+                    }
+                    tasks.spawn(router::handle(tcp, peer, state.clone(), shutdown_rx.clone(), slot));
                 }
                 Err(e) => {
                     // Usually out of file descriptors: back off instead of spinning.

@@ -65,36 +65,36 @@ fn route(path: &str) -> Route<'_> {
     }
 }
 
-/// Serve one TCP connection.
+/// Serve one TCP connection, counted in `_slot` (taken, and checked against
+/// `--max-connections`, by the accept loop).
 pub async fn handle(
     tcp: TcpStream,
     peer: SocketAddr,
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
+    _slot: Slot,
 ) {
     if let Err(e) = tcp.set_nodelay(true) {
         debug!(%peer, "set_nodelay: {e}");
     }
-    let _slot = Slot::take(&state);
-    // With --tls-cert, the TLS handshake counts against the handshake timeout too.
+    // One deadline for the TLS handshake (with --tls-cert) and the request head together.
+    let deadline = tokio::time::Instant::now() + state.handshake_timeout;
     let mut tcp: MaybeTlsStream = match &state.tls {
         None => tcp.into(),
-        Some(acceptor) => {
-            match tokio::time::timeout(state.handshake_timeout, acceptor.accept_tls(tcp)).await {
-                Ok(Ok(tls)) => tls.into(),
-                Ok(Err(e)) => {
-                    debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    debug!(%peer, "no TLS handshake in time");
-                    return;
-                }
+        Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept_tls(tcp)).await {
+            Ok(Ok(tls)) => tls.into(),
+            Ok(Err(e)) => {
+                debug!(%peer, "TLS handshake failed: {e}");
+                return;
             }
-        }
+            Err(_) => {
+                debug!(%peer, "no TLS handshake in time");
+                return;
+            }
+        },
     };
-    let read = tokio::time::timeout(
-        state.handshake_timeout,
+    let read = tokio::time::timeout_at(
+        deadline,
         wsx::read_request(&mut tcp, state.echo_config.max_header_bytes),
     );
     let (req, leftover) = tokio::select! {
@@ -116,17 +116,6 @@ pub async fn handle(
             Ok(Ok(r)) => r,
         },
     };
-    if state.max_connections.is_some_and(|max| _slot.count > max) {
-        debug!(%peer, "too many connections");
-        let _ = wsx::respond(
-            &mut tcp,
-            503,
-            &[("Retry-After", "1")],
-            b"too many connections\n",
-        )
-        .await;
-        return;
-    }
     let path = req.path().to_owned();
     let (config, endpoint) = match (route(&path), &state.stomp) {
         (Route::Echo, _) => (&state.echo_config, Endpoint::Echo),
@@ -146,8 +135,11 @@ pub async fn handle(
     if let Err(e) = validate_upgrade(&req) {
         state.metrics.handshake_failed(&e);
         debug!(%peer, path = %Escaped(&path), "handshake refused: {}", Escaped(&e));
-        let _ = tcp.write_all(&error_response(&e)).await;
-        let _ = tcp.shutdown().await;
+        let refusal = async {
+            tcp.write_all(&error_response(&e)).await?;
+            tcp.shutdown().await
+        };
+        let _ = tokio::time::timeout(wsx::RESPONSE_TIMEOUT, refusal).await;
         return;
     }
     let accept = match state.policy.evaluate(&req, peer) {
@@ -185,19 +177,30 @@ pub async fn handle(
 }
 
 /// One counted connection; the count drops with it.
-struct Slot<'a> {
-    state: &'a State,
+pub struct Slot {
+    state: Arc<State>,
     count: usize,
 }
 
-impl<'a> Slot<'a> {
-    fn take(state: &'a State) -> Self {
+impl Slot {
+    /// Count a connection that was just accepted.
+    pub fn take(state: &Arc<State>) -> Self {
         let count = state.open_connections.fetch_add(1, Ordering::Relaxed) + 1;
-        Slot { state, count }
+        Slot {
+            state: state.clone(),
+            count,
+        }
+    }
+
+    /// Whether this connection is past `--max-connections`.
+    pub fn over_limit(&self) -> bool {
+        self.state
+            .max_connections
+            .is_some_and(|max| self.count > max)
     }
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.state.open_connections.fetch_sub(1, Ordering::Relaxed);
     }

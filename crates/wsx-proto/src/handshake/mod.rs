@@ -5,8 +5,9 @@
 //! * A client turns a `ws://` / `wss://` URL into a [`WsUrl`] ([`url`]), builds a
 //!   [`ClientRequest`] ([`client`]), writes [`ClientRequest::encode`] to the transport and feeds
 //!   what comes back to [`parse_response`] until it returns a [`ClientResponse`].
-//! * A server feeds the bytes it reads to [`parse_request`] until it returns an [`HttpRequest`]
-//!   ([`request`]), checks it with [`validate_upgrade`], and answers with
+//! * A server feeds the bytes it reads to a [`RequestReader`] ([`head`]; it looks at each byte
+//!   once, however the head is cut into reads) or to [`parse_request`] until it returns an
+//!   [`HttpRequest`] ([`request`]), checks it with [`validate_upgrade`], and answers with
 //!   [`write_accept_response`] (101 Switching Protocols) or [`error_response`] ([`response`]).
 //!
 //! Both parsers return how many bytes the HTTP head took: the bytes after it already belong to
@@ -15,11 +16,13 @@
 //! Nothing here performs I/O; everything works on byte slices.
 
 pub mod client;
+pub mod head;
 pub mod request;
 pub mod response;
 pub mod url;
 
 pub use client::{ClientRequest, ClientResponse, parse_response};
+pub use head::RequestReader;
 pub use request::{HttpRequest, WebSocketRequest, parse_request, validate_upgrade};
 pub use response::{error_response, http_response, reason_phrase, write_accept_response};
 pub use url::WsUrl;
