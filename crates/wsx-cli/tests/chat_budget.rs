@@ -94,8 +94,6 @@ async fn join_url(url: String, name: String) -> Ws {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the WebSocket to stop reading while its output is full (issue 12, H1's branch): \
-            un-ignore once merged"]
 async fn invalid_messages_never_read_do_not_grow_the_server() {
     /// Input sent at most (each 7-byte frame is answered with an ~80-byte error event).
     const MAX_INPUT: usize = 24 << 20;
