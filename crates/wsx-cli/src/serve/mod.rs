@@ -48,6 +48,8 @@ const MIN_CHAT_MESSAGE_BYTES: usize = 64 * 1024;
 /// The default of `--stomp-idle-timeout`: 5 minutes (the web page's STOMP mode sends
 /// something every 15 s at most, every minute in a throttled background tab).
 const DEFAULT_STOMP_IDLE_SECS: u64 = 300;
+/// `--idle-timeout`: a WebSocket that receives nothing for 5 minutes is closed.
+const DEFAULT_IDLE_SECS: u64 = 300;
 /// The least bytes a chat member's queue may hold (four files' worth when files are larger).
 const MIN_QUEUED_BYTES: usize = 8 << 20;
 
@@ -93,9 +95,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub ping_interval: Option<u64>,
     /// Close WebSockets (1001) that receive nothing for this many seconds (also counted while
-    /// the server does not read a client whose output budget is full).
-    #[arg(long, value_name = "SECS")]
-    pub idle_timeout: Option<u64>,
+    /// the server does not read a client whose output budget is full, so a client that never
+    /// reads is closed after it); 0 turns it off.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_IDLE_SECS)]
+    pub idle_timeout: u64,
     /// The output budget of each WebSocket connection, in bytes: while this much output (echoes,
     /// pongs, replies, messages) waits for a client that does not read, the server reads
     /// nothing more from it (TCP then slows the client down).
@@ -222,7 +225,7 @@ impl Default for ServeArgs {
             handshake_timeout: 10,
             max_header_bytes: 16 * 1024,
             ping_interval: None,
-            idle_timeout: None,
+            idle_timeout: DEFAULT_IDLE_SECS,
             max_write_buffer: 1 << 20,
             tls_cert: None,
             tls_key: None,
@@ -304,8 +307,8 @@ impl State {
         if let Some(secs) = args.ping_interval {
             echo_config = echo_config.keepalive(Duration::from_secs(secs), Duration::from_secs(20));
         }
-        if let Some(secs) = args.idle_timeout {
-            echo_config = echo_config.idle_timeout(Duration::from_secs(secs));
+        if args.idle_timeout > 0 {
+            echo_config = echo_config.idle_timeout(Duration::from_secs(args.idle_timeout));
         }
         if args.compression == OnOff::On {
             echo_config = echo_config.compression(DeflateConfig::default());
