@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: chat demo page at /, WebSocket echo and chat rooms, /healthz, /metrics.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Connect to a WebSocket server: send stdin lines, print what comes back.
     Connect(connect::ConnectArgs),
     /// Load-test a WebSocket echo server: throughput, latency, CPU per message.
@@ -43,9 +43,9 @@ fn main() -> std::process::ExitCode {
         .init();
     let command = cli
         .command
-        .unwrap_or(Command::Serve(serve::ServeArgs::default()));
+        .unwrap_or_else(|| Command::Serve(Box::default()));
     let result = match command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Connect(args) => return connect::run(args),
         Command::Bench(args) => return bench::run(args),
     };
