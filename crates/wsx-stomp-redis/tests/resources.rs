@@ -340,3 +340,34 @@ async fn sends_waiting_for_an_unreachable_redis_are_bounded_in_bytes() {
     );
     assert!(accepted >= MAX / 4200, "{accepted}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_survive_a_flushed_script_cache() {
+    let Some(url) = redis_url("sends_survive_a_flushed_script_cache") else {
+        return;
+    };
+    let prefix = unique_prefix("noscript");
+    let mut node = Node::start(Config::new(&url).prefix(&prefix));
+    let q = "/queue/scripts";
+    node.engine
+        .offer_from(publish(q, "before"), origin(1, 1, q))
+        .expect("accepted");
+    assert!(matches!(
+        node.confirmation(WAIT).await,
+        Some(Confirmation::Stored(_))
+    ));
+    let mut conn = admin(&url).await;
+    let _: redis::Value = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .expect("SCRIPT FLUSH");
+    node.engine
+        .offer_from(publish(q, "after"), origin(1, 2, q))
+        .expect("accepted");
+    assert!(matches!(
+        node.confirmation(WAIT).await,
+        Some(Confirmation::Stored(_))
+    ));
+    assert_eq!(xlen(&mut conn, &format!("{prefix}q:scripts")).await, 2);
+}

@@ -69,6 +69,9 @@ struct WriterConn<'a> {
     lost: bool,
     /// When Redis last answered on `conn`.
     last_ok: Instant,
+    /// The SHA1 of the `XADD` script once loaded (`SCRIPT LOAD`) since connecting: SENDs
+    /// then name it (`EVALSHA`) instead of carrying it.
+    xadd_sha: Option<String>,
 }
 
 impl WriterConn<'_> {
@@ -96,6 +99,22 @@ impl WriterConn<'_> {
         self.conn.as_mut()
     }
 
+    /// Load the `XADD` script if it is not known to be loaded (a failure only means SENDs
+    /// carry the script).
+    async fn load_scripts(&mut self) {
+        if self.xadd_sha.is_some() {
+            return;
+        }
+        if let Some(conn) = self.conn.as_mut() {
+            self.xadd_sha = redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(scripts::XADD)
+                .query_async::<String>(conn)
+                .await
+                .ok();
+        }
+    }
+
     /// Redis answered.
     fn ok(&mut self) {
         self.last_ok = Instant::now();
@@ -107,6 +126,7 @@ impl WriterConn<'_> {
         self.shared.connected.store(false, Ordering::Relaxed);
         self.conn = None;
         self.lost = true;
+        self.xadd_sha = None;
     }
 }
 
@@ -169,6 +189,7 @@ impl Writer {
             conn: None,
             lost: false,
             last_ok: Instant::now(),
+            xadd_sha: None,
         };
         // Connect at once, so that `connected` tells the truth before the first SEND.
         if w.get(&mut self.shutdown).await.is_none() {
@@ -227,19 +248,28 @@ impl Writer {
             }
             let chores = Chores::take(&mut shared.outbox.lock(), Instant::now());
             batch_no += 1;
-            let (pipe, n_chores) = self.pipeline(&chores, &sends, batch_no);
             // Run the pipeline until Redis answers it (written again: see the module docs).
-            let results = loop {
-                let Some(c) = w.get(&mut self.shutdown).await else {
+            let (results, n_chores) = loop {
+                if w.get(&mut self.shutdown).await.is_none() {
                     return;
+                }
+                w.load_scripts().await;
+                let (pipe, n_chores) =
+                    self.pipeline(&chores, &sends, batch_no, w.xadd_sha.as_deref());
+                let Some(c) = w.conn.as_mut() else {
+                    continue;
                 };
                 if pipe.is_empty() {
-                    break Vec::new();
+                    break (Vec::new(), 0);
                 }
                 match pipe.query_async::<Vec<RedisResult<Value>>>(c).await {
+                    Ok(results) if results.iter().any(no_script) => {
+                        // The script cache was flushed: load it again, write again.
+                        w.xadd_sha = None;
+                    }
                     Ok(results) => {
                         w.ok();
-                        break results;
+                        break (results, n_chores);
                     }
                     Err(error) => w.failed(&error),
                 }
@@ -279,7 +309,13 @@ impl Writer {
 
     /// One pipeline for the chores then the SENDs; per-command server errors come back as
     /// values. Also returns how many replies the chores take.
-    fn pipeline(&self, chores: &Chores, sends: &[Cmd], batch_no: u64) -> (redis::Pipeline, usize) {
+    fn pipeline(
+        &self,
+        chores: &Chores,
+        sends: &[Cmd],
+        batch_no: u64,
+        xadd_sha: Option<&str>,
+    ) -> (redis::Pipeline, usize) {
         let config = &self.config;
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -343,22 +379,33 @@ impl Writer {
                 Cmd::XAdd { key, payload, .. } => {
                     let position = positions.entry(key.as_str()).or_insert(0);
                     *position += 1;
-                    pipe.cmd("EVAL")
-                        .arg(scripts::XADD)
-                        .arg(2)
-                        .arg(key)
-                        .arg(config.meta_key(key))
-                        .arg(payload.as_ref())
-                        .arg(config.max_queue_len)
-                        .arg(config.max_queue_bytes)
-                        .arg(&self.field)
-                        .arg(batch_no)
-                        .arg(*position);
+                    match xadd_sha {
+                        Some(sha) => pipe.cmd("EVALSHA").arg(sha),
+                        None => pipe.cmd("EVAL").arg(scripts::XADD),
+                    }
+                    .arg(2)
+                    .arg(key)
+                    .arg(config.meta_key(key))
+                    .arg(payload.as_ref())
+                    .arg(config.max_queue_len)
+                    .arg(config.max_queue_bytes)
+                    .arg(&self.field)
+                    .arg(batch_no)
+                    .arg(*position);
                 }
                 Cmd::Barrier(_) => {}
             }
         }
         (pipe, n)
+    }
+}
+
+/// Whether a reply says the script named is not loaded.
+fn no_script(result: &RedisResult<Value>) -> bool {
+    match result {
+        Ok(Value::ServerError(e)) => e.code() == "NOSCRIPT",
+        Err(e) => e.code() == Some("NOSCRIPT"),
+        Ok(_) => false,
     }
 }
 
