@@ -210,24 +210,27 @@ async fn a_pipeline_written_again_after_a_timeout_does_not_duplicate() {
     writer.engine.flushed().await;
 
     // Redis is busy: the writer's pipeline waits, times out, is written again on a new
-    // connection; Redis then runs both copies.
-    let busy_task = tokio::spawn({
-        let url = url.clone();
-        async move { busy(&url, 900).await }
-    });
+    // connection; Redis then runs both copies. (Started again if it was over before this
+    // side saw it busy: a loaded machine.)
     let mut probe = admin(&url).await;
     let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let ping = redis::cmd("PING");
-        let ping = ping.query_async::<String>(&mut probe);
-        if tokio::time::timeout(Duration::from_millis(50), ping)
-            .await
-            .is_err()
-        {
-            break; // busy
-        }
+    let busy_task = 'busy: loop {
         assert!(tokio::time::Instant::now() < deadline, "never busy");
-    }
+        let task = tokio::spawn({
+            let url = url.clone();
+            async move { busy(&url, 900).await }
+        });
+        while !task.is_finished() {
+            let ping = redis::cmd("PING");
+            let ping = ping.query_async::<String>(&mut probe);
+            if tokio::time::timeout(Duration::from_millis(50), ping)
+                .await
+                .is_err()
+            {
+                break 'busy task;
+            }
+        }
+    };
     for seq in 1..=N {
         let origin = origin(1, seq, "/queue/retry");
         writer

@@ -127,11 +127,14 @@ impl Reader {
             }
             // Streams whose group exists (as of this connection), by the Inflight they had.
             let mut ready: HashMap<Arc<str>, Inflight> = HashMap::new();
+            // Streams whose group could not be created: tried again at the next tick.
+            let mut failed: HashSet<Arc<str>> = HashSet::new();
             let mut next_tick = Instant::now() + tick;
             loop {
                 self.release_stopped();
                 if Instant::now() >= next_tick {
                     next_tick = Instant::now() + tick;
+                    failed.clear();
                     match self.maintain(&mut conn, &mut seq).await {
                         Ok(true) => {}
                         Ok(false) => return,
@@ -143,7 +146,7 @@ impl Reader {
                     }
                     continue;
                 }
-                if let Err(error) = self.ensure_groups(&mut conn, &mut ready).await {
+                if let Err(error) = self.ensure_groups(&mut conn, &mut ready, &mut failed).await {
                     tracing::warn!(%error, "redis reader lost its connection");
                     lost = true;
                     continue 'connect;
@@ -254,15 +257,12 @@ impl Reader {
             .collect()
     }
 
-    /// Whether the read under way should end now: a stream of it was stopped, or a stream
-    /// out of it has credit (or is new).
+    /// Whether the read under way should end now: a stream was stopped (to release it at
+    /// once), or a stream out of it has credit (or is new).
     fn read_set_changed(&self, reading: &Reading) -> bool {
         let wanted = self.shared.wanted.lock();
         let in_read: HashSet<&str> = reading.iter().map(|(key, _)| &**key).collect();
-        wanted
-            .stopped
-            .iter()
-            .any(|(key, _)| in_read.contains(&**key))
+        !wanted.stopped.is_empty()
             || wanted
                 .streams
                 .iter()
@@ -275,6 +275,7 @@ impl Reader {
         &self,
         conn: &mut MultiplexedConnection,
         ready: &mut HashMap<Arc<str>, Inflight>,
+        failed: &mut HashSet<Arc<str>>,
     ) -> RedisResult<()> {
         let new: Vec<(Arc<str>, Inflight)> = {
             let wanted = self.shared.wanted.lock();
@@ -282,9 +283,10 @@ impl Reader {
                 .streams
                 .iter()
                 .filter(|(key, want)| {
-                    !ready
-                        .get(*key)
-                        .is_some_and(|inflight| Arc::ptr_eq(inflight, &want.inflight))
+                    !failed.contains(*key)
+                        && !ready
+                            .get(*key)
+                            .is_some_and(|inflight| Arc::ptr_eq(inflight, &want.inflight))
                 })
                 .map(|(key, want)| (key.clone(), want.inflight.clone()))
                 .collect()
@@ -301,7 +303,10 @@ impl Reader {
         let results: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
         for ((key, inflight), result) in new.into_iter().zip(results) {
             match super::is_server_error(&result) {
-                Some(why) => tracing::warn!(key = loggable(&key), why, "XGROUP CREATE failed"),
+                Some(why) => {
+                    tracing::warn!(key = loggable(&key), why, "XGROUP CREATE failed");
+                    failed.insert(key);
+                }
                 None => {
                     ready.insert(key, inflight);
                 }
