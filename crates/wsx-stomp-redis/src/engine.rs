@@ -604,7 +604,11 @@ impl Engine for RedisEngine {
         let destination = message.destination.clone();
         if let Err(error) = self.offer(message) {
             self.shared.send_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%error, destination = loggable(destination.as_str()), "SEND refused");
+            tracing::warn!(
+                error = loggable(&error.to_string()),
+                destination = loggable(destination.as_str()),
+                "SEND refused"
+            );
         }
     }
 

@@ -297,3 +297,32 @@ pub(crate) fn blob(entry: &StreamId) -> Bytes {
 pub(crate) fn loggable(name: &str) -> String {
     name.escape_debug().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_reach_the_log_without_control_characters() {
+        let logged = loggable("/queue/a\nFAKE LINE\u{1b}[31m\r\0");
+        assert!(!logged.chars().any(char::is_control), "{logged}");
+        assert_eq!(loggable("/queue/plain-name"), "/queue/plain-name");
+    }
+
+    #[test]
+    fn the_outbox_coalesces_acks_and_unblocks_per_stream() {
+        let outbox: Mailbox<Outbox> = Mailbox::default();
+        let key: Arc<str> = Arc::from("wsx:q:a");
+        outbox.ack(&key, [(Arc::from("1-0"), 10)]);
+        outbox.ack(&key, [(Arc::from("2-0"), 20)]);
+        outbox.ack(&key, []);
+        outbox.unblock(7);
+        outbox.unblock(7);
+        let now = Instant::now();
+        let state = outbox.lock();
+        assert_eq!(state.acks.len(), 1);
+        assert_eq!(state.acks[&key].len(), 2);
+        assert_eq!(state.unblock, vec![7]);
+        assert!(state.has_work(now));
+    }
+}

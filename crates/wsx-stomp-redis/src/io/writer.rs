@@ -540,7 +540,7 @@ fn report(
                     shared.send_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         destination = loggable(destination),
-                        %error,
+                        error = loggable(&error.to_string()),
                         "an accepted SEND was refused by redis"
                     );
                     error
