@@ -86,7 +86,9 @@ impl Reader {
     }
 
     pub(crate) async fn run(mut self) {
-        let tick = (self.config.claim_timeout / 4).min(self.config.empty_queue_grace / 4);
+        let tick = (self.config.claim_timeout / 4)
+            .min(self.config.empty_queue_grace / 4)
+            .max(Duration::from_millis(20));
         let block = Duration::from_millis(500)
             .min(self.config.claim_timeout / 8)
             .max(Duration::from_millis(10));

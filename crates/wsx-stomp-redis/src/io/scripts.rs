@@ -4,8 +4,8 @@
 //! consumer) and a companion hash `PREFIXqm:NAME` ([`crate::Config::meta_key`]) with:
 //!
 //! - `bytes`: the size of the blobs in the stream (added by [`XADD`], taken off by [`ACK`]);
-//! - `w:INCARNATION`: the outcomes of the last pipeline of one writer for this stream
-//!   (`BATCH:CODES`), so that a pipeline written again after a timeout answers what was done
+//! - `w:INCARNATION`: what the last pipeline of one writer did to this stream
+//!   (`BATCH:LAST_POSITION:REFUSALS`), so that a pipeline written again after a timeout answers what was done
 //!   instead of doing it twice;
 //! - `c:NODE`: when node `NODE` last said it consumes the queue (Redis time, ms), refreshed
 //!   by its reader; [`REMOVE`] keeps a queue that a node consumed within the grace period.
@@ -13,38 +13,44 @@
 /// A queue SEND. `KEYS`: stream, meta. `ARGV`: blob, max entries, max bytes, writer field
 /// (`w:INCARNATION`), batch number, position of this SEND among the batch's SENDs to this
 /// stream (1-based). Returns the new length; -1 refused (length), -2 refused (bytes), -3
-/// stored by an earlier try of the same batch. A replayed position gets the outcome
-/// recorded the first time (refusals included), so a retried pipeline never adds twice.
+/// stored by an earlier try of the same batch. The writer field holds
+/// `BATCH:LAST_POSITION:REFUSALS` (refusals as `,POSITION` + `l` or `b`, usually none), so a
+/// replayed position gets the outcome recorded the first time (refusals included) and a
+/// retried pipeline never adds twice; the record stays a few bytes long.
 pub(crate) const XADD: &str = "\
-local rec = redis.call('HGET', KEYS[2], ARGV[4])
-local done = ''
+local meta = redis.call('HMGET', KEYS[2], ARGV[4], 'bytes')
+local rec = meta[1]
+local bytes = tonumber(meta[2] or '0')
+local last = 0
+local refused = ''
 if rec then
-  local b, codes = string.match(rec, '^([^:]*):(.*)$')
-  if b == ARGV[5] then done = codes end
+  local b, n, r = string.match(rec, '^([^:]*):(%d+):(.*)$')
+  if b == ARGV[5] then
+    last = tonumber(n)
+    refused = r
+  end
 end
 local idx = tonumber(ARGV[6])
-if idx <= #done then
-  local c = string.sub(done, idx, idx)
-  if c == 's' then return -3 elseif c == 'l' then return -1 else return -2 end
+if idx <= last then
+  local c = string.match(refused, ',' .. idx .. '([lb])')
+  if c == 'l' then return -1 elseif c == 'b' then return -2 else return -3 end
 end
-local code
-local result
 local len = redis.call('XLEN', KEYS[1])
 local size = string.len(ARGV[1])
+local code = nil
 if len >= tonumber(ARGV[2]) then
   code = 'l'
-  result = -1
-elseif tonumber(redis.call('HGET', KEYS[2], 'bytes') or '0') + size > tonumber(ARGV[3]) then
+elseif bytes + size > tonumber(ARGV[3]) then
   code = 'b'
-  result = -2
-else
-  redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
-  redis.call('HINCRBY', KEYS[2], 'bytes', size)
-  code = 's'
-  result = len + 1
 end
-redis.call('HSET', KEYS[2], ARGV[4], ARGV[5] .. ':' .. done .. code)
-return result";
+if code then
+  refused = refused .. ',' .. idx .. code
+  redis.call('HSET', KEYS[2], ARGV[4], ARGV[5] .. ':' .. idx .. ':' .. refused)
+  if code == 'l' then return -1 else return -2 end
+end
+redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[5] .. ':' .. idx .. ':' .. refused, 'bytes', bytes + size)
+return len + 1";
 
 /// Acknowledge entries. `KEYS`: stream, meta. `ARGV`: group, then pairs of entry id and blob
 /// size. Each is `XACK`ed, and `XDEL`ed (its size taken off `bytes`) only if it was pending:
