@@ -265,7 +265,10 @@ impl RedisEngine {
             seq: self.next_id + 1,
         };
         let id = MessageId::new(format!("{}-{}", self.config.node_id, sequence.seq));
-        let payload = codec::encode(&id, Some(sequence), &publish)?;
+        // Only topic messages need the sequence (receivers drop a PUBLISH written twice; the
+        // XADD script makes queue SENDs idempotent itself): queue entries keep the format
+        // every version of this engine reads.
+        let payload = codec::encode(&id, stream.is_none().then_some(sequence), &publish)?;
         let bytes = self.shared.pending_bytes.load(Ordering::Relaxed);
         if pending > 0 && bytes.saturating_add(payload.len()) > self.config.max_pending_bytes {
             return Err(Error::BacklogBytes(bytes));
