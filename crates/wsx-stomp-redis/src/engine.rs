@@ -40,6 +40,10 @@ pub struct RedisEvent(Incoming);
 pub struct RedisEvents(mpsc::Receiver<Incoming>);
 
 impl RedisEvents {
+    /// Events that may wait here: past it the node's tasks wait, and topic messages are
+    /// dropped (counted in [`RedisMetrics::dropped`]).
+    pub const CAPACITY: usize = io::EVENTS_CAPACITY;
+
     /// The next event; `None` once the engine and its tasks are gone.
     pub async fn recv(&mut self) -> Option<RedisEvent> {
         self.0.recv().await.map(RedisEvent)

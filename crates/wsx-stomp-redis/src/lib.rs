@@ -471,7 +471,9 @@ impl RedisMetrics {
         self.0.send_failures.load(Ordering::Relaxed)
     }
 
-    /// Topic messages not delivered to a local subscriber whose window was full.
+    /// Topic messages not delivered to a local subscriber whose window was full, or dropped
+    /// at this node because its events were not handled fast enough
+    /// ([`RedisEvents::CAPACITY`] waiting).
     pub fn dropped(&self) -> u64 {
         self.0.dropped.load(Ordering::Relaxed)
     }

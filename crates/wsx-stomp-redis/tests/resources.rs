@@ -13,7 +13,7 @@ use common::{
     Node, admin, dest, exists, free_port, key, origin, publish, redis_url, unique_prefix,
 };
 use wsx_stomp::{Confirmation, Engine};
-use wsx_stomp_redis::{Config, Error};
+use wsx_stomp_redis::{Config, Error, RedisEvents};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -373,4 +373,51 @@ async fn sends_survive_a_flushed_script_cache() {
         Some(Confirmation::Stored(_))
     ));
     assert_eq!(xlen(&mut conn, &format!("{prefix}q:scripts")).await, 2);
+}
+
+/// A node whose events are not handled (its broker is busy) holds no more than its event
+/// channel's capacity of a topic flood: the rest is dropped there and counted (topics are at
+/// most once), not queued without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_does_not_keep_up_holds_a_bounded_part_of_a_topic_flood() {
+    let Some(url) = redis_url("a_node_that_does_not_keep_up_holds_a_bounded_part_of_a_topic_flood")
+    else {
+        return;
+    };
+    const MESSAGES: usize = 3 * RedisEvents::CAPACITY;
+    let prefix = unique_prefix("flood");
+    let config = |id: &str| Config::new(&url).prefix(&prefix).node_id(id);
+    let mut out = Vec::new();
+    let mut slow = Node::start(config("slow"));
+    slow.engine
+        .subscribe(key(1, "t"), &dest("/topic/flood"), None, &mut out);
+    slow.engine.flushed().await;
+    let mut fast = Node::start(config("fast").max_pending_sends(MESSAGES));
+    for i in 0..MESSAGES {
+        fast.engine
+            .offer(publish("/topic/flood", format!("f{i}")))
+            .expect("accepted");
+    }
+    fast.engine.flushed().await;
+    // Every message reaches the slow node: it keeps the first CAPACITY, drops the rest.
+    let metrics = slow.engine.metrics();
+    let expected_drops = (MESSAGES - RedisEvents::CAPACITY) as u64;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metrics.dropped() < expected_drops {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} dropped: the node queued the flood",
+            metrics.dropped()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let kept = slow.collect(RedisEvents::CAPACITY, WAIT).await;
+    assert_eq!(&kept[0].message.body()[..], b"f0");
+    assert_eq!(metrics.dropped(), expected_drops);
+    // Handled again, it is served again.
+    fast.engine
+        .offer(publish("/topic/flood", "after"))
+        .expect("accepted");
+    let got = slow.collect(1, WAIT).await;
+    assert_eq!(&got[0].message.body()[..], b"after");
 }

@@ -27,10 +27,10 @@
 //!   [`Mailbox`]: the entries to acknowledge or give back (at most those the node holds, which
 //!   credit bounds), the streams to read with their credit (one per queue with local
 //!   consumers), the channels to be subscribed to (one per topic with local subscribers);
-//! - what the tasks send the engine goes on a bounded channel ([`EVENTS_CAPACITY`]): a task
-//!   waits while it is full (the subscriber then stops reading its pub/sub connection; Redis
-//!   buffers, then drops the connection past its `client-output-buffer-limit`: topics are at
-//!   most once).
+//! - what the tasks send the engine goes on a bounded channel ([`EVENTS_CAPACITY`]): the
+//!   reader and the writer wait while it is full (queue entries are bounded by credit,
+//!   confirmations by the pending SENDs); a topic message that finds it full is dropped at
+//!   this node and counted ([`crate::RedisMetrics::dropped`]: topics are at most once).
 //!
 //! Every task reconnects with exponential backoff and counts re-established connections in
 //! [`crate::RedisMetrics::reconnects`]. All of them stop when the engine is dropped.
@@ -54,7 +54,8 @@ use wsx_stomp::{Confirmation, Origin};
 
 use crate::Config;
 
-/// Events the tasks may have on their way to the engine before they wait.
+/// Events the tasks may have on their way to the engine before they wait (or, topic
+/// messages, are dropped): [`crate::RedisEvents::CAPACITY`].
 pub(crate) const EVENTS_CAPACITY: usize = 4096;
 
 /// What the engine asks the writer to do, in order, on the bounded channel.

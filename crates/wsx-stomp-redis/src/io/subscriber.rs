@@ -4,8 +4,11 @@
 //! subscribers) in the [`super::Topics`] mailbox; the subscriber brings its connection in
 //! line with it whenever it changes (and after a reconnect), then reports the generation it
 //! applied (for [`crate::RedisEngine::flushed`]). What arrives goes to the engine on the
-//! bounded events channel; while that is full, the subscriber stops reading (Redis buffers,
-//! and past its pub/sub output limit drops the connection: topics are at most once).
+//! bounded events channel; a message that finds it full (the node does not keep up with the
+//! topics it subscribes to) is dropped at this node and counted in
+//! [`crate::RedisMetrics::dropped`]: topics are at most once. (Waiting instead would not
+//! push back on Redis: the client library reads the pub/sub socket into a queue of its own
+//! regardless; dropping keeps that queue near empty.)
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,7 +17,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::Client;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::{Events, Incoming};
 use crate::{Config, Shared};
@@ -84,8 +87,12 @@ impl Subscriber {
                     msg = stream.next() => match msg {
                         Some(msg) => {
                             let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
-                            if self.events.send(Incoming::Topic(payload)).await.is_err() {
-                                return;
+                            match self.events.try_send(Incoming::Topic(payload)) {
+                                Ok(()) => {}
+                                Err(mpsc::error::TrySendError::Full(_)) => {
+                                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(mpsc::error::TrySendError::Closed(_)) => return,
                             }
                         }
                         None => ok = false,
