@@ -131,7 +131,7 @@ impl RedisEngine {
                 rx: writer_rx,
                 events: events.clone(),
                 shutdown: shutdown.clone(),
-                field: format!("w:{incarnation:016x}"),
+                incarnation: format!("{incarnation:016x}"),
                 timeout: config.write_timeout,
             }
             .run(),
@@ -286,6 +286,7 @@ impl RedisEngine {
             },
             Some(key) => Cmd::XAdd {
                 key,
+                seq: sequence.seq,
                 destination: publish.destination.shared().clone(),
                 payload,
                 origin,

@@ -72,6 +72,8 @@ pub(crate) enum Cmd {
     /// holds [`Config::max_queue_len`] entries or [`Config::max_queue_bytes`] bytes.
     XAdd {
         key: String,
+        /// Its number among this engine's SENDs (they are written in that order).
+        seq: u64,
         /// The queue, `/queue/NAME`, for the log and the refusal.
         destination: Arc<str>,
         payload: Bytes,

@@ -4,39 +4,39 @@
 //! consumer) and a companion hash `PREFIXqm:NAME` ([`crate::Config::meta_key`]) with:
 //!
 //! - `bytes`: the size of the blobs in the stream (added by [`XADD`], taken off by [`ACK`]);
-//! - `w:INCARNATION`: what the last pipeline of one writer did to this stream
-//!   (`BATCH:LAST_POSITION:REFUSALS`), so that a pipeline written again after a timeout answers what was done
+//! - `w:INCARNATION` and `r:INCARNATION`: the last SEND of one writer to this stream, and
+//!   its refusals in its last pipeline, so that a pipeline written again after a timeout answers what was done
 //!   instead of doing it twice;
 //! - `c:NODE`: when node `NODE` last said it consumes the queue (Redis time, ms), refreshed
 //!   by its reader; [`REMOVE`] keeps a queue that a node consumed within the grace period.
 
 /// A queue SEND. `KEYS`: stream, meta. `ARGV`: blob, max entries, max bytes, writer field
-/// (`w:INCARNATION`), batch number, position of this SEND among the batch's SENDs to this
-/// stream (1-based). Returns the new length; -1 refused (length), -2 refused (bytes), -3
-/// stored by an earlier try of the same batch. The writer field holds
-/// `BATCH:LAST_POSITION:REFUSALS` (refusals as `,POSITION` + `l` or `b`, usually none), so a
-/// replayed position gets the outcome recorded the first time (refusals included) and a
-/// retried pipeline never adds twice; the record stays a few bytes long.
+/// (`w:INCARNATION`), refusals field (`r:INCARNATION`), the SEND's sequence number, the
+/// writer's batch number. Returns the new length; -1 refused (length), -2 refused (bytes),
+/// -3 stored by an earlier try of the same batch. The writer field holds the sequence number
+/// of the writer's last SEND to this stream (they grow in the order written, and a pipeline
+/// is carried out in order), so a SEND numbered no higher was carried out before: a retried
+/// pipeline never adds twice. The refusals field, written only on a refusal, holds those of
+/// the writer's last batch (`BATCH:,SEQ` + `l` or `b`…), so a replay is refused again.
 pub(crate) const XADD: &str = "\
 local meta = redis.call('HMGET', KEYS[2], ARGV[4], 'bytes')
-local rec = meta[1]
-local bytes = tonumber(meta[2] or '0')
-local last = 0
-local refused = ''
-if rec then
-  local b, n, r = string.match(rec, '^([^:]*):(%d+):(.*)$')
-  if b == ARGV[5] then
-    last = tonumber(n)
-    refused = r
+local seq = tonumber(ARGV[6])
+local function refusals()
+  local r = redis.call('HGET', KEYS[2], ARGV[5])
+  if r then
+    local b, list = string.match(r, '^([^:]*):(.*)$')
+    if b == ARGV[7] then return list end
   end
+  return ''
 end
-local idx = tonumber(ARGV[6])
-if idx <= last then
-  local c = string.match(refused, ',' .. idx .. '([lb])')
-  if c == 'l' then return -1 elseif c == 'b' then return -2 else return -3 end
+if seq <= tonumber(meta[1] or '0') then
+  local c = string.match(refusals(), ',' .. seq .. '([lb])')
+  if c == 'l' then return -1 elseif c == 'b' then return -2 end
+  return -3
 end
 local len = redis.call('XLEN', KEYS[1])
 local size = string.len(ARGV[1])
+local bytes = tonumber(meta[2] or '0')
 local code = nil
 if len >= tonumber(ARGV[2]) then
   code = 'l'
@@ -44,12 +44,11 @@ elseif bytes + size > tonumber(ARGV[3]) then
   code = 'b'
 end
 if code then
-  refused = refused .. ',' .. idx .. code
-  redis.call('HSET', KEYS[2], ARGV[4], ARGV[5] .. ':' .. idx .. ':' .. refused)
+  redis.call('HSET', KEYS[2], ARGV[4], seq, ARGV[5], ARGV[7] .. ':' .. refusals() .. ',' .. seq .. code)
   if code == 'l' then return -1 else return -2 end
 end
 redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[4], ARGV[5] .. ':' .. idx .. ':' .. refused, 'bytes', bytes + size)
+redis.call('HSET', KEYS[2], ARGV[4], seq, 'bytes', bytes + size)
 return len + 1";
 
 /// Acknowledge entries. `KEYS`: stream, meta. `ARGV`: group, then pairs of entry id and blob

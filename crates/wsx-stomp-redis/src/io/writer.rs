@@ -14,9 +14,9 @@
 //! reconnects and writes the same pipeline again: part of it may have been carried out. Each
 //! part is idempotent:
 //!
-//! - queue SENDs: the `XADD` script records, per stream, the outcome of each SEND of the
-//!   writer's current pipeline (pipeline number and position; [`scripts::XADD`]): a replay
-//!   gets the recorded outcome (stored, or refused) and adds nothing;
+//! - queue SENDs: the `XADD` script records, per stream, the sequence number of the writer's
+//!   last SEND and the refusals of its last pipeline ([`scripts::XADD`]): a replay gets the
+//!   recorded outcome (stored, or refused) and adds nothing;
 //! - acknowledgements and requeues act only on entries still pending ([`scripts::ACK`],
 //!   [`scripts::REQUEUE`]); removals check again; `CLIENT UNBLOCK` is harmless;
 //! - topic SENDs: a `PUBLISH` is sent again — Redis cannot tell — but every message carries
@@ -24,7 +24,6 @@
 //!   order, and each node delivers a message only if its sequence number is above the last it
 //!   saw from that incarnation ([`crate::RedisMetrics::duplicates`] counts those dropped).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -138,8 +137,8 @@ pub(crate) struct Writer {
     pub rx: mpsc::Receiver<Cmd>,
     pub events: Events,
     pub shutdown: watch::Receiver<()>,
-    /// This writer's field in the queues' companion hashes (`w:INCARNATION`).
-    pub field: String,
+    /// This writer's name in the queues' companion hashes (`w:INCARNATION`, `r:…`).
+    pub incarnation: String,
     /// How long to wait for Redis to answer a pipeline ([`Config::write_timeout`]).
     pub timeout: Duration,
 }
@@ -367,8 +366,6 @@ impl Writer {
                 .arg(grace);
             n += 1;
         }
-        // Position of each SEND among this batch's SENDs to its stream.
-        let mut positions: HashMap<&str, u64> = HashMap::new();
         for cmd in sends {
             match cmd {
                 Cmd::Publish {
@@ -376,9 +373,9 @@ impl Writer {
                 } => {
                     pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref());
                 }
-                Cmd::XAdd { key, payload, .. } => {
-                    let position = positions.entry(key.as_str()).or_insert(0);
-                    *position += 1;
+                Cmd::XAdd {
+                    key, payload, seq, ..
+                } => {
                     match xadd_sha {
                         Some(sha) => pipe.cmd("EVALSHA").arg(sha),
                         None => pipe.cmd("EVAL").arg(scripts::XADD),
@@ -389,9 +386,10 @@ impl Writer {
                     .arg(payload.as_ref())
                     .arg(config.max_queue_len)
                     .arg(config.max_queue_bytes)
-                    .arg(&self.field)
-                    .arg(batch_no)
-                    .arg(*position);
+                    .arg(format!("w:{}", self.incarnation))
+                    .arg(format!("r:{}", self.incarnation))
+                    .arg(*seq)
+                    .arg(batch_no);
                 }
                 Cmd::Barrier(_) => {}
             }
