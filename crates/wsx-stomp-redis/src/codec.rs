@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! u8  version (1)
-//! u8  flags (bit 0: redelivered)
+//! u8  flags (bit 0: redelivered, bit 1: sender's sequence follows)
+//! [u64 sender's incarnation, u64 sequence number]   (with flag bit 1)
 //! u16 len + message id
 //! u16 len + destination
 //! u16 header count, then per header: u32 len + name, u32 len + value
@@ -22,21 +23,43 @@ use crate::Error;
 
 const VERSION: u8 = 1;
 const FLAG_REDELIVERED: u8 = 1;
+const FLAG_SEQUENCE: u8 = 2;
+
+/// Who wrote a message, and its number among that writer's SENDs: an engine's incarnation
+/// (random per start) and a sequence number that grows in the order its writer writes. A
+/// receiver drops what it has already seen (a `PUBLISH` written again after a timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sequence {
+    pub incarnation: u64,
+    pub seq: u64,
+}
 
 /// A message as stored in Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Wire {
     pub id: MessageId,
     pub redelivered: bool,
+    pub sequence: Option<Sequence>,
     pub publish: Publish,
 }
 
 /// Encode `publish` under `id`.
-pub(crate) fn encode(id: &MessageId, redelivered: bool, publish: &Publish) -> Result<Bytes, Error> {
+pub(crate) fn encode(
+    id: &MessageId,
+    sequence: Option<Sequence>,
+    publish: &Publish,
+) -> Result<Bytes, Error> {
     let too_long = |what: &str| Error::TooLarge(what.to_owned());
-    let mut buf = BytesMut::with_capacity(64 + publish.body.len());
+    let mut buf = BytesMut::with_capacity(80 + publish.body.len());
     buf.put_u8(VERSION);
-    buf.put_u8(if redelivered { FLAG_REDELIVERED } else { 0 });
+    match sequence {
+        Some(sequence) => {
+            buf.put_u8(FLAG_SEQUENCE);
+            buf.put_u64(sequence.incarnation);
+            buf.put_u64(sequence.seq);
+        }
+        None => buf.put_u8(0),
+    }
     let id = id.as_str().as_bytes();
     buf.put_u16(u16::try_from(id.len()).map_err(|_| too_long("message id"))?);
     buf.put_slice(id);
@@ -73,7 +96,18 @@ pub(crate) fn decode(mut blob: Bytes) -> Result<Wire, Error> {
     if blob.get_u8() != VERSION {
         return Err(bad("unknown version"));
     }
-    let redelivered = blob.get_u8() & FLAG_REDELIVERED != 0;
+    let flags = blob.get_u8();
+    let redelivered = flags & FLAG_REDELIVERED != 0;
+    let mut sequence = None;
+    if flags & FLAG_SEQUENCE != 0 {
+        if blob.remaining() < 16 {
+            return Err(bad("sequence"));
+        }
+        sequence = Some(Sequence {
+            incarnation: blob.get_u64(),
+            seq: blob.get_u64(),
+        });
+    }
     let id = take_str16(&mut blob).ok_or_else(|| bad("message id"))?;
     let dest = take_str16(&mut blob).ok_or_else(|| bad("destination"))?;
     let destination = Destination::parse(&dest).ok_or_else(|| bad("destination"))?;
@@ -90,6 +124,7 @@ pub(crate) fn decode(mut blob: Bytes) -> Result<Wire, Error> {
     Ok(Wire {
         id: MessageId::new(id),
         redelivered,
+        sequence,
         publish: Publish::new(destination, headers, blob),
     })
 }
@@ -132,9 +167,14 @@ mod tests {
             Bytes::from_static(b"he\0llo"),
         );
         let id = MessageId::new("node-1");
-        let blob = encode(&id, false, &publish).expect("encodes");
+        let sequence = Sequence {
+            incarnation: 7,
+            seq: 42,
+        };
+        let blob = encode(&id, Some(sequence), &publish).expect("encodes");
         let wire = decode(blob.clone()).expect("decodes");
         assert_eq!(wire.id, id);
+        assert_eq!(wire.sequence, Some(sequence));
         assert!(!wire.redelivered);
         assert_eq!(wire.publish, publish);
         assert!(
@@ -146,5 +186,7 @@ mod tests {
             let _ = decode(blob.slice(..cut)); // never panics
         }
         assert!(decode(Bytes::from_static(b"\x09\0")).is_err());
+        let plain = encode(&id, None, &publish).expect("encodes");
+        assert_eq!(decode(plain).expect("decodes").sequence, None);
     }
 }

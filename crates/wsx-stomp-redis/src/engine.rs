@@ -26,18 +26,24 @@ use wsx_stomp::{
     Outcome, Publish, Selector, SubscriberKey,
 };
 
-use crate::io::{self, Cmd, Incoming, SubCmd};
+use crate::codec::Sequence;
+use crate::io::{self, Cmd, Incoming, loggable};
 use crate::{Config, Error, RedisMetrics, Shared, codec};
 
 /// Something Redis sent to this node; pass it to [`RedisEngine::handle_event`].
 #[derive(Debug)]
 pub struct RedisEvent(Incoming);
 
-/// The stream of [`RedisEvent`]s of one engine. Ends when the engine is dropped.
+/// The stream of [`RedisEvent`]s of one engine (bounded: the tasks wait while it is full).
+/// Ends when the engine is dropped.
 #[derive(Debug)]
-pub struct RedisEvents(mpsc::UnboundedReceiver<Incoming>);
+pub struct RedisEvents(mpsc::Receiver<Incoming>);
 
 impl RedisEvents {
+    /// Events that may wait here: past it the node's tasks wait, and topic messages are
+    /// dropped (counted in [`RedisMetrics::dropped`]).
+    pub const CAPACITY: usize = io::EVENTS_CAPACITY;
+
     /// The next event; `None` once the engine and its tasks are gone.
     pub async fn recv(&mut self) -> Option<RedisEvent> {
         self.0.recv().await.map(RedisEvent)
@@ -53,47 +59,41 @@ impl RedisEvents {
 /// from a queue, `None` for a topic message.
 type Entry = Option<(Arc<str>, Bytes)>;
 
-/// A queue with local consumers: its stream and its reader.
+/// A queue with local consumers: its stream, and what the reader reads of it.
 #[derive(Debug)]
 struct Queue {
     key: Arc<str>,
     /// Entries asked of the reader and not received yet.
     requested: usize,
-    /// The reader.
-    reader: ReaderHandle,
-}
-
-/// The engine's side of a queue reader.
-#[derive(Debug)]
-struct ReaderHandle {
-    /// Credit to the reader; dropping it stops the reader.
-    credit: mpsc::UnboundedSender<usize>,
-    /// The Redis client id of its connection (0: none), to end its blocking read.
-    client_id: Arc<AtomicU64>,
-    /// The entries it forwarded, not handled yet.
+    /// The entries the reader forwarded, not handled yet.
     inflight: io::Inflight,
-    /// Closed once the reader has ended, after giving back what it still had.
+    /// Closed once the reader released the stream after it was stopped.
     done: watch::Receiver<()>,
 }
+
+/// Publishers whose last sequence number a node remembers (to drop topic messages written
+/// twice); past this many, it forgets them all (a duplicate may then pass once).
+const MAX_SEEN_WRITERS: usize = 4096;
 
 /// The Redis-backed engine of one node. See the crate docs for the guarantees.
 pub struct RedisEngine {
     config: Arc<Config>,
     shared: Arc<Shared>,
-    client: Client,
-    runtime: tokio::runtime::Handle,
-    writer: mpsc::UnboundedSender<Cmd>,
-    sub: mpsc::UnboundedSender<SubCmd>,
-    events: io::Events,
-    shutdown: watch::Receiver<()>,
+    writer: mpsc::Sender<Cmd>,
+    /// The last generation of the topic set the subscriber applied.
+    topics_applied: watch::Receiver<u64>,
     // Dropping it stops every task.
     _stop: watch::Sender<()>,
+    /// This start of the engine (random), in the sequence of every message it writes.
+    incarnation: u64,
     next_id: u64,
+    /// Per writer incarnation, the last topic message sequence number delivered.
+    seen: HashMap<u64, u64>,
     /// Local subscriptions, windows, and the messages fetched or held.
     set: ConsumerSet<Entry>,
     /// Queues with local consumers (exactly those with consumers in `set`).
     queues: HashMap<Arc<str>, Queue>,
-    /// Readers stopped and perhaps not ended yet (see [`RedisEngine::flushed`]).
+    /// Streams stopped and perhaps not released yet (see [`RedisEngine::flushed`]).
     stopping: Vec<watch::Receiver<()>>,
 }
 
@@ -117,37 +117,56 @@ impl RedisEngine {
         let client = Client::open(config.url.as_str()).map_err(|e| Error::Url(e.to_string()))?;
         let config = Arc::new(config);
         let shared = Arc::new(Shared::default());
+        let incarnation = crate::random_u64();
         let (stop, shutdown) = watch::channel(());
-        let (events, events_rx) = mpsc::unbounded_channel();
-        let (writer, writer_rx) = mpsc::unbounded_channel();
-        let (sub, sub_rx) = mpsc::unbounded_channel();
-        runtime.spawn(io::writer(
-            client.clone(),
-            config.clone(),
-            shared.clone(),
-            writer_rx,
-            events.clone(),
-            shutdown.clone(),
-        ));
-        runtime.spawn(io::subscriber(
-            client.clone(),
-            config.clone(),
-            shared.clone(),
-            sub_rx,
-            events.clone(),
-            shutdown.clone(),
-        ));
+        let (events, events_rx) = mpsc::channel(io::EVENTS_CAPACITY);
+        // Room for every SEND the limits let wait, and a few barriers.
+        let (writer, writer_rx) = mpsc::channel(config.max_pending_sends.saturating_add(64));
+        let (applied, topics_applied) = watch::channel(0);
+        runtime.spawn(
+            io::writer::Writer {
+                client: client.clone(),
+                config: config.clone(),
+                shared: shared.clone(),
+                rx: writer_rx,
+                events: events.clone(),
+                shutdown: shutdown.clone(),
+                incarnation: format!("{incarnation:016x}"),
+                timeout: config.write_timeout,
+            }
+            .run(),
+        );
+        runtime.spawn(
+            io::subscriber::Subscriber {
+                client: client.clone(),
+                config: config.clone(),
+                shared: shared.clone(),
+                events: events.clone(),
+                applied,
+                shutdown: shutdown.clone(),
+            }
+            .run(),
+        );
+        runtime.spawn(
+            io::reader::Reader {
+                client,
+                config: config.clone(),
+                shared: shared.clone(),
+                events,
+                client_id: Arc::new(AtomicU64::new(0)),
+                shutdown,
+            }
+            .run(),
+        );
         let engine = RedisEngine {
             config,
             shared,
-            client,
-            runtime,
             writer,
-            sub,
-            events,
-            shutdown,
+            topics_applied,
             _stop: stop,
+            incarnation,
             next_id: 0,
+            seen: HashMap::new(),
             set: ConsumerSet::new(),
             queues: HashMap::new(),
             stopping: Vec::new(),
@@ -168,12 +187,12 @@ impl RedisEngine {
     /// Resolves once every command issued so far has been carried out by Redis: SENDs written,
     /// ACKs applied, topic (un)subscriptions active, and the queue entries of queues left by
     /// their last local consumer given back to the group — those the engine held, and those
-    /// their readers were still fetching (it waits for these readers to end, a moment: their
-    /// blocking reads are interrupted). Then no entry of a queue without local consumers is
-    /// pending at this node. It does not borrow the engine.
+    /// the reader was still fetching (it waits for the reader to release these streams, a
+    /// moment: its blocking read is interrupted). Then no entry of a queue without local
+    /// consumers is pending at this node. It does not borrow the engine.
     pub fn flushed(&self) -> impl Future<Output = ()> + Send + use<> {
-        let (s_tx, s_rx) = oneshot::channel();
-        let _ = self.sub.send(SubCmd::Barrier(s_tx));
+        let generation = self.shared.topics.lock().generation;
+        let mut applied = self.topics_applied.clone();
         let stopping: Vec<watch::Receiver<()>> = self
             .stopping
             .iter()
@@ -181,27 +200,18 @@ impl RedisEngine {
             .cloned()
             .collect();
         let writer = self.writer.clone();
-        // Without readers to wait for, the barrier goes at once: behind what was issued so far.
-        let mut barrier = None;
-        if stopping.is_empty() {
-            barrier = Some(Self::writer_barrier(&writer));
-        }
         async move {
             for mut done in stopping {
-                // The reader never sends: this ends (with an error) once it is gone.
+                // The reader never sends: this ends (with an error) once it is released.
                 while done.changed().await.is_ok() {}
             }
-            // Behind the entries the stopped readers gave back.
-            let w_rx = barrier.unwrap_or_else(|| Self::writer_barrier(&writer));
-            let _ = w_rx.await;
-            let _ = s_rx.await;
+            // Behind the entries the reader gave back.
+            let (tx, rx) = oneshot::channel();
+            if writer.send(Cmd::Barrier(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+            let _ = applied.wait_for(|g| *g >= generation).await;
         }
-    }
-
-    fn writer_barrier(writer: &mpsc::UnboundedSender<Cmd>) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        let _ = writer.send(Cmd::Barrier(tx));
-        rx
     }
 
     /// Messages held for queue consumers of `destination` on this node, fetched and not
@@ -244,7 +254,7 @@ impl RedisEngine {
         let stream = match publish.destination.kind() {
             DestinationKind::Topic => None,
             DestinationKind::Queue => {
-                let key = self.stream_key(&publish.destination);
+                let key = self.config.stream_key(publish.destination.name());
                 if self.shared.is_full(&key) {
                     return Err(Error::QueueFull {
                         destination: publish.destination.as_str().to_owned(),
@@ -254,9 +264,20 @@ impl RedisEngine {
                 Some(key)
             }
         };
-        self.next_id += 1;
-        let id = MessageId::new(format!("{}-{}", self.config.node_id, self.next_id));
-        let payload = codec::encode(&id, false, &publish)?;
+        let sequence = Sequence {
+            incarnation: self.incarnation,
+            seq: self.next_id + 1,
+        };
+        let id = MessageId::new(format!("{}-{}", self.config.node_id, sequence.seq));
+        // Only topic messages need the sequence (receivers drop a PUBLISH written twice; the
+        // XADD script makes queue SENDs idempotent itself): queue entries keep the format
+        // every version of this engine reads.
+        let payload = codec::encode(&id, stream.is_none().then_some(sequence), &publish)?;
+        let bytes = self.shared.pending_bytes.load(Ordering::Relaxed);
+        if pending > 0 && bytes.saturating_add(payload.len()) > self.config.max_pending_bytes {
+            return Err(Error::BacklogBytes(bytes));
+        }
+        let size = payload.len();
         let cmd = match stream {
             None => Cmd::Publish {
                 channel: self.channel(&publish.destination),
@@ -265,16 +286,20 @@ impl RedisEngine {
             },
             Some(key) => Cmd::XAdd {
                 key,
+                seq: sequence.seq,
                 destination: publish.destination.shared().clone(),
                 payload,
                 origin,
             },
         };
         self.shared.pending_sends.fetch_add(1, Ordering::Relaxed);
-        if self.writer.send(cmd).is_err() {
+        self.shared.pending_bytes.fetch_add(size, Ordering::Relaxed);
+        if self.writer.try_send(cmd).is_err() {
             self.shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
+            self.shared.pending_bytes.fetch_sub(size, Ordering::Relaxed);
             return Err(Error::Backlog(pending));
         }
+        self.next_id += 1;
         Ok(())
     }
 
@@ -306,7 +331,23 @@ impl RedisEngine {
     }
 
     fn stream_key(&self, destination: &Destination) -> String {
-        format!("{}q:{}", self.config.prefix, destination.name())
+        self.config.stream_key(destination.name())
+    }
+
+    /// Whether a topic message was delivered already (a `PUBLISH` written twice).
+    fn seen_before(&mut self, sequence: Option<Sequence>) -> bool {
+        let Some(sequence) = sequence else {
+            return false;
+        };
+        if self.seen.len() >= MAX_SEEN_WRITERS && !self.seen.contains_key(&sequence.incarnation) {
+            self.seen.clear();
+        }
+        let last = self.seen.entry(sequence.incarnation).or_insert(0);
+        if sequence.seq <= *last {
+            return true;
+        }
+        *last = sequence.seq;
+        false
     }
 
     fn on_topic(&mut self, payload: Bytes, out: &mut Vec<Delivery>) {
@@ -320,6 +361,10 @@ impl RedisEngine {
         };
         let destination = wire.publish.destination.clone();
         if self.set.subscriber_count(destination.as_str()) == 0 {
+            return;
+        }
+        if self.seen_before(wire.sequence) {
+            self.shared.duplicates.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let message = Arc::new(Message::new(wire.id, wire.publish));
@@ -342,24 +387,20 @@ impl RedisEngine {
         let local = wire
             .as_ref()
             .is_ok_and(|wire| self.queues.contains_key(wire.publish.destination.as_str()));
-        let (writer, shared) = (&self.writer, &self.shared);
+        let shared = &self.shared;
         let taken = io::take(inflight, &id, |taken| {
             if taken && !local {
                 // A foreign entry is dropped; one of a queue without local consumer (any
-                // more) goes back to the group. Sent under the reader's lock: if the reader is
-                // being stopped, before it ends (see `flushed`).
+                // more) goes back to the group. Handed to the writer under the lock: if the
+                // stream is being released, before it is (see `flushed`).
                 shared.forget(&key, std::slice::from_ref(&id));
-                let cmd = match &wire {
-                    Err(_) => Cmd::Ack {
-                        key: key.clone(),
-                        ids: vec![id.clone()],
-                    },
-                    Ok(_) => Cmd::Requeue {
-                        key: key.clone(),
-                        entries: vec![(id.clone(), redelivered_blob(&payload, claimed))],
-                    },
-                };
-                let _ = writer.send(cmd);
+                match &wire {
+                    Err(_) => shared.outbox.ack(&key, [(id.clone(), payload.len())]),
+                    Ok(_) => shared.outbox.requeue(
+                        key.clone(),
+                        vec![(id.clone(), redelivered_blob(&payload, claimed))],
+                    ),
+                }
             }
             taken
         });
@@ -371,7 +412,7 @@ impl RedisEngine {
             Ok(wire) => wire,
             Err(error) => {
                 self.shared.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, key = &*key, id = &*id, "dropped a foreign stream entry");
+                tracing::warn!(%error, key = loggable(&key), id = &*id, "dropped a foreign stream entry");
                 return;
             }
         };
@@ -379,7 +420,7 @@ impl RedisEngine {
         let Some(queue) = self.queues.get_mut(destination.as_str()) else {
             return; // given back above
         };
-        if Arc::ptr_eq(inflight, &queue.reader.inflight) {
+        if Arc::ptr_eq(inflight, &queue.inflight) {
             // Not an entry of a previous reader of the queue, stopped since.
             queue.requested = queue.requested.saturating_sub(1);
         }
@@ -392,15 +433,15 @@ impl RedisEngine {
         self.dispatch(destination.as_str(), out);
     }
 
-    fn ack_entries(&self, key: &Arc<str>, ids: Vec<Arc<str>>) {
-        if ids.is_empty() {
+    fn ack_entries(&self, key: &Arc<str>, entries: Vec<(Arc<str>, Bytes)>) {
+        if entries.is_empty() {
             return;
         }
+        let ids: Vec<Arc<str>> = entries.iter().map(|(id, _)| id.clone()).collect();
         self.shared.forget(key, &ids);
-        let _ = self.writer.send(Cmd::Ack {
-            key: key.clone(),
-            ids,
-        });
+        self.shared
+            .outbox
+            .ack(key, entries.into_iter().map(|(id, blob)| (id, blob.len())));
     }
 
     /// Hand ready entries of queue `name` to consumers with room, round-robin; then ask the
@@ -409,61 +450,38 @@ impl RedisEngine {
         let Some(queue) = self.queues.get_mut(name) else {
             return;
         };
-        let auto_acked: Vec<Arc<str>> = self
-            .set
-            .dispatch(name, out)
-            .into_iter()
-            .flatten()
-            .map(|(id, _)| id)
-            .collect();
+        // Only consumers subscribed without a window (`max_unacked: None`) are acknowledged
+        // at dispatch; windowed ones when they ACK (see `Engine::ack`).
+        let auto_acked: Vec<(Arc<str>, Bytes)> =
+            self.set.dispatch(name, out).into_iter().flatten().collect();
         // Room left: ask the reader for that many entries (beyond those already asked for).
         let room = self.set.room(name, self.config.prefetch);
         let want = room.saturating_sub(self.set.queue_depth(name));
         if want > queue.requested {
-            io::grant(&queue.reader.credit, want - queue.requested);
+            io::reader::grant(&self.shared, &queue.key, want - queue.requested);
             queue.requested = want;
         }
         let key = queue.key.clone();
         self.ack_entries(&key, auto_acked);
     }
+}
 
-    fn spawn_reader(&self, key: Arc<str>) -> ReaderHandle {
-        let (credit, rx) = mpsc::unbounded_channel();
-        let (done_tx, done) = watch::channel(());
-        let client_id = Arc::new(AtomicU64::new(0));
-        let inflight = io::Inflight::default();
-        let reader = io::Reader {
-            client: self.client.clone(),
-            config: self.config.clone(),
-            shared: self.shared.clone(),
-            key,
-            credit: rx,
-            events: self.events.clone(),
-            writer: self.writer.clone(),
-            inflight: inflight.clone(),
-            client_id: client_id.clone(),
-            shutdown: self.shutdown.clone(),
-            _done: done_tx,
-        };
-        self.runtime.spawn(reader.run());
-        ReaderHandle {
-            credit,
-            client_id,
-            inflight,
-            done,
-        }
-    }
+/// How long after the grace period an empty queue's removal is tried: this node's last
+/// record of consuming it is then surely older than the grace period.
+const REMOVAL_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
 
-    /// Stop a queue's reader: end its blocking read (before entries are given back: it would
-    /// take them), close its credit. It gives back what it still has, then ends.
-    fn stop_reader(&mut self, reader: ReaderHandle) {
-        let client = reader.client_id.load(Ordering::Relaxed);
-        if client != 0 {
-            let _ = self.writer.send(Cmd::Unblock(client));
+impl RedisEngine {
+    /// Subscribe the node's pub/sub connection to `channel`, or not.
+    fn set_topic(&self, channel: String, on: bool) {
+        let mut topics = self.shared.topics.lock();
+        if on {
+            topics.channels.insert(channel);
+        } else {
+            topics.channels.remove(&channel);
         }
-        drop(reader.credit);
-        self.stopping.retain(|done| done.has_changed().is_ok());
-        self.stopping.push(reader.done);
+        topics.generation += 1;
+        drop(topics);
+        self.shared.topics.notify();
     }
 }
 
@@ -514,20 +532,21 @@ impl Engine for RedisEngine {
         match destination.kind() {
             DestinationKind::Topic => {
                 if local == 1 {
-                    let _ = self.sub.send(SubCmd::Subscribe(self.channel(destination)));
+                    self.set_topic(self.channel(destination), true);
                 }
             }
             DestinationKind::Queue => {
                 let name = destination.shared();
                 if !self.queues.contains_key(name) {
                     let stream: Arc<str> = Arc::from(self.stream_key(destination));
-                    let reader = self.spawn_reader(stream.clone());
+                    let (inflight, done) = io::reader::start(&self.shared, stream.clone());
                     self.queues.insert(
                         name.clone(),
                         Queue {
                             key: stream,
                             requested: 0,
-                            reader,
+                            inflight,
+                            done,
                         },
                     );
                 }
@@ -546,9 +565,7 @@ impl Engine for RedisEngine {
         match destination.kind() {
             DestinationKind::Topic => {
                 if left == 0 {
-                    let _ = self
-                        .sub
-                        .send(SubCmd::Unsubscribe(self.channel(&destination)));
+                    self.set_topic(self.channel(&destination), false);
                 }
             }
             DestinationKind::Queue if left == 0 => {
@@ -557,11 +574,22 @@ impl Engine for RedisEngine {
                 let held = self.set.take_queue(name);
                 let stream = match self.queues.remove(name) {
                     Some(queue) => {
-                        self.stop_reader(queue.reader);
+                        io::reader::stop(&self.shared, &queue.key);
+                        self.stopping.retain(|done| done.has_changed().is_ok());
+                        self.stopping.push(queue.done);
                         queue.key
                     }
                     None => Arc::from(self.stream_key(&destination)),
                 };
+                // Removed after the grace period if nobody uses it by then.
+                let due =
+                    tokio::time::Instant::now() + self.config.empty_queue_grace + REMOVAL_MARGIN;
+                self.shared
+                    .outbox
+                    .lock()
+                    .removals
+                    .insert(stream.clone(), due);
+                self.shared.outbox.notify();
                 // Marked redelivered if handed out (a consumer's unacknowledged messages).
                 let entries: Vec<(Arc<str>, Bytes)> = held
                     .into_iter()
@@ -573,10 +601,7 @@ impl Engine for RedisEngine {
                 if !entries.is_empty() {
                     let ids: Vec<Arc<str>> = entries.iter().map(|(id, _)| id.clone()).collect();
                     self.shared.forget(&stream, &ids);
-                    let _ = self.writer.send(Cmd::Requeue {
-                        key: stream,
-                        entries,
-                    });
+                    self.shared.outbox.requeue(stream, entries);
                 }
             }
             DestinationKind::Queue => self.dispatch(name, out),
@@ -587,7 +612,11 @@ impl Engine for RedisEngine {
         let destination = message.destination.clone();
         if let Err(error) = self.offer(message) {
             self.shared.send_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%error, %destination, "SEND refused");
+            tracing::warn!(
+                error = loggable(&error.to_string()),
+                destination = loggable(destination.as_str()),
+                "SEND refused"
+            );
         }
     }
 
@@ -625,10 +654,8 @@ impl Engine for RedisEngine {
         };
         if destination.kind() == DestinationKind::Queue {
             let name = destination.as_str();
-            let entry_ids: Vec<Arc<str>> = acked
-                .into_iter()
-                .filter_map(|h| h.tag.map(|(id, _)| id))
-                .collect();
+            let entry_ids: Vec<(Arc<str>, Bytes)> =
+                acked.into_iter().filter_map(|h| h.tag).collect();
             if let Some(queue) = self.queues.get(name) {
                 let stream = queue.key.clone();
                 self.ack_entries(&stream, entry_ids);

@@ -52,30 +52,54 @@
 //! ## Queues: Redis streams, at least once
 //!
 //! A queue is a stream with one consumer group; each node is a consumer named by its node id.
-//! A SEND is an `XADD`. A node reads (`XREADGROUP`, blocking, on a connection of its own per
-//! queue) only as many entries as its local consumers have room for, and hands them out
-//! round-robin. An ACK is an `XACK` (and an `XDEL` of the entries it acknowledged: a late ACK,
+//! A SEND is an `XADD`. A node reads all its queues on **one connection** (one `XREADGROUP`
+//! over the streams of every queue whose local consumers have room), no more entries per
+//! queue than its local consumers have room for, and hands them out round-robin: a node has
+//! three Redis connections (writer, pub/sub, reader) whatever the number of topics and
+//! queues. An ACK is an `XACK` (and an `XDEL` of the entries it acknowledged: a late ACK,
 //! after Redis lost the stream and ids started over, deletes nothing new); a NACK delivers the
-//! message again locally, to the next consumer with room. When the last local consumer
-//! leaves, the entries the node still holds go back to the group (a copy is added — marked
-//! redelivered if it was delivered — and the original acknowledged, atomically, in a script),
-//! and so do those its reader for the queue was still fetching: the reader's blocking read is
-//! interrupted (`CLIENT UNBLOCK`), and what it returns, or forwarded and the engine has not
-//! handled yet, the reader gives back itself before it ends. [`RedisEngine::flushed`] waits
+//! message again locally, to the next consumer with room. A consumer subscribed with a window
+//! (`max_unacked: Some(n)`, which the sessions use for `ack:auto` too, acknowledging once the
+//! frame is written) is acknowledged in Redis only on [`wsx_stomp::Engine::ack`]; when it
+//! leaves, what it held goes to the other local consumers (marked redelivered), or back to
+//! the group when it was the last. Only a consumer subscribed without a window
+//! (`max_unacked: None`) is acknowledged in Redis as entries are handed to it. When the last
+//! local consumer leaves, the entries the node still holds go back to the group (a copy is
+//! added — marked redelivered if it was delivered — and the original acknowledged,
+//! atomically, in a script), and so do those its reader was still fetching: the reader's
+//! blocking read is interrupted (`CLIENT UNBLOCK`), and what it returns, or forwarded and the
+//! engine has not handled yet, the reader gives back itself. [`RedisEngine::flushed`] waits
 //! for that: once it resolves, no entry of a queue without local consumers is pending at the
 //! node, so a node shutting down hands its messages over at once (and not after the claim
 //! timeout). A node refreshes the idle time of the entries it holds;
 //! entries idle longer than [`Config::claim_timeout`] — those of a dead node — are taken over
-//! by the other nodes (`XAUTOCLAIM`) and delivered marked redelivered. Nothing acknowledged is
-//! delivered again, and nothing is lost while Redis keeps its data: **queues are
-//! at-least-once** (a message may come twice: a node that stalls longer than the claim
-//! timeout, a SEND retried after a connection loss). Subscriptions in `auto` ack mode are
-//! acknowledged in Redis as they are delivered. A SUBSCRIBE to a queue with a selector is
+//! by the other nodes (`XAUTOCLAIM`, no more than their consumers have room for) and
+//! delivered marked redelivered. Nothing acknowledged is delivered again, and nothing is lost
+//! while Redis keeps its data: **queues are at-least-once** (a message may come twice: a node
+//! that stalls longer than the claim timeout, a SEND retried by its client after a connection
+//! loss). A SUBSCRIBE to a queue with a selector is
 //! refused ([`wsx_stomp::Error::Unsupported`], an ERROR to the client): a node fetches entries
 //! for its local consumers as a whole and would hold back, from the other nodes' consumers,
 //! entries none of its own selects.
 //!
-//! ## Queue length: bounded, never trimmed
+//! ## Unused queues are removed
+//!
+//! SUBSCRIBE creates the queue's stream and group. A node records in the queue's companion
+//! hash (`PREFIXqm:NAME`) when it last consumed it, refreshed while it has local consumers.
+//! When the last local consumer of a node leaves, the node tries, after
+//! [`Config::empty_queue_grace`], to remove the stream and its companion hash: a script
+//! deletes them only if the stream is empty, nothing is pending, and no node recorded
+//! consuming it within the grace period. A SEND racing with it either comes first (the stream
+//! is not empty: kept) or after (it creates the stream again, and the group, created at the
+//! start of the stream, reads it). A queue whose last consumer was on a node that died is not
+//! removed (no node is left to try).
+//!
+//! ## Queue length and bytes: bounded, never trimmed
+//!
+//! A queue's stream holds at most [`Config::max_queue_bytes`] bytes of messages (default
+//! 256 MiB; counted in the companion hash, added by the `XADD` script and taken off by the
+//! ACK script): a SEND that would cross it is refused by the script, and its client gets an
+//! ERROR naming `max-queue-bytes` (the confirmation is `Failed`).
 //!
 //! A queue's stream holds at most [`Config::max_queue_len`] entries (default 100 000). An
 //! acknowledged entry is deleted, so the length counts the messages not delivered yet or not
@@ -107,9 +131,17 @@
 //! backoff ([`Config::backoff_min`] to [`Config::backoff_max`]), resubscribes its channels and
 //! recreates its groups; [`RedisMetrics::reconnects`] counts the connections re-established.
 //! SENDs wait in the writer (and are written, and confirmed, once Redis is back) up to
-//! [`Config::max_pending_sends`]; past that [`RedisEngine::offer`] (and the sessions, through
-//! [`wsx_stomp::Engine::try_publish_from`]) refuse them with
-//! [`Error::Backlog`], which the session answers with an ERROR. Through the plain
+//! [`Config::max_pending_sends`] messages and [`Config::max_pending_bytes`] bytes; past that
+//! [`RedisEngine::offer`] (and the sessions, through
+//! [`wsx_stomp::Engine::try_publish_from`]) refuse them with [`Error::Backlog`] or
+//! [`Error::BacklogBytes`], which the session answers with an ERROR. Every channel between
+//! the engine and its tasks is bounded (see the `io` module). The writer writes at most 512
+//! SENDs and about 1 MiB of them per pipeline; a pipeline Redis did not answer within
+//! [`Config::write_timeout`] is written again on a new connection, and never duplicates:
+//! queue SENDs are recorded per writer pipeline by the `XADD` script (a replay gets the
+//! recorded outcome), acknowledgements and requeues act only on pending entries, and topic
+//! messages carry their writer's sequence number, by which every node drops one it has
+//! already delivered ([`RedisMetrics::duplicates`]). Through the plain
 //! [`wsx_stomp::Engine::publish`] and [`RedisEngine::offer`] (which have no origin to
 //! confirm to) a SEND refused at once or by Redis is counted in
 //! [`RedisMetrics::send_failures`] and logged.
@@ -136,9 +168,14 @@ pub enum Error {
     /// [`RedisEngine::start`] was called outside a tokio runtime.
     #[error("the redis engine needs a tokio runtime")]
     NoRuntime,
-    /// Too many SENDs wait for Redis (it is down or slow): this one is refused.
-    #[error("redis unavailable: {0} messages waiting to be written")]
+    /// Too many SENDs wait for Redis (it is down or slow): this one is refused
+    /// ([`Config::max_pending_sends`]).
+    #[error("redis unavailable: {0} messages waiting to be written (max-pending-sends)")]
     Backlog(usize),
+    /// The SENDs waiting for Redis hold too many bytes (it is down or slow): this one is
+    /// refused ([`Config::max_pending_bytes`]).
+    #[error("redis unavailable: {0} bytes waiting to be written (max-pending-bytes)")]
+    BacklogBytes(usize),
     /// The queue's stream holds [`Config::max_queue_len`] entries (undelivered or
     /// unacknowledged): this SEND is refused until consumers acknowledge some.
     #[error("queue {destination} is full: {limit} messages waiting or unacknowledged")]
@@ -146,6 +183,18 @@ pub enum Error {
         /// The queue, `/queue/NAME`.
         destination: String,
         /// The limit ([`Config::max_queue_len`]).
+        limit: usize,
+    },
+    /// The queue's stream holds [`Config::max_queue_bytes`] bytes of messages (undelivered or
+    /// unacknowledged), or would with this one: it is refused.
+    #[error(
+        "queue {destination} is full: over {limit} bytes waiting or unacknowledged \
+         (max-queue-bytes)"
+    )]
+    QueueBytes {
+        /// The queue, `/queue/NAME`.
+        destination: String,
+        /// The limit ([`Config::max_queue_bytes`]).
         limit: usize,
     },
     /// Redis answered a SEND with an error (or an unexpected reply): the message is not
@@ -179,6 +228,19 @@ pub struct Config {
     pub prefetch: usize,
     /// SENDs that may wait for Redis before new ones are refused (default 10 000).
     pub max_pending_sends: usize,
+    /// Bytes of SENDs (encoded messages) that may wait for Redis before new ones are refused
+    /// (default 64 MiB). A single SEND larger than this is accepted when nothing waits.
+    pub max_pending_bytes: usize,
+    /// Bytes of messages a queue's stream may hold (the encoded entries not acknowledged yet)
+    /// before SENDs to it are refused (default 256 MiB), checked by the `XADD` script.
+    pub max_queue_bytes: usize,
+    /// How long an empty queue's stream and group stay in Redis after the last consumer of
+    /// every node left (default 60 s): then the node that saw its last consumer leave deletes
+    /// them (if still empty, nothing pending, and no node consumed in the meantime).
+    pub empty_queue_grace: Duration,
+    /// How long the writer waits for Redis to answer a pipeline before it writes it again on
+    /// a new connection (default 5 s); a pipeline written again never duplicates.
+    pub write_timeout: Duration,
     /// Entries a queue's stream may hold — messages not delivered yet or delivered and not
     /// acknowledged (acknowledged entries are deleted) — before SENDs to it are refused
     /// (default 100 000). Nothing is ever trimmed: see the crate docs, *Queue length*.
@@ -201,6 +263,10 @@ impl Config {
             prefetch: 64,
             max_pending_sends: 10_000,
             max_queue_len: 100_000,
+            max_pending_bytes: 64 << 20,
+            max_queue_bytes: 256 << 20,
+            empty_queue_grace: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
         }
@@ -236,6 +302,45 @@ impl Config {
         self
     }
 
+    /// Set how many bytes of SENDs may wait for Redis.
+    pub fn max_pending_bytes(mut self, n: usize) -> Self {
+        self.max_pending_bytes = n.max(1);
+        self
+    }
+
+    /// Set how many bytes of messages a queue's stream may hold.
+    pub fn max_queue_bytes(mut self, n: usize) -> Self {
+        self.max_queue_bytes = n.max(1);
+        self
+    }
+
+    /// Set how long empty queues stay in Redis once nobody consumes them.
+    pub fn empty_queue_grace(mut self, grace: Duration) -> Self {
+        self.empty_queue_grace = grace.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Set how long the writer waits for Redis to answer before writing again.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The stream key of queue `name`.
+    pub(crate) fn stream_key(&self, name: &str) -> String {
+        format!("{}q:{name}", self.prefix)
+    }
+
+    /// The companion hash of a queue's stream (bytes held, writers' last batches, nodes
+    /// consuming): `PREFIXqm:NAME`, which no stream key (`PREFIXq:…`) can equal.
+    pub(crate) fn meta_key(&self, stream: &str) -> String {
+        let name = stream
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix("q:"))
+            .unwrap_or(stream);
+        format!("{}qm:{name}", self.prefix)
+    }
+
     /// Set the auto-mode prefetch per consumer.
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = n.max(1);
@@ -244,13 +349,18 @@ impl Config {
 }
 
 fn random_node_id() -> String {
+    format!("node-{:016x}", random_u64())
+}
+
+/// A random number (process id, clock and the standard library's random hash keys).
+pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
     if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
         h.write_u128(t.as_nanos());
     }
-    format!("node-{:016x}", h.finish())
+    h.finish()
 }
 
 /// State shared by the engine and its tasks.
@@ -259,6 +369,8 @@ pub(crate) struct Shared {
     connected: AtomicBool,
     reconnects: AtomicU64,
     pending_sends: AtomicUsize,
+    pending_bytes: AtomicUsize,
+    duplicates: AtomicU64,
     send_failures: AtomicU64,
     dropped: AtomicU64,
     malformed: AtomicU64,
@@ -268,6 +380,12 @@ pub(crate) struct Shared {
     /// Stream keys of queues at [`Config::max_queue_len`], as the writer last saw them: SENDs
     /// to them are refused at once. The writer clears a mark once the stream has room again.
     full: Mutex<HashSet<String>>,
+    /// What the writer owes Redis besides SENDs (acknowledgements, requeues, ...).
+    pub(crate) outbox: io::Mailbox<io::Outbox>,
+    /// The streams the reader reads for the engine, with their credit.
+    pub(crate) wanted: io::Mailbox<io::Wanted>,
+    /// The channels the subscriber should be subscribed to.
+    pub(crate) topics: io::Mailbox<io::Topics>,
 }
 
 impl Shared {
@@ -336,13 +454,26 @@ impl RedisMetrics {
         self.0.pending_sends.load(Ordering::Relaxed)
     }
 
+    /// Bytes of the SENDs accepted and not yet written to Redis (encoded messages).
+    pub fn pending_bytes(&self) -> usize {
+        self.0.pending_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Topic messages received twice (a PUBLISH written again after a timeout) and delivered
+    /// once.
+    pub fn duplicates(&self) -> u64 {
+        self.0.duplicates.load(Ordering::Relaxed)
+    }
+
     /// SENDs refused: backlog full, queue full (refused at once, or refused by Redis after
     /// being accepted: see the crate docs), or Redis answered with an error.
     pub fn send_failures(&self) -> u64 {
         self.0.send_failures.load(Ordering::Relaxed)
     }
 
-    /// Topic messages not delivered to a local subscriber whose window was full.
+    /// Topic messages not delivered to a local subscriber whose window was full, or dropped
+    /// at this node because its events were not handled fast enough
+    /// ([`RedisEvents::CAPACITY`] waiting).
     pub fn dropped(&self) -> u64 {
         self.0.dropped.load(Ordering::Relaxed)
     }

@@ -10,19 +10,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Node, RedisServer, free_port, origin, publish, redis_url, unique_prefix};
+use common::{Node, RedisServer, admin, free_port, origin, publish, redis_url, unique_prefix};
 use wsx_stomp::{Confirmation, Engine, Outcome};
 use wsx_stomp_redis::{Config, Error, RedisEngine};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-async fn admin(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("admin connection")
-}
 
 async fn xlen(url: &str, key: &str) -> i64 {
     redis::cmd("XLEN")

@@ -147,6 +147,22 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 100_000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     pub redis_max_queue_len: u64,
+    /// Bytes of SENDs that may wait for Redis (while it is unreachable or slow) before new
+    /// ones are refused with an ERROR frame (naming max-pending-bytes).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    pub redis_max_pending_bytes: u64,
+    /// The most bytes of messages a queue may hold in Redis (not yet delivered, or delivered
+    /// and not acknowledged); a SEND that would cross it is refused with an ERROR frame
+    /// (naming max-queue-bytes).
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    pub redis_max_queue_bytes: u64,
+    /// Seconds an empty queue's stream and group stay in Redis once no node consumes it;
+    /// then they are removed (if still empty).
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub redis_queue_grace: u64,
     /// Require STOMP clients to present a JWT signed with this HS256 secret (see
     /// `--jwt-public-key`). Without either flag, anyone may connect to `/stomp` and use every
     /// destination.
@@ -252,6 +268,9 @@ impl Default for ServeArgs {
             redis_claim_timeout: 30,
             redis_max_pending_sends: 10_000,
             redis_max_queue_len: 100_000,
+            redis_max_pending_bytes: 64 << 20,
+            redis_max_queue_bytes: 256 << 20,
+            redis_queue_grace: 60,
         }
     }
 }
@@ -403,6 +422,10 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                 max_pending_sends: usize::try_from(args.redis_max_pending_sends)
                     .unwrap_or(usize::MAX),
                 max_queue_len: usize::try_from(args.redis_max_queue_len).unwrap_or(usize::MAX),
+                max_pending_bytes: usize::try_from(args.redis_max_pending_bytes)
+                    .unwrap_or(usize::MAX),
+                max_queue_bytes: usize::try_from(args.redis_max_queue_bytes).unwrap_or(usize::MAX),
+                queue_grace: Duration::from_secs(args.redis_queue_grace),
             },
         };
         let endpoint = stomp::Stomp::new(&options, &state.echo_config, state.metrics.clone())?;

@@ -221,3 +221,22 @@ pub async fn pending_at(url: &str, key: &str, node: &str) -> i64 {
         })
         .unwrap_or(0)
 }
+
+/// A connection of the test's own to the server.
+pub async fn admin(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin connection")
+}
+
+/// Whether `key` exists.
+pub async fn exists(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> bool {
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async::<i64>(conn)
+        .await
+        .expect("EXISTS")
+        == 1
+}

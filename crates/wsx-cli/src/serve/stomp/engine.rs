@@ -168,6 +168,13 @@ pub struct RedisSettings {
     pub max_pending_sends: usize,
     /// Messages a queue may hold in Redis before SENDs to it are refused with an ERROR.
     pub max_queue_len: usize,
+    /// Bytes of SENDs that may wait for Redis before new ones are refused with an ERROR.
+    pub max_pending_bytes: usize,
+    /// Bytes of messages a queue may hold in Redis before SENDs to it are refused with an
+    /// ERROR.
+    pub max_queue_bytes: usize,
+    /// How long an empty queue nobody consumes stays in Redis.
+    pub queue_grace: Duration,
 }
 
 /// The engine of `/stomp`: in memory or on Redis. Every [`Engine`] method goes to the one
@@ -202,7 +209,10 @@ impl BrokerEngine {
                     .prefix(settings.prefix.clone())
                     .claim_timeout(settings.claim_timeout)
                     .max_pending_sends(settings.max_pending_sends)
-                    .max_queue_len(settings.max_queue_len);
+                    .max_queue_len(settings.max_queue_len)
+                    .max_pending_bytes(settings.max_pending_bytes)
+                    .max_queue_bytes(settings.max_queue_bytes)
+                    .empty_queue_grace(settings.queue_grace);
                 if let Some(id) = &settings.node_id {
                     config = config.node_id(id.clone());
                 }
@@ -368,6 +378,9 @@ mod tests {
             claim_timeout: Duration::from_secs(30),
             max_pending_sends: 10,
             max_queue_len: 100,
+            max_pending_bytes: 1 << 20,
+            max_queue_bytes: 1 << 20,
+            queue_grace: Duration::from_secs(60),
         };
         let memory = MemorySettings::default();
         let (engine, events) =

@@ -1,0 +1,331 @@
+//! The background tasks that talk to Redis; the engine never awaits.
+//!
+//! [`crate::RedisEngine`] is synchronous (the [`wsx_stomp::Engine`] trait is). It hands work
+//! to these tasks and gets [`crate::RedisEvent`]s back, which the I/O layer hands to
+//! [`crate::RedisEngine::handle_event`]. A node has **three Redis connections**, whatever the
+//! number of topics and queues:
+//!
+//! - the **writer** ([`writer`]): batches `PUBLISH`es, queue `XADD`s (a script),
+//!   acknowledgements, requeues, `CLIENT UNBLOCK`s and the removal of empty queues into
+//!   pipelines; retries a pipeline after a connection loss or timeout, which never duplicates
+//!   (see [`writer`]); reports the outcome of every SEND made with an origin;
+//! - the **subscriber** ([`subscriber`]): the node's pub/sub connection, subscribed to one
+//!   channel per topic with local subscribers;
+//! - the **reader** ([`reader`]): one `XREADGROUP` over the streams of every queue with local
+//!   consumers with room, reading no more entries per stream than the engine granted credit
+//!   for; it keeps the entries this node holds fresh, records that this node consumes each
+//!   queue, and takes over (bounded by credit) entries of dead nodes.
+//!
+//! ## Bounded hand-over
+//!
+//! Nothing between the engine and the tasks grows without bound:
+//!
+//! - SENDs go to the writer on a bounded channel, and are counted (messages and bytes)
+//!   until written: past [`crate::Config::max_pending_sends`] or
+//!   [`crate::Config::max_pending_bytes`] the engine refuses new ones (an ERROR to the client);
+//! - everything else the engine asks of the tasks is a *state* they reconcile, in a
+//!   [`Mailbox`]: the entries to acknowledge or give back (at most those the node holds, which
+//!   credit bounds), the streams to read with their credit (one per queue with local
+//!   consumers), the channels to be subscribed to (one per topic with local subscribers);
+//! - what the tasks send the engine goes on a bounded channel ([`EVENTS_CAPACITY`]): the
+//!   reader and the writer wait while it is full (queue entries are bounded by credit,
+//!   confirmations by the pending SENDs); a topic message that finds it full is dropped at
+//!   this node and counted ([`crate::RedisMetrics::dropped`]: topics are at most once).
+//!
+//! Every task reconnects with exponential backoff and counts re-established connections in
+//! [`crate::RedisMetrics::reconnects`]. All of them stop when the engine is dropped.
+
+pub(crate) mod reader;
+mod scripts;
+pub(crate) mod subscriber;
+pub(crate) mod writer;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
+use redis::streams::StreamId;
+use redis::{AsyncConnectionConfig, Client, RedisResult, Value};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::time::Instant;
+use wsx_stomp::{Confirmation, Origin};
+
+use crate::Config;
+
+/// Events the tasks may have on their way to the engine before they wait (or, topic
+/// messages, are dropped): [`crate::RedisEvents::CAPACITY`].
+pub(crate) const EVENTS_CAPACITY: usize = 4096;
+
+/// What the engine asks the writer to do, in order, on the bounded channel.
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    /// `PUBLISH channel payload` (a topic SEND).
+    Publish {
+        channel: String,
+        payload: Bytes,
+        /// Whom to confirm the SEND to, once Redis answered.
+        origin: Option<Origin>,
+    },
+    /// A queue SEND through the `XADD` script ([`scripts::XADD`]): refused when the stream
+    /// holds [`Config::max_queue_len`] entries or [`Config::max_queue_bytes`] bytes.
+    XAdd {
+        key: String,
+        /// Its number among this engine's SENDs (they are written in that order).
+        seq: u64,
+        /// The queue, `/queue/NAME`, for the log and the refusal.
+        destination: Arc<str>,
+        payload: Bytes,
+        /// Whom to confirm the SEND to, once Redis answered.
+        origin: Option<Origin>,
+    },
+    /// Answer once everything sent before is done.
+    Barrier(oneshot::Sender<()>),
+}
+
+impl Cmd {
+    /// The bytes this command counts against [`Config::max_pending_bytes`].
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Cmd::Publish { payload, .. } | Cmd::XAdd { payload, .. } => payload.len(),
+            Cmd::Barrier(_) => 0,
+        }
+    }
+}
+
+/// What the tasks report, through [`crate::RedisEvent`].
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A message on a topic channel.
+    Topic(Bytes),
+    /// A queue entry this node now owns (read or claimed).
+    Entry {
+        key: Arc<str>,
+        id: Arc<str>,
+        payload: Bytes,
+        /// Taken over from another consumer (`XAUTOCLAIM`): delivered before.
+        claimed: bool,
+        /// The stream's entries on their way to the engine: the engine takes this one out
+        /// ([`take`]) before it handles it, or ignores it when the reader gave it back.
+        inflight: Inflight,
+    },
+    /// The outcomes of SENDs made with an origin, in the order they were written.
+    Confirmed(Vec<Confirmation>),
+}
+
+pub(crate) type Events = mpsc::Sender<Incoming>;
+
+/// The entries of one stream the reader forwarded to the engine that the engine has not
+/// taken yet: entry id to (order forwarded, blob, claimed). Whoever removes an entry — the
+/// engine handling it, or the reader giving everything left back once the engine stopped
+/// reading the stream — is responsible for it.
+pub(crate) type Inflight = Arc<Mutex<HashMap<Arc<str>, (u64, Bytes, bool)>>>;
+
+/// Take entry `id` out of `inflight`: whether it was still there (the engine now owns it).
+/// `then` runs under the lock, so what it sends is sent before a stopped stream is released.
+pub(crate) fn take<R>(inflight: &Inflight, id: &str, then: impl FnOnce(bool) -> R) -> R {
+    let mut map = inflight.lock().unwrap_or_else(PoisonError::into_inner);
+    then(map.remove(id).is_some())
+}
+
+/// A state shared by the engine and a task, and a wake-up for the task when it changed.
+#[derive(Debug, Default)]
+pub(crate) struct Mailbox<T> {
+    state: Mutex<T>,
+    changed: Notify,
+}
+
+impl<T> Mailbox<T> {
+    /// The state, locked (never across an await).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wake the task (a wake-up given while it is busy is kept for its next wait).
+    pub(crate) fn notify(&self) {
+        self.changed.notify_one();
+    }
+
+    /// Resolves at the next wake-up.
+    pub(crate) async fn changed(&self) {
+        self.changed.notified().await;
+    }
+}
+
+/// Entries of one stream to acknowledge: id and blob size.
+pub(crate) type Acks = (Arc<str>, Vec<(Arc<str>, usize)>);
+
+/// Entries of one stream to give back: id and the blob to add.
+pub(crate) type Requeue = (Arc<str>, Vec<(Arc<str>, Bytes)>);
+
+/// What the writer owes Redis besides SENDs. Bounded: entries to acknowledge or give back
+/// are entries the node holds (credit bounds them), removals one per queue.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    /// Per stream: entries to acknowledge (and delete), with the size of their blob.
+    pub acks: HashMap<Arc<str>, Vec<(Arc<str>, usize)>>,
+    /// Entries to give back to the group: a copy added, the original acknowledged.
+    pub requeues: Vec<Requeue>,
+    /// Redis client ids whose blocking read to end (`CLIENT UNBLOCK`).
+    pub unblock: Vec<u64>,
+    /// Streams to remove if still empty and unused (stream key to when).
+    pub removals: HashMap<Arc<str>, Instant>,
+}
+
+impl Outbox {
+    /// Whether there is anything to write now.
+    pub(crate) fn has_work(&self, now: Instant) -> bool {
+        !self.acks.is_empty()
+            || !self.requeues.is_empty()
+            || !self.unblock.is_empty()
+            || self.removals.values().any(|due| *due <= now)
+    }
+}
+
+impl Mailbox<Outbox> {
+    /// Give entries back to the group of stream `key`.
+    pub(crate) fn requeue(&self, key: Arc<str>, entries: Vec<(Arc<str>, Bytes)>) {
+        if entries.is_empty() {
+            return;
+        }
+        self.lock().requeues.push((key, entries));
+        self.notify();
+    }
+
+    /// Acknowledge entries of stream `key` (id, blob size).
+    pub(crate) fn ack(&self, key: &Arc<str>, entries: impl IntoIterator<Item = (Arc<str>, usize)>) {
+        let mut outbox = self.lock();
+        let list = outbox.acks.entry(key.clone()).or_default();
+        let before = list.len();
+        list.extend(entries);
+        if list.len() == before {
+            if list.is_empty() {
+                outbox.acks.remove(key);
+            }
+            return;
+        }
+        drop(outbox);
+        self.notify();
+    }
+
+    /// End the blocking read of Redis client `id`.
+    pub(crate) fn unblock(&self, id: u64) {
+        let mut outbox = self.lock();
+        if !outbox.unblock.contains(&id) {
+            outbox.unblock.push(id);
+        }
+        drop(outbox);
+        self.notify();
+    }
+}
+
+/// One stream the engine wants read.
+#[derive(Debug)]
+pub(crate) struct Want {
+    /// Entries the reader may still read (or claim) for it.
+    pub credit: usize,
+    /// Its entries forwarded to the engine and not taken yet.
+    pub inflight: Inflight,
+    /// Dropped once the stream is released (see [`Wanted::stopped`]).
+    pub _done: watch::Sender<()>,
+}
+
+/// The streams the reader reads for the engine (one per queue with local consumers), and
+/// those the engine stopped reading, which the reader releases: it gives back what it still
+/// has of them, then drops their `done`.
+#[derive(Debug, Default)]
+pub(crate) struct Wanted {
+    pub streams: HashMap<Arc<str>, Want>,
+    pub stopped: Vec<(Arc<str>, Want)>,
+}
+
+/// The channels the subscriber is to be subscribed to, and a generation counter the engine
+/// bumps on every change (the subscriber reports the last generation applied).
+#[derive(Debug, Default)]
+pub(crate) struct Topics {
+    pub channels: HashSet<String>,
+    pub generation: u64,
+}
+
+/// Connect with backoff until it works or the engine goes away (`None`).
+pub(crate) async fn connect(
+    client: &Client,
+    config: &Config,
+    response_timeout: Option<Duration>,
+    shutdown: &mut watch::Receiver<()>,
+    what: &str,
+) -> Option<MultiplexedConnection> {
+    let mut delay = config.backoff_min;
+    loop {
+        let settings = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(response_timeout);
+        match client
+            .get_multiplexed_async_connection_with_config(&settings)
+            .await
+        {
+            Ok(conn) => return Some(conn),
+            Err(error) => {
+                tracing::debug!(%error, what, "redis connect failed; retrying in {delay:?}");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return None,
+        }
+        delay = (delay * 2).min(config.backoff_max);
+    }
+}
+
+/// The error of a command's reply, if it is one.
+pub(crate) fn is_server_error(result: &RedisResult<Value>) -> Option<String> {
+    match result {
+        Ok(Value::ServerError(e)) => Some(format!("{e:?}")),
+        Err(e) => Some(e.to_string()),
+        Ok(_) => None,
+    }
+}
+
+/// The stored blob of an entry (empty when it has none: the engine reports and acknowledges
+/// it).
+pub(crate) fn blob(entry: &StreamId) -> Bytes {
+    match entry.map.get("m") {
+        Some(Value::BulkString(b)) => Bytes::copy_from_slice(b),
+        _ => Bytes::new(),
+    }
+}
+
+/// A name for the log: control characters escaped.
+pub(crate) fn loggable(name: &str) -> String {
+    name.escape_debug().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_reach_the_log_without_control_characters() {
+        let logged = loggable("/queue/a\nFAKE LINE\u{1b}[31m\r\0");
+        assert!(!logged.chars().any(char::is_control), "{logged}");
+        assert_eq!(loggable("/queue/plain-name"), "/queue/plain-name");
+    }
+
+    #[test]
+    fn the_outbox_coalesces_acks_and_unblocks_per_stream() {
+        let outbox: Mailbox<Outbox> = Mailbox::default();
+        let key: Arc<str> = Arc::from("wsx:q:a");
+        outbox.ack(&key, [(Arc::from("1-0"), 10)]);
+        outbox.ack(&key, [(Arc::from("2-0"), 20)]);
+        outbox.ack(&key, []);
+        outbox.unblock(7);
+        outbox.unblock(7);
+        let now = Instant::now();
+        let state = outbox.lock();
+        assert_eq!(state.acks.len(), 1);
+        assert_eq!(state.acks[&key].len(), 2);
+        assert_eq!(state.unblock, vec![7]);
+        assert!(state.has_work(now));
+    }
+}

@@ -1,0 +1,535 @@
+//! The reader task: the node's one connection for reading queues, whatever their number.
+//!
+//! The engine says which streams to read and how many entries each may take (its credit: as
+//! many as its local consumers have room for) in the [`Wanted`] mailbox. The reader:
+//!
+//! - creates each stream's group when it starts reading it ([`scripts::CONSUME`], which also
+//!   records that this node consumes the queue);
+//! - blocks in one `XREADGROUP … STREAMS k1 k2 … > > …` over the streams with credit, with a
+//!   `COUNT` of the smallest credit among them (`COUNT` applies per stream: no stream gets
+//!   more than its credit); when a stream is stopped, or one without credit gets some, while
+//!   it is blocked, it ends its own read (`CLIENT UNBLOCK`, through the writer) and reads
+//!   again with the new set;
+//! - every tick (a quarter of the claim timeout, at most a quarter of the empty-queue grace)
+//!   records again that this node consumes each of its queues, refreshes the idle time of the
+//!   entries this node holds (`XCLAIM … JUSTID`), and takes over entries idle longer than the
+//!   claim timeout — those of a dead node — with `XAUTOCLAIM`, no more per stream than its
+//!   credit.
+//!
+//! ## Stopping a stream
+//!
+//! When the last local consumer of a queue leaves, the engine moves its [`Want`] to
+//! [`Wanted::stopped`] and gives back what it holds itself. Entries still travel from the
+//! reader to the engine meanwhile: those forwarded and not taken (its [`Inflight`]), and
+//! those of a read under way. The reader forwards the entries of a read into the `Inflight`
+//! of the stream as it was when the read was issued, and releases the stopped streams only
+//! after: it gives back (through the writer) whatever is left in their `Inflight`, then drops
+//! their `done`. The engine takes each entry out of the `Inflight` under its lock, and gives
+//! back itself those of a queue without local consumers. So [`crate::RedisEngine::flushed`],
+//! which waits for the `done` of the stopped streams before its writer barrier, resolves only
+//! once no entry of a queue without local consumers is left pending at this node.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::{Client, RedisResult, Value};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{Events, Incoming, Inflight, Want, blob, connect, loggable, scripts};
+use crate::{Config, Shared};
+
+/// Entries per `XREADGROUP` per stream, at most.
+const MAX_READ: usize = 512;
+
+/// Entries per `XAUTOCLAIM`, at most.
+const MAX_CLAIM: usize = 100;
+
+/// A stream of the current read: its key and the `Inflight` it had when the read was issued.
+type Reading = Vec<(Arc<str>, Inflight)>;
+
+/// The reader.
+pub(crate) struct Reader {
+    pub client: Client,
+    pub config: Arc<Config>,
+    pub shared: Arc<Shared>,
+    pub events: Events,
+    /// The Redis client id of the reader's connection (0: none), for `CLIENT UNBLOCK`.
+    pub client_id: Arc<AtomicU64>,
+    pub shutdown: watch::Receiver<()>,
+}
+
+/// What ended a wait of the reader.
+enum Woken<T> {
+    Done(T),
+    Changed,
+    Shutdown,
+}
+
+impl Reader {
+    /// Add to `pipe` the record that this node consumes stream `key` (and, with `create`, the
+    /// creation of its group if missing).
+    fn consume(&self, pipe: &mut redis::Pipeline, key: &str, create: bool) {
+        pipe.cmd("EVAL")
+            .arg(scripts::CONSUME)
+            .arg(2)
+            .arg(key)
+            .arg(self.config.meta_key(key))
+            .arg(&self.config.group)
+            .arg(format!("c:{}", self.config.node_id))
+            .arg(if create { "1" } else { "0" });
+    }
+
+    pub(crate) async fn run(mut self) {
+        let tick = (self.config.claim_timeout / 4)
+            .min(self.config.empty_queue_grace / 4)
+            .max(Duration::from_millis(20));
+        let block = Duration::from_millis(500)
+            .min(self.config.claim_timeout / 8)
+            .max(Duration::from_millis(10));
+        let timeout = Some(block + Duration::from_secs(5));
+        let mut lost = false;
+        // Order in which entries were forwarded (to give them back in that order).
+        let mut seq = 0u64;
+        'connect: loop {
+            self.client_id.store(0, Ordering::Relaxed);
+            let mut conn = loop {
+                self.release_stopped();
+                let mut shutdown = self.shutdown.clone();
+                let connecting =
+                    connect(&self.client, &self.config, timeout, &mut shutdown, "reader");
+                let woken = tokio::select! {
+                    c = connecting => match c {
+                        Some(c) => Woken::Done(c),
+                        None => Woken::Shutdown,
+                    },
+                    () = self.shared.wanted.changed() => Woken::Changed,
+                };
+                match woken {
+                    Woken::Done(conn) => break conn,
+                    Woken::Changed => continue,
+                    Woken::Shutdown => return,
+                }
+            };
+            // Without it (CLIENT refused) a read ends at its BLOCK timeout only.
+            if let Ok(id) = redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async::<u64>(&mut conn)
+                .await
+            {
+                self.client_id.store(id, Ordering::Relaxed);
+            }
+            if lost {
+                self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            // Streams whose group exists (as of this connection), by the Inflight they had.
+            let mut ready: HashMap<Arc<str>, Inflight> = HashMap::new();
+            // Streams whose group could not be created: tried again at the next tick.
+            let mut failed: HashSet<Arc<str>> = HashSet::new();
+            let mut next_tick = Instant::now() + tick;
+            loop {
+                self.release_stopped();
+                if Instant::now() >= next_tick {
+                    next_tick = Instant::now() + tick;
+                    failed.clear();
+                    match self.maintain(&mut conn, &mut seq).await {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(error) => {
+                            tracing::warn!(%error, "redis reader lost its connection");
+                            lost = true;
+                            continue 'connect;
+                        }
+                    }
+                    continue;
+                }
+                if let Err(error) = self.ensure_groups(&mut conn, &mut ready, &mut failed).await {
+                    tracing::warn!(%error, "redis reader lost its connection");
+                    lost = true;
+                    continue 'connect;
+                }
+                let reading = self.read_set(&ready);
+                if reading.is_empty() {
+                    tokio::select! {
+                        () = self.shared.wanted.changed() => {}
+                        _ = tokio::time::sleep_until(next_tick) => {}
+                        _ = self.shutdown.changed() => return,
+                    }
+                    continue;
+                }
+                let count = reading
+                    .iter()
+                    .map(|(_, _, credit)| *credit)
+                    .min()
+                    .unwrap_or(1);
+                let reading: Reading = reading.into_iter().map(|(k, i, _)| (k, i)).collect();
+                let mut cmd = redis::cmd("XREADGROUP");
+                cmd.arg("GROUP")
+                    .arg(&self.config.group)
+                    .arg(&self.config.node_id)
+                    .arg("COUNT")
+                    .arg(count.clamp(1, MAX_READ))
+                    .arg("BLOCK")
+                    .arg(u64::try_from(block.as_millis()).unwrap_or(500))
+                    .arg("STREAMS");
+                for (key, _) in &reading {
+                    cmd.arg(&**key);
+                }
+                for _ in &reading {
+                    cmd.arg(">");
+                }
+                // The read is never abandoned once sent (Redis hands the entries to this
+                // consumer all the same): when what to read changes meanwhile, it is
+                // unblocked, and what it returns is forwarded as usual.
+                let mut unblocked = false;
+                let reply = {
+                    let read = cmd.query_async::<Option<StreamReadReply>>(&mut conn);
+                    tokio::pin!(read);
+                    loop {
+                        let woken = tokio::select! {
+                            r = &mut read => Woken::Done(r),
+                            () = self.shared.wanted.changed(), if !unblocked => Woken::Changed,
+                            _ = self.shutdown.changed() => Woken::Shutdown,
+                        };
+                        match woken {
+                            Woken::Done(r) => break r,
+                            Woken::Changed => {
+                                if self.read_set_changed(&reading) {
+                                    unblocked = true;
+                                    let id = self.client_id.load(Ordering::Relaxed);
+                                    if id != 0 {
+                                        self.shared.outbox.unblock(id);
+                                    }
+                                }
+                            }
+                            Woken::Shutdown => return,
+                        }
+                    }
+                };
+                match reply {
+                    Ok(reply) => {
+                        for stream in reply.into_iter().flat_map(|r| r.keys) {
+                            let Some((key, inflight)) =
+                                reading.iter().find(|(key, _)| **key == *stream.key)
+                            else {
+                                continue;
+                            };
+                            if !self
+                                .forward(key, inflight, stream.ids, false, &mut seq)
+                                .await
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    // Redis lost the group (restart without persistence), or the stream was
+                    // deleted under the blocked read: create it again. Entries added since
+                    // are read: the group starts at the stream's beginning.
+                    Err(error) if matches!(error.code(), Some("NOGROUP" | "UNBLOCKED")) => {
+                        ready.clear();
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "redis reader lost its connection");
+                        lost = true;
+                        continue 'connect;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The streams to read now: ready, with credit.
+    fn read_set(&self, ready: &HashMap<Arc<str>, Inflight>) -> Vec<(Arc<str>, Inflight, usize)> {
+        let wanted = self.shared.wanted.lock();
+        wanted
+            .streams
+            .iter()
+            .filter(|(key, want)| {
+                want.credit > 0
+                    && ready
+                        .get(*key)
+                        .is_some_and(|inflight| Arc::ptr_eq(inflight, &want.inflight))
+            })
+            .map(|(key, want)| (key.clone(), want.inflight.clone(), want.credit))
+            .collect()
+    }
+
+    /// Whether the read under way should end now: a stream was stopped (to release it at
+    /// once), or a stream out of it has credit (or is new).
+    fn read_set_changed(&self, reading: &Reading) -> bool {
+        let wanted = self.shared.wanted.lock();
+        let in_read: HashSet<&str> = reading.iter().map(|(key, _)| &**key).collect();
+        !wanted.stopped.is_empty()
+            || wanted
+                .streams
+                .iter()
+                .any(|(key, want)| want.credit > 0 && !in_read.contains(&**key))
+    }
+
+    /// Create the group of the streams not ready yet (and record that this node consumes
+    /// them).
+    async fn ensure_groups(
+        &self,
+        conn: &mut MultiplexedConnection,
+        ready: &mut HashMap<Arc<str>, Inflight>,
+        failed: &mut HashSet<Arc<str>>,
+    ) -> RedisResult<()> {
+        let new: Vec<(Arc<str>, Inflight)> = {
+            let wanted = self.shared.wanted.lock();
+            wanted
+                .streams
+                .iter()
+                .filter(|(key, want)| {
+                    !failed.contains(*key)
+                        && !ready
+                            .get(*key)
+                            .is_some_and(|inflight| Arc::ptr_eq(inflight, &want.inflight))
+                })
+                .map(|(key, want)| (key.clone(), want.inflight.clone()))
+                .collect()
+        };
+        ready.retain(|key, _| self.shared.wanted.lock().streams.contains_key(key));
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for (key, _) in &new {
+            self.consume(&mut pipe, key, true);
+        }
+        let results: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
+        for ((key, inflight), result) in new.into_iter().zip(results) {
+            match super::is_server_error(&result) {
+                Some(why) => {
+                    tracing::warn!(key = loggable(&key), why, "XGROUP CREATE failed");
+                    failed.insert(key);
+                }
+                None => {
+                    ready.insert(key, inflight);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Release the streams the engine stopped reading: give back what is left of them, then
+    /// drop their `done`.
+    fn release_stopped(&self) {
+        let stopped = std::mem::take(&mut self.shared.wanted.lock().stopped);
+        for (key, want) in stopped {
+            self.give_back(&key, &want.inflight);
+            drop(want);
+        }
+    }
+
+    /// Give back to the group, through the writer, the entries of stream `key` forwarded
+    /// and not taken by the engine (in the order read).
+    fn give_back(&self, key: &Arc<str>, inflight: &Inflight) {
+        let mut left: Vec<(u64, Arc<str>, Bytes, bool)> = inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .map(|(id, (n, blob, claimed))| (n, id, blob, claimed))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        left.sort_unstable_by_key(|entry| entry.0);
+        let entries: Vec<(Arc<str>, Bytes)> = left
+            .into_iter()
+            .map(|(_, id, blob, claimed)| {
+                // Claimed entries were delivered by the node that died; the others never were.
+                let blob = if claimed {
+                    crate::codec::mark_redelivered(&blob)
+                } else {
+                    blob
+                };
+                (id, blob)
+            })
+            .collect();
+        let ids: Vec<Arc<str>> = entries.iter().map(|(id, _)| id.clone()).collect();
+        self.shared.forget(key, &ids);
+        tracing::debug!(
+            key = loggable(key),
+            n = entries.len(),
+            "stopped stream: entries given back"
+        );
+        self.shared.outbox.requeue(key.clone(), entries);
+    }
+
+    /// Hand entries of stream `key` to the engine, each taken off the stream's credit;
+    /// `false` when the engine is gone.
+    async fn forward(
+        &self,
+        key: &Arc<str>,
+        inflight: &Inflight,
+        entries: Vec<StreamId>,
+        claimed: bool,
+        seq: &mut u64,
+    ) -> bool {
+        for entry in entries {
+            let payload = blob(&entry);
+            let id: Arc<str> = Arc::from(entry.id.as_str());
+            {
+                let mut wanted = self.shared.wanted.lock();
+                if let Some(want) = wanted.streams.get_mut(key)
+                    && Arc::ptr_eq(&want.inflight, inflight)
+                {
+                    want.credit = want.credit.saturating_sub(1);
+                }
+            }
+            if let Ok(mut owned) = self.shared.owned.lock() {
+                owned.entry(key.clone()).or_default().insert(id.clone());
+            }
+            *seq += 1;
+            inflight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id.clone(), (*seq, payload.clone(), claimed));
+            let event = Incoming::Entry {
+                key: key.clone(),
+                id,
+                payload,
+                claimed,
+                inflight: inflight.clone(),
+            };
+            if self.events.send(event).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Record again that this node consumes its queues, refresh the idle time of owned
+    /// entries and claim those of dead nodes (no more than each stream's credit); `false`
+    /// when the engine is gone.
+    async fn maintain(&self, conn: &mut MultiplexedConnection, seq: &mut u64) -> RedisResult<bool> {
+        let streams: Vec<(Arc<str>, Inflight, usize)> = {
+            let wanted = self.shared.wanted.lock();
+            wanted
+                .streams
+                .iter()
+                .map(|(key, want)| (key.clone(), want.inflight.clone(), want.credit))
+                .collect()
+        };
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for (key, _, _) in &streams {
+            self.consume(&mut pipe, key, false);
+        }
+        let owned: Vec<(Arc<str>, Vec<Arc<str>>)> = match self.shared.owned.lock() {
+            Ok(owned) => owned
+                .iter()
+                .map(|(key, ids)| (key.clone(), ids.iter().cloned().collect()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for (key, ids) in &owned {
+            for chunk in ids.chunks(256) {
+                let ids: Vec<&str> = chunk.iter().map(|id| &**id).collect();
+                pipe.cmd("XCLAIM")
+                    .arg(&**key)
+                    .arg(&self.config.group)
+                    .arg(&self.config.node_id)
+                    .arg(0)
+                    .arg(&ids)
+                    .arg("JUSTID");
+            }
+        }
+        if !streams.is_empty() || !owned.is_empty() {
+            let _: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
+        }
+        let min_idle = u64::try_from(self.config.claim_timeout.as_millis()).unwrap_or(u64::MAX);
+        for (key, inflight, credit) in streams {
+            let mine: HashSet<&str> = owned
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .flat_map(|(_, ids)| ids.iter().map(|id| &**id))
+                .collect();
+            let mut left = credit;
+            let mut start = String::from("0-0");
+            while left > 0 {
+                let reply: RedisResult<StreamAutoClaimReply> = redis::cmd("XAUTOCLAIM")
+                    .arg(&*key)
+                    .arg(&self.config.group)
+                    .arg(&self.config.node_id)
+                    .arg(min_idle)
+                    .arg(&start)
+                    .arg("COUNT")
+                    .arg(left.min(MAX_CLAIM))
+                    .query_async(conn)
+                    .await;
+                let reply = match reply {
+                    Ok(reply) => reply,
+                    Err(e) if e.code().is_some() => break, // NOGROUP: created again on read
+                    Err(e) => return Err(e),
+                };
+                let claimed: Vec<StreamId> = reply
+                    .claimed
+                    .into_iter()
+                    .filter(|e| !mine.contains(e.id.as_str()))
+                    .collect();
+                left = left.saturating_sub(claimed.len());
+                if !self.forward(&key, &inflight, claimed, true, seq).await {
+                    return Ok(false);
+                }
+                if reply.next_stream_id == "0-0" || reply.next_stream_id == start {
+                    break;
+                }
+                start = reply.next_stream_id;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Start reading stream `key` for the engine: its `Inflight`, and a receiver closed once the
+/// stream is released after [`stop`].
+pub(crate) fn start(shared: &Shared, key: Arc<str>) -> (Inflight, watch::Receiver<()>) {
+    let (done, done_rx) = watch::channel(());
+    let inflight = Inflight::default();
+    let want = Want {
+        credit: 0,
+        inflight: inflight.clone(),
+        _done: done,
+    };
+    let mut wanted = shared.wanted.lock();
+    if let Some(old) = wanted.streams.insert(key.clone(), want) {
+        wanted.stopped.push((key, old));
+    }
+    drop(wanted);
+    shared.wanted.notify();
+    (inflight, done_rx)
+}
+
+/// Grant `n` more entries of stream `key` to the reader.
+pub(crate) fn grant(shared: &Shared, key: &str, n: usize) {
+    if n == 0 {
+        return;
+    }
+    let mut wanted = shared.wanted.lock();
+    let Some(want) = wanted.streams.get_mut(key) else {
+        return;
+    };
+    let was = want.credit;
+    want.credit = want.credit.saturating_add(n);
+    drop(wanted);
+    if was == 0 {
+        shared.wanted.notify();
+    }
+}
+
+/// Stop reading stream `key`: the reader releases it (see the module docs).
+pub(crate) fn stop(shared: &Shared, key: &Arc<str>) {
+    let mut wanted = shared.wanted.lock();
+    if let Some(want) = wanted.streams.remove(key) {
+        wanted.stopped.push((key.clone(), want));
+    }
+    drop(wanted);
+    shared.wanted.notify();
+}

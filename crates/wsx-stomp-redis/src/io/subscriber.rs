@@ -1,0 +1,107 @@
+//! The subscriber task: the node's one pub/sub connection.
+//!
+//! The engine keeps the set of channels to be subscribed to (one per topic with local
+//! subscribers) in the [`super::Topics`] mailbox; the subscriber brings its connection in
+//! line with it whenever it changes (and after a reconnect), then reports the generation it
+//! applied (for [`crate::RedisEngine::flushed`]). What arrives goes to the engine on the
+//! bounded events channel; a message that finds it full (the node does not keep up with the
+//! topics it subscribes to) is dropped at this node and counted in
+//! [`crate::RedisMetrics::dropped`]: topics are at most once. (Waiting instead would not
+//! push back on Redis: the client library reads the pub/sub socket into a queue of its own
+//! regardless; dropping keeps that queue near empty.)
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use redis::Client;
+use tokio::sync::{mpsc, watch};
+
+use super::{Events, Incoming};
+use crate::{Config, Shared};
+
+/// The subscriber.
+pub(crate) struct Subscriber {
+    pub client: Client,
+    pub config: Arc<Config>,
+    pub shared: Arc<Shared>,
+    pub events: Events,
+    /// The last generation of [`super::Topics`] applied.
+    pub applied: watch::Sender<u64>,
+    pub shutdown: watch::Receiver<()>,
+}
+
+impl Subscriber {
+    pub(crate) async fn run(mut self) {
+        let mut lost = false;
+        let mut delay = self.config.backoff_min;
+        loop {
+            let pubsub = tokio::select! {
+                r = self.client.get_async_pubsub() => r,
+                _ = self.shutdown.changed() => return,
+            };
+            let (mut sink, mut stream) = match pubsub {
+                Ok(p) => p.split(),
+                Err(error) => {
+                    tracing::debug!(%error, "redis pub/sub connect failed; retrying in {delay:?}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.shutdown.changed() => return,
+                    }
+                    delay = (delay * 2).min(self.config.backoff_max);
+                    continue;
+                }
+            };
+            delay = self.config.backoff_min;
+            if lost {
+                self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            let mut current: HashSet<String> = HashSet::new();
+            let mut dirty = true;
+            let mut ok = true;
+            while ok {
+                if dirty {
+                    dirty = false;
+                    let (wanted, generation) = {
+                        let topics = self.shared.topics.lock();
+                        (topics.channels.clone(), topics.generation)
+                    };
+                    let join: Vec<&String> = wanted.difference(&current).collect();
+                    let leave: Vec<&String> = current.difference(&wanted).collect();
+                    if !join.is_empty() {
+                        ok = sink.subscribe(&join).await.is_ok();
+                    }
+                    if ok && !leave.is_empty() {
+                        ok = sink.unsubscribe(&leave).await.is_ok();
+                    }
+                    if !ok {
+                        break;
+                    }
+                    current = wanted;
+                    let _ = self.applied.send(generation);
+                }
+                tokio::select! {
+                    () = self.shared.topics.changed() => dirty = true,
+                    msg = stream.next() => match msg {
+                        Some(msg) => {
+                            let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
+                            match self.events.try_send(Incoming::Topic(payload)) {
+                                Ok(()) => {}
+                                Err(mpsc::error::TrySendError::Full(_)) => {
+                                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                            }
+                        }
+                        None => ok = false,
+                    },
+                    _ = self.shutdown.changed() => return,
+                }
+            }
+            tracing::warn!("redis pub/sub connection lost; reconnecting");
+            lost = true;
+        }
+    }
+}

@@ -1,0 +1,588 @@
+//! The writer task: the node's one connection for writes.
+//!
+//! It takes SENDs (and barriers) from the engine's bounded channel and the rest of its work
+//! from the [`Outbox`] (acknowledgements, requeues, `CLIENT UNBLOCK`s, removals of empty
+//! queues due), and writes each round as one pipeline: at most [`MAX_BATCH_SENDS`] SENDs and
+//! about [`MAX_BATCH_BYTES`] bytes of them (a single larger SEND goes alone). Once Redis has
+//! answered, it reports the outcome of every SEND made with an origin
+//! ([`wsx_stomp::Origin`]) as a [`wsx_stomp::Confirmation`] through the events. It checks
+//! its connection when idle, and alone sets [`crate::RedisMetrics::connected`].
+//!
+//! ## A pipeline written again never duplicates
+//!
+//! When the connection fails or Redis does not answer within [`crate::Config::write_timeout`], the writer
+//! reconnects and writes the same pipeline again: part of it may have been carried out. Each
+//! part is idempotent:
+//!
+//! - queue SENDs: the `XADD` script records, per stream, the sequence number of the writer's
+//!   last SEND and the refusals of its last pipeline ([`scripts::XADD`]): a replay gets the
+//!   recorded outcome (stored, or refused) and adds nothing;
+//! - acknowledgements and requeues act only on entries still pending ([`scripts::ACK`],
+//!   [`scripts::REQUEUE`]); removals check again; `CLIENT UNBLOCK` is harmless;
+//! - topic SENDs: a `PUBLISH` is sent again — Redis cannot tell — but every message carries
+//!   its writer's incarnation and sequence number ([`crate::codec`]), which grow in pipeline
+//!   order, and each node delivers a message only if its sequence number is above the last it
+//!   saw from that incarnation ([`crate::RedisMetrics::duplicates`] counts those dropped).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{Client, RedisResult, Value};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use wsx_stomp::{Confirmation, Origin};
+
+use super::{
+    Acks, Cmd, Events, Incoming, Outbox, Requeue, connect, is_server_error, loggable, scripts,
+};
+use crate::{Config, Error, Shared};
+
+/// SENDs in one pipeline, at most.
+pub(crate) const MAX_BATCH_SENDS: usize = 512;
+
+/// Bytes of SENDs in one pipeline, about (the SEND that crosses it is the last).
+pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// Acknowledgements or requeues per script call.
+const IDS_PER_CALL: usize = 256;
+
+/// How often the writer checks whether streams marked full have room again.
+const FULL_RECHECK: Duration = Duration::from_millis(500);
+
+/// How long the writer's connection may go unused before the writer checks it (`PING`), so
+/// that [`crate::RedisMetrics::connected`] turns false when Redis goes away, and the writer
+/// reconnects when it comes back, even without SENDs.
+const KEEPALIVE: Duration = Duration::from_secs(1);
+
+/// The writer's connection, and the node's `connected` flag, which only the writer sets: it
+/// tells whether the writer's connection is up (as of its last use or check).
+struct WriterConn<'a> {
+    client: &'a Client,
+    config: &'a Config,
+    shared: &'a Shared,
+    timeout: Duration,
+    conn: Option<MultiplexedConnection>,
+    /// A connection was lost: the next one counts as a reconnect.
+    lost: bool,
+    /// When Redis last answered on `conn`.
+    last_ok: Instant,
+    /// The SHA1 of the `XADD` script once loaded (`SCRIPT LOAD`) since connecting: SENDs
+    /// then name it (`EVALSHA`) instead of carrying it.
+    xadd_sha: Option<String>,
+}
+
+impl WriterConn<'_> {
+    /// The connection, connecting (with backoff) if need be; `None` once the engine is gone.
+    async fn get(
+        &mut self,
+        shutdown: &mut watch::Receiver<()>,
+    ) -> Option<&mut MultiplexedConnection> {
+        if self.conn.is_none() {
+            let c = connect(
+                self.client,
+                self.config,
+                Some(self.timeout),
+                shutdown,
+                "writer",
+            )
+            .await?;
+            if self.lost {
+                self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            self.shared.connected.store(true, Ordering::Relaxed);
+            self.last_ok = Instant::now();
+            self.conn = Some(c);
+        }
+        self.conn.as_mut()
+    }
+
+    /// Load the `XADD` script if it is not known to be loaded (a failure only means SENDs
+    /// carry the script).
+    async fn load_scripts(&mut self) {
+        if self.xadd_sha.is_some() {
+            return;
+        }
+        if let Some(conn) = self.conn.as_mut() {
+            self.xadd_sha = redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(scripts::XADD)
+                .query_async::<String>(conn)
+                .await
+                .ok();
+        }
+    }
+
+    /// Redis answered.
+    fn ok(&mut self) {
+        self.last_ok = Instant::now();
+    }
+
+    /// The connection failed: drop it.
+    fn failed(&mut self, error: &redis::RedisError) {
+        tracing::warn!(%error, "redis writer lost its connection; reconnecting");
+        self.shared.connected.store(false, Ordering::Relaxed);
+        self.conn = None;
+        self.lost = true;
+        self.xadd_sha = None;
+    }
+}
+
+/// What the writer's channel and outbox hand it, and where it reports.
+pub(crate) struct Writer {
+    pub client: Client,
+    pub config: Arc<Config>,
+    pub shared: Arc<Shared>,
+    pub rx: mpsc::Receiver<Cmd>,
+    pub events: Events,
+    pub shutdown: watch::Receiver<()>,
+    /// This writer's name in the queues' companion hashes (`w:INCARNATION`, `r:…`).
+    pub incarnation: String,
+    /// How long to wait for Redis to answer a pipeline ([`Config::write_timeout`]).
+    pub timeout: Duration,
+}
+
+/// The non-SEND part of one pipeline, taken from the [`Outbox`].
+#[derive(Default)]
+struct Chores {
+    acks: Vec<Acks>,
+    requeues: Vec<Requeue>,
+    unblock: Vec<u64>,
+    removals: Vec<Arc<str>>,
+}
+
+impl Chores {
+    fn take(outbox: &mut Outbox, now: Instant) -> Chores {
+        let mut removals = Vec::new();
+        outbox.removals.retain(|key, due| {
+            if *due <= now {
+                removals.push(key.clone());
+                false
+            } else {
+                true
+            }
+        });
+        Chores {
+            acks: outbox.acks.drain().collect(),
+            requeues: std::mem::take(&mut outbox.requeues),
+            unblock: std::mem::take(&mut outbox.unblock),
+            removals,
+        }
+    }
+}
+
+impl Writer {
+    /// Run until the engine is dropped.
+    pub(crate) async fn run(mut self) {
+        let (client, config, shared) = (
+            self.client.clone(),
+            self.config.clone(),
+            self.shared.clone(),
+        );
+        let mut w = WriterConn {
+            client: &client,
+            config: &config,
+            shared: &shared,
+            timeout: self.timeout,
+            conn: None,
+            lost: false,
+            last_ok: Instant::now(),
+            xadd_sha: None,
+        };
+        // Connect at once, so that `connected` tells the truth before the first SEND.
+        if w.get(&mut self.shutdown).await.is_none() {
+            return;
+        }
+        let mut sends: Vec<Cmd> = Vec::new();
+        let mut batch_no: u64 = 0;
+        let mut recheck = tokio::time::interval(FULL_RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next_removal = shared.outbox.lock().removals.values().min().copied();
+            let far = Instant::now() + Duration::from_secs(3600);
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => sends.push(cmd),
+                    None => return,
+                },
+                () = shared.outbox.changed() => {}
+                () = tokio::time::sleep_until(next_removal.unwrap_or(far)), if next_removal.is_some() => {}
+                _ = recheck.tick() => {
+                    // Marks clear only through this check (SENDs to a marked queue never
+                    // reach the writer); an idle connection is checked, a lost one
+                    // re-established.
+                    let full = !shared.full_streams().is_empty();
+                    if !full && w.conn.is_some() && w.last_ok.elapsed() < KEEPALIVE {
+                        continue;
+                    }
+                    let Some(c) = w.get(&mut self.shutdown).await else {
+                        return;
+                    };
+                    let checked = if full {
+                        recheck_full(c, &config, &shared).await
+                    } else {
+                        redis::cmd("PING").query_async::<Value>(c).await.map(drop)
+                    };
+                    match checked {
+                        Ok(()) => w.ok(),
+                        Err(error) => w.failed(&error),
+                    }
+                    continue;
+                }
+                _ = self.shutdown.changed() => return,
+            }
+            if sends.is_empty() && !shared.outbox.lock().has_work(Instant::now()) {
+                continue;
+            }
+            let mut bytes: usize = sends.iter().map(Cmd::size).sum();
+            while sends.len() < MAX_BATCH_SENDS && bytes < MAX_BATCH_BYTES {
+                match self.rx.try_recv() {
+                    Ok(cmd) => {
+                        bytes += cmd.size();
+                        sends.push(cmd);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let chores = Chores::take(&mut shared.outbox.lock(), Instant::now());
+            batch_no += 1;
+            // Run the pipeline until Redis answers it (written again: see the module docs).
+            let (results, n_chores) = loop {
+                if w.get(&mut self.shutdown).await.is_none() {
+                    return;
+                }
+                w.load_scripts().await;
+                let (pipe, n_chores) =
+                    self.pipeline(&chores, &sends, batch_no, w.xadd_sha.as_deref());
+                let Some(c) = w.conn.as_mut() else {
+                    continue;
+                };
+                if pipe.is_empty() {
+                    break (Vec::new(), 0);
+                }
+                match pipe.query_async::<Vec<RedisResult<Value>>>(c).await {
+                    Ok(results) if results.iter().any(no_script) => {
+                        // The script cache was flushed: load it again, write again.
+                        w.xadd_sha = None;
+                    }
+                    Ok(results) => {
+                        w.ok();
+                        break (results, n_chores);
+                    }
+                    Err(error) => w.failed(&error),
+                }
+            };
+            log_chores(&chores, &results);
+            let confirmations = report(
+                &config,
+                &shared,
+                &sends,
+                results.get(n_chores..).unwrap_or_default(),
+            );
+            // Before the barriers of the batch are answered.
+            if !confirmations.is_empty()
+                && self
+                    .events
+                    .send(Incoming::Confirmed(confirmations))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            for cmd in sends.drain(..) {
+                match cmd {
+                    Cmd::Barrier(done) => {
+                        let _ = done.send(());
+                    }
+                    cmd @ (Cmd::Publish { .. } | Cmd::XAdd { .. }) => {
+                        shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
+                        shared
+                            .pending_bytes
+                            .fetch_sub(cmd.size(), Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One pipeline for the chores then the SENDs; per-command server errors come back as
+    /// values. Also returns how many replies the chores take.
+    fn pipeline(
+        &self,
+        chores: &Chores,
+        sends: &[Cmd],
+        batch_no: u64,
+        xadd_sha: Option<&str>,
+    ) -> (redis::Pipeline, usize) {
+        let config = &self.config;
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let mut n = 0;
+        for (key, acks) in &chores.acks {
+            let meta = config.meta_key(key);
+            for chunk in acks.chunks(IDS_PER_CALL) {
+                let eval = pipe
+                    .cmd("EVAL")
+                    .arg(scripts::ACK)
+                    .arg(2)
+                    .arg(&**key)
+                    .arg(&meta)
+                    .arg(&config.group);
+                for (id, size) in chunk {
+                    eval.arg(&**id).arg(*size);
+                }
+                n += 1;
+            }
+        }
+        for (key, entries) in &chores.requeues {
+            let meta = config.meta_key(key);
+            for chunk in entries.chunks(IDS_PER_CALL) {
+                let eval = pipe
+                    .cmd("EVAL")
+                    .arg(scripts::REQUEUE)
+                    .arg(2)
+                    .arg(&**key)
+                    .arg(&meta)
+                    .arg(&config.group);
+                for (id, blob) in chunk {
+                    eval.arg(&**id).arg(blob.as_ref());
+                }
+                n += 1;
+            }
+        }
+        for client in &chores.unblock {
+            pipe.cmd("CLIENT").arg("UNBLOCK").arg(*client);
+            n += 1;
+        }
+        let grace = u64::try_from(config.empty_queue_grace.as_millis()).unwrap_or(u64::MAX);
+        for key in &chores.removals {
+            pipe.cmd("EVAL")
+                .arg(scripts::REMOVE)
+                .arg(2)
+                .arg(&**key)
+                .arg(config.meta_key(key))
+                .arg(&config.group)
+                .arg(grace);
+            n += 1;
+        }
+        for cmd in sends {
+            match cmd {
+                Cmd::Publish {
+                    channel, payload, ..
+                } => {
+                    pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref());
+                }
+                Cmd::XAdd {
+                    key, payload, seq, ..
+                } => {
+                    match xadd_sha {
+                        Some(sha) => pipe.cmd("EVALSHA").arg(sha),
+                        None => pipe.cmd("EVAL").arg(scripts::XADD),
+                    }
+                    .arg(2)
+                    .arg(key)
+                    .arg(config.meta_key(key))
+                    .arg(payload.as_ref())
+                    .arg(config.max_queue_len)
+                    .arg(config.max_queue_bytes)
+                    .arg(format!("w:{}", self.incarnation))
+                    .arg(format!("r:{}", self.incarnation))
+                    .arg(*seq)
+                    .arg(batch_no);
+                }
+                Cmd::Barrier(_) => {}
+            }
+        }
+        (pipe, n)
+    }
+}
+
+/// Whether a reply says the script named is not loaded.
+fn no_script(result: &RedisResult<Value>) -> bool {
+    match result {
+        Ok(Value::ServerError(e)) => e.code() == "NOSCRIPT",
+        Err(e) => e.code() == Some("NOSCRIPT"),
+        Ok(_) => false,
+    }
+}
+
+/// Log the chores Redis refused (their replies come first).
+fn log_chores(chores: &Chores, results: &[RedisResult<Value>]) {
+    let failed = |i: usize| results.get(i).and_then(is_server_error);
+    let mut i = 0;
+    for (key, acks) in &chores.acks {
+        for _ in acks.chunks(IDS_PER_CALL) {
+            if let Some(why) = failed(i) {
+                tracing::debug!(key = loggable(key), why, "XACK failed");
+            }
+            i += 1;
+        }
+    }
+    for (key, entries) in &chores.requeues {
+        for _ in entries.chunks(IDS_PER_CALL) {
+            if let Some(why) = failed(i) {
+                tracing::warn!(
+                    key = loggable(key),
+                    why,
+                    "requeue failed; entries stay pending"
+                );
+            }
+            i += 1;
+        }
+    }
+    // Refused (CLIENT not allowed): the read ends at its BLOCK timeout instead.
+    i += chores.unblock.len();
+    for key in &chores.removals {
+        match results.get(i) {
+            Some(Ok(Value::Int(1))) => {
+                tracing::debug!(key = loggable(key), "removed an unused empty queue")
+            }
+            Some(result) => {
+                if let Some(why) = is_server_error(result) {
+                    tracing::debug!(key = loggable(key), why, "removing an empty queue failed");
+                }
+            }
+            None => {}
+        }
+        i += 1;
+    }
+}
+
+/// Clear the full mark of streams that have room again (consumers acknowledged entries).
+async fn recheck_full(
+    conn: &mut MultiplexedConnection,
+    config: &Config,
+    shared: &Shared,
+) -> RedisResult<()> {
+    let keys = shared.full_streams();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for key in &keys {
+        pipe.cmd("XLEN").arg(key);
+    }
+    let lens: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
+    for (key, len) in keys.iter().zip(lens) {
+        if let Ok(Value::Int(len)) = len
+            && usize::try_from(len).is_ok_and(|len| len < config.max_queue_len)
+        {
+            tracing::debug!(key = loggable(key), len, "queue has room again");
+            shared.set_full(key, false);
+        }
+    }
+    Ok(())
+}
+
+/// The reason a SEND failed, as the client reads it in the ERROR's `message` (the same text as
+/// a refusal at once: "message refused: ...").
+fn refusal(error: &Error) -> String {
+    wsx_stomp::Error::Refused(error.to_string()).to_string()
+}
+
+/// Confirm a SEND made with an origin: stored, or failed with `failed`'s reason.
+fn confirm(out: &mut Vec<Confirmation>, origin: &Option<Origin>, failed: Option<&Error>) {
+    if let Some(origin) = origin {
+        out.push(match failed {
+            None => Confirmation::Stored(origin.clone()),
+            Some(error) => Confirmation::Failed(origin.clone(), refusal(error)),
+        });
+    }
+}
+
+/// Count and log failed SENDs (the server refused them: never silently); mark the streams
+/// found at their length limit. Returns the outcomes of the SENDs made with an origin, in
+/// batch order. `results` are the SENDs' replies.
+fn report(
+    config: &Config,
+    shared: &Shared,
+    sends: &[Cmd],
+    results: &[RedisResult<Value>],
+) -> Vec<Confirmation> {
+    let mut confirmations = Vec::new();
+    let mut i = 0;
+    for cmd in sends {
+        match cmd {
+            Cmd::Publish {
+                channel, origin, ..
+            } => {
+                let result = results.get(i);
+                match result.and_then(is_server_error) {
+                    Some(why) => {
+                        shared.send_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            channel = loggable(channel),
+                            why,
+                            "redis refused a topic SEND"
+                        );
+                        confirm(&mut confirmations, origin, Some(&Error::Redis(why)));
+                    }
+                    None if result.is_none() => {
+                        shared.send_failures.fetch_add(1, Ordering::Relaxed);
+                        let error = Error::Redis("no reply to PUBLISH".to_owned());
+                        confirm(&mut confirmations, origin, Some(&error));
+                    }
+                    None => confirm(&mut confirmations, origin, None),
+                }
+                i += 1;
+            }
+            Cmd::XAdd {
+                key,
+                destination,
+                origin,
+                ..
+            } => {
+                let refused = |error: Error| {
+                    shared.send_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        destination = loggable(destination),
+                        error = loggable(&error.to_string()),
+                        "an accepted SEND was refused by redis"
+                    );
+                    error
+                };
+                match results.get(i) {
+                    Some(Ok(Value::Int(-1))) => {
+                        // Accepted by the engine before it knew the queue was full.
+                        shared.set_full(key, true);
+                        let error = refused(Error::QueueFull {
+                            destination: destination.to_string(),
+                            limit: config.max_queue_len,
+                        });
+                        confirm(&mut confirmations, origin, Some(&error));
+                    }
+                    Some(Ok(Value::Int(-2))) => {
+                        let error = refused(Error::QueueBytes {
+                            destination: destination.to_string(),
+                            limit: config.max_queue_bytes,
+                        });
+                        confirm(&mut confirmations, origin, Some(&error));
+                    }
+                    // Stored by an earlier try of this pipeline.
+                    Some(Ok(Value::Int(-3))) => confirm(&mut confirmations, origin, None),
+                    Some(Ok(Value::Int(len))) if *len >= 0 => {
+                        let full =
+                            usize::try_from(*len).unwrap_or(usize::MAX) >= config.max_queue_len;
+                        shared.set_full(key, full);
+                        confirm(&mut confirmations, origin, None);
+                    }
+                    result => {
+                        // An error, or a reply the script never gives: not known to be stored.
+                        let why = match result {
+                            Some(result) => is_server_error(result)
+                                .unwrap_or_else(|| format!("unexpected reply {result:?}")),
+                            None => "no reply".to_owned(),
+                        };
+                        let error = refused(Error::Redis(why));
+                        confirm(&mut confirmations, origin, Some(&error));
+                    }
+                }
+                i += 1;
+            }
+            Cmd::Barrier(_) => {}
+        }
+    }
+    confirmations
+}
