@@ -188,3 +188,63 @@ fn the_heart_beat_check_waits_while_input_is_paused() {
         Some(h.now + std::time::Duration::from_millis(1500))
     );
 }
+
+#[test]
+fn a_commit_fanning_out_past_the_output_budget_to_its_own_subscriptions_is_an_error() {
+    let mut h = Harness::new(SessionConfig::default().max_unwritten_bytes(64 * 1024));
+    let client = h.connect();
+    for i in 0..64 {
+        h.send(client, subscribe(&format!("{i:0>200}"), "/topic/x", "auto"));
+    }
+    h.send(
+        client,
+        Frame::new(Command::Begin).with_header("transaction", "t"),
+    );
+    // 1,024 tiny SENDs: far under the transaction limits, but 65,536 MESSAGE frames to the
+    // client's own subscriptions in the one COMMIT frame.
+    for _ in 0..1024 {
+        h.send(
+            client,
+            send("/topic/x", "x").with_header("transaction", "t"),
+        );
+    }
+    h.written(client);
+    h.send(
+        client,
+        Frame::new(Command::Commit).with_header("transaction", "t"),
+    );
+    let seen = h.drain(client);
+    let error = common::assert_error(&seen, "output budget");
+    assert!(
+        error
+            .header("message")
+            .is_some_and(|m| m.contains("own subscriptions")),
+        "{error:?}"
+    );
+    assert!(
+        common::frames(&seen)
+            .iter()
+            .all(|f| f.command != Command::Message),
+        "nothing applied"
+    );
+
+    // A transaction whose own deliveries fit is committed.
+    let mut h = Harness::new(SessionConfig::default().max_unwritten_bytes(64 * 1024));
+    let client = h.connect();
+    h.send(client, subscribe("s", "/topic/chat", "auto"));
+    h.send(
+        client,
+        Frame::new(Command::Begin).with_header("transaction", "t"),
+    );
+    for i in 0..10 {
+        h.send(
+            client,
+            send("/topic/chat", &format!("m{i}")).with_header("transaction", "t"),
+        );
+    }
+    h.send(
+        client,
+        Frame::new(Command::Commit).with_header("transaction", "t"),
+    );
+    assert_eq!(h.frames(client).len(), 10);
+}

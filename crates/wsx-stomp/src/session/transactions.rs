@@ -12,6 +12,12 @@
 //! COMMIT is all or nothing: every buffered ACK and NACK is resolved against the pending
 //! deliveries first (destinations and permissions were checked when the SEND arrived); if one
 //! does not match, the COMMIT fails with an ERROR and nothing is applied.
+//!
+//! A COMMIT is one frame, and the session's output budget
+//! ([`crate::SessionConfig::max_unwritten_bytes`]) is checked between frames: so a COMMIT
+//! whose SENDs would deliver more than that budget to the session's *own* subscriptions at
+//! once (a thousand SENDs to a topic it subscribed to 64 times, say) is refused with an ERROR
+//! naming the budget before anything is applied.
 
 use std::collections::{HashMap, HashSet};
 
@@ -87,7 +93,29 @@ enum Step {
     Ack(ResolvedAck),
 }
 
+/// Per MESSAGE frame, what its subscriber-specific head (`subscription`, `message-id`, …)
+/// takes beyond the subscription id, for [`Session::own_fan_out_bytes`].
+const HEAD_ESTIMATE: usize = 64;
+
 impl Session {
+    /// About how many bytes the SENDs among `steps` would deliver to this session's own
+    /// subscriptions (each SEND counted once per own subscription to its destination).
+    fn own_fan_out_bytes(&self, steps: &[Step]) -> usize {
+        steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::Send(publish) => Some(publish),
+                Step::Ack(_) => None,
+            })
+            .flat_map(|publish| {
+                self.subs
+                    .values()
+                    .filter(move |sub| sub.destination == publish.destination)
+                    .map(move |sub| publish.size() + sub.id.len() + HEAD_ESTIMATE)
+            })
+            .fold(0, usize::saturating_add)
+    }
+
     pub(super) fn on_begin(&mut self, frame: &Frame) -> Handled {
         let tx = require(frame, "transaction")?;
         if self.transactions.open.contains_key(tx) {
@@ -166,6 +194,14 @@ impl Session {
                     steps.push(Step::Ack(resolved));
                 }
             }
+        }
+        let own = self.own_fan_out_bytes(&steps);
+        if own > self.config.max_unwritten_bytes {
+            return Err(Fail::new(format!(
+                "transaction `{tx}` would deliver about {own} bytes to this connection's own \
+                 subscriptions at once: more than its output budget of {} bytes",
+                self.config.max_unwritten_bytes
+            )));
         }
         let total = steps.len();
         let receipt = frame.header("receipt");
