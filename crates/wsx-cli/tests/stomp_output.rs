@@ -277,3 +277,50 @@ async fn own_output_never_read_stays_bounded() {
     assert_eq!(other.message_body().await, "after");
     writer.abort();
 }
+
+/// A client whose input is paused because it never reads its own output (heart-beats off, so
+/// nothing but the idle limit can end it) is closed after the idle limit, not held forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_after_the_idle_limit() {
+    let server = Server::start(&["--stomp-idle-timeout", "2"]);
+    let mut attacker = Client::open_small_window(&server).await;
+    attacker.feed(
+        Frame::new(Command::Connect)
+            .with_header("accept-version", "1.2")
+            .with_header("host", "localhost")
+            .with_header("heart-beat", "0,0"),
+    );
+    for i in 0..64 {
+        attacker.feed(
+            Frame::new(Command::Subscribe)
+                .with_header("id", format!("{i}"))
+                .with_header("destination", "/topic/mirror"),
+        );
+    }
+    attacker.flush().await;
+    let started = Instant::now();
+    // SENDs until the server stops reading them (the writes then block).
+    let writer = tokio::spawn(async move {
+        for i in 0..100_000 {
+            attacker.feed(
+                Frame::new(Command::Send)
+                    .with_header("destination", "/topic/mirror")
+                    .with_body(format!("{i}")),
+            );
+            if i % 100 == 99 {
+                attacker.flush().await;
+            }
+        }
+        attacker
+    });
+    // The session goes away without the client ever reading.
+    while server.metric_value("wsx_stomp_sessions").await != Some(0) {
+        assert!(started.elapsed() < WAIT, "the paused client is still open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "closed by the idle limit, not before"
+    );
+    writer.abort();
+}

@@ -90,6 +90,8 @@ use wire::Fed;
 const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 /// Unwritten output above which the task stops taking frames from its link.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// How long a session's input may stay paused when `--stomp-idle-timeout` is off.
+const MAX_PAUSE: Duration = Duration::from_secs(300);
 /// The least bytes of `ack:auto` topic messages a connection's link may hold before it counts as
 /// too slow.
 const MIN_QUEUED_BYTES: usize = 8 << 20;
@@ -176,6 +178,10 @@ pub struct StompOptions<'a> {
 pub struct Stomp {
     hub: Hub<BrokerEngine>,
     ws_config: WebSocketConfig,
+    /// How long a session's input may stay paused (its client does not read its output)
+    /// before the connection is closed as too slow: the idle limit, or [`MAX_PAUSE`] when
+    /// that is off.
+    max_pause: Duration,
     /// What Redis sends this node, until [`Stomp::spawn_redis_pump`] takes it.
     redis_events: Mutex<Option<RedisEvents>>,
 }
@@ -228,14 +234,24 @@ impl Stomp {
         };
         // A WebSocket message may pack a few frames; the decoder enforces the frame limits.
         let message_limit = limits.max_frame_size.saturating_mul(2);
+        // The task keeps at most WRITE_HIGH_WATER plus one frame in the WebSocket's buffer; the
+        // WebSocket's own output budget must sit above that, so that the session alone decides
+        // when a client's input pauses (and suspends its heart-beat check meanwhile).
+        let write_budget = base.max_write_buffer.max(
+            WRITE_HIGH_WATER
+                .saturating_add(message_limit)
+                .saturating_add(64 * 1024),
+        );
         let ws_config = base
             .clone()
             .max_message_size(message_limit)
-            .max_frame_size(message_limit);
+            .max_frame_size(message_limit)
+            .backpressure(write_budget, base.backpressure);
         Ok(Stomp {
             hub: Hub::new(Broker::new(engine, config, auth), metrics, queue_limits),
             ws_config,
             redis_events: Mutex::new(redis_events),
+            max_pause: options.idle_timeout.unwrap_or(MAX_PAUSE),
         })
     }
 
@@ -370,7 +386,15 @@ pub async fn session(
     // Whether the session takes input (its output backlog is within its budget).
     let mut reading = true;
 
+    // Since when the session's input has been paused, if it is.
+    let mut paused_since: Option<tokio::time::Instant> = None;
+
     let end = 'session: loop {
+        paused_since = if reading {
+            None
+        } else {
+            paused_since.or_else(|| Some(tokio::time::Instant::now()))
+        };
         // Write what the broker produced for this connection, up to the high-water mark.
         let budget = WRITE_HIGH_WATER.saturating_sub(ws.buffered_amount());
         let taken = link.take(budget, &mut batch);
@@ -412,8 +436,17 @@ pub async fn session(
                 None => std::future::pending().await,
             }
         };
+        // A client that does not read its output for that long is closed as too slow (the
+        // session's own deadlines do this too, unless its idle limit is off).
+        let stalled = async {
+            match paused_since {
+                Some(since) => tokio::time::sleep_until(since + stomp.max_pause).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = super::wait_shutdown(&mut shutdown) => break End::Shutdown,
+            () = stalled => break End::Kicked,
             () = link.notify.notified() => {}
             () = timer => {
                 let status = hub.timeout(conn);
