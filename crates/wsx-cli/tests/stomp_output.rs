@@ -313,7 +313,12 @@ async fn a_client_that_never_reads_is_closed_after_the_idle_limit() {
         }
         attacker
     });
-    // The session goes away without the client ever reading.
+    // The session is there (the server may count it a moment after the client's handshake),
+    // then goes away without the client ever reading.
+    while server.metric_value("wsx_stomp_sessions").await != Some(1) {
+        assert!(started.elapsed() < WAIT, "the session never opened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     while server.metric_value("wsx_stomp_sessions").await != Some(0) {
         assert!(started.elapsed() < WAIT, "the paused client is still open");
         tokio::time::sleep(Duration::from_millis(50)).await;
