@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use redis::Client;
@@ -117,6 +117,9 @@ impl RedisEngine {
         let client = Client::open(config.url.as_str()).map_err(|e| Error::Url(e.to_string()))?;
         let config = Arc::new(config);
         let shared = Arc::new(Shared::default());
+        shared
+            .held_budget
+            .store(config.max_held_bytes, Ordering::Relaxed);
         let incarnation = crate::random_u64();
         let (stop, shutdown) = watch::channel(());
         let (events, events_rx) = mpsc::channel(io::EVENTS_CAPACITY);
@@ -154,6 +157,7 @@ impl RedisEngine {
                 shared: shared.clone(),
                 events,
                 client_id: Arc::new(AtomicU64::new(0)),
+                largest: AtomicUsize::new(0),
                 shutdown,
             }
             .run(),

@@ -125,6 +125,20 @@
 //! again before this node's next write. Requeues (a copy added and the original deleted
 //! together) do not change the length (unless Redis lost the original) and are never refused.
 //!
+//! ## Bytes a node holds: bounded
+//!
+//! Credit is counted in entries (the consumers' windows), not bytes. The entries a node holds
+//! — read or claimed and not yet acknowledged, given back or dropped: waiting for a local
+//! consumer with room, or delivered and not acknowledged — are bounded in bytes, node-wide,
+//! by [`Config::max_held_bytes`] (default 64 MiB; [`RedisMetrics::held_bytes`]). While the
+//! node holds that much its reader reads and claims nothing (consumers still get what the
+//! node holds, and an ACK, a consumer leaving or a requeue releases bytes and lets it read
+//! again). A read is sized to the room left at the largest entry seen, so it passes the
+//! budget by at most one entry per queue read at once (of entries no larger than those seen
+//! before). The budget is the node's: consumers that never acknowledge what they hold keep
+//! it full, and the node's other queue consumers get nothing new from Redis until those
+//! acknowledge, leave or are disconnected.
+//!
 //! ## Resilience
 //!
 //! When Redis goes away the node keeps its clients. Every task reconnects with exponential
@@ -154,7 +168,7 @@ mod io;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub use engine::{RedisEngine, RedisEvent, RedisEvents};
@@ -234,6 +248,12 @@ pub struct Config {
     /// Bytes of messages a queue's stream may hold (the encoded entries not acknowledged yet)
     /// before SENDs to it are refused (default 256 MiB), checked by the `XADD` script.
     pub max_queue_bytes: usize,
+    /// Bytes of queue entries this node may hold — read or claimed from Redis and not yet
+    /// acknowledged or given back, waiting for a local consumer or delivered to one — before
+    /// its reader reads (and claims) nothing more until some are released (default 64 MiB).
+    /// One read may pass it by at most one entry per queue read: see the crate docs, *Bytes
+    /// a node holds*.
+    pub max_held_bytes: usize,
     /// How long an empty queue's stream and group stay in Redis after the last consumer of
     /// every node left (default 60 s): then the node that saw its last consumer leave deletes
     /// them (if still empty, nothing pending, and no node consumed in the meantime).
@@ -265,6 +285,7 @@ impl Config {
             max_queue_len: 100_000,
             max_pending_bytes: 64 << 20,
             max_queue_bytes: 256 << 20,
+            max_held_bytes: 64 << 20,
             empty_queue_grace: Duration::from_secs(60),
             write_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(50),
@@ -311,6 +332,12 @@ impl Config {
     /// Set how many bytes of messages a queue's stream may hold.
     pub fn max_queue_bytes(mut self, n: usize) -> Self {
         self.max_queue_bytes = n.max(1);
+        self
+    }
+
+    /// Set how many bytes of queue entries this node may hold before its reader waits.
+    pub fn max_held_bytes(mut self, n: usize) -> Self {
+        self.max_held_bytes = n.max(1);
         self
     }
 
@@ -363,6 +390,9 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
+/// Entries held per stream key: entry id to blob size.
+type Owned = HashMap<Arc<str>, HashMap<Arc<str>, usize>>;
+
 /// State shared by the engine and its tasks.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
@@ -375,8 +405,13 @@ pub(crate) struct Shared {
     dropped: AtomicU64,
     malformed: AtomicU64,
     /// Queue entries this node holds (read or claimed, not yet acknowledged or requeued),
-    /// per stream key: the readers keep their idle time fresh.
-    owned: Mutex<HashMap<Arc<str>, HashSet<Arc<str>>>>,
+    /// per stream key, with the size of their blob: the readers keep their idle time fresh.
+    owned: Mutex<Owned>,
+    /// The bytes of the entries in `owned` (changed under its lock).
+    held_bytes: AtomicUsize,
+    /// [`Config::max_held_bytes`]: when a release brings `held_bytes` under it, the reader is
+    /// woken.
+    held_budget: AtomicUsize,
     /// Stream keys of queues at [`Config::max_queue_len`], as the writer last saw them: SENDs
     /// to them are refused at once. The writer clears a mark once the stream has room again.
     full: Mutex<HashSet<String>>,
@@ -407,18 +442,52 @@ impl Shared {
         }
     }
 
-    /// Entries of stream `key` no longer held by this node: the readers stop refreshing them.
+    /// Entry `id` of stream `key`, of `size` bytes, now held by this node (read or claimed):
+    /// the reader keeps it fresh, and its bytes count against [`Config::max_held_bytes`].
+    pub(crate) fn hold(&self, key: &Arc<str>, id: &Arc<str>, size: usize) {
+        let mut owned = self.owned.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = owned
+            .entry(key.clone())
+            .or_default()
+            .insert(id.clone(), size)
+            .unwrap_or(0);
+        self.held_bytes.fetch_add(size, Ordering::Relaxed);
+        self.held_bytes.fetch_sub(old, Ordering::Relaxed);
+    }
+
+    /// Entries of stream `key` no longer held by this node (acknowledged, given back or
+    /// dropped): the readers stop refreshing them, and their bytes are released (waking the
+    /// reader if that brings the node under [`Config::max_held_bytes`]).
     pub(crate) fn forget(&self, key: &Arc<str>, ids: &[Arc<str>]) {
-        if let Ok(mut owned) = self.owned.lock()
-            && let Some(set) = owned.get_mut(key)
-        {
-            for id in ids {
-                set.remove(id);
-            }
-            if set.is_empty() {
-                owned.remove(key);
-            }
+        let mut owned = self.owned.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(set) = owned.get_mut(key) else {
+            return;
+        };
+        let released: usize = ids.iter().filter_map(|id| set.remove(id)).sum();
+        if set.is_empty() {
+            owned.remove(key);
         }
+        let before = self.held_bytes.fetch_sub(released, Ordering::Relaxed);
+        drop(owned);
+        let budget = self.held_budget.load(Ordering::Relaxed);
+        if released > 0 && before >= budget && before - released < budget {
+            self.wanted.notify();
+        }
+    }
+
+    /// Bytes of the queue entries this node holds.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.held_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The ids of the entries this node holds, per stream.
+    pub(crate) fn owned_ids(&self) -> Vec<(Arc<str>, Vec<Arc<str>>)> {
+        self.owned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(key, ids)| (key.clone(), ids.keys().cloned().collect()))
+            .collect()
     }
 
     /// The streams marked full.
@@ -476,6 +545,13 @@ impl RedisMetrics {
     /// ([`RedisEvents::CAPACITY`] waiting).
     pub fn dropped(&self) -> u64 {
         self.0.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the queue entries this node holds: read or claimed from Redis and not yet
+    /// acknowledged or given back (waiting for a local consumer, or delivered and not
+    /// acknowledged). The reader reads nothing more while it is at [`Config::max_held_bytes`].
+    pub fn held_bytes(&self) -> usize {
+        self.0.held_bytes()
     }
 
     /// Messages read from Redis that were not in this engine's format (skipped).

@@ -290,6 +290,12 @@ impl Metrics {
                 u64::try_from(redis.pending_sends()).unwrap_or(u64::MAX),
             );
             metric(
+                "wsx_stomp_redis_held_bytes",
+                "gauge",
+                "Bytes of queue messages fetched from Redis and not yet acknowledged or given back.",
+                u64::try_from(redis.held_bytes()).unwrap_or(u64::MAX),
+            );
+            metric(
                 "wsx_stomp_redis_send_failures_total",
                 "counter",
                 "STOMP SENDs refused (Redis unreachable with the backlog full, or a Redis error).",
@@ -397,6 +403,7 @@ mod tests {
             "wsx_stomp_redis_connected 0\n",
             "wsx_stomp_redis_reconnects_total 0\n",
             "wsx_stomp_redis_pending_sends 0\n",
+            "wsx_stomp_redis_held_bytes 0\n",
             "wsx_stomp_redis_send_failures_total 0\n",
             "wsx_stomp_redis_dropped_total 0\n",
             "# TYPE wsx_stomp_redis_connected gauge\n",

@@ -158,6 +158,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 256 << 20,
           value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
     pub redis_max_queue_bytes: u64,
+    /// Bytes of queue messages this node may hold, fetched from Redis and not yet
+    /// acknowledged (waiting for a consumer with room, or delivered and not acknowledged):
+    /// at it, the node fetches nothing more until some are acknowledged or given back.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    pub redis_max_held_bytes: u64,
     /// Seconds an empty queue's stream and group stay in Redis once no node consumes it;
     /// then they are removed (if still empty).
     #[arg(long, value_name = "SECS", default_value_t = 60,
@@ -270,6 +276,7 @@ impl Default for ServeArgs {
             redis_max_queue_len: 100_000,
             redis_max_pending_bytes: 64 << 20,
             redis_max_queue_bytes: 256 << 20,
+            redis_max_held_bytes: 64 << 20,
             redis_queue_grace: 60,
         }
     }
@@ -425,6 +432,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                 max_pending_bytes: usize::try_from(args.redis_max_pending_bytes)
                     .unwrap_or(usize::MAX),
                 max_queue_bytes: usize::try_from(args.redis_max_queue_bytes).unwrap_or(usize::MAX),
+                max_held_bytes: usize::try_from(args.redis_max_held_bytes).unwrap_or(usize::MAX),
                 queue_grace: Duration::from_secs(args.redis_queue_grace),
             },
         };

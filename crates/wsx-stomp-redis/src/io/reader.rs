@@ -16,6 +16,18 @@
 //!   claim timeout — those of a dead node — with `XAUTOCLAIM`, no more per stream than its
 //!   credit.
 //!
+//! ## Bytes held
+//!
+//! Credit counts entries; the bytes the node holds (read or claimed, not yet acknowledged or
+//! given back: [`crate::Shared::hold`], [`crate::Shared::forget`]) are bounded apart, by
+//! [`Config::max_held_bytes`]. While the node holds that much, the reader neither reads nor
+//! claims (the credit stays; the engine keeps delivering what it holds); the release that
+//! brings it under the budget wakes the reader. Below it, the `COUNT` of a read (and of a
+//! claim) is also at most the room left divided by the largest entry seen so far and by the
+//! number of streams read, and at least 1: a read passes the budget by at most one entry per
+//! stream read, of an entry no larger than those seen before (the first read of a node,
+//! before any entry was seen, reads one per stream).
+//!
 //! ## Stopping a stream
 //!
 //! When the last local consumer of a queue leaves, the engine moves its [`Want`] to
@@ -30,7 +42,7 @@
 //! once no entry of a queue without local consumers is left pending at this node.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -61,6 +73,9 @@ pub(crate) struct Reader {
     pub events: Events,
     /// The Redis client id of the reader's connection (0: none), for `CLIENT UNBLOCK`.
     pub client_id: Arc<AtomicU64>,
+    /// The largest entry read or claimed so far (bytes; 0: none yet), to size reads to the
+    /// room left under [`Config::max_held_bytes`].
+    pub largest: AtomicUsize,
     pub shutdown: watch::Receiver<()>,
 }
 
@@ -166,7 +181,8 @@ impl Reader {
                     .iter()
                     .map(|(_, _, credit)| *credit)
                     .min()
-                    .unwrap_or(1);
+                    .unwrap_or(1)
+                    .min(self.room(reading.len()));
                 let reading: Reading = reading.into_iter().map(|(k, i, _)| (k, i)).collect();
                 let mut cmd = redis::cmd("XREADGROUP");
                 cmd.arg("GROUP")
@@ -243,9 +259,33 @@ impl Reader {
         }
     }
 
-    /// The streams to read now: ready, with credit.
+    /// Entries to read (or claim) per stream, over `streams` streams, so that the entries held
+    /// stay under [`Config::max_held_bytes`] at the largest entry size seen: at least 1 (so one
+    /// read passes the budget by at most one entry per stream), and 1 while no entry was seen
+    /// yet.
+    fn room(&self, streams: usize) -> usize {
+        let left = self
+            .config
+            .max_held_bytes
+            .saturating_sub(self.shared.held_bytes());
+        match self.largest.load(Ordering::Relaxed) {
+            0 => 1,
+            largest => (left / largest.saturating_mul(streams.max(1))).max(1),
+        }
+    }
+
+    /// Whether the node holds [`Config::max_held_bytes`] or more: it reads nothing then.
+    fn at_budget(&self) -> bool {
+        self.shared.held_bytes() >= self.config.max_held_bytes
+    }
+
+    /// The streams to read now: ready, with credit; none while the node is at its budget of
+    /// held bytes.
     fn read_set(&self, ready: &HashMap<Arc<str>, Inflight>) -> Vec<(Arc<str>, Inflight, usize)> {
         let wanted = self.shared.wanted.lock();
+        if self.at_budget() {
+            return Vec::new();
+        }
         wanted
             .streams
             .iter()
@@ -383,9 +423,8 @@ impl Reader {
                     want.credit = want.credit.saturating_sub(1);
                 }
             }
-            if let Ok(mut owned) = self.shared.owned.lock() {
-                owned.entry(key.clone()).or_default().insert(id.clone());
-            }
+            self.largest.fetch_max(payload.len(), Ordering::Relaxed);
+            self.shared.hold(key, &id, payload.len());
             *seq += 1;
             inflight
                 .lock()
@@ -422,13 +461,7 @@ impl Reader {
         for (key, _, _) in &streams {
             self.consume(&mut pipe, key, false);
         }
-        let owned: Vec<(Arc<str>, Vec<Arc<str>>)> = match self.shared.owned.lock() {
-            Ok(owned) => owned
-                .iter()
-                .map(|(key, ids)| (key.clone(), ids.iter().cloned().collect()))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+        let owned = self.shared.owned_ids();
         for (key, ids) in &owned {
             for chunk in ids.chunks(256) {
                 let ids: Vec<&str> = chunk.iter().map(|id| &**id).collect();
@@ -453,7 +486,8 @@ impl Reader {
                 .collect();
             let mut left = credit;
             let mut start = String::from("0-0");
-            while left > 0 {
+            // Within the budget of held bytes, as reads are.
+            while left > 0 && !self.at_budget() {
                 let reply: RedisResult<StreamAutoClaimReply> = redis::cmd("XAUTOCLAIM")
                     .arg(&*key)
                     .arg(&self.config.group)
@@ -461,7 +495,7 @@ impl Reader {
                     .arg(min_idle)
                     .arg(&start)
                     .arg("COUNT")
-                    .arg(left.min(MAX_CLAIM))
+                    .arg(left.min(MAX_CLAIM).min(self.room(1)))
                     .query_async(conn)
                     .await;
                 let reply = match reply {

@@ -173,6 +173,9 @@ pub struct RedisSettings {
     /// Bytes of messages a queue may hold in Redis before SENDs to it are refused with an
     /// ERROR.
     pub max_queue_bytes: usize,
+    /// Bytes of queue messages this node may hold (fetched, not acknowledged) before it
+    /// fetches nothing more.
+    pub max_held_bytes: usize,
     /// How long an empty queue nobody consumes stays in Redis.
     pub queue_grace: Duration,
 }
@@ -212,6 +215,7 @@ impl BrokerEngine {
                     .max_queue_len(settings.max_queue_len)
                     .max_pending_bytes(settings.max_pending_bytes)
                     .max_queue_bytes(settings.max_queue_bytes)
+                    .max_held_bytes(settings.max_held_bytes)
                     .empty_queue_grace(settings.queue_grace);
                 if let Some(id) = &settings.node_id {
                     config = config.node_id(id.clone());
@@ -380,6 +384,7 @@ mod tests {
             max_queue_len: 100,
             max_pending_bytes: 1 << 20,
             max_queue_bytes: 1 << 20,
+            max_held_bytes: 1 << 20,
             queue_grace: Duration::from_secs(60),
         };
         let memory = MemorySettings::default();
