@@ -109,6 +109,9 @@ pub struct Connection {
     /// [`PONG_COALESCE_AT`]): queued before the next frame, or once the queue has drained.
     /// Only ever set while the output queue is not empty.
     pending_pong: Option<PongPayload>,
+    /// The size of the frame of `pending_pong` (0 without one), so that
+    /// [`Connection::buffered_amount`] is one addition on the hot path.
+    pending_pong_bytes: usize,
     close_sent: bool,
     close_received: bool,
     failed: bool,
@@ -129,6 +132,7 @@ impl Connection {
             deflate: None,
             out_fragmented: None,
             pending_pong: None,
+            pending_pong_bytes: 0,
             close_sent: false,
             close_received: false,
             failed: false,
@@ -341,7 +345,9 @@ impl Connection {
                     } else {
                         // The peer is not reading what we send: owe it one pong, for this
                         // ping (copied: the payload shares the read buffer's memory).
-                        self.pending_pong = Some(PongPayload::new(&payload));
+                        let pong = PongPayload::new(&payload);
+                        self.pending_pong_bytes = 2 + pong.as_slice().len();
+                        self.pending_pong = Some(pong);
                     }
                 }
                 Ok(Step::Message(Message::Ping(payload)))
@@ -565,15 +571,25 @@ impl Connection {
         self.close_sent = true;
     }
 
-    #[inline]
+    #[inline(always)]
     fn queue_frame(&mut self, opcode: OpCode, rsv1: bool, payload: &[u8], shared: Option<&Bytes>) {
         self.queue_pending_pong();
         self.push_frame(opcode, rsv1, payload, shared);
     }
 
     /// Queue the pong owed to the peer, if there is one, ahead of what comes next.
-    #[inline]
+    #[inline(always)]
     fn queue_pending_pong(&mut self) {
+        if self.pending_pong.is_some() {
+            self.queue_pending_pong_cold();
+        }
+    }
+
+    /// The rare case of [`Connection::queue_pending_pong`], kept out of the send path.
+    #[cold]
+    #[inline(never)]
+    fn queue_pending_pong_cold(&mut self) {
+        self.pending_pong_bytes = 0;
         if let Some(pong) = self.pending_pong.take() {
             self.push_frame(OpCode::Pong, false, pong.as_slice(), None);
         }
@@ -597,10 +613,7 @@ impl Connection {
     /// The number of bytes queued for writing (with the pong owed to the peer, if one waits).
     #[inline]
     pub fn buffered_amount(&self) -> usize {
-        match &self.pending_pong {
-            None => self.out.len(),
-            Some(p) => self.out.len() + 2 + p.as_slice().len(),
-        }
+        self.out.len() + self.pending_pong_bytes
     }
 
     /// Whether a pong waits outside the output queue for the queue to drain (see

@@ -414,7 +414,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Check the timers while waiting for the transport: the shutdown token, keepalive and the
     /// close deadline. Whether one fired (the state changed: loop again).
-    #[inline]
+    #[inline(always)]
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
         if self.poll_shutdown_signal(cx) {
             return true;
@@ -450,7 +450,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Whether the shutdown token fired just now (a close 1001 was queued).
+    #[inline(always)]
     fn poll_shutdown_signal(&mut self, cx: &mut Context<'_>) -> bool {
+        self.shutdown.is_some() && self.poll_shutdown_token(cx)
+    }
+
+    /// [`WebSocket::poll_shutdown_signal`] with a token set, kept out of the receive loop.
+    #[inline(never)]
+    fn poll_shutdown_token(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(signal) = self.shutdown.as_mut() else {
             return false;
         };
@@ -510,6 +517,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Read more bytes into the connection's buffer.
+    #[inline(always)]
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let want = self.conn.read_hint().clamp(READ_CHUNK, MAX_RESERVE);
         let buf = self.conn.recv_buf_reserve(READ_CHUNK / 4, want);
