@@ -18,17 +18,6 @@ use common::{Server, WAIT};
 
 type Ws = WebSocket<wsx::MaybeTlsStream>;
 
-/// The server's resident memory, in bytes (`VmRSS` of /proc/PID/status).
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line");
-    kib * 1024
-}
-
 /// A TCP connection with a 4 KiB receive buffer, upgraded to a WebSocket on `path` by hand.
 async fn raw_websocket(addr: SocketAddr, path: &str) -> TcpStream {
     let socket = TcpSocket::new_v4().expect("socket");
@@ -100,7 +89,7 @@ async fn invalid_messages_never_read_do_not_grow_the_server() {
     const MAX_GROWTH: u64 = 64 << 20;
     let server = Server::start(&[]);
     let mut other = join(&server, "calm", "other").await;
-    let before = rss_bytes(server.pid());
+    let before = server.rss_kib() * 1024;
 
     let mut flood = raw_websocket(server.addr, "/ws/chat/flood").await;
     // Masked (with a zero key) one-byte text frames: `x`, not JSON.
@@ -125,7 +114,7 @@ async fn invalid_messages_never_read_do_not_grow_the_server() {
             Ok(Err(_)) => break,
         }
     }
-    let growth = rss_bytes(server.pid()).saturating_sub(before);
+    let growth = (server.rss_kib() * 1024).saturating_sub(before);
     eprintln!(
         "sent {} KiB of one-byte messages (writes blocked: {blocked}); server RSS growth {} KiB",
         sent / 1024,

@@ -11,16 +11,6 @@ use wsx_stomp::{Command, Frame};
 /// The most a test attack may grow the server's resident memory.
 const MAX_RSS_GROWTH_KB: u64 = 64 << 10;
 
-/// The resident memory of process `pid`, in KiB.
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line")
-}
-
 /// A second client, connected before the attack: it must still be served after it.
 async fn still_served(bystander: &mut Client, destination: &str) {
     bystander
@@ -76,12 +66,12 @@ async fn fill_transaction(
     len: usize,
     max: usize,
 ) -> (usize, String, u64) {
-    let before = rss_kb(server.pid());
+    let before = server.rss_kib();
     client
         .send(Frame::new(Command::Begin).with_header("transaction", "t"))
         .await;
     let (sent, error) = send_until_error(client, max, |_| header_only_send("t", n, len)).await;
-    (sent, error, rss_kb(server.pid()).saturating_sub(before))
+    (sent, error, server.rss_kib().saturating_sub(before))
 }
 
 /// A header-only SEND in transaction `tx`: `n` custom headers of `len` bytes each.

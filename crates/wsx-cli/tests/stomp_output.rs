@@ -17,17 +17,6 @@ use wsx_stomp::{Command, Frame};
 /// Messages sent, each confirmed by a RECEIPT.
 const SENT: usize = 5_000;
 
-/// The server's resident set size, in KiB.
-fn rss_kib(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
-        .expect("read /proc/PID/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line")
-}
-
 /// The topic flooded while the messages are sent, in [`Flood::Topic`] runs.
 const FLOOD: &str = "/topic/flood";
 
@@ -229,7 +218,7 @@ async fn own_output_never_read_stays_bounded() {
     other.subscribe("t", "/topic/other", "auto").await;
     other.publish_confirmed("/topic/other", "before").await;
     assert_eq!(other.message_body().await, "before");
-    let before = rss_kib(&server);
+    let before = server.rss_kib();
 
     // 64 subscriptions to one topic, then tiny SENDs to it, never reading what comes back.
     let mut attacker = Client::open_small_window(&server).await;
@@ -265,7 +254,7 @@ async fn own_output_never_read_stays_bounded() {
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut peak = before;
     while Instant::now() < deadline {
-        peak = peak.max(rss_kib(&server));
+        peak = peak.max(server.rss_kib());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let growth_mib = (peak.saturating_sub(before)) / 1024;

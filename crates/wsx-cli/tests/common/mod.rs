@@ -65,6 +65,18 @@ impl Server {
         self.child.as_ref().expect("running").id()
     }
 
+    /// The server's resident memory in KiB (`VmRSS` of /proc/PID/status), for the tests that
+    /// bound what an attack makes it hold.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("a VmRSS line")
+    }
+
     /// Kill the process at once (SIGKILL on Unix): no graceful shutdown.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
