@@ -24,10 +24,10 @@ use tracing::debug;
 use wsx::{CloseCode, MaybeTlsStream, Message, RecvOrDrained, WebSocket};
 
 use super::State;
-use super::escaped::Escaped;
 use super::room::{
     Command, Joiner, Kick, MAX_NAME_CHARS, MEMBER_QUEUE_LEN, Outgoing, RoomHandle, ServerEvent,
 };
+use wsx_broker::Escaped;
 
 /// The most characters of a chat message.
 pub const MAX_TEXT_CHARS: usize = 2000;

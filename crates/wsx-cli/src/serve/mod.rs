@@ -17,7 +17,7 @@
 
 mod chat;
 mod echo;
-mod escaped;
+
 mod metrics;
 mod room;
 mod router;
@@ -436,17 +436,12 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                 queue_grace: Duration::from_secs(args.redis_queue_grace),
             },
         };
-        let endpoint = stomp::Stomp::new(&options, &state.echo_config, state.metrics.clone())?;
-        state.stomp = Some(Arc::new(endpoint));
+        let broker = stomp::Stomp::start(&options, &state.echo_config)?;
+        state.metrics.set_broker(broker.metrics().clone());
+        state.stomp = Some(broker);
     }
     let state = Arc::new(state);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    // The Redis pump runs until the sessions are gone and Redis has their last commands.
-    let (pump_stop_tx, pump_stop_rx) = watch::channel(false);
-    let redis_pump = state
-        .stomp
-        .as_ref()
-        .and_then(|stomp| stomp.spawn_redis_pump(pump_stop_rx));
     let mut signals = Signals::new();
     // The one line on stdout: scripts and tests read the bound address from it.
     println!("listening on {scheme}://{addr}");
@@ -505,12 +500,8 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     tasks.shutdown().await;
     if let Some(stomp) = &state.stomp {
         // Queue messages the closed sessions held go back to the engine (and, with Redis, to
-        // the other nodes).
+        // the other nodes); then the Redis pump stops.
         stomp.shut_down(Duration::from_secs(2)).await;
-    }
-    let _ = pump_stop_tx.send(true);
-    if let Some(pump) = redis_pump {
-        let _ = pump.await;
     }
     info!("stopped");
     Ok(())

@@ -32,8 +32,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use wsx::Message;
 
-use super::escaped::Escaped;
 use super::metrics::Metrics;
+use wsx_broker::Escaped;
 
 /// Entries a member's outgoing queue holds before the member counts as too slow.
 pub const MEMBER_QUEUE_LEN: usize = 256;

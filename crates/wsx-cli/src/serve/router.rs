@@ -25,8 +25,8 @@ use tracing::debug;
 use wsx::MaybeTlsStream;
 use wsx_proto::handshake::{error_response, validate_upgrade};
 
-use super::escaped::Escaped;
 use super::{State, chat, echo, static_files, stomp};
+use wsx_broker::Escaped;
 
 /// Where a request goes.
 #[derive(Debug, PartialEq, Eq)]

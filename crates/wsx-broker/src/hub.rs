@@ -2,7 +2,7 @@
 //! it fills.
 //!
 //! One [`wsx_stomp::Broker`] (sans IO) lives behind a mutex in the [`Hub`], on the engine
-//! `--broker` chose ([`super::engine::BrokerEngine`]: in memory, or one node of a broker shared
+//! `--broker` chose ([`crate::backend::Backend`]: in memory, or one node of a broker shared
 //! through Redis). A connection task calls the hub when its client sends bytes
 //! ([`Hub::receive`]) or its timer fires ([`Hub::timeout`]); every call runs the broker under
 //! the lock and then, still under it, moves what the broker produced for each affected
@@ -37,7 +37,7 @@
 //! confirmations of SENDs the engine stored later (or failed to) to
 //! [`wsx_stomp::Broker::confirm`] — RECEIPTs held back until Redis stored the message, or
 //! ERRORs — and routes the woken connections like any other call. The Redis pump task of
-//! [`super::Stomp::spawn_redis_pump`] is its caller.
+//! [`crate::Broker::start`] is its caller.
 //!
 //! Metrics: [`Metered`] counts a SEND as published once the engine stored it: at once for a
 //! SEND stored at once, on its [`Confirmation::Stored`] for one stored later; a SEND refused
@@ -54,7 +54,7 @@ use wsx_stomp::{
     MemoryEngine, MessageId, Origin, Outcome, Publish, SubscriberKey, Transmit,
 };
 
-use super::super::metrics::Metrics;
+use crate::metrics::BrokerMetrics;
 
 /// The most MESSAGE frames of its `ack:auto` topic subscriptions a connection's link holds
 /// before the connection counts as too slow.
@@ -198,19 +198,19 @@ pub struct QueueLimits {
 /// as published once stored (see the module docs).
 pub struct Metered<E> {
     inner: E,
-    metrics: Arc<Metrics>,
+    metrics: Arc<BrokerMetrics>,
 }
 
 impl<E> Metered<E> {
     /// Count what `inner` publishes and delivers.
-    pub fn new(inner: E, metrics: Arc<Metrics>) -> Self {
+    pub fn new(inner: E, metrics: Arc<BrokerMetrics>) -> Self {
         Metered { inner, metrics }
     }
 
     fn count(&self, deliveries: &[Delivery]) {
         for delivery in deliveries {
             self.metrics
-                .stomp_delivered(delivery.message.destination().kind(), delivery.redelivered);
+                .delivered(delivery.message.destination().kind(), delivery.redelivered);
         }
     }
 
@@ -218,7 +218,7 @@ impl<E> Metered<E> {
     fn count_stored(&self, confirmations: &[Confirmation]) {
         for confirmation in confirmations {
             if let Confirmation::Stored(origin) = confirmation {
-                self.metrics.stomp_published(origin.destination.kind());
+                self.metrics.published(origin.destination.kind());
             }
         }
     }
@@ -260,7 +260,7 @@ impl<E: Engine> Engine for Metered<E> {
     }
 
     fn publish(&mut self, message: Publish, out: &mut Vec<Delivery>) {
-        self.metrics.stomp_published(message.destination.kind());
+        self.metrics.published(message.destination.kind());
         let n = out.len();
         self.inner.publish(message, out);
         self.count(&out[n..]);
@@ -275,7 +275,7 @@ impl<E: Engine> Engine for Metered<E> {
         let n = out.len();
         let result = self.inner.try_publish(message, out);
         if result.is_ok() {
-            self.metrics.stomp_published(kind);
+            self.metrics.published(kind);
         }
         self.count(&out[n..]);
         result
@@ -293,7 +293,7 @@ impl<E: Engine> Engine for Metered<E> {
         let n = out.len();
         let result = self.inner.try_publish_from(message, origin, out);
         if result == Ok(Outcome::Done) {
-            self.metrics.stomp_published(kind);
+            self.metrics.published(kind);
         }
         self.count(&out[n..]);
         result
@@ -330,7 +330,7 @@ struct Shared<E: Engine> {
 /// The shared STOMP broker of `wsx serve` and the links to its connections.
 pub struct Hub<E: Engine = MemoryEngine> {
     shared: Mutex<Shared<E>>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<BrokerMetrics>,
     limits: QueueLimits,
 }
 
@@ -344,7 +344,11 @@ impl<E: Engine> std::fmt::Debug for Hub<E> {
 
 impl<E: Engine> Hub<E> {
     /// A hub around `broker`; connections whose queues pass `limits` are dropped.
-    pub fn new(broker: Broker<Metered<E>>, metrics: Arc<Metrics>, limits: QueueLimits) -> Self {
+    pub fn new(
+        broker: Broker<Metered<E>>,
+        metrics: Arc<BrokerMetrics>,
+        limits: QueueLimits,
+    ) -> Self {
         Hub {
             shared: Mutex::new(Shared {
                 broker,
@@ -369,7 +373,7 @@ impl<E: Engine> Hub<E> {
                 subscriptions: 0,
             },
         );
-        self.metrics.stomp_sessions_add(1);
+        self.metrics.sessions_add(1);
         let deadline = shared.broker.poll_timeout(conn);
         (conn, link, deadline)
     }
@@ -416,9 +420,8 @@ impl<E: Engine> Hub<E> {
             woken.clear();
             woken.extend_from_slice(shared.broker.close(conn));
             if let Some(entry) = shared.links.remove(&conn) {
-                self.metrics
-                    .stomp_subscriptions_add(-signed(entry.subscriptions));
-                self.metrics.stomp_sessions_add(-1);
+                self.metrics.subscriptions_add(-signed(entry.subscriptions));
+                self.metrics.sessions_add(-1);
             }
             shared.fan_out(conn, &mut woken, Instant::now(), self, &mut wake);
             shared.scratch = woken;
@@ -547,11 +550,10 @@ impl<E: Engine> Shared<E> {
                 conn = conn.0,
                 "stomp: dropping a connection that does not keep up"
             );
-            hub.metrics.stomp_slow_disconnect();
+            hub.metrics.slow_disconnect();
             woken.extend_from_slice(self.broker.close(conn));
             if let Some(entry) = self.links.get_mut(&conn) {
-                hub.metrics
-                    .stomp_subscriptions_add(-signed(entry.subscriptions));
+                hub.metrics.subscriptions_add(-signed(entry.subscriptions));
                 entry.subscriptions = 0;
                 let mut queue = lock(&entry.link.queue);
                 queue.kicked = true;
@@ -617,7 +619,7 @@ impl<E: Engine> Shared<E> {
     }
 
     /// Bring the `wsx_stomp_subscriptions` gauge up to date with `conn`'s session.
-    fn sync_subscriptions(&mut self, conn: ConnId, metrics: &Metrics) {
+    fn sync_subscriptions(&mut self, conn: ConnId, metrics: &BrokerMetrics) {
         let now = self
             .broker
             .session(conn)
@@ -625,7 +627,7 @@ impl<E: Engine> Shared<E> {
         if let Some(entry) = self.links.get_mut(&conn)
             && entry.subscriptions != now
         {
-            metrics.stomp_subscriptions_add(signed(now) - signed(entry.subscriptions));
+            metrics.subscriptions_add(signed(now) - signed(entry.subscriptions));
             entry.subscriptions = now;
         }
     }
@@ -643,12 +645,12 @@ mod tests {
 
     use super::*;
 
-    fn hub(limits: QueueLimits) -> (Hub, Arc<Metrics>) {
+    fn hub(limits: QueueLimits) -> (Hub, Arc<BrokerMetrics>) {
         hub_with(limits, SessionConfig::default())
     }
 
-    fn hub_with(limits: QueueLimits, config: SessionConfig) -> (Hub, Arc<Metrics>) {
-        let metrics = Arc::new(Metrics::default());
+    fn hub_with(limits: QueueLimits, config: SessionConfig) -> (Hub, Arc<BrokerMetrics>) {
+        let metrics = Arc::new(BrokerMetrics::default());
         let engine = Metered::new(MemoryEngine::new(), metrics.clone());
         let broker = Broker::new(engine, config, Arc::new(AllowAll));
         (Hub::new(broker, metrics.clone(), limits), metrics)
@@ -965,7 +967,7 @@ mod tests {
 
     #[test]
     fn confirmations_release_receipts_and_count_as_published() {
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(BrokerMetrics::default());
         let engine = Metered::new(Deferring::default(), metrics.clone());
         let broker = Broker::new(engine, SessionConfig::default(), Arc::new(AllowAll));
         let hub = Hub::new(broker, metrics.clone(), roomy());
@@ -988,7 +990,7 @@ mod tests {
                 .expect("encodable");
             hub.receive(conn, &bytes, Written::default());
         };
-        let published = |metrics: &Metrics| {
+        let published = |metrics: &BrokerMetrics| {
             metrics
                 .render()
                 .contains("wsx_stomp_messages_published_total{kind=\"queue\"} 1\n")

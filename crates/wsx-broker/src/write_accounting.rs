@@ -1,5 +1,5 @@
 //! What a connection task fed to its WebSocket, and how much of it has been written to the
-//! socket since: the [`Written`] reports the session needs ([`super::hub::Hub::written`]).
+//! socket since: the [`Written`] reports the session needs ([`crate::hub::Hub::written`]).
 //!
 //! The WebSocket tells only how many bytes wait in its output buffer. The task notes, for each
 //! transmit it feeds, where its bytes end in the stream of bytes it fed (the growth of the
@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 
-use super::hub::Written;
+use crate::hub::Written;
 
 /// The transmits fed and not counted written yet, and what was counted written and not
 /// reported yet.

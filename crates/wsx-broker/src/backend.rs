@@ -3,17 +3,17 @@
 //! `--broker memory` (the default) keeps topics and queues in this process
 //! ([`wsx_stomp::MemoryEngine`]); `--broker redis://HOST:PORT[/DB]` makes the server one node
 //! of a broker shared through Redis ([`wsx_stomp_redis::RedisEngine`]): clients on any node
-//! see the same topics and queues. [`BrokerEngine`] is either one behind the
-//! [`wsx_stomp::Engine`] trait, so the [`super::hub::Hub`] and the sessions do not care which.
+//! see the same topics and queues. [`Backend`] is either one behind the
+//! [`wsx_stomp::Engine`] trait, so the [`crate::hub::Hub`] and the sessions do not care which.
 //!
 //! ```text
-//! --broker ─ BrokerUrl::from_str ─ BrokerEngine::start ─ Broker ─ Hub ─ /stomp connections
+//! --broker ─ BrokerUrl::from_str ─ Backend::start ─ Broker ─ Hub ─ /stomp connections
 //!                                        │ (Redis)                 ▲
 //!                                        └── RedisEvents ── pump ──┘ Hub::pump_with
 //! ```
 //!
 //! With Redis, what other nodes publish arrives on [`wsx_stomp_redis::RedisEvents`]; the
-//! task of [`super::Stomp::spawn_redis_pump`] hands each event to
+//! task of [`crate::Broker::start`] hands each event to
 //! [`wsx_stomp_redis::RedisEngine::handle_event`] under the hub's lock. So do the
 //! confirmations of this node's SENDs (a SEND is [`wsx_stomp::Outcome::Pending`] until Redis
 //! stored it), which the hub hands to [`wsx_stomp::Broker::confirm`].
@@ -183,14 +183,14 @@ pub struct RedisSettings {
 /// The engine of `/stomp`: in memory or on Redis. Every [`Engine`] method goes to the one
 /// chosen.
 #[derive(Debug)]
-pub enum BrokerEngine {
+pub enum Backend {
     /// `--broker memory`.
     Memory(Box<MemoryEngine>),
     /// `--broker redis://…`: one node of a shared broker.
     Redis(Box<RedisEngine>),
 }
 
-impl BrokerEngine {
+impl Backend {
     /// Build the engine `url` names. With Redis, this spawns the engine's tasks on the current
     /// runtime (they connect, and reconnect, on their own) and returns the events to feed to
     /// [`RedisEngine::handle_event`]. Errors are for the user (an invalid URL).
@@ -198,14 +198,14 @@ impl BrokerEngine {
         url: &BrokerUrl,
         memory: &MemorySettings,
         settings: &RedisSettings,
-    ) -> Result<(BrokerEngine, Option<RedisEvents>), String> {
+    ) -> Result<(Backend, Option<RedisEvents>), String> {
         match url {
             BrokerUrl::Memory => {
                 let engine = MemoryEngine::new()
                     .with_max_destinations(memory.max_destinations)
                     .with_max_queue_bytes(memory.max_queue_bytes)
                     .with_max_bytes(memory.max_bytes);
-                Ok((BrokerEngine::Memory(Box::new(engine)), None))
+                Ok((Backend::Memory(Box::new(engine)), None))
             }
             BrokerUrl::Redis(raw) => {
                 let mut config = Config::new(raw.clone())
@@ -222,7 +222,7 @@ impl BrokerEngine {
                 }
                 let (engine, events) =
                     RedisEngine::start(config).map_err(|e| format!("--broker {url}: {e}"))?;
-                Ok((BrokerEngine::Redis(Box::new(engine)), Some(events)))
+                Ok((Backend::Redis(Box::new(engine)), Some(events)))
             }
         }
     }
@@ -230,21 +230,21 @@ impl BrokerEngine {
     /// The Redis node's counters, when this is one.
     pub fn redis_metrics(&self) -> Option<RedisMetrics> {
         match self {
-            BrokerEngine::Memory(_) => None,
-            BrokerEngine::Redis(redis) => Some(redis.metrics()),
+            Backend::Memory(_) => None,
+            Backend::Redis(redis) => Some(redis.metrics()),
         }
     }
 
     /// The Redis engine, when this is one.
     pub fn redis_mut(&mut self) -> Option<&mut RedisEngine> {
         match self {
-            BrokerEngine::Memory(_) => None,
-            BrokerEngine::Redis(redis) => Some(redis),
+            Backend::Memory(_) => None,
+            Backend::Redis(redis) => Some(redis),
         }
     }
 }
 
-impl Engine for BrokerEngine {
+impl Engine for Backend {
     fn subscribe(
         &mut self,
         key: SubscriberKey,
@@ -253,8 +253,8 @@ impl Engine for BrokerEngine {
         out: &mut Vec<Delivery>,
     ) {
         match self {
-            BrokerEngine::Memory(e) => e.subscribe(key, destination, max_unacked, out),
-            BrokerEngine::Redis(e) => e.subscribe(key, destination, max_unacked, out),
+            Backend::Memory(e) => e.subscribe(key, destination, max_unacked, out),
+            Backend::Redis(e) => e.subscribe(key, destination, max_unacked, out),
         }
     }
 
@@ -267,10 +267,10 @@ impl Engine for BrokerEngine {
         out: &mut Vec<Delivery>,
     ) -> Result<(), wsx_stomp::Error> {
         match self {
-            BrokerEngine::Memory(e) => {
+            Backend::Memory(e) => {
                 e.subscribe_with_selector(key, destination, max_unacked, selector, out)
             }
-            BrokerEngine::Redis(e) => {
+            Backend::Redis(e) => {
                 e.subscribe_with_selector(key, destination, max_unacked, selector, out)
             }
         }
@@ -278,15 +278,15 @@ impl Engine for BrokerEngine {
 
     fn unsubscribe(&mut self, key: &SubscriberKey, out: &mut Vec<Delivery>) {
         match self {
-            BrokerEngine::Memory(e) => e.unsubscribe(key, out),
-            BrokerEngine::Redis(e) => e.unsubscribe(key, out),
+            Backend::Memory(e) => e.unsubscribe(key, out),
+            Backend::Redis(e) => e.unsubscribe(key, out),
         }
     }
 
     fn publish(&mut self, message: Publish, out: &mut Vec<Delivery>) {
         match self {
-            BrokerEngine::Memory(e) => e.publish(message, out),
-            BrokerEngine::Redis(e) => e.publish(message, out),
+            Backend::Memory(e) => e.publish(message, out),
+            Backend::Redis(e) => e.publish(message, out),
         }
     }
 
@@ -296,8 +296,8 @@ impl Engine for BrokerEngine {
         out: &mut Vec<Delivery>,
     ) -> Result<(), wsx_stomp::Error> {
         match self {
-            BrokerEngine::Memory(e) => e.try_publish(message, out),
-            BrokerEngine::Redis(e) => e.try_publish(message, out),
+            Backend::Memory(e) => e.try_publish(message, out),
+            Backend::Redis(e) => e.try_publish(message, out),
         }
     }
 
@@ -308,22 +308,22 @@ impl Engine for BrokerEngine {
         out: &mut Vec<Delivery>,
     ) -> Result<Outcome, wsx_stomp::Error> {
         match self {
-            BrokerEngine::Memory(e) => e.try_publish_from(message, origin, out),
-            BrokerEngine::Redis(e) => e.try_publish_from(message, origin, out),
+            Backend::Memory(e) => e.try_publish_from(message, origin, out),
+            Backend::Redis(e) => e.try_publish_from(message, origin, out),
         }
     }
 
     fn ack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
         match self {
-            BrokerEngine::Memory(e) => e.ack(key, ids, out),
-            BrokerEngine::Redis(e) => e.ack(key, ids, out),
+            Backend::Memory(e) => e.ack(key, ids, out),
+            Backend::Redis(e) => e.ack(key, ids, out),
         }
     }
 
     fn nack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
         match self {
-            BrokerEngine::Memory(e) => e.nack(key, ids, out),
-            BrokerEngine::Redis(e) => e.nack(key, ids, out),
+            Backend::Memory(e) => e.nack(key, ids, out),
+            Backend::Redis(e) => e.nack(key, ids, out),
         }
     }
 }
@@ -388,13 +388,12 @@ mod tests {
             queue_grace: Duration::from_secs(60),
         };
         let memory = MemorySettings::default();
-        let (engine, events) =
-            BrokerEngine::start(&BrokerUrl::Memory, &memory, &settings).expect("ok");
+        let (engine, events) = Backend::start(&BrokerUrl::Memory, &memory, &settings).expect("ok");
         assert!(events.is_none());
         assert!(engine.redis_metrics().is_none());
         // Redis: started without waiting for the server (nothing listens on port 1).
         let url: BrokerUrl = "redis://127.0.0.1:1".parse().expect("valid");
-        let (engine, events) = BrokerEngine::start(&url, &memory, &settings).expect("ok");
+        let (engine, events) = Backend::start(&url, &memory, &settings).expect("ok");
         assert!(events.is_some());
         let metrics = engine.redis_metrics().expect("a redis node");
         assert!(!metrics.connected());

@@ -1,0 +1,310 @@
+//! [`Broker`]: the STOMP broker runtime — one sans-IO [`wsx_stomp::Broker`] shared by every
+//! connection through the [`Hub`], on the engine [`BrokerOptions::broker`] chose (in memory,
+//! or one node of a broker shared through Redis, see [`crate::backend`]).
+//!
+//! ```text
+//! BrokerOptions ─ Broker::start ─ Hub (sans-IO broker + engine) ─ connection tasks
+//!                      │ (Redis)                  ▲                 (websocket_session)
+//!                      └─ RedisEvents ─ pump ─────┘ Hub::pump_with
+//! ```
+//!
+//! With Redis, a SEND goes to Redis and comes back to every node (this one included) as a
+//! [`wsx_stomp_redis::RedisEvent`]; the pump task started with the broker hands those to the
+//! engine under the hub's lock ([`Hub::pump_with`]), which routes the deliveries to the
+//! connections like a local SEND's. The SEND's RECEIPT waits until Redis has stored the message:
+//! the node's writer reports it among the same events, and the hub hands the confirmation to
+//! the session ([`wsx_stomp::Broker::confirm`]), which then sends the RECEIPT — or, when Redis
+//! refused the message after the node accepted it, an ERROR, and closes.
+//!
+//! Authentication: with a JWT secret or public key ([`crate::JwtOptions`]) a client must present
+//! a JWT; without either, anyone may connect and use every destination (the principal is the
+//! `login` header, or `anonymous`).
+//!
+//! Shutdown: [`Broker::close_sessions`] tells every session to end (WebSocket close 1001);
+//! [`Broker::shut_down`] then releases what is left and, with Redis, waits for the last
+//! commands and stops the pump.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info};
+use wsx::{Accept, HttpRequest, WebSocket, WebSocketConfig};
+use wsx_stomp::{AllowAll, Authenticator, ConnectionInfo, Limits, SessionConfig};
+use wsx_stomp_redis::RedisEvents;
+
+use crate::backend::Backend;
+use crate::error::Error;
+use crate::escaped::Escaped;
+use crate::hub::{Hub, LINK_QUEUE_LEN, Metered, QueueLimits};
+use crate::jwt::JwtAuth;
+use crate::metrics::BrokerMetrics;
+use crate::options::BrokerOptions;
+use crate::websocket_session;
+
+/// The subprotocols of STOMP over WebSocket, best first.
+const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
+/// Unwritten output above which a connection task stops taking frames from its queue.
+pub(crate) const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// How long a session's input may stay paused when the idle limit is off.
+const MAX_PAUSE: Duration = Duration::from_secs(300);
+/// The least bytes of `ack:auto` topic messages a connection's queue may hold before it counts
+/// as too slow.
+const MIN_QUEUED_BYTES: usize = 8 << 20;
+/// The most Redis events handled under one lock of the hub.
+const REDIS_EVENT_BATCH: usize = 64;
+
+/// The STOMP broker: sessions over WebSocket, its engine and its metrics. Shared by the
+/// connection tasks as `Arc<Broker>`.
+#[derive(Debug)]
+pub struct Broker {
+    pub(crate) hub: Hub<Backend>,
+    ws_config: WebSocketConfig,
+    /// How long a session's input may stay paused (its client does not read its output)
+    /// before the connection is closed as too slow: the idle limit, or [`MAX_PAUSE`] when
+    /// that is off.
+    pub(crate) max_pause: Duration,
+    pub(crate) metrics: Arc<BrokerMetrics>,
+    /// Turns `true` when the sessions must end ([`Broker::close_sessions`]).
+    pub(crate) closing: watch::Sender<bool>,
+    /// The Redis pump and what stops it, with a Redis engine.
+    pump: Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+}
+
+impl Broker {
+    /// Build the broker and start its engine: `base` is the WebSocket configuration of the
+    /// application's other routes (compression, keepalive); the message limit follows the STOMP
+    /// frame limit. With a Redis engine this starts the node's Redis tasks and the pump (on the
+    /// current tokio runtime; they connect in the background). Errors are for the user (a bad
+    /// key file or URL).
+    pub fn start(
+        options: &BrokerOptions<'_>,
+        base: &WebSocketConfig,
+    ) -> Result<Arc<Broker>, Error> {
+        let limits = Limits::default();
+        let config = SessionConfig::default()
+            .limits(limits)
+            .heart_beat(options.heartbeat.send, options.heartbeat.receive)
+            .max_subscriptions(options.max_subscriptions)
+            .auto_ack_window(options.auto_ack_window)
+            .max_unwritten_bytes(options.max_unwritten_bytes)
+            .idle_timeout(options.idle_timeout);
+        let jwt = JwtAuth::from_options(&options.jwt).map_err(Error::Config)?;
+        let auth: Arc<dyn Authenticator> = match jwt {
+            Some(jwt) => Arc::new(jwt),
+            None => Arc::new(AllowAll),
+        };
+        let (engine, redis_events) =
+            Backend::start(options.broker, &options.memory, &options.redis)
+                .map_err(Error::Config)?;
+        match &engine {
+            Backend::Memory(_) => info!("stomp: in-memory broker"),
+            Backend::Redis(redis) => info!(
+                "stomp: broker shared through {} (node id {}, key prefix {:?})",
+                Escaped(options.broker),
+                Escaped(redis.node_id()),
+                options.redis.prefix
+            ),
+        }
+        let metrics = Arc::new(BrokerMetrics::default());
+        if let Some(redis) = engine.redis_metrics() {
+            metrics.set_redis(redis);
+        }
+        let engine = Metered::new(engine, metrics.clone());
+        let queue_limits = QueueLimits {
+            items: LINK_QUEUE_LEN,
+            bytes: limits
+                .max_frame_size
+                .saturating_mul(4)
+                .max(MIN_QUEUED_BYTES),
+        };
+        // A WebSocket message may pack a few frames; the decoder enforces the frame limits.
+        let message_limit = limits.max_frame_size.saturating_mul(2);
+        // The task keeps at most WRITE_HIGH_WATER plus one frame in the WebSocket's buffer; the
+        // WebSocket's own output budget must sit above that, so that the session alone decides
+        // when a client's input pauses (and suspends its heart-beat check meanwhile).
+        let write_budget = base.max_write_buffer.max(
+            WRITE_HIGH_WATER
+                .saturating_add(message_limit)
+                .saturating_add(64 * 1024),
+        );
+        let ws_config = base
+            .clone()
+            .max_message_size(message_limit)
+            .max_frame_size(message_limit)
+            .backpressure(write_budget, base.backpressure);
+        let broker = Arc::new(Broker {
+            hub: Hub::new(
+                wsx_stomp::Broker::new(engine, config, auth),
+                metrics.clone(),
+                queue_limits,
+            ),
+            ws_config,
+            max_pause: options.idle_timeout.unwrap_or(MAX_PAUSE),
+            metrics,
+            closing: watch::channel(false).0,
+            pump: Mutex::new(None),
+        });
+        if let Some(events) = redis_events {
+            let (stop, stopped) = watch::channel(false);
+            let pump = tokio::spawn(redis_pump(broker.clone(), events, stopped));
+            *broker.pump.lock().unwrap_or_else(PoisonError::into_inner) = Some((stop, pump));
+        }
+        Ok(broker)
+    }
+
+    /// Tell every session to end: WebSocket sessions close with 1001 "server shutting down".
+    pub fn close_sessions(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// At shutdown, once the connection tasks are gone: close the sessions left, then, with a
+    /// Redis engine, wait up to `timeout` until Redis has carried out every command issued so
+    /// far, so that the queue messages the closed sessions held go back to the other nodes now
+    /// rather than after the claim timeout; then stop the pump.
+    pub async fn shut_down(&self, timeout: Duration) {
+        self.close_sessions();
+        // Sessions whose tasks were cut short by the shutdown timeout.
+        self.hub.close_all();
+        // The future does not borrow the engine.
+        let flushed = self
+            .hub
+            .with_engine(|engine| engine.redis_mut().map(|redis| redis.flushed()));
+        if let Some(flushed) = flushed
+            && tokio::time::timeout(timeout, flushed).await.is_err()
+        {
+            tracing::warn!("stomp: redis did not confirm the last commands in time");
+        }
+        let pump = self
+            .pump
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((stop, pump)) = pump {
+            let _ = stop.send(true);
+            let _ = pump.await;
+        }
+    }
+
+    /// Run one STOMP session on an upgraded WebSocket (accepted with [`Broker::ws_config`] and
+    /// [`Broker::accept`]) until it ends; `info` is what the authenticator learns about the
+    /// connection ([`connection_info`]).
+    pub async fn serve_websocket<S>(&self, ws: WebSocket<S>, info: ConnectionInfo)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        websocket_session::run(self, ws, info).await;
+    }
+
+    /// The WebSocket settings of STOMP connections.
+    pub fn ws_config(&self) -> &WebSocketConfig {
+        &self.ws_config
+    }
+
+    /// The broker's metrics (render them with [`BrokerMetrics::render_into`]).
+    pub fn metrics(&self) -> &Arc<BrokerMetrics> {
+        &self.metrics
+    }
+
+    /// Choose the subprotocol for an upgrade request: the best STOMP version the client offers,
+    /// or none when it offers none (such clients are served too).
+    pub fn accept(&self, req: &HttpRequest, mut accept: Accept) -> Accept {
+        accept.subprotocol = choose_subprotocol(req).map(str::to_owned);
+        accept
+    }
+}
+
+/// Feed every Redis event to the engine, a batch per lock of the hub, until `stop` (or until
+/// the engine's tasks are gone).
+async fn redis_pump(broker: Arc<Broker>, mut events: RedisEvents, mut stop: watch::Receiver<bool>) {
+    loop {
+        let first = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+        };
+        broker.hub.pump_with(|engine, out, confirmations| {
+            if let Some(redis) = engine.redis_mut() {
+                redis.handle_event(first, out, confirmations);
+                for _ in 1..REDIS_EVENT_BATCH {
+                    let Some(event) = events.try_recv() else {
+                        break;
+                    };
+                    redis.handle_event(event, out, confirmations);
+                }
+            }
+        });
+    }
+    debug!("stomp: redis pump stopped");
+}
+
+/// The best of [`SUBPROTOCOLS`] that `req` offers.
+fn choose_subprotocol(req: &HttpRequest) -> Option<&'static str> {
+    let offered: Vec<&str> = req
+        .header_values("sec-websocket-protocol")
+        .filter_map(|value| std::str::from_utf8(value).ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    SUBPROTOCOLS
+        .into_iter()
+        .find(|p| offered.iter().any(|o| o.eq_ignore_ascii_case(p)))
+}
+
+/// What the authenticator learns about a connection: peer, path, query string.
+pub fn connection_info(req: &HttpRequest, peer: SocketAddr) -> ConnectionInfo {
+    let info = ConnectionInfo::new()
+        .with_peer_addr(peer)
+        .with_path(req.path());
+    match req.query() {
+        Some(query) => info.with_query(query),
+        None => info,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(protocols: &[&str]) -> HttpRequest {
+        let mut head = String::from(
+            "GET /stomp?access_token=x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n",
+        );
+        for p in protocols {
+            head.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
+        }
+        head.push_str("\r\n");
+        let (req, _) = wsx_proto::handshake::parse_request(head.as_bytes(), 16 * 1024)
+            .expect("valid")
+            .expect("complete");
+        req
+    }
+
+    #[test]
+    fn subprotocols() {
+        assert_eq!(choose_subprotocol(&request(&[])), None);
+        assert_eq!(choose_subprotocol(&request(&["chat"])), None);
+        assert_eq!(
+            choose_subprotocol(&request(&["v10.stomp, v11.stomp, v12.stomp"])),
+            Some("v12.stomp")
+        );
+        assert_eq!(
+            choose_subprotocol(&request(&["v10.stomp", "V11.STOMP"])),
+            Some("v11.stomp")
+        );
+    }
+
+    #[test]
+    fn connection_info_keeps_the_query() {
+        let info = connection_info(&request(&[]), SocketAddr::from(([127, 0, 0, 1], 9)));
+        assert_eq!(info.path, "/stomp");
+        assert_eq!(info.query_param("access_token"), Some("x"));
+    }
+}

@@ -1,0 +1,13 @@
+//! [`Error`]: why a broker could not be built or served.
+
+/// The error type of this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting the user gave is wrong (a key file that cannot be read, a bad broker URL).
+    #[error("{0}")]
+    Config(String),
+    /// The listener failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
