@@ -39,10 +39,11 @@ use wsx_stomp_redis::RedisEvents;
 use crate::backend::Backend;
 use crate::error::Error;
 use crate::escaped::Escaped;
-use crate::hub::{Hub, LINK_QUEUE_LEN, Metered, QueueLimits};
+use crate::hub::{Hub, LINK_QUEUE_LEN, Metered};
 use crate::jwt::JwtAuth;
 use crate::metrics::BrokerMetrics;
 use crate::options::BrokerOptions;
+use crate::outbound_queue::QueueLimits;
 use crate::websocket_session;
 
 /// The subprotocols of STOMP over WebSocket, best first.

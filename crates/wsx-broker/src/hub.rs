@@ -7,25 +7,25 @@
 //! ([`Hub::receive`]) or its timer fires ([`Hub::timeout`]); every call runs the broker under
 //! the lock and then, still under it, moves what the broker produced for each affected
 //! connection (the caller and the connections the broker reported as woken) into that
-//! connection's [`Link`]: a queue of encoded frames bounded in entries and bytes, plus a
-//! [`Notify`]. The lock is released before any task is woken and is never held across an
-//! await; the tasks write their link's frames to their sockets without it.
+//! connection's [`ConnectionQueue`] (the crate's slow-consumer queue, [`OutboundQueue`], of
+//! encoded frames bounded in entries and bytes). The lock is released before any task is woken and is never held across an
+//! await; the tasks write their queue's frames to their sockets without it.
 //!
-//! What a session bounds itself goes into the link whatever its size: its queue deliveries
+//! What a session bounds itself goes into the queue whatever its size: its queue deliveries
 //! (credit windows: `--stomp-auto-ack-window` in `ack:auto` mode, 256 unacknowledged in the
 //! client modes), its client-mode topic deliveries (the same windows) and its own output (see
 //! below). A topic does not wait for slow subscribers, so the MESSAGE frames of `ack:auto` topic
-//! subscriptions are what the link's [`QueueLimits`] bound: a connection whose link would pass
+//! subscriptions are what the queue's [`QueueLimits`] bound: a connection whose queue would pass
 //! them (it does not read fast enough for the topics it subscribed to) is dropped from the
 //! broker at once — its queue messages not acknowledged go to other consumers, `ack:auto` ones
 //! included as long as they were not written — and its task closes the WebSocket with 1008
-//! "too slow", as the chat rooms do. Clearing its link loses nothing: an `ack:auto` queue
+//! "too slow", as the chat rooms do. Clearing its queue loses nothing: an `ack:auto` queue
 //! delivery is acknowledged to the engine only once the task reports it written
 //! ([`Hub::written`], [`Written`]).
 //!
 //! Output a connection causes itself (RECEIPTs, its SENDs fanned out to its own
 //! subscriptions, a queue backlog drained into a new subscription's credit window) goes into its
-//! link whatever the link's limits, but it is bounded by the session's output budget
+//! queue whatever the queue's limits, but it is bounded by the session's output budget
 //! (`max_unwritten_bytes`): past it the session stops decoding the client's frames and
 //! [`Status::wants_input`] tells the task to stop reading the socket until its writes, reported
 //! through [`Hub::written`], bring the session back under. One frame may pass the budget by
@@ -43,11 +43,10 @@
 //! SEND stored at once, on its [`Confirmation::Stored`] for one stored later; a SEND refused
 //! or failed is not published (the Redis node counts those in its send failures).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use tokio::sync::Notify;
 use tracing::debug;
 use wsx_stomp::{
     Broker, Confirmation, ConnId, ConnectionInfo, Delivery, Destination, EncodedFrame, Engine,
@@ -55,8 +54,9 @@ use wsx_stomp::{
 };
 
 use crate::metrics::BrokerMetrics;
+use crate::outbound_queue::{OutboundQueue, QueueLimits};
 
-/// The most MESSAGE frames of its `ack:auto` topic subscriptions a connection's link holds
+/// The most MESSAGE frames of its `ack:auto` topic subscriptions a connection's queue holds
 /// before the connection counts as too slow.
 pub const LINK_QUEUE_LEN: usize = 1024;
 
@@ -67,7 +67,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// What a connection task writes to its socket, in order.
 #[derive(Debug)]
-pub enum Out {
+pub enum Outbound {
     /// A STOMP frame: one WebSocket message.
     Frame(EncodedFrame),
     /// A heart-beat: one `"\n"`.
@@ -77,12 +77,12 @@ pub enum Out {
     Close(Option<String>),
 }
 
-impl Out {
+impl Outbound {
     /// Bytes it takes on the wire (at least 1, so that empty entries count).
-    fn size(&self) -> usize {
+    pub fn size(&self) -> usize {
         match self {
-            Out::Frame(frame) => frame.len().max(1),
-            Out::HeartBeat | Out::Close(_) => 1,
+            Outbound::Frame(frame) => frame.len().max(1),
+            Outbound::HeartBeat | Outbound::Close(_) => 1,
         }
     }
 
@@ -90,14 +90,14 @@ impl Out {
     /// in [`Written::bytes`] once written.
     pub fn budget_size(&self) -> usize {
         match self {
-            Out::Frame(frame) => frame.len(),
-            Out::HeartBeat | Out::Close(_) => 0,
+            Outbound::Frame(frame) => frame.len(),
+            Outbound::HeartBeat | Outbound::Close(_) => 0,
         }
     }
 }
 
 /// What a connection task wrote to its socket since its last report: the transmits (frames
-/// and heart-beats, in the order the link gave them) and their [`Out::budget_size`] bytes.
+/// and heart-beats, in the order the link gave them) and their [`Outbound::budget_size`] bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Written {
     /// Transmits written.
@@ -116,83 +116,10 @@ pub struct Status {
     pub wants_input: bool,
 }
 
-#[derive(Debug, Default)]
-struct Queue {
-    /// The output, each entry with whether it is a MESSAGE of an `ack:auto` topic
-    /// subscription ([`Transmit::TopicMessage`]).
-    items: VecDeque<(Out, bool)>,
-    /// The entries and bytes of those topic messages: what [`QueueLimits`] bound. The rest is
-    /// bounded by the session (its output budget, the windows of its other subscriptions).
-    topic_items: usize,
-    topic_bytes: usize,
-    kicked: bool,
-    /// The session waits for reports of what was written (see [`Taken::report`]).
-    report: bool,
-}
-
-/// What [`Link::take`] saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Taken {
-    /// The hub dropped the connection (too slow): close it.
-    pub kicked: bool,
-    /// The session wants to hear soon what was written ([`Hub::written`]): it has `ack:auto`
-    /// queue deliveries waiting to be acknowledged, or its input is paused. Otherwise the task
-    /// may pass its [`Written`] along with its next [`Hub::receive`].
-    pub report: bool,
-}
-
-/// One connection's output queue, filled by the hub and drained by the connection's task.
-#[derive(Debug, Default)]
-pub struct Link {
-    queue: Mutex<Queue>,
-    /// Signalled whenever the queue got something or the connection was dropped.
-    pub notify: Notify,
-}
-
-impl Link {
-    /// Move queued output into `into`, about `budget` bytes of it (at least one entry when any
-    /// is queued and `budget` is not 0), unless the hub dropped the connection (it is too
-    /// slow).
-    pub fn take(&self, budget: usize, into: &mut Vec<Out>) -> Taken {
-        let mut queue = lock(&self.queue);
-        let taken = Taken {
-            kicked: queue.kicked,
-            report: queue.report,
-        };
-        if queue.kicked {
-            return taken;
-        }
-        let mut moved = 0;
-        while moved < budget {
-            let Some((out, topic)) = queue.items.pop_front() else {
-                break;
-            };
-            let size = out.size();
-            if topic {
-                queue.topic_items -= 1;
-                queue.topic_bytes -= size;
-            }
-            moved += size;
-            into.push(out);
-        }
-        taken
-    }
-
-    /// Whether output is waiting.
-    pub fn has_output(&self) -> bool {
-        !lock(&self.queue).items.is_empty()
-    }
-}
-
-/// How many MESSAGE frames of its `ack:auto` topic subscriptions a connection may have
-/// waiting before it is dropped as too slow (its other output is bounded by its session).
-#[derive(Debug, Clone, Copy)]
-pub struct QueueLimits {
-    /// Entries.
-    pub items: usize,
-    /// Bytes (a link without such frames takes one of any size).
-    pub bytes: usize,
-}
+/// One connection's output queue, filled by the hub and drained by the connection's task;
+/// its counted entries are the MESSAGE frames of `ack:auto` topic subscriptions, and its flag
+/// says that the session waits for reports of what was written (see [`Drained::flag`]).
+pub type ConnectionQueue = OutboundQueue<Outbound>;
 
 /// The engine wrapper that counts publications and deliveries for `/metrics`: a SEND counts
 /// as published once stored (see the module docs).
@@ -314,13 +241,13 @@ impl<E: Engine> Engine for Metered<E> {
 
 /// A connection's entry in the hub.
 struct Entry {
-    link: Arc<Link>,
+    queue: Arc<ConnectionQueue>,
     /// Its subscriptions as last counted (for the `wsx_stomp_subscriptions` gauge).
     subscriptions: usize,
 }
 
 /// What the lock protects.
-struct Shared<E: Engine> {
+struct HubState<E: Engine> {
     broker: Broker<Metered<E>>,
     links: HashMap<ConnId, Entry>,
     /// Reused for the connections a broker call woke.
@@ -329,7 +256,7 @@ struct Shared<E: Engine> {
 
 /// The shared STOMP broker of `wsx serve` and the links to its connections.
 pub struct Hub<E: Engine = MemoryEngine> {
-    shared: Mutex<Shared<E>>,
+    shared: Mutex<HubState<E>>,
     metrics: Arc<BrokerMetrics>,
     limits: QueueLimits,
 }
@@ -350,7 +277,7 @@ impl<E: Engine> Hub<E> {
         limits: QueueLimits,
     ) -> Self {
         Hub {
-            shared: Mutex::new(Shared {
+            shared: Mutex::new(HubState {
                 broker,
                 links: HashMap::new(),
                 scratch: Vec::new(),
@@ -360,22 +287,22 @@ impl<E: Engine> Hub<E> {
         }
     }
 
-    /// Register a new WebSocket connection. Returns its id, its link and its first deadline
+    /// Register a new connection. Returns its id, its output queue and its first deadline
     /// (the CONNECT timeout).
-    pub fn open(&self, info: ConnectionInfo) -> (ConnId, Arc<Link>, Option<Instant>) {
-        let link = Arc::new(Link::default());
+    pub fn open(&self, info: ConnectionInfo) -> (ConnId, Arc<ConnectionQueue>, Option<Instant>) {
+        let queue = Arc::new(OutboundQueue::new(self.limits));
         let mut shared = lock(&self.shared);
         let conn = shared.broker.open(info, Instant::now());
         shared.links.insert(
             conn,
             Entry {
-                link: link.clone(),
+                queue: queue.clone(),
                 subscriptions: 0,
             },
         );
         self.metrics.sessions_add(1);
         let deadline = shared.broker.poll_timeout(conn);
-        (conn, link, deadline)
+        (conn, queue, deadline)
     }
 
     /// The payload of a WebSocket message from `conn`, with what its task wrote since its last
@@ -426,8 +353,8 @@ impl<E: Engine> Hub<E> {
             shared.fan_out(conn, &mut woken, Instant::now(), self, &mut wake);
             shared.scratch = woken;
         }
-        for link in wake {
-            link.notify.notify_one();
+        for queue in wake {
+            queue.wake();
         }
     }
 
@@ -474,15 +401,15 @@ impl<E: Engine> Hub<E> {
                 woken.extend_from_slice(shared.broker.confirm(confirmations));
                 // A client's own RECEIPTs and ERRORs are not refused.
                 for &conn in &confirmed {
-                    shared.flush(conn, now, None, &mut wake);
+                    shared.flush(conn, now, false, &mut wake);
                     shared.sync_subscriptions(conn, &self.metrics);
                 }
             }
             shared.fan_out(ConnId(0), &mut woken, now, self, &mut wake);
             shared.scratch = woken;
         }
-        for link in wake {
-            link.notify.notify_one();
+        for queue in wake {
+            queue.wake();
         }
     }
 
@@ -510,7 +437,7 @@ impl<E: Engine> Hub<E> {
             op(&mut shared.broker, now, &mut woken);
             // Output the connection caused for itself goes past the link's limits: the
             // session's output budget bounds it (it stops decoding past it).
-            shared.flush(conn, now, None, &mut wake);
+            shared.flush(conn, now, false, &mut wake);
             shared.sync_subscriptions(conn, &self.metrics);
             shared.fan_out(conn, &mut woken, now, self, &mut wake);
             shared.scratch = woken;
@@ -519,14 +446,14 @@ impl<E: Engine> Hub<E> {
                 wants_input: shared.broker.session(conn).is_none_or(|s| s.wants_input()),
             }
         };
-        for link in wake {
-            link.notify.notify_one();
+        for queue in wake {
+            queue.wake();
         }
         status
     }
 }
 
-impl<E: Engine> Shared<E> {
+impl<E: Engine> HubState<E> {
     /// Move the output of every connection in `woken` (other than `origin`) into its link;
     /// drop the connections whose links overflow, which may wake more connections.
     fn fan_out(
@@ -535,13 +462,13 @@ impl<E: Engine> Shared<E> {
         woken: &mut Vec<ConnId>,
         now: Instant,
         hub: &Hub<E>,
-        wake: &mut Vec<Arc<Link>>,
+        wake: &mut Vec<Arc<ConnectionQueue>>,
     ) {
         while let Some(conn) = woken.pop() {
             if conn == origin {
                 continue;
             }
-            if self.flush(conn, now, Some(hub.limits), wake) {
+            if self.flush(conn, now, true, wake) {
                 continue;
             }
             // Too slow: drop it from the broker (its queue messages go back to other
@@ -555,65 +482,57 @@ impl<E: Engine> Shared<E> {
             if let Some(entry) = self.links.get_mut(&conn) {
                 hub.metrics.subscriptions_add(-signed(entry.subscriptions));
                 entry.subscriptions = 0;
-                let mut queue = lock(&entry.link.queue);
-                queue.kicked = true;
-                queue.items.clear();
-                queue.topic_items = 0;
-                queue.topic_bytes = 0;
-                drop(queue);
-                wake.push(entry.link.clone());
+                entry.queue.drop_consumer();
+                wake.push(entry.queue.clone());
             }
         }
     }
 
-    /// Move `conn`'s transmits into its link, and tell it whether the session waits for write
-    /// reports. With `limits`, stop and return `false` when the `ack:auto` topic messages in
-    /// the link would pass them (the rest is bounded by the session).
+    /// Move `conn`'s transmits into its queue, and tell it whether the session waits for write
+    /// reports. When `checked`, stop and return `false` when the `ack:auto` topic messages in
+    /// the queue would pass its limits (the rest is bounded by the session).
     fn flush(
         &mut self,
         conn: ConnId,
         now: Instant,
-        limits: Option<QueueLimits>,
-        wake: &mut Vec<Arc<Link>>,
+        checked: bool,
+        wake: &mut Vec<Arc<ConnectionQueue>>,
     ) -> bool {
         let Some(entry) = self.links.get(&conn) else {
             return true;
         };
-        let mut queue = lock(&entry.link.queue);
-        if queue.kicked {
+        let queue = &entry.queue;
+        if queue.is_dropped() {
             return true;
         }
         let mut pushed = false;
         while let Some(transmit) = self.broker.poll_transmit(conn, now) {
             let topic = matches!(transmit, Transmit::TopicMessage(_));
             let out = match transmit {
-                Transmit::Frame(frame) | Transmit::TopicMessage(frame) => Out::Frame(frame),
-                Transmit::HeartBeat => Out::HeartBeat,
-                Transmit::Close => Out::Close(
+                Transmit::Frame(frame) | Transmit::TopicMessage(frame) => Outbound::Frame(frame),
+                Transmit::HeartBeat => Outbound::HeartBeat,
+                Transmit::Close => Outbound::Close(
                     self.broker
                         .session(conn)
                         .and_then(|s| s.close_reason())
                         .map(str::to_owned),
                 ),
             };
-            if topic {
-                let size = out.size();
-                if let Some(limits) = limits
-                    && queue.topic_items > 0
-                    && (queue.topic_items >= limits.items
-                        || queue.topic_bytes.saturating_add(size) > limits.bytes)
-                {
-                    return false;
-                }
-                queue.topic_items += 1;
-                queue.topic_bytes += size;
+            let size = out.size();
+            let queued = match (topic, checked) {
+                (true, true) => queue.push_counted([(out, size)]),
+                (true, false) => queue.push_counted_past_limits(out, size),
+                (false, _) => queue.push(out, size),
+            };
+            if queued.is_err() {
+                // Too slow (the queue dropped its consumer), or already closed.
+                return false;
             }
-            queue.items.push_back((out, topic));
             pushed = true;
         }
-        queue.report = self.broker.session(conn).is_some_and(|s| s.wants_written());
+        queue.set_flag(self.broker.session(conn).is_some_and(|s| s.wants_written()));
         if pushed {
-            wake.push(entry.link.clone());
+            wake.push(queue.clone());
         }
         true
     }
@@ -669,7 +588,7 @@ mod tests {
     }
 
     /// Open a connection, CONNECT, and subscribe to `destination` (if any) in `ack` mode.
-    fn client(hub: &Hub, subscribe: Option<(&str, &str)>) -> (ConnId, Arc<Link>) {
+    fn client(hub: &Hub, subscribe: Option<(&str, &str)>) -> (ConnId, Arc<ConnectionQueue>) {
         let (conn, link, _) = hub.open(ConnectionInfo::new().with_path("/stomp"));
         send(
             hub,
@@ -715,31 +634,34 @@ mod tests {
     }
 
     /// Everything queued on `link`, decoded.
-    fn frames(link: &Link) -> Vec<Frame> {
+    fn frames(link: &ConnectionQueue) -> Vec<Frame> {
         decode(&take_all(link))
     }
 
     /// Everything queued on `link`, asserting it was not kicked.
-    fn take_all(link: &Link) -> Vec<Out> {
+    fn take_all(link: &ConnectionQueue) -> Vec<Outbound> {
         let mut outs = Vec::new();
-        assert!(!link.take(usize::MAX, &mut outs).kicked, "not kicked");
+        assert!(
+            !link.drain_into(usize::MAX, &mut outs).dropped,
+            "not kicked"
+        );
         outs
     }
 
     /// What `outs` hold, as a write report.
-    fn all_written(outs: &[Out]) -> Written {
+    fn all_written(outs: &[Outbound]) -> Written {
         Written {
             transmits: outs.len() as u64,
-            bytes: outs.iter().map(Out::budget_size).sum(),
+            bytes: outs.iter().map(Outbound::budget_size).sum(),
         }
     }
 
-    fn decode(outs: &[Out]) -> Vec<Frame> {
+    fn decode(outs: &[Outbound]) -> Vec<Frame> {
         let mut decoder = Decoder::new(Limits::default());
         decoder.set_version(Version::V1_2);
         let mut frames = Vec::new();
         for out in outs {
-            if let Out::Frame(frame) = out {
+            if let Outbound::Frame(frame) = out {
                 decoder.feed(&frame.to_bytes());
                 while let Some(frame) = decoder.poll_frame().expect("valid frame") {
                     frames.push(frame);
@@ -749,7 +671,7 @@ mod tests {
         frames
     }
 
-    fn commands(link: &Link) -> Vec<Command> {
+    fn commands(link: &ConnectionQueue) -> Vec<Command> {
         frames(link).into_iter().map(|f| f.command).collect()
     }
 
@@ -787,12 +709,12 @@ mod tests {
         for i in 0..4 {
             publish(&hub, p, "/queue/q", &format!("m{i}"));
         }
-        assert!(!slow_link.take(0, &mut Vec::new()).kicked);
+        assert!(!slow_link.drain_into(0, &mut Vec::new()).dropped);
         for i in 0..4 {
             publish(&hub, p, "/topic/t", &format!("t{i}"));
         }
         let mut outs = Vec::new();
-        assert!(slow_link.take(usize::MAX, &mut outs).kicked);
+        assert!(slow_link.drain_into(usize::MAX, &mut outs).dropped);
         assert!(outs.is_empty());
         assert!(
             hub.shared
@@ -840,7 +762,7 @@ mod tests {
         let status = hub.receive(c, &packed, Written::default());
         assert!(!status.wants_input, "paused past the budget");
         let outs = take_all(&link);
-        let bytes: usize = outs.iter().map(Out::budget_size).sum();
+        let bytes: usize = outs.iter().map(Outbound::budget_size).sum();
         assert!(
             bytes < 4096 + 5 * 1100,
             "the budget plus one frame's worth: {bytes}"
@@ -885,7 +807,7 @@ mod tests {
         for i in 0..4 {
             publish(&hub, p, "/topic/t", &format!("t{i}"));
         }
-        assert!(slow_link.take(usize::MAX, &mut Vec::new()).kicked);
+        assert!(slow_link.drain_into(usize::MAX, &mut Vec::new()).dropped);
         let (_fresh, fresh) = client(&hub, Some(("/queue/q", "client-individual")));
         let got = frames(&fresh);
         let bodies: Vec<&[u8]> = got.iter().map(|f| &f.body[..]).collect();
@@ -1026,7 +948,9 @@ mod tests {
         });
         let outs = take_all(&link);
         assert_eq!(outs.len(), 2, "{outs:?}");
-        assert!(matches!(&outs[1], Out::Close(Some(reason)) if reason == "message refused: full"));
+        assert!(
+            matches!(&outs[1], Outbound::Close(Some(reason)) if reason == "message refused: full")
+        );
         assert!(published(&metrics), "a failed SEND is not published");
     }
 

@@ -25,6 +25,7 @@ mod hub;
 mod jwt;
 mod metrics;
 mod options;
+mod outbound_queue;
 mod websocket_session;
 mod write_accounting;
 
@@ -35,3 +36,4 @@ pub use escaped::Escaped;
 pub use jwt::{DEFAULT_LEEWAY_SECS as DEFAULT_JWT_LEEWAY_SECS, JwtOptions};
 pub use metrics::BrokerMetrics;
 pub use options::{BrokerOptions, HeartBeatMs, JwtSecret};
+pub use outbound_queue::{Drained, OutboundQueue, QueueLimits, Refused};

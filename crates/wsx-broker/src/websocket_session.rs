@@ -40,7 +40,7 @@ use wsx_stomp::{ConnectionInfo, EncodedFrame};
 
 use crate::broker::{Broker, WRITE_HIGH_WATER};
 use crate::escaped::Escaped;
-use crate::hub::Out;
+use crate::hub::Outbound;
 use crate::write_accounting::Fed;
 
 /// Why a session ended.
@@ -65,7 +65,7 @@ where
     let hub = &broker.hub;
     let metrics = &broker.metrics;
     let mut closing = broker.closing.subscribe();
-    let (conn, link, mut deadline) = hub.open(info);
+    let (conn, queue, mut deadline) = hub.open(info);
     debug!(conn = conn.0, subprotocol = ?ws.subprotocol(), "stomp: open");
     let mut batch = Vec::new();
     // What was fed to the WebSocket, to report what reached the socket.
@@ -84,20 +84,20 @@ where
         };
         // Write what the broker produced for this connection, up to the high-water mark.
         let budget = WRITE_HIGH_WATER.saturating_sub(ws.buffered_amount());
-        let taken = link.take(budget, &mut batch);
-        if taken.kicked {
+        let taken = queue.drain_into(budget, &mut batch);
+        if taken.dropped {
             break End::Kicked;
         }
         for out in batch.drain(..) {
             let before = ws.buffered_amount();
             let size = out.budget_size();
             let written = match out {
-                Out::Frame(frame) => {
+                Outbound::Frame(frame) => {
                     metrics.sent(frame.len());
                     feed_frame(&mut ws, &frame)
                 }
-                Out::HeartBeat => ws.feed(Message::text("\n")),
-                Out::Close(reason) => break 'session End::Stomp(reason),
+                Outbound::HeartBeat => ws.feed(Message::text("\n")),
+                Outbound::Close(reason) => break 'session End::Stomp(reason),
             };
             if let Err(e) = written {
                 break 'session End::Failed(e);
@@ -107,15 +107,15 @@ where
         // Report the writes now when the session waits for them (acknowledgements of ack:auto
         // queue deliveries, paused input); otherwise with the next input.
         fed.update(ws.buffered_amount());
-        let report = taken.report || !reading;
+        let report = taken.flag || !reading;
         if report && fed.has_unreported() {
             let status = hub.written(conn, fed.take());
             deadline = status.deadline;
             reading = status.wants_input;
         }
-        // Wake when the writes go under the high-water mark (more to take from the link), or
+        // Wake when the writes go under the high-water mark (more to take from the queue), or
         // reach the end of the next transmit to report.
-        let drained = link.has_output().then_some(WRITE_HIGH_WATER);
+        let drained = queue.has_items().then_some(WRITE_HIGH_WATER);
         let level = drained.max(if report { fed.next_level() } else { None });
         let timer = async {
             match deadline {
@@ -134,7 +134,7 @@ where
         tokio::select! {
             _ = closing.wait_for(|closing| *closing) => break End::Shutdown,
             () = stalled => break End::Kicked,
-            () = link.notify.notified() => {}
+            () = queue.ready() => {}
             () = timer => {
                 let status = hub.timeout(conn);
                 deadline = status.deadline;
@@ -165,7 +165,7 @@ where
 
     // Release the session first: its queue messages go to other consumers at once.
     hub.close(conn);
-    drop(link);
+    queue.close();
     let closed = match end {
         End::PeerClosed => Ok(()),
         End::Failed(e) => Err(e),
@@ -201,7 +201,7 @@ fn close_reason(message: &str) -> String {
 
 /// Write queued output without reading: [`RecvOrDrained::Drained`] once all of it is written,
 /// or once less than `level` bytes wait; pending when there is nothing to write and nothing to
-/// report (the link's notification or the timer wakes the task then).
+/// report (the queue's wake-up or the timer wakes the task then).
 fn poll_written<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocket<S>,
     cx: &mut Context<'_>,

@@ -13,21 +13,20 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Deserialize;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::debug;
 use wsx::{CloseCode, MaybeTlsStream, Message, RecvOrDrained, WebSocket};
 
 use super::State;
 use super::room::{
-    Command, Joiner, Kick, MAX_NAME_CHARS, MEMBER_QUEUE_LEN, Outgoing, RoomHandle, ServerEvent,
+    Command, Joiner, MAX_NAME_CHARS, MEMBER_QUEUE_LEN, Outgoing, RoomHandle, ServerEvent,
 };
-use wsx_broker::Escaped;
+use wsx_broker::{Escaped, OutboundQueue, QueueLimits};
 
 /// The most characters of a chat message.
 pub const MAX_TEXT_CHARS: usize = 2000;
@@ -160,9 +159,10 @@ struct Session {
     room: String,
     /// The room, once joined.
     handle: Option<RoomHandle>,
-    /// The queue and kick sender handed to the room on join.
-    join_parts: Option<(mpsc::Sender<Outgoing>, oneshot::Sender<Kick>)>,
-    queued_bytes: Arc<AtomicUsize>,
+    /// The outgoing queue the room fills once joined (and drops the member through).
+    queue: Arc<OutboundQueue<Outgoing>>,
+    /// Broadcast frames taken from the queue, being written.
+    batch: Vec<Outgoing>,
     /// The `file` header announcing the next binary message: name and media type.
     pending_file: Option<(String, String)>,
 }
@@ -174,8 +174,10 @@ pub async fn session(
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (queue_tx, mut queue_rx) = mpsc::channel(MEMBER_QUEUE_LEN);
-    let (kick_tx, mut kick_rx) = oneshot::channel();
+    let queue = Arc::new(OutboundQueue::new(QueueLimits {
+        items: MEMBER_QUEUE_LEN,
+        bytes: state.rooms.settings().max_queued_bytes,
+    }));
     let id = state.next_id();
     let mut s = Session {
         ws,
@@ -183,8 +185,8 @@ pub async fn session(
         id,
         room,
         handle: None,
-        join_parts: Some((queue_tx, kick_tx)),
-        queued_bytes: Arc::new(AtomicUsize::new(0)),
+        queue,
+        batch: Vec::new(),
         pending_file: None,
     };
     let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
@@ -194,17 +196,21 @@ pub async fn session(
     let end = loop {
         let joined = s.handle.is_some();
         let can_take = s.ws.buffered_amount() < WRITE_HIGH_WATER;
+        // Frames left behind by the last write (over the high-water mark) are taken at once.
+        let waiting = s.queue.has_items() || s.queue.is_dropped();
+        let queue = s.queue.clone();
+        let output = async move {
+            if !waiting {
+                queue.ready().await;
+            }
+        };
         // Unbiased: neither the client's input nor the room's output can starve the other.
         tokio::select! {
             () = super::wait_shutdown(&mut shutdown) => break End::Shutdown,
-            _ = &mut kick_rx, if joined => break End::Kicked,
-            out = queue_rx.recv(), if joined && can_take => match out {
-                Some(out) => {
-                    if let Err(e) = s.forward(out, &mut queue_rx) {
-                        break End::Failed(e);
-                    }
-                }
-                None => break End::Kicked,
+            () = output, if joined && can_take => match s.forward() {
+                Ok(true) => {}
+                Ok(false) => break End::Kicked,
+                Err(e) => break End::Failed(e),
             },
             _ = ping.tick() => {
                 if last_seen.elapsed() > IDLE_TIMEOUT {
@@ -227,6 +233,7 @@ pub async fn session(
         }
     };
 
+    s.queue.close();
     if let Some(handle) = s.handle.take() {
         handle.send(Command::Leave { id }).await;
     }
@@ -246,24 +253,18 @@ pub async fn session(
 }
 
 impl Session {
-    /// Write a broadcast frame taken from the queue, and as many more as fit under the
-    /// high-water mark.
-    fn forward(
-        &mut self,
-        first: Outgoing,
-        queue: &mut mpsc::Receiver<Outgoing>,
-    ) -> Result<(), wsx::Error> {
-        let mut next = Some(first);
-        while let Some(out) = next.take() {
-            self.queued_bytes
-                .fetch_sub(out.wire.len(), Ordering::Relaxed);
+    /// Write the broadcast frames waiting in the queue, as many as fit under the high-water
+    /// mark; `Ok(false)` when the room dropped this member as too slow.
+    fn forward(&mut self) -> Result<bool, wsx::Error> {
+        let budget = WRITE_HIGH_WATER.saturating_sub(self.ws.buffered_amount());
+        if self.queue.drain_into(budget, &mut self.batch).dropped {
+            return Ok(false);
+        }
+        for out in self.batch.drain(..) {
             self.state.metrics.sent(out.payload_len);
             self.ws.feed_encoded(out.wire)?;
-            if self.ws.buffered_amount() < WRITE_HIGH_WATER {
-                next = queue.try_recv().ok();
-            }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Send an event to this client only.
@@ -349,17 +350,12 @@ impl Session {
             Ok(n) => n,
             Err(why) => return self.error("invalid_name", why),
         };
-        let Some((queue, kick)) = self.join_parts.take() else {
-            return self.error("already_joined", "this connection already joined the room");
-        };
         let handle = self.state.rooms.enter(&self.room);
         handle
             .send(Command::Join(Joiner {
                 id: self.id,
                 name,
-                queue,
-                queued_bytes: self.queued_bytes.clone(),
-                kick,
+                queue: self.queue.clone(),
             }))
             .await;
         self.handle = Some(handle);

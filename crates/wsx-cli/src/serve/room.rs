@@ -2,10 +2,11 @@
 //!
 //! A chat session (see [`super::chat`]) that joined a room sends it [`Command`]s. The room task
 //! serializes each outgoing event once, encodes it into a WebSocket frame once
-//! ([`wsx_proto::encode_frame`]) and hands the same `Bytes` to every member's bounded queue with
-//! `try_reserve`: the room task never waits for a member. A member whose queue is full (too many
-//! entries or too many bytes) is dropped from the room and told to close with 1008 "too slow";
-//! the others do not notice beyond a `leave` event.
+//! ([`wsx_proto::encode_frame`]) and pushes the same `Bytes` into every member's
+//! [`OutboundQueue`] (the slow-consumer queue of `wsx-broker`, shared with the STOMP broker):
+//! the room task never waits for a member. A member whose queue would pass its limits (too many
+//! entries or too many bytes) is dropped by its queue, closes with 1008 "too slow" and leaves
+//! the room; the others do not notice beyond a `leave` event.
 //!
 //! Presence costs each join and leave O(log n), whatever the number of members: names come from
 //! the room's [`names::Names`] registry, the members present are told of a change by a `join`
@@ -21,19 +22,18 @@
 mod names;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use wsx::Message;
 
 use super::metrics::Metrics;
-use wsx_broker::Escaped;
+use wsx_broker::{Escaped, OutboundQueue, Refused};
 
 /// Entries a member's outgoing queue holds before the member counts as too slow.
 pub const MEMBER_QUEUE_LEN: usize = 256;
@@ -147,13 +147,6 @@ pub enum ServerEvent<'a> {
     },
 }
 
-/// Why a member was removed from its room by the room itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kick {
-    /// Its outgoing queue was full: it does not read fast enough.
-    TooSlow,
-}
-
 /// What a joining member hands to the room.
 #[derive(Debug)]
 pub struct Joiner {
@@ -161,12 +154,10 @@ pub struct Joiner {
     pub id: u64,
     /// The name asked for (already validated).
     pub name: String,
-    /// The member's outgoing queue.
-    pub queue: mpsc::Sender<Outgoing>,
-    /// Bytes in the member's queue: the room adds, the session subtracts.
-    pub queued_bytes: Arc<AtomicUsize>,
-    /// Fired when the room drops the member.
-    pub kick: oneshot::Sender<Kick>,
+    /// The member's outgoing queue (limits: [`MEMBER_QUEUE_LEN`] entries and
+    /// [`RoomSettings::max_queued_bytes`]); the room drops the member through it when it is too
+    /// slow.
+    pub queue: Arc<OutboundQueue<Outgoing>>,
 }
 
 /// A request from a session to its room.
@@ -313,38 +304,18 @@ impl Drop for RoomHandle {
 struct Member {
     id: u64,
     name: String,
-    queue: mpsc::Sender<Outgoing>,
-    queued_bytes: Arc<AtomicUsize>,
-    kick: Option<oneshot::Sender<Kick>>,
-}
-
-/// Why a delivery failed.
-enum Undeliverable {
-    /// The member cannot keep up.
-    Full,
-    /// The member's session ended.
-    Gone,
+    queue: Arc<OutboundQueue<Outgoing>>,
 }
 
 impl Member {
-    /// Queue `frames` for this member, all or none, without waiting.
-    fn deliver(&self, frames: &[&Outgoing], max_queued_bytes: usize) -> Result<(), Undeliverable> {
-        let bytes: usize = frames.iter().map(|f| f.wire.len()).sum();
-        let permits = match self.queue.try_reserve_many(frames.len()) {
-            Ok(p) => p,
-            Err(mpsc::error::TrySendError::Full(())) => return Err(Undeliverable::Full),
-            Err(mpsc::error::TrySendError::Closed(())) => return Err(Undeliverable::Gone),
-        };
-        let queued = self.queued_bytes.load(Ordering::Relaxed);
-        // An empty queue always takes a message, however big (it is at most one file).
-        if queued > 0 && queued.saturating_add(bytes) > max_queued_bytes {
-            return Err(Undeliverable::Full);
-        }
-        self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
-        for (permit, frame) in permits.zip(frames) {
-            permit.send((*frame).clone());
-        }
-        Ok(())
+    /// Queue broadcast `frames` for this member, all or none, without waiting: counted against
+    /// its queue's limits (past them the queue drops the member as too slow).
+    fn deliver(&self, frames: &[&Outgoing]) -> Result<(), Refused> {
+        let pushed = self
+            .queue
+            .push_counted(frames.iter().map(|f| ((*f).clone(), f.wire.len())));
+        self.queue.wake();
+        pushed
     }
 }
 
@@ -441,8 +412,6 @@ impl Room {
             id: joiner.id,
             name,
             queue: joiner.queue,
-            queued_bytes: joiner.queued_bytes,
-            kick: Some(joiner.kick),
         };
         let welcome = Outgoing::json(&ServerEvent::Welcome {
             name: &member.name,
@@ -452,8 +421,11 @@ impl Room {
         let joined = Outgoing::json(&ServerEvent::Join { name: &member.name });
         let mut frames: Vec<&Outgoing> = welcome.iter().collect();
         frames.extend(self.history.iter());
-        // A fresh queue holds the welcome and the whole history (history <= queue length).
-        let ok = member.deliver(&frames, usize::MAX).is_ok();
+        // The welcome and the history are bounded by the history's length: not counted.
+        let ok = frames
+            .into_iter()
+            .all(|f| member.queue.push(f.clone(), f.wire.len()).is_ok());
+        member.queue.wake();
         if !ok {
             // Its session already ended; nothing to announce.
             self.names.release(&member.name);
@@ -507,10 +479,10 @@ impl Room {
             let Some(member) = self.members.get(id) else {
                 continue;
             };
-            match member.deliver(&[presence], self.settings.max_queued_bytes) {
+            match member.deliver(&[presence]) {
                 Ok(()) => {}
-                Err(Undeliverable::Full) => gone.push((id, true)),
-                Err(Undeliverable::Gone) => gone.push((id, false)),
+                Err(Refused::TooSlow) => gone.push((id, true)),
+                Err(Refused::Gone) => gone.push((id, false)),
             }
         }
         self.drop_members(gone);
@@ -566,29 +538,26 @@ impl Room {
             if Some(m.id) == except {
                 continue;
             }
-            match m.deliver(frames, self.settings.max_queued_bytes) {
+            match m.deliver(frames) {
                 Ok(()) => {}
-                Err(Undeliverable::Full) => gone.push((m.id, true)),
-                Err(Undeliverable::Gone) => gone.push((m.id, false)),
+                Err(Refused::TooSlow) => gone.push((m.id, true)),
+                Err(Refused::Gone) => gone.push((m.id, false)),
             }
         }
     }
 
-    /// Remove the members in `gone`, telling the slow ones to close, and announce their
+    /// Remove the members in `gone` (their queues already told the slow ones to close), and announce their
     /// departure to the others (which may find more members gone).
     fn drop_members(&mut self, mut gone: Vec<(u64, bool)>) {
         while !gone.is_empty() {
             let mut names = Vec::new();
             for (id, too_slow) in gone.drain(..) {
-                let Some(mut member) = self.remove_member(id) else {
+                let Some(member) = self.remove_member(id) else {
                     continue;
                 };
                 if too_slow {
                     warn!(room = %Escaped(&self.name), name = %Escaped(&member.name), "member too slow: disconnecting");
                     self.metrics.chat_slow_disconnect();
-                    if let Some(kick) = member.kick.take() {
-                        let _ = kick.send(Kick::TooSlow);
-                    }
                 }
                 names.push(member.name);
             }
