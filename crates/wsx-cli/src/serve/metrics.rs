@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use wsx::HandshakeError;
 use wsx_broker::BrokerMetrics;
-use wsx_proto::handshake::HandshakeError;
 
 /// Label values of `wsx_handshake_failures_total{reason}`, one per kind of failed handshake.
 const HANDSHAKE_REASONS: [&str; 12] = [
