@@ -28,7 +28,7 @@ pub enum Error {
     #[error("invalid URL: {0}")]
     InvalidUrl(String),
     /// The proxy refused the tunnel or the credentials, or broke its protocol
-    /// (see [`crate::proxy`]); the message says which proxy and why.
+    /// (see [`ProxyConfig`](crate::ProxyConfig)); the message says which proxy and why.
     #[error("proxy: {0}")]
     Proxy(String),
 }

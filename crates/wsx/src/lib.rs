@@ -26,19 +26,18 @@ pub mod hyper_upgrade;
 mod keepalive;
 pub mod listener;
 pub mod policy;
-pub mod proxy;
 pub mod server;
 pub mod split;
 pub mod tls;
 pub mod websocket;
 
 pub use bytes::Bytes;
+pub use client::proxy::{self, NoProxy, ProxyConfig, ProxyScheme};
 pub use client::{ClientBuilder, connect};
 pub use config::{Backpressure, WebSocketConfig};
 pub use error::{Error, Result};
 pub use listener::{ConnectionInfo, Server, ShutdownHandle};
 pub use policy::Policy;
-pub use proxy::ProxyConfig;
 pub use server::{
     Accept, RESPONSE_TIMEOUT, Reject, accept, accept_with, read_request, refuse_over_capacity,
     respond, upgrade,

@@ -15,12 +15,14 @@
 //!
 //! Nothing here performs I/O; everything works on byte slices.
 
+pub mod authority;
 pub mod client;
 pub mod head;
 pub mod request;
 pub mod response;
 pub mod url;
 
+pub use authority::{HostPort, HostPortError, join_host_port, split_host_port, unbracket};
 pub use client::{ClientRequest, ClientResponse, parse_response};
 pub use head::RequestReader;
 pub use request::{HttpRequest, WebSocketRequest, parse_request, validate_upgrade};
