@@ -175,11 +175,8 @@ impl Pending {
 
 /// Whether the `Upgrade` headers carry the `websocket` token.
 pub(crate) fn is_upgrade_headers(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(hyper::header::UPGRADE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"websocket"))
+    let values = headers.get_all(hyper::header::UPGRADE);
+    wsx_proto::handshake::has_token(values.iter().map(|v| v.as_bytes()), "websocket")
 }
 
 /// Converts a request head into the handshake module's request type.

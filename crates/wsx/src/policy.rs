@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wsx_proto::handshake::HttpRequest;
+use wsx_proto::handshake::{HttpRequest, list_elements};
 
 use crate::server::{Accept, Reject};
 
@@ -142,8 +142,7 @@ impl Policy {
         let offered: Vec<&str> = req
             .header_values("sec-websocket-protocol")
             .filter_map(|v| std::str::from_utf8(v).ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
+            .flat_map(list_elements)
             .collect();
         let subprotocol = self
             .subprotocols

@@ -5,9 +5,8 @@
 //! length of its head; then [`validate_upgrade`] extracts the [`WebSocketRequest`] (key,
 //! offered subprotocols and extensions). The answer is built by [`super::response`].
 
-use super::{
-    HandshakeError, MAX_HEADERS, has_token, is_valid_key, own_headers, parse_error, values,
-};
+use super::headers::{has_token, list_elements, values};
+use super::{HandshakeError, MAX_HEADERS, is_valid_key, own_headers, parse_error};
 
 /// A parsed HTTP/1.x request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,12 +192,7 @@ pub fn validate_upgrade(req: &HttpRequest) -> Result<WebSocketRequest, Handshake
     let mut subprotocols = Vec::new();
     for v in req.header_values("sec-websocket-protocol") {
         let v = utf8(v, "Sec-WebSocket-Protocol")?;
-        subprotocols.extend(
-            v.split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned),
-        );
+        subprotocols.extend(list_elements(v).map(str::to_owned));
     }
 
     let mut extensions = Vec::new();
