@@ -28,7 +28,7 @@ use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::mask::apply_mask;
 use crate::message::{Message, Utf8Bytes};
 use crate::output::OutputQueue;
-use crate::output::pool::{self, Class};
+use crate::pool::{self, Class};
 use crate::role::Role;
 use crate::utf8::Utf8Validator;
 

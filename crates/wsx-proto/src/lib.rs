@@ -28,6 +28,7 @@ pub mod handshake;
 pub mod mask;
 pub mod message;
 pub mod output;
+mod pool;
 pub mod role;
 pub mod utf8;
 
