@@ -32,7 +32,7 @@ mod pool;
 pub mod role;
 pub mod utf8;
 
-pub use close::{CloseCode, CloseFrame};
+pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 pub use config::Config;
 pub use connection::{Connection, encode_frame};
 pub use error::{Error, ProtocolError};
