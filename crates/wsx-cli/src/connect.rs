@@ -28,7 +28,7 @@ use wsx::MaybeTlsStream;
 use wsx::{
     ClientBuilder, CloseCode, CloseFrame, DeflateConfig, Message, WebSocket, WebSocketConfig,
 };
-use wsx_proto::handshake::HandshakeError;
+use wsx::HandshakeError;
 
 use line::Action;
 

@@ -60,8 +60,7 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use wsx_proto::deflate::{DeflateParams, PerMessageDeflate};
-pub use wsx_proto::handshake::HandshakeError;
-use wsx_proto::handshake::{HttpRequest, WebSocketRequest, validate_upgrade};
+use wsx_proto::handshake::{HandshakeError, HttpRequest, WebSocketRequest, validate_upgrade};
 use wsx_proto::{Connection, Role};
 
 use crate::config::WebSocketConfig;

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use wsx_proto::handshake::HandshakeError;
+use wsx::HandshakeError;
 use wsx_stomp::DestinationKind;
 use wsx_stomp_redis::RedisMetrics;
 

@@ -69,7 +69,7 @@ use wsx::{
     Accept, CloseCode, HttpRequest, MaybeTlsStream, Message, RecvOrDrained, Utf8Bytes, WebSocket,
     WebSocketConfig,
 };
-use wsx_proto::frame::MAX_HEADER_LEN;
+use wsx_proto::MAX_HEADER_LEN;
 use wsx_proto::{FrameHeader, OpCode};
 use wsx_stomp::{
     AllowAll, Authenticator, Broker, ConnectionInfo, EncodedFrame, Limits, SessionConfig,

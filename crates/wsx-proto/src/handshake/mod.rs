@@ -2,28 +2,28 @@
 //!
 //! This is the first step of every connection, before any frame is exchanged:
 //!
-//! * A client turns a `ws://` / `wss://` URL into a [`WsUrl`] ([`url`]), builds a
-//!   [`ClientRequest`] ([`client`]), writes [`ClientRequest::encode`] to the transport and feeds
+//! * A client turns a `ws://` / `wss://` URL into a [`WsUrl`] (`url.rs`), builds a
+//!   [`ClientRequest`] (`client.rs`), writes [`ClientRequest::encode`] to the transport and feeds
 //!   what comes back to [`parse_response`] until it returns a [`ClientResponse`].
-//! * A server feeds the bytes it reads to a [`RequestReader`] ([`head`]; it looks at each byte
+//! * A server feeds the bytes it reads to a [`RequestReader`] (`head.rs`; it looks at each byte
 //!   once, however the head is cut into reads) or to [`parse_request`] until it returns an
-//!   [`HttpRequest`] ([`request`]), checks it with [`validate_upgrade`], and answers with
-//!   [`write_accept_response`] (101 Switching Protocols) or [`error_response`] ([`response`]).
+//!   [`HttpRequest`] (`request.rs`), checks it with [`validate_upgrade`], and answers with
+//!   [`write_accept_response`] (101 Switching Protocols) or [`error_response`] (`response.rs`).
 //!
 //! Both parsers return how many bytes the HTTP head took: the bytes after it already belong to
 //! the WebSocket stream and must be handed to the connection.
 //!
 //! Nothing here performs I/O; everything works on byte slices.
 
-pub mod authority;
-pub mod client;
-pub mod head;
+mod authority;
+mod client;
+mod head;
 pub(crate) mod headers;
-pub mod request;
-pub mod response;
-pub mod url;
+mod request;
+mod response;
+mod url;
 
-pub use authority::{HostPort, HostPortError, join_host_port, split_host_port, unbracket};
+pub use authority::{HostPort, HostPortError, bracket, join_host_port, split_host_port, unbracket};
 pub use client::{ClientRequest, ClientResponse, parse_response};
 pub use head::RequestReader;
 pub use headers::{has_token, list_elements};

@@ -3,7 +3,7 @@
 // Without the `rustls` feature, the docs still mention the TLS items they would link to.
 #![cfg_attr(not(feature = "rustls"), allow(rustdoc::broken_intra_doc_links))]
 
-pub mod proxy;
+pub(crate) mod proxy;
 
 use std::time::Duration;
 
@@ -14,9 +14,9 @@ use wsx_proto::handshake::{ClientRequest, ClientResponse, WsUrl, parse_response}
 use wsx_proto::{Connection, Role};
 
 use self::proxy::{ProxyChoice, ProxyConfig};
+use crate::MaybeTlsStream;
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
-use crate::tls::MaybeTlsStream;
 #[cfg(feature = "rustls")]
 use crate::tls::TlsConnector;
 use crate::websocket::WebSocket;
@@ -197,12 +197,14 @@ impl ClientBuilder {
     ) -> Result<(WebSocket<S>, ClientResponse)> {
         let url = WsUrl::parse(&self.url)?;
         let req = self.request(&url);
-        handshake(io, &req, &self.config).await
+        client_handshake(io, &req, &self.config).await
     }
 }
 
-/// Send `req` over `io`, read and check the response.
-pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+/// The client's side of the handshake over an already connected transport, with a request
+/// built by hand: send `req` over `io`, read and check the response.
+/// [`ClientBuilder::connect_on`] builds the request from a URL and calls this.
+pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
     req: &ClientRequest,
     config: &WebSocketConfig,

@@ -66,7 +66,7 @@ impl NoProxy {
     }
 
     /// Whether the server `host:port` is to be reached without the proxy. `host` is a DNS
-    /// name or an IP address (IPv6 with or without brackets), as in [`WsUrl::host`].
+    /// name or an IP address (IPv6 with or without brackets), as in [`WsUrl::host`](crate::WsUrl::host).
     pub fn matches(&self, host: &str, port: u16) -> bool {
         let host = unbracket(host).trim_end_matches('.').to_ascii_lowercase();
         let ip = host.parse::<IpAddr>().ok();
