@@ -24,11 +24,11 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
+use wsx::HandshakeError;
 use wsx::MaybeTlsStream;
 use wsx::{
     ClientBuilder, CloseCode, CloseFrame, DeflateConfig, Message, WebSocket, WebSocketConfig,
 };
-use wsx::HandshakeError;
 
 use line::Action;
 

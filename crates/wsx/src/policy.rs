@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wsx_proto::handshake::{HttpRequest, list_elements};
+use wsx_proto::handshake::HttpRequest;
 
 use crate::server::{Accept, Reject};
 
@@ -139,11 +139,7 @@ impl Policy {
         if !self.origin_allowed(req) {
             return Err(Reject::new(403, "origin not allowed"));
         }
-        let offered: Vec<&str> = req
-            .header_values("sec-websocket-protocol")
-            .filter_map(|v| std::str::from_utf8(v).ok())
-            .flat_map(list_elements)
-            .collect();
+        let offered: Vec<&str> = req.header_list("sec-websocket-protocol").collect();
         let subprotocol = self
             .subprotocols
             .iter()

@@ -40,6 +40,27 @@ impl HttpRequest {
         values(&self.headers, name)
     }
 
+    /// The elements of the comma-separated lists in every header named `name`
+    /// (case-insensitive), in order, as [`list_elements`](super::list_elements) splits them;
+    /// values that are not UTF-8 are skipped. For `Sec-WebSocket-Protocol`, say:
+    ///
+    /// ```
+    /// # use wsx_proto::handshake::parse_request;
+    /// let head = b"GET / HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Protocol: a, b\r\n\
+    ///              Sec-WebSocket-Protocol: c\r\n\r\n";
+    /// let (req, _) = parse_request(head, 4096)?.expect("a complete head");
+    /// assert!(req.header_list("sec-websocket-protocol").eq(["a", "b", "c"]));
+    /// # Ok::<(), wsx_proto::handshake::HandshakeError>(())
+    /// ```
+    pub fn header_list<'a, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        self.header_values(name)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .flat_map(list_elements)
+    }
+
     /// The path: the request-target without its query.
     pub fn path(&self) -> &str {
         match self.target.split_once('?') {
