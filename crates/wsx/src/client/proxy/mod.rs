@@ -24,8 +24,10 @@
 //! [`Error::Io`] naming the proxy; a malformed proxy URL gives
 //! [`Error::InvalidUrl`].
 //!
-//! The SOCKS5 client is written here rather than taken from a crate: the protocol (RFC 1928,
-//! RFC 1929) is a few fixed-layout messages, and owning it keeps the errors in this crate's type.
+//! The pieces: this file parses proxy URLs and picks the proxy; `http_connect.rs` and
+//! `socks5.rs` ask a proxy for the tunnel; `no_proxy.rs` decides which hosts bypass it. Host and
+//! port text (IPv6 brackets included) goes through `wsx_proto::handshake::split_host_port` and
+//! `join_host_port`, as the URLs do.
 
 use std::fmt;
 use std::io;
