@@ -13,8 +13,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use wsx_proto::FrameHeader;
-use wsx_proto::frame::MAX_HEADER_LEN;
-use wsx_proto::mask::{apply_mask, apply_mask_scalar};
+use wsx_proto::MAX_HEADER_LEN;
+use wsx_proto::{apply_mask, apply_mask_scalar};
 
 fuzz_target!(|data: &[u8]| {
     let result = FrameHeader::decode(data);

@@ -13,7 +13,7 @@ use std::io::IoSlice;
 use arbitrary::Arbitrary;
 use wsx_proto::Connection;
 use wsx_proto::deflate::{DeflateConfig, DeflateParams};
-use wsx_proto::mask::apply_mask_scalar;
+use wsx_proto::apply_mask_scalar;
 
 /// How a frame's payload length is written on the wire: minimal, or a longer form the RFC also
 /// accepts (a 16-bit or 64-bit length for a short payload).

@@ -11,7 +11,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wsx_proto::handshake::{accept_key, parse_request};
-use wsx_proto::mask::apply_mask;
+use wsx_proto::apply_mask;
 
 fn main() -> std::io::Result<()> {
     wsx_bench::serve("raw", false, |tcp, _| async move {

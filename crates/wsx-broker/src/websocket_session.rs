@@ -34,7 +34,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 use wsx::{CloseCode, Message, RecvOrDrained, Utf8Bytes, WebSocket};
-use wsx_proto::frame::MAX_HEADER_LEN;
+use wsx_proto::MAX_HEADER_LEN;
 use wsx_proto::{FrameHeader, OpCode};
 use wsx_stomp::{ConnectionInfo, EncodedFrame};
 

@@ -137,7 +137,7 @@ async fn http_routes() {
     assert!(
         matches!(
             err.as_handshake(),
-            Some(wsx_proto::handshake::HandshakeError::Rejected { status: 404, .. })
+            Some(wsx::HandshakeError::Rejected { status: 404, .. })
         ),
         "{err}"
     );

@@ -8,6 +8,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::error::{Error, ProtocolError};
 use crate::message::Utf8Bytes;
 
+/// The longest close reason: 123 bytes of UTF-8 (a control frame's 125-byte payload less the
+/// 2-byte code). A longer one is refused by [`CloseFrame::validate_for_send`];
+/// [`CloseFrame::truncated`] cuts one to fit.
+pub const MAX_CLOSE_REASON: usize = 123;
+
 /// A close status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CloseCode(pub u16);
@@ -79,6 +84,25 @@ impl CloseFrame {
         }
     }
 
+    /// A close frame with a code and `reason` cut to [`MAX_CLOSE_REASON`] bytes on a character
+    /// boundary, so that it can always be sent: for reasons built from error messages or peer
+    /// input. A reason that fits is kept whole.
+    ///
+    /// ```
+    /// use wsx_proto::{CloseCode, CloseFrame};
+    /// let long = "é".repeat(100); // 200 bytes
+    /// let frame = CloseFrame::truncated(CloseCode::POLICY_VIOLATION, &long);
+    /// assert_eq!(frame.reason.len(), 122); // 61 whole characters
+    /// assert!(frame.validate_for_send().is_ok());
+    /// ```
+    pub fn truncated(code: impl Into<CloseCode>, reason: &str) -> Self {
+        let mut end = reason.len().min(MAX_CLOSE_REASON);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        CloseFrame::new(code, reason.get(..end).unwrap_or_default().to_owned())
+    }
+
     /// Parse a close frame payload received from the peer. `None` means an empty payload
     /// (no status code).
     pub fn parse(payload: Bytes) -> Result<Option<CloseFrame>, Error> {
@@ -102,7 +126,7 @@ impl CloseFrame {
         if !self.code.is_allowed_on_wire() {
             return Err(Error::InvalidSend("close code may not be sent on the wire"));
         }
-        if self.reason.len() > 123 {
+        if self.reason.len() > MAX_CLOSE_REASON {
             return Err(Error::InvalidSend("close reason over 123 bytes"));
         }
         Ok(())
@@ -131,6 +155,17 @@ mod tests {
         ] {
             assert!(!CloseCode(c).is_allowed_on_wire(), "{c}");
         }
+    }
+
+    #[test]
+    fn truncated_reasons_fit_and_stay_utf8() {
+        assert_eq!(CloseFrame::truncated(1000, "bye").reason.as_str(), "bye");
+        let exact = "a".repeat(MAX_CLOSE_REASON);
+        assert_eq!(CloseFrame::truncated(1000, &exact).reason.as_str(), exact);
+        let long = format!("{}€", "a".repeat(MAX_CLOSE_REASON - 1)); // € is 3 bytes
+        let cut = CloseFrame::truncated(1000, &long);
+        assert_eq!(cut.reason.as_str(), &long[..MAX_CLOSE_REASON - 1]);
+        assert!(cut.validate_for_send().is_ok());
     }
 
     #[test]

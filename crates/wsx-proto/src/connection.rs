@@ -28,7 +28,7 @@ use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::mask::apply_mask;
 use crate::message::{Message, Utf8Bytes};
 use crate::output::OutputQueue;
-use crate::output::pool::{self, Class};
+use crate::pool::{self, Class};
 use crate::role::Role;
 use crate::utf8::Utf8Validator;
 
@@ -430,8 +430,7 @@ impl Connection {
         self.message = None;
         if !self.close_sent {
             let code = err.close_code().unwrap_or(CloseCode::PROTOCOL_ERROR);
-            let reason = short_reason(err);
-            self.queue_close(Some(&CloseFrame::new(code, reason.as_str())));
+            self.queue_close(Some(&CloseFrame::truncated(code, &err.to_string())));
         }
     }
 
@@ -706,19 +705,6 @@ enum Step {
     NeedMore,
     Continue,
     Message(Message),
-}
-
-/// A close reason for an error: its message cut to the 123 bytes a close frame allows.
-fn short_reason(err: &Error) -> String {
-    let mut s = err.to_string();
-    if s.len() > 123 {
-        let mut cut = 123;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
 }
 
 /// Encode one unmasked, uncompressed frame holding `msg` (server role), for sending the same

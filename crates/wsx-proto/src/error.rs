@@ -1,7 +1,15 @@
 //! The one error type of `wsx-proto`, with the detail enums it carries.
 //!
-//! Every error a peer can cause maps to a close code ([`Error::close_code`]) or, during the
-//! handshake, to an HTTP status ([`crate::handshake::HandshakeError::status`]).
+//! As rustls splits its errors, the variants say whose fault it is:
+//!
+//! - **The peer misbehaved** (or sent something we cannot handle): [`Error::Protocol`],
+//!   [`Error::InvalidUtf8`], [`Error::FrameTooBig`], [`Error::MessageTooBig`],
+//!   [`Error::Inflate`], [`Error::Handshake`], [`Error::Extension`]. Each maps to a close code
+//!   ([`Error::close_code`]: the connection is failed with it) or, during the handshake, to an
+//!   HTTP status ([`crate::handshake::HandshakeError::status`]).
+//! - **We failed**: [`Error::Deflate`] (1011).
+//! - **The API was misused**: [`Error::InvalidSend`] and [`Error::Closed`]. Nothing is sent to
+//!   the peer and the connection is unchanged; [`Error::close_code`] is `None`.
 
 use crate::close::CloseCode;
 use crate::handshake::HandshakeError;
@@ -44,11 +52,13 @@ pub enum Error {
     /// Compressing an outgoing message failed; the connection is failed with 1011.
     #[error("permessage-deflate: compression failed: {0}")]
     Deflate(String),
-    /// The application tried to send something not allowed (for example a control frame payload
-    /// over 125 bytes, or an invalid close code).
+    /// API misuse: the application tried to send something not allowed (for example a control
+    /// frame payload over 125 bytes, or an invalid close code).
     #[error("invalid message to send: {0}")]
     InvalidSend(&'static str),
-    /// The connection is closed (or closing) and cannot send or receive data any more.
+    /// API misuse: the connection is closed (or closing: our close frame is sent) and cannot
+    /// send data any more. The one "closed" error of the core; `wsx` reports it as
+    /// `wsx::Error::Closed`.
     #[error("the connection is closed")]
     Closed,
 }

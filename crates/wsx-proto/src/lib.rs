@@ -9,32 +9,40 @@
 //!
 //! 1. The handshake ([`handshake`]): the client builds an HTTP/1.1 Upgrade request and checks the
 //!    response; the server parses the request and builds the response (or an HTTP error).
-//! 2. Once upgraded, a [`Connection`] decodes frames ([`frame`]), unmasks them in place
-//!    ([`mask`]), assembles messages, validates UTF-8 as it streams in ([`utf8`]), inflates them
-//!    when permessage-deflate was negotiated ([`deflate`]) and enforces the limits in [`Config`].
+//! 2. Once upgraded, a [`Connection`] decodes frames ([`FrameHeader`]), unmasks them in place
+//!    ([`apply_mask`]), assembles messages, validates UTF-8 as it streams in
+//!    ([`Utf8Validator`]), inflates them when permessage-deflate was negotiated ([`deflate`])
+//!    and enforces the limits in [`Config`].
 //! 3. Messages to send are encoded into frames and queued in an output buffer that the I/O layer
 //!    drains with as few writes as possible.
-//! 4. The close handshake ([`close`]) ends it.
+//! 4. The close handshake ([`CloseFrame`], [`CloseCode`]) ends it.
+//!
+//! Every public item has one path: the handshake's items under [`handshake`], permessage-deflate's
+//! under [`deflate`], everything else at the crate root. The errors ([`Error`]) say whether the
+//! peer misbehaved or the API was misused.
 #![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
-pub mod close;
-pub mod config;
-pub mod connection;
+mod close;
+mod config;
+mod connection;
 pub mod deflate;
-pub mod error;
-pub mod frame;
+mod error;
+mod frame;
 pub mod handshake;
-pub mod mask;
-pub mod message;
-pub mod output;
-pub mod role;
-pub mod utf8;
+mod mask;
+mod message;
+mod output;
+mod pool;
+mod role;
+mod utf8;
 
-pub use close::{CloseCode, CloseFrame};
+pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 pub use config::Config;
-pub use connection::{Connection, encode_frame};
+pub use connection::{Connection, PONG_COALESCE_AT, encode_frame};
 pub use error::{Error, ProtocolError};
-pub use frame::{FrameHeader, OpCode};
+pub use frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
+pub use mask::{apply_mask, apply_mask_scalar};
 pub use message::{Message, Utf8Bytes};
 pub use role::Role;
+pub use utf8::{InvalidUtf8, Utf8Validator};

@@ -45,7 +45,7 @@ const SIMD_MIN_LEN: usize = 64;
 /// matters), so a payload can be masked in pieces:
 ///
 /// ```
-/// use wsx_proto::mask::apply_mask;
+/// use wsx_proto::apply_mask;
 ///
 /// let key = [0x37, 0xfa, 0x21, 0x3d];
 /// let mut whole = *b"Hello";
@@ -62,7 +62,7 @@ const SIMD_MIN_LEN: usize = 64;
 ///
 /// Masking is its own inverse: applying the same key and offset again restores the input.
 /// This picks the fastest kernel for the length of `buf` and the CPU (see the
-/// [module documentation](self)); all of them give the same result as [`apply_mask_scalar`].
+/// documentation of `mask.rs`); all of them give the same result as [`apply_mask_scalar`].
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let key = rotate_key(key, offset);

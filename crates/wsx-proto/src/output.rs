@@ -5,7 +5,7 @@
 //! copy, for a vectored write. The I/O layer takes the queued bytes as [`IoSlice`]s
 //! ([`OutputQueue::chunks`]) and reports how much it wrote ([`OutputQueue::advance`]).
 //!
-//! Buffers are recycled through a small per-thread pool (`pool`): an idle connection gives its
+//! Buffers are recycled through a small per-thread pool (`pool.rs`): an idle connection gives its
 //! empty read and staging buffers back and an active one borrows them, so a connection that
 //! goes idle after every message (the usual request/response pattern) allocates nothing per
 //! message, while an idle connection still holds no buffer.
@@ -17,7 +17,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::frame::{FrameHeader, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
-use pool::Class;
+use crate::pool::{self, Class};
 
 /// Payloads at least this long are queued by reference instead of copied (unmasked only).
 const ZERO_COPY_MIN: usize = 16 * 1024;
@@ -205,105 +205,6 @@ impl OutputQueue {
     pub(crate) fn take_staging(&mut self, pool: &mut pool::Pool) {
         self.staging = pool.take(Class::Staging);
         self.staging_oversized = false;
-    }
-}
-
-/// A small per-thread pool of empty buffers, so that connections that go idle between
-/// messages do not allocate and free their read and staging buffers for every message.
-///
-/// Two classes ([`pool::Class`]): read buffers and staging buffers. Each is bounded in number
-/// ([`pool::MAX_BUFFERS`]) and size ([`pool::MAX_CAPACITY`]; the owners track whether a buffer
-/// grew past it and free it instead), so the pool holds about a megabyte per thread at most,
-/// whatever the number of connections. A buffer may still share its allocation with [`Bytes`]
-/// handed out earlier (the [`Bytes`] stay valid: the pooled buffer only owns its free room).
-pub(crate) mod pool {
-    use std::cell::RefCell;
-
-    use bytes::BytesMut;
-
-    /// What a buffer is for.
-    #[derive(Debug, Clone, Copy)]
-    pub(crate) enum Class {
-        /// A connection's read buffer.
-        Read = 0,
-        /// An output queue's staging buffer.
-        Staging = 1,
-    }
-
-    impl Class {
-        /// The least room a pooled buffer of this class has. For reading, the room under which
-        /// the read path reserves more anyway; a fresh staging buffer is allocated with it.
-        pub(crate) const fn min_capacity(self) -> usize {
-            match self {
-                Class::Read => 4 * 1024,
-                Class::Staging => 1024,
-            }
-        }
-    }
-
-    /// The most buffers kept per thread and class. A current-thread runtime echoing messages
-    /// needs one of each (the active connection's); the rest absorbs bursts.
-    pub(crate) const MAX_BUFFERS: usize = 8;
-    /// Buffers with more room than this are freed, not kept.
-    pub(crate) const MAX_CAPACITY: usize = 64 * 1024;
-
-    /// One thread's pooled buffers, by class.
-    #[derive(Debug, Default)]
-    pub(crate) struct Pool {
-        lists: [Vec<BytesMut>; 2],
-    }
-
-    impl Pool {
-        /// An empty buffer of `class` (with at least [`Class::min_capacity`] of room), or an
-        /// unallocated one when there is none.
-        #[inline]
-        pub(crate) fn take(&mut self, class: Class) -> BytesMut {
-            self.lists[class as usize].pop().unwrap_or_default()
-        }
-
-        /// Give a buffer back (one whose allocation is at most about [`MAX_CAPACITY`]; the
-        /// caller tracks that): emptied and kept if there is room in the pool and the buffer
-        /// can hold [`Class::min_capacity`] bytes without allocating; otherwise freed.
-        /// `slot` is left unallocated either way.
-        #[inline]
-        pub(crate) fn give(&mut self, class: Class, slot: &mut BytesMut) {
-            let list = &mut self.lists[class as usize];
-            slot.clear();
-            // `try_reclaim` only does work (moving the buffer's start back) when room is short.
-            if list.len() < MAX_BUFFERS
-                && slot.try_reclaim(class.min_capacity())
-                && slot.capacity() <= MAX_CAPACITY
-            {
-                list.push(std::mem::take(slot));
-            } else {
-                *slot = BytesMut::new();
-            }
-        }
-
-        /// Free every pooled buffer.
-        #[cfg(test)]
-        pub(crate) fn clear(&mut self) {
-            self.lists = Default::default();
-        }
-
-        /// How many buffers of `class` the pool holds.
-        #[cfg(test)]
-        pub(crate) fn len(&self, class: Class) -> usize {
-            self.lists[class as usize].len()
-        }
-    }
-
-    thread_local! {
-        static POOL: RefCell<Pool> = const { RefCell::new(Pool { lists: [Vec::new(), Vec::new()] }) };
-    }
-
-    /// Run `f` on this thread's pool; `None` while the thread is being torn down (or,
-    /// defensively, if the pool is already borrowed).
-    #[inline]
-    pub(crate) fn with<R>(f: impl FnOnce(&mut Pool) -> R) -> Option<R> {
-        POOL.try_with(|p| p.try_borrow_mut().ok().map(|mut p| f(&mut p)))
-            .ok()
-            .flatten()
     }
 }
 

@@ -4,9 +4,10 @@ use std::io::IoSlice;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use wsx_proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
-use wsx_proto::mask::apply_mask;
-use wsx_proto::{CloseCode, CloseFrame, Config, Connection, Error, Message, ProtocolError, Role};
+use wsx_proto::{
+    CloseCode, CloseFrame, Config, Connection, Error, FrameHeader, MAX_HEADER_LEN, Message, OpCode,
+    ProtocolError, Role, apply_mask,
+};
 
 /// Everything `conn` has queued, as one buffer (and marks it written).
 fn drain(conn: &mut Connection) -> Vec<u8> {

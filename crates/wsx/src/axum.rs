@@ -45,8 +45,9 @@ use wsx_proto::handshake::{HandshakeError, WebSocketRequest};
 
 use crate::config::WebSocketConfig;
 use crate::error::Error;
-pub use crate::hyper_upgrade::HyperWebSocket;
-use crate::hyper_upgrade::{error_response, is_upgrade_headers, negotiate, validate};
+use crate::hyper_upgrade::{
+    HyperWebSocket, error_response, is_upgrade_headers, negotiate, validate,
+};
 use crate::server::Accept;
 
 /// Extractor for a WebSocket upgrade request; answer it with [`WebSocketUpgrade::on_upgrade`].

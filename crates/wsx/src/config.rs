@@ -27,7 +27,7 @@ pub struct WebSocketConfig {
     /// control instead of making the server queue answers without bound, and one that does not
     /// read for the idle timeout is dropped. The queue can exceed the budget by what answers a
     /// single message (an echo of it). Pongs are at most one pending when the output is backed
-    /// up ([`wsx_proto::connection::PONG_COALESCE_AT`]). A client keeps reading (so two peers
+    /// up ([`wsx_proto::PONG_COALESCE_AT`]). A client keeps reading (so two peers
     /// that both queue more than they read cannot wait on each other forever).
     pub max_write_buffer: usize,
     /// What happens when a message is queued while the output buffer is full. Default: wait.

@@ -1,4 +1,16 @@
 //! The one error type of `wsx`.
+//!
+//! Its variants fall in three groups, as rustls splits its errors:
+//!
+//! - **The peer misbehaved**: [`Error::Protocol`] (framing, UTF-8, size limits, compressed data,
+//!   the handshake). The connection is failed with the close code
+//!   [`wsx_proto::Error::close_code`] gives, or the handshake with an HTTP status.
+//! - **The transport or the network failed**: [`Error::Io`], [`Error::ConnectionReset`],
+//!   [`Error::Timeout`], [`Error::Proxy`].
+//! - **The application misused the API**: [`Error::Closed`] (sending on a closed connection),
+//!   [`Error::InvalidSend`] (a message that may not be sent), [`Error::InvalidUrl`]; and
+//!   [`Error::BufferFull`] when the backpressure policy refuses to queue more. Nothing is sent
+//!   to the peer for these: the call fails and the connection is as it was.
 
 use std::io;
 
@@ -9,15 +21,25 @@ pub enum Error {
     /// The transport failed.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
-    /// The peer broke the protocol, or the handshake failed; see [`wsx_proto::Error`].
+    /// The peer broke the protocol, or the handshake failed; see [`wsx_proto::Error`]. Never
+    /// holds [`wsx_proto::Error::Closed`] or [`wsx_proto::Error::InvalidSend`]: those are
+    /// [`Error::Closed`] and [`Error::InvalidSend`] here.
     #[error(transparent)]
-    Protocol(#[from] wsx_proto::Error),
+    Protocol(wsx_proto::Error),
     /// The peer closed the TCP connection without a close handshake (close code 1006).
     #[error("the connection was closed without a close handshake")]
     ConnectionReset,
-    /// The connection is closed; nothing more can be sent or received.
+    /// The connection is closed (or closing: our close frame is sent), so nothing more can be
+    /// sent; or the thing asked for was already handed out (a [`WsSender`](crate::WsSender)
+    /// whose connection ended, an upgrade future polled again). The one "closed" error of
+    /// `wsx`: the core's [`wsx_proto::Error::Closed`] arrives as this.
     #[error("the connection is closed")]
     Closed,
+    /// The application tried to send something not allowed (a control frame payload over 125
+    /// bytes, a close code that may not be sent, a close reason over 123 bytes); nothing was
+    /// sent.
+    #[error("invalid message to send: {0}")]
+    InvalidSend(&'static str),
     /// The outgoing buffer is full and the backpressure policy refuses to queue more.
     #[error("the outgoing buffer is full")]
     BufferFull,
@@ -28,7 +50,7 @@ pub enum Error {
     #[error("invalid URL: {0}")]
     InvalidUrl(String),
     /// The proxy refused the tunnel or the credentials, or broke its protocol
-    /// (see [`crate::proxy`]); the message says which proxy and why.
+    /// (see [`ProxyConfig`](crate::ProxyConfig)); the message says which proxy and why.
     #[error("proxy: {0}")]
     Proxy(String),
 }
@@ -39,6 +61,18 @@ impl Error {
         match self {
             Error::Protocol(wsx_proto::Error::Handshake(h)) => Some(h),
             _ => None,
+        }
+    }
+}
+
+impl From<wsx_proto::Error> for Error {
+    /// API misuse reported by the core becomes [`Error::Closed`] or [`Error::InvalidSend`];
+    /// everything else is [`Error::Protocol`].
+    fn from(e: wsx_proto::Error) -> Self {
+        match e {
+            wsx_proto::Error::Closed => Error::Closed,
+            wsx_proto::Error::InvalidSend(why) => Error::InvalidSend(why),
+            e => Error::Protocol(e),
         }
     }
 }

@@ -60,8 +60,7 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use wsx_proto::deflate::{DeflateParams, PerMessageDeflate};
-pub use wsx_proto::handshake::HandshakeError;
-use wsx_proto::handshake::{HttpRequest, WebSocketRequest, validate_upgrade};
+use wsx_proto::handshake::{HandshakeError, HttpRequest, WebSocketRequest, validate_upgrade};
 use wsx_proto::{Connection, Role};
 
 use crate::config::WebSocketConfig;
@@ -175,11 +174,8 @@ impl Pending {
 
 /// Whether the `Upgrade` headers carry the `websocket` token.
 pub(crate) fn is_upgrade_headers(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(hyper::header::UPGRADE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"websocket"))
+    let values = headers.get_all(hyper::header::UPGRADE);
+    wsx_proto::handshake::has_token(values.iter().map(|v| v.as_bytes()), "websocket")
 }
 
 /// Converts a request head into the handshake module's request type.

@@ -139,12 +139,7 @@ impl Policy {
         if !self.origin_allowed(req) {
             return Err(Reject::new(403, "origin not allowed"));
         }
-        let offered: Vec<&str> = req
-            .header_values("sec-websocket-protocol")
-            .filter_map(|v| std::str::from_utf8(v).ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect();
+        let offered: Vec<&str> = req.header_list("sec-websocket-protocol").collect();
         let subprotocol = self
             .subprotocols
             .iter()

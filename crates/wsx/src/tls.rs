@@ -14,13 +14,13 @@
 //!   [`accept`](crate::accept), [`accept_with`](crate::accept_with) or
 //!   [`read_request`](crate::read_request) + [`upgrade`](crate::upgrade), which work over any
 //!   transport. A server that listens both with and without TLS can wrap either stream in
-//!   [`MaybeTlsStream`] (`MaybeTlsStream::from`) so its handlers see one type.
+//!   [`MaybeTlsStream`](crate::MaybeTlsStream) (`MaybeTlsStream::from`) so its handlers see one type.
 //!
 //! The crypto provider is *ring*, unless the application installed another process-wide default
 //! with [`rustls::crypto::CryptoProvider::install_default`], which is then used instead.
 //!
 //! Cargo features: `rustls` (on by default) brings everything here; without it only
-//! [`MaybeTlsStream`] remains, with its `Plain` variant, and `wss://` URLs are refused.
+//! [`MaybeTlsStream`](crate::MaybeTlsStream) remains, with its `Plain` variant, and `wss://` URLs are refused.
 //! `native-roots` additionally trusts the operating system's certificate store (through
 //! `rustls-native-certs`; it honours `SSL_CERT_FILE` and `SSL_CERT_DIR`).
 //!
@@ -30,14 +30,12 @@
 // Without the `rustls` feature, the docs still mention the TLS items they would link to.
 #![cfg_attr(not(feature = "rustls"), allow(rustdoc::broken_intra_doc_links))]
 
-mod stream;
+pub(crate) mod stream;
 
 #[cfg(feature = "rustls")]
 mod client;
 #[cfg(feature = "rustls")]
 mod server;
-
-pub use stream::MaybeTlsStream;
 
 #[cfg(feature = "rustls")]
 pub use client::{ClientTlsConfig, TlsConnector};

@@ -268,3 +268,17 @@ async fn oversized_message_closes_with_1009() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn sending_after_close_is_the_one_closed_error() {
+    let addr = echo_server().await;
+    let (mut ws, _) = wsx::connect(&format!("ws://{addr}/echo")).await.unwrap();
+    ws.close(CloseCode::NORMAL, "done").await.unwrap();
+    // The core refuses (our close frame is sent): `Closed`, not a protocol error.
+    let err = ws.send(Message::text("late")).await.unwrap_err();
+    assert!(matches!(err, wsx::Error::Closed), "{err:?}");
+    // A close frame that may not be sent is API misuse too, not a protocol error.
+    let (mut ws, _) = wsx::connect(&format!("ws://{addr}/echo")).await.unwrap();
+    let err = ws.close(CloseCode(1005), "").await.unwrap_err();
+    assert!(matches!(err, wsx::Error::InvalidSend(_)), "{err:?}");
+}

@@ -16,7 +16,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wsx::hyper_upgrade::{HandshakeError, HyperWebSocket, error_response, upgrade};
+use wsx::HandshakeError;
+use wsx::hyper_upgrade::{HyperWebSocket, error_response, upgrade};
 use wsx::{Accept, ClientBuilder, CloseCode, DeflateConfig, Message, WebSocketConfig};
 
 async fn timeout<F: Future>(f: F) -> F::Output {

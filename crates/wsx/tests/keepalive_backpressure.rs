@@ -193,7 +193,7 @@ async fn close_policy_ends_the_connection() {
     assert!(ws.connection().is_close_sent());
     assert!(matches!(
         ws.send(Message::text("more")).await,
-        Err(wsx::Error::Protocol(_) | wsx::Error::BufferFull)
+        Err(wsx::Error::Closed | wsx::Error::BufferFull)
     ));
     // The close deadline drops the connection although the peer never answers.
     let end = within(ws.recv()).await;

@@ -168,7 +168,7 @@ async fn a_ping_flood_from_a_client_that_never_reads_queues_one_pong() {
     );
     let max = seen.max_buffered.load(Ordering::Relaxed);
     assert!(
-        max <= wsx_proto::connection::PONG_COALESCE_AT + 2 * 127,
+        max <= wsx_proto::PONG_COALESCE_AT + 2 * 127,
         "queued output reached {max} bytes"
     );
     assert_served(addr).await;

@@ -14,8 +14,8 @@ use common::echo_server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use wsx::proxy::{NoProxy, ProxyConfig, ProxyScheme};
 use wsx::{ClientBuilder, CloseCode, Error, Message};
+use wsx::{NoProxy, ProxyConfig, ProxyScheme};
 use wsx_proto::handshake::WsUrl;
 
 async fn timeout<F: std::future::Future>(f: F) -> F::Output {

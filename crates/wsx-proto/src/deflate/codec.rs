@@ -9,8 +9,8 @@ use bytes::BytesMut;
 use flate2::{Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::config::{DeflateConfig, DeflateParams, clamp_bits};
-use super::pool;
 use crate::error::Error;
+use crate::pool;
 use crate::role::Role;
 
 /// The empty stored block a sync flush ends with: stripped from every compressed message and

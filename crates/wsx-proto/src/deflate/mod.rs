@@ -69,7 +69,6 @@
 mod codec;
 mod config;
 mod negotiate;
-mod pool;
 
 pub use codec::PerMessageDeflate;
 pub use config::{DeflateConfig, DeflateParams};

@@ -6,10 +6,8 @@
 //! returns; the client checks that answer with [`DeflateConfig::client_accept`]. Both end with
 //! the same [`DeflateParams`], which build the per-connection codec.
 //!
-//! The header grammar (RFC 6455 §9.1) is parsed here: comma-separated extensions (across any
-//! number of header lines, empty list elements ignored), `;`-separated parameters, values as
-//! tokens or quoted strings (unescaped, then required to be tokens). Names are compared without
-//! regard to ASCII case.
+//! The header grammar (comma-separated extensions with `;`-parameters, RFC 6455 §9.1) is parsed
+//! by the handshake's header grammar (`handshake/headers.rs`); names are compared here without regard to ASCII case.
 //!
 //! The server is lenient the way RFC 7692 asks: an offer it cannot parse or honour (unknown,
 //! duplicated or out-of-range parameter, or a client window it cannot limit) is skipped and the
@@ -20,6 +18,7 @@
 
 use super::config::{DeflateConfig, DeflateParams, MAX_WINDOW_BITS};
 use crate::error::Error;
+use crate::handshake::headers::parse_extensions;
 
 /// The registered name of the extension.
 pub(crate) const EXTENSION_NAME: &str = "permessage-deflate";
@@ -298,138 +297,6 @@ fn parse_window_bits(name: &str, value: &str) -> Result<u8, String> {
     Ok(bits)
 }
 
-/// One extension of a `Sec-WebSocket-Extensions` list, with its parameters in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ExtensionItem {
-    /// The extension token, such as `permessage-deflate`.
-    pub(crate) name: String,
-    /// Parameter names and their values (quoted strings already unquoted).
-    pub(crate) params: Vec<(String, Option<String>)>,
-}
-
-/// Split header values into extensions and parse each one; a malformed extension gives an
-/// `Err` in its place without spoiling the others.
-pub(crate) fn parse_extensions(values: &[String]) -> Vec<Result<ExtensionItem, String>> {
-    values
-        .iter()
-        .flat_map(|value| split_outside_quotes(value, b','))
-        .map(trim_ows)
-        .filter(|element| !element.is_empty())
-        .map(parse_extension)
-        .collect()
-}
-
-/// Parse `name *( ";" param )`.
-fn parse_extension(element: &str) -> Result<ExtensionItem, String> {
-    let mut parts = split_outside_quotes(element, b';')
-        .into_iter()
-        .map(trim_ows);
-    let name = parts.next().unwrap_or_default();
-    if !is_token(name) {
-        return Err(format!("invalid extension name {name:?}"));
-    }
-    let params = parts.map(parse_param).collect::<Result<Vec<_>, _>>()?;
-    Ok(ExtensionItem {
-        name: name.to_owned(),
-        params,
-    })
-}
-
-/// Parse `token [ "=" ( token / quoted-string ) ]`, allowing whitespace around `=`.
-fn parse_param(param: &str) -> Result<(String, Option<String>), String> {
-    let (name, value) = match param.split_once('=') {
-        Some((name, value)) => (trim_ows(name), Some(trim_ows(value))),
-        None => (param, None),
-    };
-    if !is_token(name) {
-        return Err(format!("invalid parameter name {name:?}"));
-    }
-    let value = match value {
-        None => None,
-        Some(v) if v.starts_with('"') => {
-            let unquoted = unquote(v).ok_or_else(|| format!("bad quoted string {v}"))?;
-            if !is_token(&unquoted) {
-                return Err(format!("quoted value {v} is not a token"));
-            }
-            Some(unquoted)
-        }
-        Some(v) if is_token(v) => Some(v.to_owned()),
-        Some(v) => return Err(format!("invalid value {v:?} for parameter {name}")),
-    };
-    Ok((name.to_owned(), value))
-}
-
-/// Unquote a whole `quoted-string`, resolving `\` escapes; `None` if it is not exactly one.
-fn unquote(s: &str) -> Option<String> {
-    let mut chars = s.strip_prefix('"')?.chars();
-    let mut out = String::new();
-    loop {
-        match chars.next()? {
-            '"' => return chars.as_str().is_empty().then_some(out),
-            '\\' => out.push(chars.next()?),
-            c => out.push(c),
-        }
-    }
-}
-
-/// Split at each `sep` that is not inside a quoted string. An unterminated quote runs to the
-/// end (and makes that piece fail to parse later).
-fn split_outside_quotes(s: &str, sep: u8) -> Vec<&str> {
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for (i, b) in s.bytes().enumerate() {
-        if in_quotes {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_quotes = false;
-            }
-        } else if b == b'"' {
-            in_quotes = true;
-        } else if b == sep {
-            // `sep` is ASCII, so `i` is a char boundary.
-            pieces.push(s.get(start..i).unwrap_or_default());
-            start = i + 1;
-        }
-    }
-    pieces.push(s.get(start..).unwrap_or_default());
-    pieces
-}
-
-/// Strip optional whitespace (spaces and tabs).
-fn trim_ows(s: &str) -> &str {
-    s.trim_matches([' ', '\t'])
-}
-
-/// `token = 1*tchar` (RFC 7230 §3.2.6).
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'!' | b'#'
-                        | b'$'
-                        | b'%'
-                        | b'&'
-                        | b'\''
-                        | b'*'
-                        | b'+'
-                        | b'-'
-                        | b'.'
-                        | b'^'
-                        | b'_'
-                        | b'`'
-                        | b'|'
-                        | b'~'
-                )
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,48 +321,6 @@ mod tests {
             server_max_window_bits: sbits,
             client_max_window_bits: cbits,
         }
-    }
-
-    #[test]
-    fn header_parsing() {
-        let items = parse_extensions(&v(&[
-            "foo, permessage-deflate ;client_max_window_bits ; server_max_window_bits = \"10\"",
-            " , x-webkit-deflate-frame; a=\"b,c;d\"",
-        ]));
-        assert_eq!(items.len(), 3);
-        assert_eq!(
-            items[0],
-            Ok(ExtensionItem {
-                name: "foo".into(),
-                params: vec![]
-            })
-        );
-        assert_eq!(
-            items[1],
-            Ok(ExtensionItem {
-                name: "permessage-deflate".into(),
-                params: vec![
-                    ("client_max_window_bits".into(), None),
-                    ("server_max_window_bits".into(), Some("10".into())),
-                ],
-            })
-        );
-        // A quoted value may hold separators; after unquoting it must be a token, which
-        // "b,c;d" is not.
-        assert!(items[2].is_err());
-        assert_eq!(unquote(r#""a\bc""#), Some("abc".into()));
-        assert_eq!(unquote(r#""abc"x"#), None);
-        assert_eq!(unquote(r#""abc"#), None);
-        for bad in [
-            "permessage-deflate;",
-            "permessage-deflate; =1",
-            "a b",
-            "x; y=\"1",
-            "x; y=1 2",
-        ] {
-            assert!(parse_extensions(&v(&[bad]))[0].is_err(), "{bad}");
-        }
-        assert!(parse_extensions(&v(&["", " ,, "])).is_empty());
     }
 
     #[test]

@@ -8,10 +8,11 @@
 //! parameters ([`ClientResponse::extensions`]) are checked further by the extension negotiation
 //! ([`crate::deflate`]).
 
+use super::headers::{has_token, list_elements, values};
 use super::request::utf8;
 use super::{
-    HandshakeError, MAX_HEADERS, WsUrl, accept_key, generate_key, has_token, own_headers,
-    parse_error, push_header, push_user_header, sanitize_name, sanitize_value, values,
+    HandshakeError, MAX_HEADERS, WsUrl, accept_key, generate_key, own_headers, parse_error,
+    push_header, push_user_header, sanitize_name, sanitize_value,
 };
 
 /// An opening handshake request, as a client sends it.
@@ -78,13 +79,9 @@ impl ClientRequest {
         let lower = sanitize_name(&name).to_ascii_lowercase();
         match lower.as_str() {
             "origin" => self.origin = Some(value),
-            "sec-websocket-protocol" => self.subprotocols.extend(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_owned),
-            ),
+            "sec-websocket-protocol" => self
+                .subprotocols
+                .extend(list_elements(&value).map(str::to_owned)),
             "sec-websocket-extensions" => self.extensions = Some(value),
             "host"
             | "upgrade"

@@ -2,27 +2,31 @@
 //!
 //! This is the first step of every connection, before any frame is exchanged:
 //!
-//! * A client turns a `ws://` / `wss://` URL into a [`WsUrl`] ([`url`]), builds a
-//!   [`ClientRequest`] ([`client`]), writes [`ClientRequest::encode`] to the transport and feeds
+//! * A client turns a `ws://` / `wss://` URL into a [`WsUrl`] (`url.rs`), builds a
+//!   [`ClientRequest`] (`client.rs`), writes [`ClientRequest::encode`] to the transport and feeds
 //!   what comes back to [`parse_response`] until it returns a [`ClientResponse`].
-//! * A server feeds the bytes it reads to a [`RequestReader`] ([`head`]; it looks at each byte
+//! * A server feeds the bytes it reads to a [`RequestReader`] (`head.rs`; it looks at each byte
 //!   once, however the head is cut into reads) or to [`parse_request`] until it returns an
-//!   [`HttpRequest`] ([`request`]), checks it with [`validate_upgrade`], and answers with
-//!   [`write_accept_response`] (101 Switching Protocols) or [`error_response`] ([`response`]).
+//!   [`HttpRequest`] (`request.rs`), checks it with [`validate_upgrade`], and answers with
+//!   [`write_accept_response`] (101 Switching Protocols) or [`error_response`] (`response.rs`).
 //!
 //! Both parsers return how many bytes the HTTP head took: the bytes after it already belong to
 //! the WebSocket stream and must be handed to the connection.
 //!
 //! Nothing here performs I/O; everything works on byte slices.
 
-pub mod client;
-pub mod head;
-pub mod request;
-pub mod response;
-pub mod url;
+mod authority;
+mod client;
+mod head;
+pub(crate) mod headers;
+mod request;
+mod response;
+mod url;
 
+pub use authority::{HostPort, HostPortError, bracket, join_host_port, split_host_port, unbracket};
 pub use client::{ClientRequest, ClientResponse, parse_response};
 pub use head::RequestReader;
+pub use headers::{has_token, list_elements};
 pub use request::{HttpRequest, WebSocketRequest, parse_request, validate_upgrade};
 pub use response::{error_response, http_response, reason_phrase, write_accept_response};
 pub use url::WsUrl;
@@ -177,26 +181,6 @@ pub(crate) fn is_valid_key(key: &str) -> bool {
     key.len() == 24 && BASE64.decode(key).is_ok_and(|k| k.len() == 16)
 }
 
-/// All values of header `name` (case-insensitive) in `headers`, in order.
-pub(crate) fn values<'h, 'n>(
-    headers: &'h [(String, Vec<u8>)],
-    name: &'n str,
-) -> impl Iterator<Item = &'h [u8]> + use<'h, 'n> {
-    headers
-        .iter()
-        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_slice())
-}
-
-/// Whether any of the comma-separated elements of any of `values` equals `token`,
-/// case-insensitively (as for `Upgrade` and `Connection`).
-pub(crate) fn has_token<'a>(values: impl Iterator<Item = &'a [u8]>, token: &str) -> bool {
-    values.into_iter().any(|v| {
-        v.split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
-}
-
 /// Copies httparse's headers into owned pairs.
 pub(crate) fn own_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, Vec<u8>)> {
     headers
@@ -292,18 +276,6 @@ mod tests {
         assert_eq!(HandshakeError::HeadersTooLarge.status(), Some(431));
         assert_eq!(HandshakeError::TooManyHeaders.status(), Some(431));
         assert_eq!(HandshakeError::InvalidAccept.status(), None);
-    }
-
-    #[test]
-    fn token_lists() {
-        let h: Vec<(String, Vec<u8>)> = vec![
-            ("connection".into(), b"keep-alive".to_vec()),
-            ("CONNECTION".into(), b" Keep-Alive ,  UpGrade ".to_vec()),
-        ];
-        assert!(has_token(values(&h, "Connection"), "upgrade"));
-        assert!(has_token(values(&h, "connection"), "keep-alive"));
-        assert!(!has_token(values(&h, "Connection"), "upgrad"));
-        assert!(!has_token(values(&h, "Upgrade"), "upgrade"));
     }
 
     #[test]

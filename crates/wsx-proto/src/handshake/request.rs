@@ -5,9 +5,8 @@
 //! length of its head; then [`validate_upgrade`] extracts the [`WebSocketRequest`] (key,
 //! offered subprotocols and extensions). The answer is built by [`super::response`].
 
-use super::{
-    HandshakeError, MAX_HEADERS, has_token, is_valid_key, own_headers, parse_error, values,
-};
+use super::headers::{has_token, list_elements, values};
+use super::{HandshakeError, MAX_HEADERS, is_valid_key, own_headers, parse_error};
 
 /// A parsed HTTP/1.x request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +38,27 @@ impl HttpRequest {
         name: &'n str,
     ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
         values(&self.headers, name)
+    }
+
+    /// The elements of the comma-separated lists in every header named `name`
+    /// (case-insensitive), in order, as [`list_elements`](super::list_elements) splits them;
+    /// values that are not UTF-8 are skipped. For `Sec-WebSocket-Protocol`, say:
+    ///
+    /// ```
+    /// # use wsx_proto::handshake::parse_request;
+    /// let head = b"GET / HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Protocol: a, b\r\n\
+    ///              Sec-WebSocket-Protocol: c\r\n\r\n";
+    /// let (req, _) = parse_request(head, 4096)?.expect("a complete head");
+    /// assert!(req.header_list("sec-websocket-protocol").eq(["a", "b", "c"]));
+    /// # Ok::<(), wsx_proto::handshake::HandshakeError>(())
+    /// ```
+    pub fn header_list<'a, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        self.header_values(name)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .flat_map(list_elements)
     }
 
     /// The path: the request-target without its query.
@@ -193,12 +213,7 @@ pub fn validate_upgrade(req: &HttpRequest) -> Result<WebSocketRequest, Handshake
     let mut subprotocols = Vec::new();
     for v in req.header_values("sec-websocket-protocol") {
         let v = utf8(v, "Sec-WebSocket-Protocol")?;
-        subprotocols.extend(
-            v.split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned),
-        );
+        subprotocols.extend(list_elements(v).map(str::to_owned));
     }
 
     let mut extensions = Vec::new();

@@ -9,6 +9,7 @@ use std::fmt;
 use std::net::Ipv6Addr;
 
 use super::HandshakeError;
+use super::authority::{self, HostPort};
 
 /// A parsed WebSocket URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -101,15 +102,10 @@ impl WsUrl {
     /// The `Host` header value: the host (bracketed for IPv6), followed by `:port` unless the
     /// port is the scheme's default.
     pub fn host_header(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
         if self.port == self.default_port() {
-            host
+            authority::bracket(&self.host).into_owned()
         } else {
-            format!("{host}:{}", self.port)
+            authority::join_host_port(&self.host, self.port)
         }
     }
 
@@ -141,32 +137,21 @@ fn invalid(reason: impl Into<String>) -> HandshakeError {
 
 /// Splits an authority (without userinfo) into a validated host and the port text, if any.
 fn split_host_port(authority: &str) -> Result<(String, Option<&str>), HandshakeError> {
-    if let Some(bracketed) = authority.strip_prefix('[') {
-        let (literal, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| invalid("unterminated IPv6 literal: missing ']'"))?;
-        let addr: Ipv6Addr = literal
+    let HostPort {
+        host,
+        port,
+        bracketed,
+    } = authority::split_host_port(authority).map_err(|e| invalid(e.to_string()))?;
+    if bracketed {
+        let addr: Ipv6Addr = host
             .parse()
-            .map_err(|_| invalid(format!("invalid IPv6 address {literal:?}")))?;
-        let port = match after {
-            "" => None,
-            _ => Some(
-                after
-                    .strip_prefix(':')
-                    .ok_or_else(|| invalid("unexpected characters after the IPv6 address"))?,
-            ),
-        };
+            .map_err(|_| invalid(format!("invalid IPv6 address {host:?}")))?;
         return Ok((addr.to_string(), port));
     }
-
-    let (host, port) = match authority.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
-    };
-    if host.is_empty() {
+    if host.is_empty() || host.starts_with(':') {
         return Err(invalid("empty host"));
     }
-    if port.is_some_and(|p| p.contains(':')) {
+    if host.contains(':') {
         return Err(invalid("IPv6 addresses must be written in brackets: [::1]"));
     }
     if !host.is_ascii() {

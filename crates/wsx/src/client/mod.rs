@@ -3,6 +3,8 @@
 // Without the `rustls` feature, the docs still mention the TLS items they would link to.
 #![cfg_attr(not(feature = "rustls"), allow(rustdoc::broken_intra_doc_links))]
 
+pub(crate) mod proxy;
+
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -11,10 +13,10 @@ use wsx_proto::deflate::PerMessageDeflate;
 use wsx_proto::handshake::{ClientRequest, ClientResponse, WsUrl, parse_response};
 use wsx_proto::{Connection, Role};
 
+use self::proxy::{ProxyChoice, ProxyConfig};
+use crate::MaybeTlsStream;
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
-use crate::proxy::{ProxyChoice, ProxyConfig};
-use crate::tls::MaybeTlsStream;
 #[cfg(feature = "rustls")]
 use crate::tls::TlsConnector;
 use crate::websocket::WebSocket;
@@ -103,7 +105,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Connect through this proxy (HTTP `CONNECT` or SOCKS5; see [`crate::proxy`]), whatever
+    /// Connect through this proxy (HTTP `CONNECT` or SOCKS5; see [`ProxyConfig`]), whatever
     /// the environment says.
     pub fn proxy(mut self, proxy: ProxyConfig) -> Self {
         self.proxy = ProxyChoice::Fixed(proxy);
@@ -179,7 +181,7 @@ impl ClientBuilder {
             (true, Some(c)) => Some(c.clone()),
             (true, None) => Some(TlsConnector::with_default_roots()?),
         };
-        let tcp = crate::proxy::open_tcp(&url, &self.proxy).await?;
+        let tcp = proxy::open_tcp(&url, &self.proxy).await?;
         #[cfg(feature = "rustls")]
         if let Some(connector) = connector {
             let tls = connector.connect(&url.host, tcp).await?;
@@ -195,12 +197,14 @@ impl ClientBuilder {
     ) -> Result<(WebSocket<S>, ClientResponse)> {
         let url = WsUrl::parse(&self.url)?;
         let req = self.request(&url);
-        handshake(io, &req, &self.config).await
+        client_handshake(io, &req, &self.config).await
     }
 }
 
-/// Send `req` over `io`, read and check the response.
-pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+/// The client's side of the handshake over an already connected transport, with a request
+/// built by hand: send `req` over `io`, read and check the response.
+/// [`ClientBuilder::connect_on`] builds the request from a URL and calls this.
+pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
     req: &ClientRequest,
     config: &WebSocketConfig,
