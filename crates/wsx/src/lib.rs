@@ -36,7 +36,7 @@ pub use bytes::Bytes;
 pub use client::{ClientBuilder, connect};
 pub use config::{Backpressure, WebSocketConfig};
 pub use error::{Error, Result};
-pub use listener::{ConnectionInfo, Server, ShutdownHandle};
+pub use listener::{Answer, ConnectionInfo, HttpResponse, Server, ShutdownHandle, Upgrade};
 pub use policy::Policy;
 pub use proxy::ProxyConfig;
 pub use server::{
