@@ -329,3 +329,40 @@ async fn shutdown_does_not_wait_for_request_heads() {
     within(done).await.unwrap().unwrap();
     assert_closed_without_a_byte(&mut slow).await;
 }
+
+#[tokio::test]
+async fn a_session_that_handles_shutdown_closes_on_its_own_signal() {
+    let (signal_tx, signal_rx) = tokio::sync::watch::channel(false);
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let (addr, stop) = (server.local_addr().unwrap(), server.shutdown_handle());
+    let done = tokio::spawn(server.serve_routes(move |_| {
+        let mut signal = signal_rx.clone();
+        Upgrade::new(|mut ws, _| async move {
+            tokio::select! {
+                _ = signal.wait_for(|&stop| stop) => {}
+                _ = async { while let Some(Ok(_)) = ws.recv().await {} } => return,
+            }
+            let _ = ws.close(CloseCode::from(4000), "own signal").await;
+        })
+        .session_handles_shutdown()
+        .into()
+    }));
+    let (mut ws, _) = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
+    wait_for_active(&stop, 1).await;
+    stop.shutdown();
+    // The listener is closed once the server has seen the shutdown.
+    within(async {
+        while TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    signal_tx.send(true).unwrap();
+    let close = within(ws.recv()).await.unwrap().unwrap();
+    let Message::Close(Some(frame)) = close else {
+        panic!("expected a close frame, got {close:?}");
+    };
+    assert_eq!(frame.code, CloseCode::from(4000));
+    assert!(within(ws.recv()).await.is_none());
+    within(done).await.unwrap().unwrap();
+}

@@ -122,6 +122,7 @@ impl HttpResponse {
 pub struct Upgrade<S = MaybeTlsStream> {
     pub(crate) accept: Accept,
     pub(crate) config: Option<Arc<WebSocketConfig>>,
+    pub(crate) close_on_shutdown: bool,
     pub(crate) session: Session<S>,
 }
 
@@ -146,6 +147,7 @@ impl<S: 'static> Upgrade<S> {
         Upgrade {
             accept: Accept::default(),
             config: None,
+            close_on_shutdown: true,
             session: Box::new(move |ws, info| Box::pin(session(ws, info))),
         }
     }
@@ -179,6 +181,16 @@ impl<S> Upgrade<S> {
         self
     }
 
+    /// The session closes the WebSocket itself when the server shuts down (it watches a
+    /// shutdown signal of its own, for example because it also waits on things other than the
+    /// WebSocket): the server does not arm the close 1001 on it, which saves the shutdown check
+    /// on each receive. The server still stops accepting, waits up to the shutdown timeout for
+    /// the session to end and then drops it.
+    pub fn session_handles_shutdown(mut self) -> Self {
+        self.close_on_shutdown = false;
+        self
+    }
+
     /// The policy's accept choices with this route's on top.
     pub(crate) fn merged_accept(&mut self, mut policy: Accept) -> Accept {
         let route = std::mem::take(&mut self.accept);
@@ -195,6 +207,7 @@ impl<S> fmt::Debug for Upgrade<S> {
         f.debug_struct("Upgrade")
             .field("accept", &self.accept)
             .field("config", &self.config)
+            .field("close_on_shutdown", &self.close_on_shutdown)
             .finish_non_exhaustive()
     }
 }

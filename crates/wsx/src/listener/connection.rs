@@ -8,7 +8,7 @@
 //! handler answers the request; a plain response is written and the connection closed. An
 //! upgrade is checked (400, 426 …), the policy applied (403, the auth hook's statuses), the 101
 //! written, and the session runs on the [`WebSocket`], which is closed with 1001 when the
-//! server shuts down. A shutdown while the head is awaited closes the connection at once.
+//! server shuts down (unless the route's session does it itself). A shutdown while the head is awaited closes the connection at once.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -149,7 +149,11 @@ async fn run_upgrade<S: Transport>(
     let config = route.config.as_deref().unwrap_or(&settings.config);
     match upgrade(io, request, leftover, config, accept).await {
         Ok(mut ws) => {
-            ws.close_on(settings.shutdown.clone());
+            if route.close_on_shutdown {
+                // A token of its own: the receive path then checks memory no other connection
+                // touches (one shared token would be one shared lock for all).
+                ws.close_on(settings.shutdown.child_token());
+            }
             (route.session)(ws, info).await;
         }
         Err(e) => debug!(%peer, path = ?request.path(), "handshake failed: {:?}", e.to_string()),

@@ -20,7 +20,8 @@
 //!   upgrade (for metrics), before the client gets its answer.
 //! - Shutdown ([`ShutdownHandle::shutdown`]): the loop stops accepting, connections still
 //!   sending their request head are closed, every WebSocket is sent close 1001 "server shutting
-//!   down", and the server waits up to [`Policy::shutdown_timeout`] (or until
+//!   down" (except those whose session does it, see [`Upgrade::session_handles_shutdown`]), and
+//!   the server waits up to [`Policy::shutdown_timeout`] (or until
 //!   [`ShutdownHandle::abort`]) for their close handshakes before dropping what is left.
 
 mod answer;
