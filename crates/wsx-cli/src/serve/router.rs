@@ -101,7 +101,9 @@ pub fn answer(
     }
 }
 
-/// An upgrade to `session`, counted in the connections gauge while it runs.
+/// An upgrade to `session`, counted in the connections gauge while it runs. Every session
+/// watches the `shutdown` channel itself (it waits on its room or the STOMP hub too) and closes
+/// with 1001 "server shutting down".
 fn websocket<F, Fut>(state: &Arc<State>, session: F) -> Upgrade
 where
     F: FnOnce(WebSocket<MaybeTlsStream>, wsx::ConnectionInfo) -> Fut + Send + 'static,
@@ -115,6 +117,7 @@ where
         session(ws, info).await;
         debug!(%peer, path = %Escaped(&path), "websocket closed");
     })
+    .session_handles_shutdown()
 }
 
 /// The response to a request that is not a WebSocket route.
