@@ -84,10 +84,10 @@ pub fn answer(
             .into()
         }
         (Route::Stomp, Some(stomp)) => {
-            let (endpoint, state) = (stomp.clone(), state.clone());
-            websocket(&state.clone(), move |ws, conn| async move {
+            let (endpoint, session_state) = (stomp.clone(), state.clone());
+            websocket(state, move |ws, conn| async move {
                 let info = stomp::connection_info(&conn.request, conn.peer);
-                stomp::session(ws, info, endpoint, state, shutdown).await;
+                stomp::session(ws, info, endpoint, session_state, shutdown).await;
             })
             .accept(stomp.accept(req, Accept::default()))
             .config(stomp.ws_config().clone())

@@ -23,6 +23,8 @@
 //!   down" (except those whose session does it, see [`Upgrade::session_handles_shutdown`]), and
 //!   the server waits up to [`Policy::shutdown_timeout`] (or until
 //!   [`ShutdownHandle::abort`]) for their close handshakes before dropping what is left.
+// Without the `rustls` feature, the docs still mention `Server::tls`.
+#![cfg_attr(not(feature = "rustls"), allow(rustdoc::broken_intra_doc_links))]
 
 mod answer;
 mod connection;
@@ -93,7 +95,7 @@ impl ShutdownHandle {
 }
 
 /// What every connection task of a [`Server`] shares.
-pub(crate) struct Settings {
+struct Settings {
     config: WebSocketConfig,
     policy: Policy,
     shutdown: CancellationToken,
@@ -139,6 +141,7 @@ impl Settings {
 /// Routes: plain HTTP next to WebSocket endpoints, over TLS here.
 ///
 /// ```no_run
+/// # #[cfg(feature = "rustls")]
 /// # async fn run() -> Result<(), wsx::Error> {
 /// use wsx::tls::TlsAcceptor;
 /// use wsx::{Answer, HttpResponse, Policy, Server, Upgrade, WebSocketConfig};
