@@ -24,7 +24,10 @@ fn certificates() -> (PathBuf, PathBuf, PathBuf, PathBuf) {
         .unwrap()
         .signed_by(&key, &issuer)
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("wsx-tls-cli-{}", std::process::id()));
+    // One directory per call: each test removes its own.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wsx-tls-cli-{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let write = |name: &str, text: &str| {
         let p = dir.join(name);
@@ -159,5 +162,35 @@ async fn one_deadline_covers_the_tls_handshake_and_the_request_head() {
             String::from_utf8_lossy(&resp)
         );
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn https_pages_end_with_close_notify() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (dir, ca, cert, key) = certificates();
+    let server = tls_server(&cert, &key, &[]);
+    let connector = wsx::tls::ClientTlsConfig::new()
+        .add_ca_pem_file(&ca)
+        .build()
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut tls = connector.connect("localhost", tcp).await.unwrap();
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut resp = Vec::new();
+    // A TLS close without close_notify would be an UnexpectedEof error here (a truncation).
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tls.read_to_end(&mut resp),
+    )
+    .await
+    .expect("the server ends the connection")
+    .expect("a clean TLS close");
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with("\r\n\r\nok"), "{resp}");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,17 +1,18 @@
 //! `wsx serve`: an HTTP/WebSocket server with an echo endpoint, a chat demo and metrics.
 //!
-//! The flow: [`run`] binds the listener, prints `listening on http://ADDR` on stdout and accepts
-//! connections until Ctrl-C or SIGTERM. Each connection is a task running [`router::handle`],
-//! which reads the request head and either answers plain HTTP (the embedded page from
+//! The flow: [`run`] binds the listener, prints `listening on http://ADDR` on stdout and serves
+//! it with a [`wsx::Server`] until Ctrl-C or SIGTERM. The server (TLS with `--tls-cert`, the
+//! connection limit, the handshake deadline, the header limit) reads each request head and
+//! [`router::answer`] routes it: plain HTTP (the embedded page from
 //! [`static_files`], `/healthz`, `/metrics` from [`metrics`]) or upgrades to WebSocket and runs an
 //! [`echo`] or [`chat`] session; chat sessions talk to their [`room`] task. `/stomp` runs a
 //! [`stomp`] session on the server's STOMP broker: in memory, or with `--broker redis://…` one
 //! node of a broker shared by every `wsx serve` on that Redis (a pump task then feeds what
 //! Redis sends to the broker).
 //!
-//! Shutdown: the listener is closed, a `watch` channel tells every task, and each WebSocket
-//! session sends close 1001 "server shutting down" and finishes its close handshake. The server
-//! waits up to `--shutdown-timeout` for them (a second signal cuts the wait short), closes the
+//! Shutdown: the server stops accepting, a `watch` channel tells every session, and each
+//! WebSocket is sent close 1001 "server shutting down" and finishes its close handshake. The
+//! server waits up to `--shutdown-timeout` for them (a second signal cuts the wait short), closes the
 //! STOMP sessions left and, with a Redis broker, waits (up to 2 s) until Redis has taken back
 //! the queue messages they held, so that other nodes get them at once; then it exits 0.
 
@@ -32,8 +33,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 use wsx::{DeflateConfig, WebSocketConfig};
 use wsx_stomp::MemoryEngine;
 
@@ -310,16 +310,6 @@ pub struct State {
     pub echo_config: WebSocketConfig,
     /// Settings of chat connections: the message limit follows `--max-file-bytes`.
     pub chat_config: WebSocketConfig,
-    /// Connect-time policy of WebSocket routes (allowed origins).
-    pub policy: wsx::Policy,
-    /// The most connections served at once.
-    pub max_connections: Option<usize>,
-    /// How long a client may take to send its request head.
-    pub handshake_timeout: Duration,
-    /// TLS, with --tls-cert and --tls-key.
-    pub tls: Option<wsx::tls::TlsAcceptor>,
-    /// Connections being served (HTTP and WebSocket, handshakes included).
-    pub open_connections: std::sync::atomic::AtomicUsize,
     /// The `/stomp` endpoint, unless `--stomp off`.
     pub stomp: Option<Arc<stomp::Stomp>>,
     next_id: AtomicU64,
@@ -356,14 +346,6 @@ impl State {
             metrics,
             echo_config,
             chat_config,
-            policy: args
-                .allowed_origins
-                .iter()
-                .fold(wsx::Policy::default(), |p, o| p.allow_origin(o.clone())),
-            max_connections: args.max_connections,
-            handshake_timeout: Duration::from_secs(args.handshake_timeout),
-            tls: None,
-            open_connections: std::sync::atomic::AtomicUsize::new(0),
             stomp: None,
             next_id: AtomicU64::new(1),
         }
@@ -395,10 +377,11 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
     let mut state = State::new(&args);
-    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        state.tls = Some(wsx::tls::TlsAcceptor::from_pem_files(cert, key)?);
-    }
-    let scheme = if state.tls.is_some() { "https" } else { "http" };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(wsx::tls::TlsAcceptor::from_pem_files(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     if args.stomp == OnOff::On {
         let options = stomp::StompOptions {
             jwt: stomp::JwtOptions {
@@ -450,54 +433,43 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
          ws://{addr}/ws/chat/{{room}}, STOMP at ws://{addr}/stomp, /healthz, /metrics"
     );
 
-    let mut tasks = JoinSet::new();
-    let signal = loop {
-        tokio::select! {
-            signal = signals.next() => break signal,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let slot = router::Slot::take(&state);
-                    if slot.over_limit() {
-                        // Refused before anything is read; over TLS, just closed.
-                        debug!(%peer, "too many connections");
-                        if state.tls.is_none() {
-                            wsx::refuse_over_capacity(&tcp);
-                        }
-                        continue;
-                    }
-                    tasks.spawn(router::handle(tcp, peer, state.clone(), shutdown_rx.clone(), slot));
-                }
-                Err(e) => {
-                    // Usually out of file descriptors: back off instead of spinning.
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => report_panic(done),
-        }
+    let mut server = wsx::Server::from_listener(listener)
+        .config(state.echo_config.clone())
+        .policy(policy(&args))
+        .on_handshake_failure({
+            let metrics = state.metrics.clone();
+            move |failure, _| metrics.handshake_failed(failure)
+        });
+    if let Some(tls) = tls {
+        server = server.tls(tls);
+    }
+    let stop = server.shutdown_handle();
+    let routes = {
+        let (state, shutdown) = (state.clone(), shutdown_rx);
+        move |info: &wsx::ConnectionInfo| router::answer(info, &state, &shutdown)
     };
+    let mut serving = tokio::spawn(server.serve_routes(routes));
 
-    drop(listener);
+    let signal = signals.next().await;
     info!(
         "{signal}: shutting down, closing {} connection(s)",
-        tasks.len()
+        stop.active_connections()
     );
     let _ = shutdown_tx.send(true);
-    let timeout = Duration::from_secs(args.shutdown_timeout);
-    let drained = async {
-        while let Some(done) = tasks.join_next().await {
-            report_panic(done);
+    stop.shutdown();
+    let served = tokio::select! {
+        served = &mut serving => served,
+        signal = signals.next() => {
+            warn!("{signal} again: dropping the remaining connections");
+            stop.abort();
+            serving.await
         }
     };
-    tokio::select! {
-        finished = tokio::time::timeout(timeout, drained) => {
-            if finished.is_err() {
-                warn!("shutdown timeout ({}s): dropping the remaining connections", timeout.as_secs());
-            }
-        }
-        signal = signals.next() => warn!("{signal} again: dropping the remaining connections"),
+    match served {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!("server: {e}"),
+        Err(e) => error!("server task: {e}"),
     }
-    tasks.shutdown().await;
     if let Some(stomp) = &state.stomp {
         // Queue messages the closed sessions held go back to the engine (and, with Redis, to
         // the other nodes); then the Redis pump stops.
@@ -507,12 +479,16 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn report_panic(done: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = done
-        && e.is_panic()
-    {
-        error!("a connection task panicked: {e}");
-    }
+/// The server's connect-time policy: allowed origins, connection limit, deadlines.
+fn policy(args: &ServeArgs) -> wsx::Policy {
+    let mut policy = args
+        .allowed_origins
+        .iter()
+        .fold(wsx::Policy::default(), |p, o| p.allow_origin(o.clone()))
+        .handshake_timeout(Duration::from_secs(args.handshake_timeout))
+        .shutdown_timeout(Duration::from_secs(args.shutdown_timeout));
+    policy.max_connections = args.max_connections;
+    policy
 }
 
 /// Ctrl-C and, on Unix, SIGTERM.
