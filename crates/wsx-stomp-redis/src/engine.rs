@@ -256,7 +256,11 @@ impl RedisEngine {
             return Err(Error::Backlog(pending));
         }
         let stream = match publish.destination.kind() {
-            DestinationKind::Topic => None,
+            DestinationKind::Topic | DestinationKind::User => None,
+            // Application handlers answer these in the I/O layer, before the engine.
+            DestinationKind::App => {
+                return Err(Error::NoHandler(publish.destination.as_str().to_owned()));
+            }
             DestinationKind::Queue => {
                 let key = self.config.stream_key(publish.destination.name());
                 if self.shared.is_full(&key) {
@@ -330,8 +334,16 @@ impl RedisEngine {
         }
     }
 
+    /// The pub/sub channel of a topic (`{prefix}t:NAME`) or a user destination
+    /// (`{prefix}u:PRINCIPAL/queue/NAME`).
     fn channel(&self, destination: &Destination) -> String {
-        format!("{}t:{}", self.config.prefix, destination.name())
+        let prefix = &self.config.prefix;
+        match destination.as_str().strip_prefix("/user/") {
+            Some(user_path) if destination.kind() == DestinationKind::User => {
+                format!("{prefix}u:{user_path}")
+            }
+            _ => format!("{prefix}t:{}", destination.name()),
+        }
     }
 
     fn stream_key(&self, destination: &Destination) -> String {
@@ -527,6 +539,11 @@ impl Engine for RedisEngine {
                 "selectors on queues ({destination}) with the redis engine; use a topic"
             )));
         }
+        if destination.kind() == DestinationKind::App {
+            return Err(wsx_stomp::Error::Unsupported(format!(
+                "subscriptions to {destination}: /app/ destinations take SEND frames only"
+            )));
+        }
         if self.set.contains(&key) {
             self.unsubscribe(&key, out);
         }
@@ -534,11 +551,13 @@ impl Engine for RedisEngine {
             .set
             .subscribe_with_selector(key, destination, max_unacked, selector);
         match destination.kind() {
-            DestinationKind::Topic => {
+            // User destinations fan out like topics, on every node.
+            DestinationKind::Topic | DestinationKind::User => {
                 if local == 1 {
                     self.set_topic(self.channel(destination), true);
                 }
             }
+            DestinationKind::App => {}
             DestinationKind::Queue => {
                 let name = destination.shared();
                 if !self.queues.contains_key(name) {
@@ -567,7 +586,7 @@ impl Engine for RedisEngine {
         let name = destination.as_str();
         let left = self.set.subscriber_count(name);
         match destination.kind() {
-            DestinationKind::Topic => {
+            DestinationKind::Topic | DestinationKind::User => {
                 if left == 0 {
                     self.set_topic(self.channel(&destination), false);
                 }
@@ -609,6 +628,7 @@ impl Engine for RedisEngine {
                 }
             }
             DestinationKind::Queue => self.dispatch(name, out),
+            DestinationKind::App => {}
         }
     }
 

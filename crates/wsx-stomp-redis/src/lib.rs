@@ -46,6 +46,11 @@
 //! (or while a subscriber's window is full) is not delivered to that node's subscribers:
 //! **topics are at-most-once**, exactly once for subscribers that stay connected.
 //!
+//! User destinations (`/user/{principal}/queue/NAME`, which a principal's sessions subscribe
+//! to as `/user/queue/NAME`) go the same way, on channel `{prefix}u:{principal}/queue/NAME`:
+//! a message reaches that principal's sessions on every node. SENDs to `/app/NAME` are refused
+//! ([`Error::NoHandler`]): application handlers answer them before the engine.
+//!
 //! Selectors (the `selector` header of SUBSCRIBE, [`wsx_stomp::Selector`]) work on topics:
 //! each node filters what it fans out to its own subscribers.
 //!
@@ -221,6 +226,10 @@ pub enum Error {
     /// Something read from Redis is not a message of this engine.
     #[error("malformed message in redis: {0}")]
     Malformed(String),
+    /// A SEND to an application destination (`/app/NAME`): its handlers live in the I/O
+    /// layer, which answers such SENDs before they reach the engine.
+    #[error("no handler for {0}")]
+    NoHandler(String),
 }
 
 /// Settings of one node.

@@ -65,8 +65,8 @@ pub struct Metrics {
     stomp_sessions: AtomicU64,
     stomp_subscriptions: AtomicU64,
     /// Indexed by [`stomp_kind`]: topic, queue.
-    stomp_published: [AtomicU64; 2],
-    stomp_delivered: [AtomicU64; 2],
+    stomp_published: [AtomicU64; STOMP_KINDS.len()],
+    stomp_delivered: [AtomicU64; STOMP_KINDS.len()],
     stomp_redeliveries: AtomicU64,
     stomp_slow_disconnects: AtomicU64,
     /// The Redis node's counters, with `--broker redis://…`.
@@ -74,13 +74,15 @@ pub struct Metrics {
 }
 
 /// The `kind` label values of the STOMP message counters.
-const STOMP_KINDS: [&str; 2] = ["topic", "queue"];
+const STOMP_KINDS: [&str; 4] = ["topic", "queue", "user", "app"];
 
 /// The index of a destination kind in [`STOMP_KINDS`].
 fn stomp_kind(kind: DestinationKind) -> usize {
     match kind {
         DestinationKind::Topic => 0,
         DestinationKind::Queue => 1,
+        DestinationKind::User => 2,
+        DestinationKind::App => 3,
     }
 }
 

@@ -587,6 +587,8 @@ impl<E: Engine> Shared<E> {
             let out = match transmit {
                 Transmit::Frame(frame) | Transmit::TopicMessage(frame) => Out::Frame(frame),
                 Transmit::HeartBeat => Out::HeartBeat,
+                // The hub's authenticators answer at once: never deferred.
+                Transmit::Authenticate(_) => continue,
                 Transmit::Close => Out::Close(
                     self.broker
                         .session(conn)
