@@ -154,7 +154,7 @@
 //! [`RedisEngine::offer`] (and the sessions, through
 //! [`wsx_stomp::Engine::try_publish_from`]) refuse them with [`Error::Backlog`] or
 //! [`Error::BacklogBytes`], which the session answers with an ERROR. Every channel between
-//! the engine and its tasks is bounded (see the `io` module). The writer writes at most 512
+//! the engine and its tasks is bounded (see the `connections` module). The writer writes at most 512
 //! SENDs and about 1 MiB of them per pipeline; a pipeline Redis did not answer within
 //! [`Config::write_timeout`] is written again on a new connection, and never duplicates:
 //! queue SENDs are recorded per writer pipeline by the `XADD` script (a replay gets the
@@ -168,15 +168,15 @@
 #![forbid(unsafe_code)]
 
 mod codec;
-mod engine;
-mod io;
+mod connections;
+mod redis_engine;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-pub use engine::{RedisEngine, RedisEvent, RedisEvents};
+pub use redis_engine::{RedisEngine, RedisEvent, RedisEvents};
 
 /// What can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
@@ -425,11 +425,11 @@ pub(crate) struct Shared {
     /// to them are refused at once. The writer clears a mark once the stream has room again.
     full: Mutex<HashSet<String>>,
     /// What the writer owes Redis besides SENDs (acknowledgements, requeues, ...).
-    pub(crate) outbox: io::Mailbox<io::Outbox>,
+    pub(crate) outbox: connections::Mailbox<connections::Outbox>,
     /// The streams the reader reads for the engine, with their credit.
-    pub(crate) wanted: io::Mailbox<io::Wanted>,
+    pub(crate) wanted: connections::Mailbox<connections::Wanted>,
     /// The channels the subscriber should be subscribed to.
-    pub(crate) topics: io::Mailbox<io::Topics>,
+    pub(crate) topics: connections::Mailbox<connections::Topics>,
 }
 
 impl Shared {

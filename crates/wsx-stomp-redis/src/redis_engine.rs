@@ -10,7 +10,7 @@
 //! [`wsx_stomp::engine::ConsumerSet`], the bookkeeping shared with the in-memory engine, each
 //! message tagged with its stream entry — and, per queue, its stream key, its reader and how
 //! many entries it asked the reader for (credit). Everything that needs Redis is a command to
-//! the tasks of [`crate::io`].
+//! the tasks of [`crate::connections`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,7 +27,7 @@ use wsx_stomp::{
 };
 
 use crate::codec::Sequence;
-use crate::io::{self, Cmd, Incoming, loggable};
+use crate::connections::{self, Cmd, Incoming, loggable};
 use crate::{Config, Error, RedisMetrics, Shared, codec};
 
 /// Something Redis sent to this node; pass it to [`RedisEngine::handle_event`].
@@ -42,7 +42,7 @@ pub struct RedisEvents(mpsc::Receiver<Incoming>);
 impl RedisEvents {
     /// Events that may wait here: past it the node's tasks wait, and topic messages are
     /// dropped (counted in [`RedisMetrics::dropped`]).
-    pub const CAPACITY: usize = io::EVENTS_CAPACITY;
+    pub const CAPACITY: usize = connections::EVENTS_CAPACITY;
 
     /// The next event; `None` once the engine and its tasks are gone.
     pub async fn recv(&mut self) -> Option<RedisEvent> {
@@ -66,7 +66,7 @@ struct Queue {
     /// Entries asked of the reader and not received yet.
     requested: usize,
     /// The entries the reader forwarded, not handled yet.
-    inflight: io::Inflight,
+    inflight: connections::Inflight,
     /// Closed once the reader released the stream after it was stopped.
     done: watch::Receiver<()>,
 }
@@ -122,12 +122,12 @@ impl RedisEngine {
             .store(config.max_held_bytes, Ordering::Relaxed);
         let incarnation = crate::random_u64();
         let (stop, shutdown) = watch::channel(());
-        let (events, events_rx) = mpsc::channel(io::EVENTS_CAPACITY);
+        let (events, events_rx) = mpsc::channel(connections::EVENTS_CAPACITY);
         // Room for every SEND the limits let wait, and a few barriers.
         let (writer, writer_rx) = mpsc::channel(config.max_pending_sends.saturating_add(64));
         let (applied, topics_applied) = watch::channel(0);
         runtime.spawn(
-            io::writer::Writer {
+            connections::writer::Writer {
                 client: client.clone(),
                 config: config.clone(),
                 shared: shared.clone(),
@@ -140,7 +140,7 @@ impl RedisEngine {
             .run(),
         );
         runtime.spawn(
-            io::subscriber::Subscriber {
+            connections::subscriber::Subscriber {
                 client: client.clone(),
                 config: config.clone(),
                 shared: shared.clone(),
@@ -151,7 +151,7 @@ impl RedisEngine {
             .run(),
         );
         runtime.spawn(
-            io::reader::Reader {
+            connections::reader::Reader {
                 client,
                 config: config.clone(),
                 shared: shared.clone(),
@@ -396,7 +396,7 @@ impl RedisEngine {
         id: Arc<str>,
         payload: Bytes,
         claimed: bool,
-        inflight: &io::Inflight,
+        inflight: &connections::Inflight,
         out: &mut Vec<Delivery>,
     ) {
         let wire = codec::decode(payload.clone());
@@ -404,7 +404,7 @@ impl RedisEngine {
             .as_ref()
             .is_ok_and(|wire| self.queues.contains_key(wire.publish.destination.as_str()));
         let shared = &self.shared;
-        let taken = io::take(inflight, &id, |taken| {
+        let taken = connections::take(inflight, &id, |taken| {
             if taken && !local {
                 // A foreign entry is dropped; one of a queue without local consumer (any
                 // more) goes back to the group. Handed to the writer under the lock: if the
@@ -474,7 +474,7 @@ impl RedisEngine {
         let room = self.set.room(name, self.config.prefetch);
         let want = room.saturating_sub(self.set.queue_depth(name));
         if want > queue.requested {
-            io::reader::grant(&self.shared, &queue.key, want - queue.requested);
+            connections::reader::grant(&self.shared, &queue.key, want - queue.requested);
             queue.requested = want;
         }
         let key = queue.key.clone();
@@ -562,7 +562,7 @@ impl Engine for RedisEngine {
                 let name = destination.shared();
                 if !self.queues.contains_key(name) {
                     let stream: Arc<str> = Arc::from(self.stream_key(destination));
-                    let (inflight, done) = io::reader::start(&self.shared, stream.clone());
+                    let (inflight, done) = connections::reader::start(&self.shared, stream.clone());
                     self.queues.insert(
                         name.clone(),
                         Queue {
@@ -597,7 +597,7 @@ impl Engine for RedisEngine {
                 let held = self.set.take_queue(name);
                 let stream = match self.queues.remove(name) {
                     Some(queue) => {
-                        io::reader::stop(&self.shared, &queue.key);
+                        connections::reader::stop(&self.shared, &queue.key);
                         self.stopping.retain(|done| done.has_changed().is_ok());
                         self.stopping.push(queue.done);
                         queue.key
