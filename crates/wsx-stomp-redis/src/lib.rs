@@ -399,6 +399,15 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
+/// The ids of the entries of one stream this node holds ([`Shared::owned_ids`]).
+#[derive(Debug)]
+pub(crate) struct HeldIds {
+    /// The stream key.
+    pub key: Arc<str>,
+    /// Its entries held.
+    pub ids: Vec<Arc<str>>,
+}
+
 /// Entries held per stream key: entry id to blob size.
 type Owned = HashMap<Arc<str>, HashMap<Arc<str>, usize>>;
 
@@ -490,12 +499,15 @@ impl Shared {
     }
 
     /// The ids of the entries this node holds, per stream.
-    pub(crate) fn owned_ids(&self) -> Vec<(Arc<str>, Vec<Arc<str>>)> {
+    pub(crate) fn owned_ids(&self) -> Vec<HeldIds> {
         self.owned
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|(key, ids)| (key.clone(), ids.keys().cloned().collect()))
+            .map(|(key, ids)| HeldIds {
+                key: key.clone(),
+                ids: ids.keys().cloned().collect(),
+            })
             .collect()
     }
 

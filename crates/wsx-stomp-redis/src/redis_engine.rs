@@ -27,7 +27,7 @@ use wsx_stomp::{
 };
 
 use crate::codec::Sequence;
-use crate::connections::{self, Cmd, Incoming, loggable};
+use crate::connections::{self, Cmd, EntryAck, Incoming, StoredEntry, loggable};
 use crate::{Config, Error, RedisMetrics, Shared, codec};
 
 /// Something Redis sent to this node; pass it to [`RedisEngine::handle_event`].
@@ -55,9 +55,9 @@ impl RedisEvents {
     }
 }
 
-/// The tag of a message this node holds: its stream entry (id and stored blob) when it came
-/// from a queue, `None` for a topic message.
-type Entry = Option<(Arc<str>, Bytes)>;
+/// The tag of a message this node holds: its stream entry when it came from a queue, `None`
+/// for a topic message.
+type Entry = Option<StoredEntry>;
 
 /// A queue with local consumers: its stream, and what the reader reads of it.
 #[derive(Debug)]
@@ -411,10 +411,19 @@ impl RedisEngine {
                 // stream is being released, before it is (see `flushed`).
                 shared.forget(&key, std::slice::from_ref(&id));
                 match &wire {
-                    Err(_) => shared.outbox.ack(&key, [(id.clone(), payload.len())]),
+                    Err(_) => shared.outbox.ack(
+                        &key,
+                        [EntryAck {
+                            id: id.clone(),
+                            size: payload.len(),
+                        }],
+                    ),
                     Ok(_) => shared.outbox.requeue(
                         key.clone(),
-                        vec![(id.clone(), redelivered_blob(&payload, claimed))],
+                        vec![StoredEntry {
+                            id: id.clone(),
+                            payload: requeued_payload(&payload, claimed),
+                        }],
                     ),
                 }
             }
@@ -442,22 +451,26 @@ impl RedisEngine {
         }
         let held = Held::new(
             Arc::new(Message::new(wire.id, wire.publish)),
-            Some((id, payload)),
+            Some(StoredEntry { id, payload }),
         );
         self.set
             .enqueue(&destination, held, wire.redelivered || claimed);
         self.dispatch(destination.as_str(), out);
     }
 
-    fn ack_entries(&self, key: &Arc<str>, entries: Vec<(Arc<str>, Bytes)>) {
+    fn ack_entries(&self, key: &Arc<str>, entries: Vec<StoredEntry>) {
         if entries.is_empty() {
             return;
         }
-        let ids: Vec<Arc<str>> = entries.iter().map(|(id, _)| id.clone()).collect();
+        let ids: Vec<Arc<str>> = entries.iter().map(|entry| entry.id.clone()).collect();
         self.shared.forget(key, &ids);
-        self.shared
-            .outbox
-            .ack(key, entries.into_iter().map(|(id, blob)| (id, blob.len())));
+        self.shared.outbox.ack(
+            key,
+            entries.into_iter().map(|entry| EntryAck {
+                size: entry.payload.len(),
+                id: entry.id,
+            }),
+        );
     }
 
     /// Hand ready entries of queue `name` to consumers with room, round-robin; then ask the
@@ -468,7 +481,7 @@ impl RedisEngine {
         };
         // Only consumers subscribed without a window (`max_unacked: None`) are acknowledged
         // at dispatch; windowed ones when they ACK (see `Engine::ack`).
-        let auto_acked: Vec<(Arc<str>, Bytes)> =
+        let auto_acked: Vec<StoredEntry> =
             self.set.dispatch(name, out).into_iter().flatten().collect();
         // Room left: ask the reader for that many entries (beyond those already asked for).
         let room = self.set.room(name, self.config.prefetch);
@@ -501,12 +514,12 @@ impl RedisEngine {
     }
 }
 
-/// The blob to add when giving an entry back: marked redelivered when it was delivered.
-fn redelivered_blob(blob: &Bytes, delivered: bool) -> Bytes {
+/// The payload to add when giving an entry back: marked redelivered when it was delivered.
+fn requeued_payload(payload: &Bytes, delivered: bool) -> Bytes {
     if delivered {
-        codec::mark_redelivered(blob)
+        codec::mark_redelivered(payload)
     } else {
-        blob.clone()
+        payload.clone()
     }
 }
 
@@ -562,7 +575,8 @@ impl Engine for RedisEngine {
                 let name = destination.shared();
                 if !self.queues.contains_key(name) {
                     let stream: Arc<str> = Arc::from(self.stream_key(destination));
-                    let (inflight, done) = connections::reader::start(&self.shared, stream.clone());
+                    let connections::reader::Started { inflight, done } =
+                        connections::reader::start(&self.shared, stream.clone());
                     self.queues.insert(
                         name.clone(),
                         Queue {
@@ -614,15 +628,17 @@ impl Engine for RedisEngine {
                     .insert(stream.clone(), due);
                 self.shared.outbox.notify();
                 // Marked redelivered if handed out (a consumer's unacknowledged messages).
-                let entries: Vec<(Arc<str>, Bytes)> = held
+                let entries: Vec<StoredEntry> = held
                     .into_iter()
                     .filter_map(|(held, redelivered)| {
-                        held.tag
-                            .map(|(id, blob)| (id, redelivered_blob(&blob, redelivered)))
+                        held.tag.map(|entry| StoredEntry {
+                            payload: requeued_payload(&entry.payload, redelivered),
+                            id: entry.id,
+                        })
                     })
                     .collect();
                 if !entries.is_empty() {
-                    let ids: Vec<Arc<str>> = entries.iter().map(|(id, _)| id.clone()).collect();
+                    let ids: Vec<Arc<str>> = entries.iter().map(|entry| entry.id.clone()).collect();
                     self.shared.forget(&stream, &ids);
                     self.shared.outbox.requeue(stream, entries);
                 }
@@ -678,11 +694,10 @@ impl Engine for RedisEngine {
         };
         if destination.kind() == DestinationKind::Queue {
             let name = destination.as_str();
-            let entry_ids: Vec<(Arc<str>, Bytes)> =
-                acked.into_iter().filter_map(|h| h.tag).collect();
+            let entries: Vec<StoredEntry> = acked.into_iter().filter_map(|h| h.tag).collect();
             if let Some(queue) = self.queues.get(name) {
                 let stream = queue.key.clone();
-                self.ack_entries(&stream, entry_ids);
+                self.ack_entries(&stream, entries);
             }
             self.dispatch(name, out);
         }
