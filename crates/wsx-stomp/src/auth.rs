@@ -87,6 +87,17 @@ impl ConnectionInfo {
         self
     }
 
+    /// Add the headers of the upgrade request, in order.
+    pub fn with_headers<N, V>(mut self, headers: impl IntoIterator<Item = (N, V)>) -> Self
+    where
+        N: Into<String>,
+        V: Into<String>,
+    {
+        self.headers
+            .extend(headers.into_iter().map(|(n, v)| (n.into(), v.into())));
+        self
+    }
+
     /// Set the transport.
     pub fn with_transport(mut self, transport: Transport) -> Self {
         self.transport = transport;
@@ -248,7 +259,8 @@ pub struct Principal {
     /// Whether the authenticator vouches for `name`; only then is it stamped on the messages
     /// the client publishes (as `user-id`).
     pub verified: bool,
-    /// Patterns of destinations it may SUBSCRIBE to.
+    /// Patterns of destinations it may SUBSCRIBE to. Its own user destinations
+    /// (`/user/queue/NAME`, see [`crate::Destination`]) need none: they are always allowed.
     pub subscribe: Vec<DestinationPattern>,
     /// Patterns of destinations it may SEND to.
     pub send: Vec<DestinationPattern>,

@@ -283,3 +283,59 @@ fn user_and_app_destinations_parse() {
         assert_eq!(Destination::parse(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn user_destinations_take_selectors_and_client_acks_like_topics() {
+    let mut h = harness();
+    let alice = connect_as(&mut h, "alice");
+    h.send(
+        alice,
+        subscribe("urgent", "/user/queue/inbox", "client-individual")
+            .with_header("selector", "priority = 'high'")
+            .with_header("receipt", "sub"),
+    );
+    assert_eq!(h.frames(alice)[0].command, Command::Receipt);
+    let bob = connect_as(&mut h, "bob");
+    h.send(
+        bob,
+        send("/user/alice/queue/inbox", "later").with_header("priority", "low"),
+    );
+    h.send(
+        bob,
+        send("/user/alice/queue/inbox", "now").with_header("priority", "high"),
+    );
+    let frames = h.frames(alice);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(body(&frames[0]), "now");
+    let ack = frames[0]
+        .header("ack")
+        .expect("client-individual: an ack id");
+    h.send(alice, Frame::new(Command::Ack).with_header("id", ack));
+    assert!(h.frames(alice).is_empty());
+    let key = SubscriberKey::new(alice, "urgent");
+    assert_eq!(h.broker.engine().unacked(&key), 0);
+}
+
+#[test]
+fn stomp_1_0_unsubscribes_a_user_destination_by_the_destination_it_subscribed_to() {
+    let mut h = harness();
+    let (alice, _) = h.connect_with(
+        Frame::new(Command::Connect)
+            .with_header("accept-version", "1.0")
+            .with_header("login", "alice"),
+    );
+    h.send(alice, subscribe("box", "/user/queue/inbox", "auto"));
+    h.send(
+        alice,
+        Frame::new(Command::Unsubscribe)
+            .with_header("destination", "/user/queue/inbox")
+            .with_header("receipt", "gone"),
+    );
+    let frames = h.frames(alice);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0].command, Command::Receipt);
+    assert_eq!(
+        h.broker.session(alice).expect("open").subscription_count(),
+        0
+    );
+}

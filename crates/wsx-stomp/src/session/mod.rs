@@ -16,6 +16,11 @@
 //!    passes (the session has no clock: every call that needs the time takes `now`).
 //! 5. [`Session::shutdown`] when the connection goes away.
 //!
+//! With an authenticator that defers ([`crate::Admission::Defer`]), the CONNECT produces a
+//! [`Transmit::Authenticate`] instead of CONNECTED: the I/O layer authenticates the client
+//! (asynchronously) and answers with [`Session::authenticated`]; input is not decoded
+//! meanwhile ([`Phase::Authenticating`], see `connect.rs`).
+//!
 //! Calls that change subscriptions or publish take the [`Engine`] and a `Vec<Delivery>` the
 //! engine fills; each delivery goes to the session of its connection through
 //! [`Session::deliver`] (the [`crate::Broker`] does this routing for in-process engines).
