@@ -511,6 +511,8 @@ impl<E: Engine> HubState<E> {
             let out = match transmit {
                 Transmit::Frame(frame) | Transmit::TopicMessage(frame) => Outbound::Frame(frame),
                 Transmit::HeartBeat => Outbound::HeartBeat,
+                // The hub's authenticators answer at once: never deferred.
+                Transmit::Authenticate(_) => continue,
                 Transmit::Close => Outbound::Close(
                     self.broker
                         .session(conn)

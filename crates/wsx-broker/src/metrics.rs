@@ -13,14 +13,15 @@ use wsx_stomp::DestinationKind;
 use wsx_stomp_redis::RedisMetrics;
 
 /// The `kind` label values of the message counters.
-const KINDS: [&str; 2] = ["topic", "queue"];
+const KINDS: [&str; 4] = ["topic", "queue", "user", "app"];
 
-/// The index of a destination kind in [`KINDS`]: user destinations fan out like topics.
+/// The index of a destination kind in [`KINDS`].
 fn kind_index(kind: DestinationKind) -> usize {
     match kind {
+        DestinationKind::Topic => 0,
         DestinationKind::Queue => 1,
-        #[allow(unreachable_patterns)]
-        _ => 0,
+        DestinationKind::User => 2,
+        DestinationKind::App => 3,
     }
 }
 
@@ -29,9 +30,9 @@ fn kind_index(kind: DestinationKind) -> usize {
 pub struct BrokerMetrics {
     sessions: AtomicU64,
     subscriptions: AtomicU64,
-    /// Indexed by [`kind_index`]: topic, queue.
-    published: [AtomicU64; 2],
-    delivered: [AtomicU64; 2],
+    /// Indexed by [`kind_index`].
+    published: [AtomicU64; KINDS.len()],
+    delivered: [AtomicU64; KINDS.len()],
     redeliveries: AtomicU64,
     slow_disconnects: AtomicU64,
     frames_received: AtomicU64,

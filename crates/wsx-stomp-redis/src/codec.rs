@@ -1,4 +1,4 @@
-//! The wire form of a message inside Redis: one compact binary blob, the payload of a
+//! The wire form of a message inside Redis: one compact binary record, the payload of a
 //! `PUBLISH` (topics) or the `m` field of a stream entry (queues).
 //!
 //! Sits between the engine ([`crate::RedisEngine`]), which encodes what a client SENDs and
@@ -77,79 +77,79 @@ pub(crate) fn encode(
     Ok(buf.freeze())
 }
 
-/// Re-encode a stored blob with the redelivered flag set (for a requeued copy).
-pub(crate) fn mark_redelivered(blob: &Bytes) -> Bytes {
-    let mut copy = BytesMut::from(&blob[..]);
+/// Re-encode a stored payload with the redelivered flag set (for a requeued copy).
+pub(crate) fn mark_redelivered(payload: &Bytes) -> Bytes {
+    let mut copy = BytesMut::from(&payload[..]);
     if copy.len() >= 2 {
         copy[1] |= FLAG_REDELIVERED;
     }
     copy.freeze()
 }
 
-/// Decode a blob read from Redis. Anything else in a channel or stream is reported, never
+/// Decode a payload read from Redis. Anything else in a channel or stream is reported, never
 /// trusted.
-pub(crate) fn decode(mut blob: Bytes) -> Result<Wire, Error> {
+pub(crate) fn decode(mut payload: Bytes) -> Result<Wire, Error> {
     let bad = |why: &str| Error::Malformed(why.to_owned());
-    if blob.remaining() < 2 {
+    if payload.remaining() < 2 {
         return Err(bad("truncated"));
     }
-    if blob.get_u8() != VERSION {
+    if payload.get_u8() != VERSION {
         return Err(bad("unknown version"));
     }
-    let flags = blob.get_u8();
+    let flags = payload.get_u8();
     let redelivered = flags & FLAG_REDELIVERED != 0;
     let mut sequence = None;
     if flags & FLAG_SEQUENCE != 0 {
-        if blob.remaining() < 16 {
+        if payload.remaining() < 16 {
             return Err(bad("sequence"));
         }
         sequence = Some(Sequence {
-            incarnation: blob.get_u64(),
-            seq: blob.get_u64(),
+            incarnation: payload.get_u64(),
+            seq: payload.get_u64(),
         });
     }
-    let id = take_str16(&mut blob).ok_or_else(|| bad("message id"))?;
-    let dest = take_str16(&mut blob).ok_or_else(|| bad("destination"))?;
+    let id = take_str16(&mut payload).ok_or_else(|| bad("message id"))?;
+    let dest = take_str16(&mut payload).ok_or_else(|| bad("destination"))?;
     let destination = Destination::parse(&dest).ok_or_else(|| bad("destination"))?;
-    if blob.remaining() < 2 {
+    if payload.remaining() < 2 {
         return Err(bad("header count"));
     }
-    let count = blob.get_u16();
+    let count = payload.get_u16();
     let mut headers = Headers::with_capacity(usize::from(count));
     for _ in 0..count {
-        let name = take_str32(&mut blob).ok_or_else(|| bad("header name"))?;
-        let value = take_str32(&mut blob).ok_or_else(|| bad("header value"))?;
+        let name = take_str32(&mut payload).ok_or_else(|| bad("header name"))?;
+        let value = take_str32(&mut payload).ok_or_else(|| bad("header value"))?;
         headers.push(name, value);
     }
     Ok(Wire {
         id: MessageId::new(id),
         redelivered,
         sequence,
-        publish: Publish::new(destination, headers, blob),
+        publish: Publish::new(destination, headers, payload),
     })
 }
 
-fn take_str16(blob: &mut Bytes) -> Option<String> {
-    if blob.remaining() < 2 {
+fn take_str16(payload: &mut Bytes) -> Option<String> {
+    if payload.remaining() < 2 {
         return None;
     }
-    let len = usize::from(blob.get_u16());
-    take_str(blob, len)
+    let len = usize::from(payload.get_u16());
+    take_str(payload, len)
 }
 
-fn take_str32(blob: &mut Bytes) -> Option<String> {
-    if blob.remaining() < 4 {
+fn take_str32(payload: &mut Bytes) -> Option<String> {
+    if payload.remaining() < 4 {
         return None;
     }
-    let len = usize::try_from(blob.get_u32()).ok()?;
-    take_str(blob, len)
+    let len = usize::try_from(payload.get_u32()).ok()?;
+    take_str(payload, len)
 }
 
-fn take_str(blob: &mut Bytes, len: usize) -> Option<String> {
-    if blob.remaining() < len {
+fn take_str(payload: &mut Bytes, len: usize) -> Option<String> {
+    if payload.remaining() < len {
         return None;
     }
-    String::from_utf8(blob.split_to(len).to_vec()).ok()
+    String::from_utf8(payload.split_to(len).to_vec()).ok()
 }
 
 #[cfg(test)]
@@ -171,19 +171,19 @@ mod tests {
             incarnation: 7,
             seq: 42,
         };
-        let blob = encode(&id, Some(sequence), &publish).expect("encodes");
-        let wire = decode(blob.clone()).expect("decodes");
+        let payload = encode(&id, Some(sequence), &publish).expect("encodes");
+        let wire = decode(payload.clone()).expect("decodes");
         assert_eq!(wire.id, id);
         assert_eq!(wire.sequence, Some(sequence));
         assert!(!wire.redelivered);
         assert_eq!(wire.publish, publish);
         assert!(
-            decode(mark_redelivered(&blob))
+            decode(mark_redelivered(&payload))
                 .expect("decodes")
                 .redelivered
         );
-        for cut in 0..blob.len() - 6 {
-            let _ = decode(blob.slice(..cut)); // never panics
+        for cut in 0..payload.len() - 6 {
+            let _ = decode(payload.slice(..cut)); // never panics
         }
         assert!(decode(Bytes::from_static(b"\x09\0")).is_err());
         let plain = encode(&id, None, &publish).expect("encodes");

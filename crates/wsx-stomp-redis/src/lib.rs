@@ -46,6 +46,11 @@
 //! (or while a subscriber's window is full) is not delivered to that node's subscribers:
 //! **topics are at-most-once**, exactly once for subscribers that stay connected.
 //!
+//! User destinations (`/user/{principal}/queue/NAME`, which a principal's sessions subscribe
+//! to as `/user/queue/NAME`) go the same way, on channel `{prefix}u:{principal}/queue/NAME`:
+//! a message reaches that principal's sessions on every node. SENDs to `/app/NAME` are refused
+//! ([`Error::NoHandler`]): application handlers answer them before the engine.
+//!
 //! Selectors (the `selector` header of SUBSCRIBE, [`wsx_stomp::Selector`]) work on topics:
 //! each node filters what it fans out to its own subscribers.
 //!
@@ -149,7 +154,7 @@
 //! [`RedisEngine::offer`] (and the sessions, through
 //! [`wsx_stomp::Engine::try_publish_from`]) refuse them with [`Error::Backlog`] or
 //! [`Error::BacklogBytes`], which the session answers with an ERROR. Every channel between
-//! the engine and its tasks is bounded (see the `io` module). The writer writes at most 512
+//! the engine and its tasks is bounded (see the `connections` module). The writer writes at most 512
 //! SENDs and about 1 MiB of them per pipeline; a pipeline Redis did not answer within
 //! [`Config::write_timeout`] is written again on a new connection, and never duplicates:
 //! queue SENDs are recorded per writer pipeline by the `XADD` script (a replay gets the
@@ -163,15 +168,15 @@
 #![forbid(unsafe_code)]
 
 mod codec;
-mod engine;
-mod io;
+mod connections;
+mod redis_engine;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-pub use engine::{RedisEngine, RedisEvent, RedisEvents};
+pub use redis_engine::{RedisEngine, RedisEvent, RedisEvents};
 
 /// What can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +226,10 @@ pub enum Error {
     /// Something read from Redis is not a message of this engine.
     #[error("malformed message in redis: {0}")]
     Malformed(String),
+    /// A SEND to an application destination (`/app/NAME`): its handlers live in the I/O
+    /// layer, which answers such SENDs before they reach the engine.
+    #[error("no handler for {0}")]
+    NoHandler(String),
 }
 
 /// Settings of one node.
@@ -390,6 +399,15 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
+/// The ids of the entries of one stream this node holds ([`Shared::owned_ids`]).
+#[derive(Debug)]
+pub(crate) struct HeldIds {
+    /// The stream key.
+    pub key: Arc<str>,
+    /// Its entries held.
+    pub ids: Vec<Arc<str>>,
+}
+
 /// Entries held per stream key: entry id to blob size.
 type Owned = HashMap<Arc<str>, HashMap<Arc<str>, usize>>;
 
@@ -416,11 +434,11 @@ pub(crate) struct Shared {
     /// to them are refused at once. The writer clears a mark once the stream has room again.
     full: Mutex<HashSet<String>>,
     /// What the writer owes Redis besides SENDs (acknowledgements, requeues, ...).
-    pub(crate) outbox: io::Mailbox<io::Outbox>,
+    pub(crate) outbox: connections::Mailbox<connections::Outbox>,
     /// The streams the reader reads for the engine, with their credit.
-    pub(crate) wanted: io::Mailbox<io::Wanted>,
+    pub(crate) wanted: connections::Mailbox<connections::Wanted>,
     /// The channels the subscriber should be subscribed to.
-    pub(crate) topics: io::Mailbox<io::Topics>,
+    pub(crate) topics: connections::Mailbox<connections::Topics>,
 }
 
 impl Shared {
@@ -481,12 +499,15 @@ impl Shared {
     }
 
     /// The ids of the entries this node holds, per stream.
-    pub(crate) fn owned_ids(&self) -> Vec<(Arc<str>, Vec<Arc<str>>)> {
+    pub(crate) fn owned_ids(&self) -> Vec<HeldIds> {
         self.owned
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|(key, ids)| (key.clone(), ids.keys().cloned().collect()))
+            .map(|(key, ids)| HeldIds {
+                key: key.clone(),
+                ids: ids.keys().cloned().collect(),
+            })
             .collect()
     }
 

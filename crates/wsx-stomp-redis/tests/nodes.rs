@@ -266,3 +266,54 @@ async fn sends_beyond_the_backlog_are_refused_while_redis_is_unreachable() {
     assert_eq!(metrics.pending_sends(), 2);
     assert!(!metrics.connected());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_destination_reaches_that_users_subscribers_on_every_node() {
+    let Some(url) = redis_url("user_destination_reaches_that_users_subscribers_on_every_node")
+    else {
+        return;
+    };
+    let prefix = unique_prefix("user");
+    let mut a = Node::start(Config::new(&url).prefix(&prefix));
+    let mut b = Node::start(Config::new(&url).prefix(&prefix));
+    let mut out = Vec::new();
+    let alice = dest("/user/alice/queue/inbox");
+    a.engine.subscribe(key(1, "in"), &alice, None, &mut out);
+    b.engine.subscribe(key(2, "in"), &alice, None, &mut out);
+    b.engine
+        .subscribe(key(3, "in"), &dest("/user/bob/queue/inbox"), None, &mut out);
+    // A topic of the same NAME has a channel of its own: leaving it keeps alice's.
+    b.engine
+        .subscribe(key(4, "t"), &dest("/topic/inbox"), None, &mut out);
+    b.engine.unsubscribe(&key(4, "t"), &mut out);
+    assert!(out.is_empty());
+    a.engine.flushed().await;
+    b.engine.flushed().await;
+
+    a.engine
+        .offer(publish("/user/alice/queue/inbox", "hi alice"))
+        .expect("accepted");
+    for (node, conn) in [(&mut a, 1), (&mut b, 2)] {
+        let got = node.collect(1, WAIT).await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].subscriber, key(conn, "in"));
+        assert_eq!(&got[0].message.body()[..], b"hi alice");
+        assert_eq!(got[0].message.destination(), &alice);
+        assert!(
+            got[0]
+                .message
+                .encoded_tail(wsx_stomp::Version::V1_2)
+                .windows(b"destination:/user/queue/inbox\n".len())
+                .any(|w| w == b"destination:/user/queue/inbox\n"),
+            "MESSAGE frames carry the destination subscribed to"
+        );
+    }
+    // Bob's subscriber got nothing.
+    assert!(b.next(Duration::from_millis(200)).await.is_none());
+
+    let refused = a.engine.offer(publish("/app/greet", "x"));
+    assert!(
+        matches!(refused, Err(wsx_stomp_redis::Error::NoHandler(ref d)) if d == "/app/greet"),
+        "{refused:?}"
+    );
+}

@@ -2,10 +2,19 @@
 //!
 //! When a client's CONNECT arrives, the session hands an [`Authenticator`] a [`ConnectRequest`]:
 //! `login`/`passcode`, every CONNECT header (an `Authorization: Bearer …` header, say) and the
-//! [`ConnectionInfo`] the I/O layer passed in (the WebSocket URL's path and query string, the
-//! peer address). It answers with a [`Principal`] and its allowed destination patterns, or a
+//! [`ConnectionInfo`] the I/O layer passed in (the transport, the WebSocket URL's path and query
+//! string, the upgrade request's headers and cookies, the peer address). It answers at once
+//! ([`Authenticator::admit`]) with a [`Principal`] and its allowed destination patterns, or a
 //! [`Refusal`], which the session turns into an ERROR frame (the refusal's message in the
 //! `message` header) before closing.
+//!
+//! Or it defers ([`Admission::Defer`], what [`DeferredAuth`] always answers): an authenticator
+//! that needs I/O (a database, an HTTP call) runs in the I/O layer. The session then enters
+//! [`crate::Phase::Authenticating`], hands the I/O layer an owned copy of the request
+//! ([`crate::Transmit::Authenticate`] with an [`AuthRequest`]) and decodes nothing more until
+//! the I/O layer answers with [`crate::Session::authenticated`] (or
+//! [`crate::Broker::authenticated`]); from there it goes on exactly as if the answer had come at
+//! once. The CONNECT timeout still runs meanwhile.
 //!
 //! A principal may carry an expiry (a token's `exp`, as an [`Instant`] on the session's clock:
 //! [`ConnectRequest::now`] is when the CONNECT arrived); the session ends with an ERROR
@@ -16,8 +25,23 @@ use std::time::Instant;
 
 use crate::destination::DestinationPattern;
 use crate::headers::Headers;
+use crate::version::Version;
 
-/// What the I/O layer knows about the connection, passed to the authenticator.
+/// How the client reached the broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// STOMP over WebSocket: [`ConnectionInfo`] holds the upgrade request's path, query and
+    /// headers.
+    #[default]
+    WebSocket,
+    /// STOMP over a TCP (or TLS) stream, port 61613 by convention: no HTTP request, so no
+    /// path, query or headers.
+    Tcp,
+}
+
+/// What the I/O layer knows about the connection, passed to the authenticator: the
+/// "parameters passed at connect" outside the CONNECT frame.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConnectionInfo {
@@ -27,6 +51,10 @@ pub struct ConnectionInfo {
     pub path: String,
     /// The query string of the WebSocket URL, without `?` (`token=abc`).
     pub query: Option<String>,
+    /// The headers of the WebSocket upgrade request, in order (names as received).
+    pub headers: Vec<(String, String)>,
+    /// WebSocket or TCP.
+    pub transport: Transport,
 }
 
 impl ConnectionInfo {
@@ -53,12 +81,62 @@ impl ConnectionInfo {
         self
     }
 
+    /// Add a header of the upgrade request.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Add the headers of the upgrade request, in order.
+    pub fn with_headers<N, V>(mut self, headers: impl IntoIterator<Item = (N, V)>) -> Self
+    where
+        N: Into<String>,
+        V: Into<String>,
+    {
+        self.headers
+            .extend(headers.into_iter().map(|(n, v)| (n.into(), v.into())));
+        self
+    }
+
+    /// Set the transport.
+    pub fn with_transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
     /// The first value of `name` in the query string (not percent-decoded).
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query.as_deref()?.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             (k == name).then_some(v)
         })
+    }
+
+    /// The first value of upgrade request header `name` (in any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of cookie `name` from the request's `Cookie` headers (RFC 6265
+    /// `name=value` pairs separated by `;`; surrounding double quotes removed; not
+    /// percent-decoded). The first one wins.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, v)| v.split(';'))
+            .find_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                (k.trim() == name).then(|| {
+                    let v = v.trim();
+                    v.strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(v)
+                })
+            })
     }
 }
 
@@ -83,13 +161,86 @@ pub struct ConnectRequest<'a> {
 impl ConnectRequest<'_> {
     /// The token of an `Authorization: Bearer TOKEN` header (header name in any case).
     pub fn bearer_token(&self) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
-            .and_then(|(_, value)| {
-                let (scheme, token) = value.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
+        bearer_token(self.headers)
+    }
+}
+
+fn bearer_token(headers: &Headers) -> Option<&str> {
+    headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, value)| {
+            let (scheme, token) = value.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+}
+
+/// An owned [`ConnectRequest`], for an authenticator that runs in the I/O layer (see
+/// [`Admission::Defer`]): what [`crate::Transmit::Authenticate`] carries. Its `Debug` output
+/// leaves out the passcode and the header values.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthRequest {
+    /// The `login` header.
+    pub login: Option<String>,
+    /// The `passcode` header.
+    pub passcode: Option<String>,
+    /// The `host` header (the virtual host, 1.1+).
+    pub host: Option<String>,
+    /// Every header of the CONNECT (or STOMP) frame.
+    pub headers: Headers,
+    /// The connection, as the I/O layer described it.
+    pub connection: ConnectionInfo,
+    /// The protocol version negotiated.
+    pub version: Version,
+    /// When the CONNECT arrived, on the session's clock (see [`ConnectRequest::now`]).
+    pub now: Instant,
+}
+
+impl AuthRequest {
+    /// An owned copy of `request`, for version `version`.
+    pub fn new(request: &ConnectRequest<'_>, version: Version) -> Self {
+        AuthRequest {
+            login: request.login.map(str::to_owned),
+            passcode: request.passcode.map(str::to_owned),
+            host: request.host.map(str::to_owned),
+            headers: request.headers.clone(),
+            connection: request.connection.clone(),
+            version,
+            now: request.now,
+        }
+    }
+
+    /// The borrowed form, to ask a synchronous [`Authenticator`] (a JWT check, say).
+    pub fn connect_request(&self) -> ConnectRequest<'_> {
+        ConnectRequest {
+            login: self.login.as_deref(),
+            passcode: self.passcode.as_deref(),
+            host: self.host.as_deref(),
+            headers: &self.headers,
+            connection: &self.connection,
+            now: self.now,
+        }
+    }
+
+    /// The token of an `Authorization: Bearer TOKEN` header (header name in any case).
+    pub fn bearer_token(&self) -> Option<&str> {
+        bearer_token(&self.headers)
+    }
+}
+
+impl std::fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| name).collect();
+        f.debug_struct("AuthRequest")
+            .field("login", &self.login)
+            .field("passcode", &self.passcode.as_ref().map(|_| "…"))
+            .field("host", &self.host)
+            .field("headers", &names)
+            .field("connection", &self.connection.path)
+            .field("transport", &self.connection.transport)
+            .field("peer_addr", &self.connection.peer_addr)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -108,7 +259,8 @@ pub struct Principal {
     /// Whether the authenticator vouches for `name`; only then is it stamped on the messages
     /// the client publishes (as `user-id`).
     pub verified: bool,
-    /// Patterns of destinations it may SUBSCRIBE to.
+    /// Patterns of destinations it may SUBSCRIBE to. Its own user destinations
+    /// (`/user/queue/NAME`, see [`crate::Destination`]) need none: they are always allowed.
     pub subscribe: Vec<DestinationPattern>,
     /// Patterns of destinations it may SEND to.
     pub send: Vec<DestinationPattern>,
@@ -200,12 +352,39 @@ impl Refusal {
     }
 }
 
+/// What an [`Authenticator`] answers to a CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// The client is this principal: the session sends CONNECTED.
+    Accept(Principal),
+    /// The client may not connect: the session sends an ERROR and closes.
+    Refuse(Refusal),
+    /// The I/O layer decides: the session emits [`crate::Transmit::Authenticate`] and waits
+    /// for [`crate::Session::authenticated`].
+    Defer,
+}
+
+impl From<Result<Principal, Refusal>> for Admission {
+    fn from(verdict: Result<Principal, Refusal>) -> Self {
+        match verdict {
+            Ok(principal) => Admission::Accept(principal),
+            Err(refusal) => Admission::Refuse(refusal),
+        }
+    }
+}
+
 /// Decides whether a client may connect. Called once per session, synchronously, when the
-/// CONNECT frame arrives; an implementation that needs I/O should resolve credentials before
-/// (from the WebSocket handshake) and look them up here.
+/// CONNECT frame arrives; an implementation that needs I/O defers to the I/O layer
+/// ([`Admission::Defer`], see [`DeferredAuth`]).
 pub trait Authenticator: Send + Sync {
     /// Accept the client as a [`Principal`], or refuse it.
     fn authenticate(&self, request: &ConnectRequest<'_>) -> Result<Principal, Refusal>;
+
+    /// What the session asks: accept, refuse, or defer to the I/O layer. The default answers
+    /// at once with [`Authenticator::authenticate`].
+    fn admit(&self, request: &ConnectRequest<'_>) -> Admission {
+        self.authenticate(request).into()
+    }
 }
 
 impl<F> Authenticator for F
@@ -214,6 +393,23 @@ where
 {
     fn authenticate(&self, request: &ConnectRequest<'_>) -> Result<Principal, Refusal> {
         self(request)
+    }
+}
+
+/// Defers every CONNECT to the I/O layer ([`Admission::Defer`]): the session emits
+/// [`crate::Transmit::Authenticate`] and waits for [`crate::Session::authenticated`]. For an
+/// asynchronous authenticator living in the I/O layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeferredAuth;
+
+impl Authenticator for DeferredAuth {
+    /// Refuses: the session never asks (it calls [`Authenticator::admit`], which defers).
+    fn authenticate(&self, _request: &ConnectRequest<'_>) -> Result<Principal, Refusal> {
+        Err(Refusal::new("authentication is left to the I/O layer"))
+    }
+
+    fn admit(&self, _request: &ConnectRequest<'_>) -> Admission {
+        Admission::Defer
     }
 }
 

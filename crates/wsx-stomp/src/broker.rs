@@ -17,8 +17,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::auth::{Authenticator, ConnectionInfo};
+use crate::auth::{Authenticator, ConnectionInfo, Principal, Refusal};
 use crate::engine::{Confirmation, ConnId, Delivery, Engine, MemoryEngine};
+use crate::error::Error;
+use crate::message::Publish;
 use crate::session::{Session, SessionConfig, Transmit};
 
 /// All sessions of a server and the engine routing between them.
@@ -71,6 +73,30 @@ impl<E: Engine> Broker<E> {
             session.receive(now, bytes, &mut self.engine, &mut self.deliveries);
         }
         self.route(conn)
+    }
+
+    /// The I/O layer's answer, at `now`, to the [`Transmit::Authenticate`] of `conn` (see
+    /// [`Session::authenticated`]): CONNECTED and the frames that arrived meanwhile, or an
+    /// ERROR and the close. Returns the other connections that have new transmits.
+    pub fn authenticated(
+        &mut self,
+        conn: ConnId,
+        now: Instant,
+        verdict: Result<Principal, Refusal>,
+    ) -> &[ConnId] {
+        if let Some(session) = self.sessions.get_mut(&conn) {
+            session.authenticated(now, verdict, &mut self.engine, &mut self.deliveries);
+        }
+        self.route(conn)
+    }
+
+    /// Publish `message` from the server (no session: no `user-id` is stamped, no receipt),
+    /// through the engine, delivered like a SEND: to every subscriber of a topic or user
+    /// destination, to one of a queue. Refused like a SEND ([`Engine::try_publish`]: a budget
+    /// crossed, `/app/` to an engine without handlers). Returns the connections woken.
+    pub fn publish(&mut self, message: Publish) -> Result<&[ConnId], Error> {
+        self.engine.try_publish(message, &mut self.deliveries)?;
+        Ok(self.route(ConnId(0)))
     }
 
     /// The next transmit of `conn` (see [`Session::poll_transmit`]).

@@ -13,11 +13,13 @@
 //!    does the reverse; an [`EncodedFrame`] lets one MESSAGE be encoded once and shared by all
 //!    subscribers.
 //! 2. The [`Session`]: the server side of one connection. It negotiates the version and
-//!    heart-beats on CONNECT, asks an [`Authenticator`] who the client is, keeps subscriptions,
+//!    heart-beats on CONNECT, asks an [`Authenticator`] who the client is (at once, or through
+//!    the I/O layer: [`Transmit::Authenticate`]), keeps subscriptions,
 //!    acknowledgements and transactions, answers receipts, and turns client mistakes into
 //!    ERROR frames. It produces [`Transmit`]s and exposes deadlines for the I/O layer's timers.
 //! 3. An [`Engine`] routes destinations: `/topic/NAME` to every subscriber, `/queue/NAME` to
-//!    one subscriber at a time with redelivery. [`MemoryEngine`] is the in-process one; the
+//!    one subscriber at a time with redelivery, `/user/{principal}/queue/NAME` to every session
+//!    of that principal subscribed to `/user/queue/NAME` ([`Destination`]). [`MemoryEngine`] is the in-process one; the
 //!    trait leaves room for a shared store, which may store a SEND later: it answers
 //!    [`Outcome::Pending`] and reports a [`Confirmation`] through the I/O layer
 //!    ([`Broker::confirm`]); the RECEIPT waits for it, and a failure is an ERROR.
@@ -64,7 +66,10 @@ mod selector;
 mod session;
 mod version;
 
-pub use auth::{AllowAll, Authenticator, ConnectRequest, ConnectionInfo, Principal, Refusal};
+pub use auth::{
+    Admission, AllowAll, AuthRequest, Authenticator, ConnectRequest, ConnectionInfo, DeferredAuth,
+    Principal, Refusal, Transport,
+};
 pub use broker::Broker;
 pub use command::Command;
 pub use decode::Decoder;

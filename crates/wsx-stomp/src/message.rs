@@ -154,7 +154,7 @@ impl Message {
             let mut buf = BytesMut::with_capacity(self.publish.body.len() + 128);
             let fixed = [
                 ("message-id", self.id.as_str()),
-                ("destination", self.publish.destination.as_str()),
+                ("destination", self.publish.destination.delivered_as()),
             ];
             let headers = fixed.into_iter().chain(self.publish.headers.iter());
             write_tail(headers, &self.publish.body, escaping, &mut buf);

@@ -200,7 +200,8 @@ impl<T> ConsumerSet<T> {
         );
         let name = destination.shared().clone();
         match destination.kind() {
-            DestinationKind::Topic => {
+            // A user destination fans out like a topic (nobody subscribes to `/app/`).
+            DestinationKind::Topic | DestinationKind::User | DestinationKind::App => {
                 let subscribers = self.topics.entry(name).or_default();
                 subscribers.push(key);
                 subscribers.len()
@@ -223,7 +224,8 @@ impl<T> ConsumerSet<T> {
         let destination = consumer.destination;
         let name = destination.as_str();
         match destination.kind() {
-            DestinationKind::Topic => {
+            // A user destination fans out like a topic (nobody subscribes to `/app/`).
+            DestinationKind::Topic | DestinationKind::User | DestinationKind::App => {
                 if let Some(subscribers) = self.topics.get_mut(name) {
                     subscribers.retain(|k| k != key);
                     if subscribers.is_empty() {

@@ -1,11 +1,16 @@
 //! The in-process [`Engine`]: synchronous and deterministic.
 //!
-//! Topics keep a list of subscribers in subscription order. Queues keep the messages waiting
-//! for a consumer, the consumers in subscription order and a round-robin cursor: each message
-//! goes to the next consumer (from the cursor) with room in its window. Messages a consumer
+//! Topics, and user destinations (`/user/{principal}/queue/NAME`, fanned out like topics),
+//! keep a list of subscribers in subscription order. Queues keep the messages waiting for a
+//! consumer, the consumers in subscription order and a round-robin cursor: each message goes
+//! to the next consumer (from the cursor) with room in its window. Messages a consumer
 //! NACKs, or had not acknowledged when it went away, go back to the front of their queue,
 //! marked redelivered. Subscriptions may have a selector (see [`super::ConsumerSet`] for how
 //! topics and queues apply it).
+//!
+//! A SEND to `/app/NAME` is refused ([`crate::Error::Refused`] `no handler for /app/NAME`):
+//! application handlers live in the I/O layer, which answers those SENDs before they reach
+//! this engine.
 //!
 //! Budgets, all refusing a SEND with [`crate::Error::Refused`] (an ERROR naming the limit,
 //! never a silent drop) and a SUBSCRIBE with [`crate::Error::DestinationLimit`]:
@@ -294,7 +299,12 @@ impl Engine for MemoryEngine {
         let destination = publish.destination.clone();
         let name = destination.as_str();
         match destination.kind() {
-            DestinationKind::Topic => {
+            DestinationKind::App => {
+                return Err(crate::Error::Refused(format!(
+                    "no handler for {destination}"
+                )));
+            }
+            DestinationKind::Topic | DestinationKind::User => {
                 let message = Arc::new(Message::new(self.new_id(), publish));
                 self.dropped += self.set.fan_out(name, &message, 0, out);
             }

@@ -16,6 +16,11 @@
 //!    passes (the session has no clock: every call that needs the time takes `now`).
 //! 5. [`Session::shutdown`] when the connection goes away.
 //!
+//! With an authenticator that defers ([`crate::Admission::Defer`]), the CONNECT produces a
+//! [`Transmit::Authenticate`] instead of CONNECTED: the I/O layer authenticates the client
+//! (asynchronously) and answers with [`Session::authenticated`]; input is not decoded
+//! meanwhile ([`Phase::Authenticating`], see `connect.rs`).
+//!
 //! Calls that change subscriptions or publish take the [`Engine`] and a `Vec<Delivery>` the
 //! engine fills; each delivery goes to the session of its connection through
 //! [`Session::deliver`] (the [`crate::Broker`] does this routing for in-process engines).
@@ -46,7 +51,7 @@ use std::time::Instant;
 pub use config::SessionConfig;
 pub use subscriptions::AckMode;
 
-use crate::auth::{Authenticator, ConnectionInfo, Principal};
+use crate::auth::{AuthRequest, Authenticator, ConnectionInfo, Principal};
 use crate::command::Command;
 use crate::decode::Decoder;
 use crate::destination::Destination;
@@ -54,7 +59,7 @@ use crate::encode::{EncodedFrame, encode_lossy};
 use crate::engine::{ConnId, Delivery, Engine, SubscriberKey};
 use crate::error::escape_controls;
 use crate::frame::Frame;
-use crate::heartbeat::HeartBeat;
+use crate::heartbeat::{HeartBeat, HeartBeatHeader};
 use crate::version::Version;
 use confirm::Unconfirmed;
 use subscriptions::Subscription;
@@ -78,6 +83,11 @@ pub enum Transmit {
     HeartBeat,
     /// Close the WebSocket connection: the session is over and everything before was sent.
     Close,
+    /// Authenticate this client and answer with [`Session::authenticated`] (or
+    /// [`crate::Broker::authenticated`]): the [`crate::Authenticator`] deferred to the I/O
+    /// layer ([`crate::Admission::Defer`]). Nothing is sent to the client for it, and it does
+    /// not count as a transmit in [`Session::written`] reports.
+    Authenticate(Box<AuthRequest>),
 }
 
 /// Where a session is in its life.
@@ -85,6 +95,9 @@ pub enum Transmit {
 pub enum Phase {
     /// Waiting for CONNECT (or STOMP).
     AwaitingConnect,
+    /// CONNECT received, waiting for the I/O layer's answer to [`Transmit::Authenticate`]
+    /// ([`Session::authenticated`]); input is buffered, not decoded.
+    Authenticating,
     /// Connected: the client may subscribe, send, acknowledge. After a DISCONNECT that waits
     /// for the engine to confirm earlier SENDs, the session stays here (subscriptions released,
     /// input ignored) until the last confirmation.
@@ -103,6 +116,8 @@ pub struct Session {
     phase: Phase,
     version: Version,
     heart_beat: HeartBeat,
+    /// The CONNECT's `heart-beat`, kept while [`Phase::Authenticating`].
+    client_heart_beat: HeartBeatHeader,
     principal: Option<Principal>,
     subs: HashMap<Arc<str>, Subscription>,
     next_sub_seq: u64,
@@ -181,7 +196,8 @@ fn require<'f>(frame: &'f Frame, name: &str) -> Result<&'f str, Fail> {
 fn parse_destination(text: &str) -> Result<Destination, Fail> {
     Destination::parse(text).ok_or_else(|| {
         Fail::new(format!(
-            "unknown destination `{text}`: use /topic/NAME or /queue/NAME"
+            "unknown destination `{text}`: use /topic/NAME, /queue/NAME, \
+             /user/{{principal}}/queue/NAME or /app/NAME"
         ))
     })
 }
@@ -205,6 +221,7 @@ impl Session {
             // Until CONNECT agrees one, errors are written the 1.0 way (no escaping).
             version: Version::V1_0,
             heart_beat: HeartBeat::default(),
+            client_heart_beat: HeartBeatHeader::default(),
             principal: None,
             subs: HashMap::new(),
             next_sub_seq: 0,
@@ -264,6 +281,19 @@ impl Session {
         self.subs.len()
     }
 
+    /// The id of this connection's (first) subscription to `destination`, if any: a user
+    /// destination's is found by its full form (`/user/alice/queue/replies`, see
+    /// [`Destination::for_user`]), whichever form the client subscribed with. For the I/O
+    /// layer to deliver to this connection only (a reply to its `/user/queue/replies`, say),
+    /// with [`Session::deliver`] and a [`SubscriberKey`] of this id.
+    pub fn subscription_for(&self, destination: &Destination) -> Option<&Arc<str>> {
+        self.subs
+            .values()
+            .filter(|s| s.destination == *destination)
+            .min_by_key(|s| s.seq)
+            .map(|s| &s.id)
+    }
+
     /// Transmits waiting for [`Session::poll_transmit`] (a growing number means a slow client).
     pub fn queued_transmits(&self) -> usize {
         self.outbox.len()
@@ -293,7 +323,7 @@ impl Session {
     /// within budget. What a frame delivers to this session's own subscriptions is queued
     /// before the next frame is looked at, so that it counts against the budget.
     fn decode_buffered(&mut self, engine: &mut dyn Engine, out: &mut Vec<Delivery>) {
-        while self.phase != Phase::Closed
+        while !matches!(self.phase, Phase::Closed | Phase::Authenticating)
             && !self.unconfirmed.disconnecting()
             && !self.over_budget()
         {
@@ -327,8 +357,9 @@ impl Session {
     /// send timer).
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         let transmit = self.outbox.pop_front()?;
-        self.polled();
-        self.timers.last_tx = now;
+        if self.polled(&transmit) {
+            self.timers.last_tx = now;
+        }
         Some(transmit)
     }
 
@@ -338,6 +369,7 @@ impl Session {
         self.release(engine, out);
         self.unconfirmed.clear();
         self.outbox.clear();
+        self.output.discard_queued();
         self.phase = Phase::Closed;
     }
 
@@ -402,6 +434,10 @@ impl Session {
             (Phase::AwaitingConnect, Connect | Stomp) => self.on_connect(&frame),
             (Phase::AwaitingConnect, command) => Err(Fail::new(format!(
                 "expected CONNECT or STOMP, got {command}"
+            ))),
+            // Not decoded while authenticating (see `decode_buffered`).
+            (Phase::Authenticating, command) => Err(Fail::new(format!(
+                "{command} arrived before the CONNECT was answered"
             ))),
             (_, Connect | Stomp) => Err(Fail::new("already connected")),
             (_, Send) => self.on_send(frame, engine, out),

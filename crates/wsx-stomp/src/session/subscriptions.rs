@@ -4,6 +4,14 @@
 //! client's value, or the header is removed for an unverified principal (see
 //! [`Principal`]).
 //!
+//! User destinations (Spring's convention, see [`crate::Destination`]): a SUBSCRIBE to
+//! `/user/queue/NAME` subscribes to `/user/{principal}/queue/NAME` of the session's principal
+//! (an ERROR if its name is empty or holds a `/`), always allowed; one to another principal's
+//! `/user/{name}/…` is an ERROR. The MESSAGE frames carry `destination:/user/queue/NAME`. A
+//! SEND to `/user/{name}/queue/NAME` needs [`Principal::may_send`], like any SEND, and fans out
+//! to every session of `name` subscribed to it. `/app/NAME` takes SENDs only (an ERROR on
+//! SUBSCRIBE): they go to the engine like any SEND, for the I/O layer's application handlers.
+//!
 //! A SUBSCRIBE's `selector` header is parsed here ([`Selector::parse`]; an invalid one is an
 //! ERROR naming the problem) and handed to the engine, which filters before delivering
 //! ([`Engine::subscribe_with_selector`]; an engine that cannot filter refuses with an ERROR).
@@ -110,12 +118,15 @@ impl Session {
                 self.config.max_subscriptions
             )));
         }
-        let destination = parse_destination(text)?;
-        if !self
-            .principal
-            .as_ref()
-            .is_some_and(|p| p.may_subscribe(destination.as_str()))
-        {
+        let destination = self.subscription_destination(text)?;
+        // A principal's own user destinations (the only ones it gets here) are private to it:
+        // always allowed.
+        let allowed = destination.kind() == DestinationKind::User
+            || self
+                .principal
+                .as_ref()
+                .is_some_and(|p| p.may_subscribe(destination.as_str()));
+        if !allowed {
             return Err(Fail::new(format!(
                 "not allowed to subscribe to {destination}"
             )));
@@ -126,9 +137,9 @@ impl Session {
         };
         // An auto-mode queue subscription's deliveries stay in flight until written (credit
         // window); an auto-mode topic subscription has none (at most once).
-        let window = match (ack, destination.kind()) {
-            (AckMode::Auto, DestinationKind::Topic) => None,
-            (AckMode::Auto, DestinationKind::Queue) => Some(self.config.auto_ack_window),
+        let window = match ack {
+            AckMode::Auto if destination.kind().fans_out() => None,
+            AckMode::Auto => Some(self.config.auto_ack_window),
             _ => Some(self.config.max_unacked),
         };
         engine
@@ -154,6 +165,40 @@ impl Session {
         Ok(After::Continue)
     }
 
+    /// The destination a SUBSCRIBE to `text` subscribes to: `/user/queue/NAME` (or
+    /// `/user/topic/NAME`) is this session's principal's user destination
+    /// `/user/{principal}/queue/NAME`; `/user/{principal}/…` must be its own; `/app/…` takes
+    /// no subscriptions.
+    fn subscription_destination(&self, text: &str) -> Result<Destination, Fail> {
+        if let Some(path) = text.strip_prefix("/user")
+            && Destination::parse(path).is_some_and(|d| {
+                matches!(d.kind(), DestinationKind::Topic | DestinationKind::Queue)
+            })
+        {
+            let name = self.principal.as_ref().map_or("", |p| p.name.as_str());
+            return Destination::for_user(name, path).ok_or_else(|| {
+                Fail::new(format!(
+                    "cannot subscribe to {text}: principal `{name}` has no user destinations \
+                     (its name is empty or holds a `/`)"
+                ))
+            });
+        }
+        let destination = parse_destination(text)?;
+        match destination.kind() {
+            DestinationKind::User
+                if destination.principal() != self.principal.as_ref().map(|p| p.name.as_str()) =>
+            {
+                Err(Fail::new(format!(
+                    "cannot subscribe to another user's destination: {destination}"
+                )))
+            }
+            DestinationKind::App => Err(Fail::new(format!(
+                "cannot subscribe to {destination}: /app/ destinations take SEND frames only"
+            ))),
+            _ => Ok(destination),
+        }
+    }
+
     pub(super) fn on_unsubscribe(
         &mut self,
         frame: &Frame,
@@ -166,7 +211,10 @@ impl Session {
             (None, Some(destination)) if self.version == Version::V1_0 => self
                 .subs
                 .values()
-                .filter(|s| s.destination.as_str() == destination)
+                .filter(|s| {
+                    s.destination.as_str() == destination
+                        || s.destination.alias() == Some(destination)
+                })
                 .min_by_key(|s| s.seq)
                 .map_or_else(|| destination.into(), |s| s.id.clone()),
             (None, _) => return Err(Fail::new("UNSUBSCRIBE frame has no id header")),
@@ -234,7 +282,7 @@ impl Session {
         let mut ack = None;
         let mut awaits_written = None;
         if sub.ack == AckMode::Auto {
-            if sub.destination.kind() == DestinationKind::Queue {
+            if !sub.destination.kind().fans_out() {
                 awaits_written = Some((sub.id.clone(), sub.seq));
             }
         } else {
@@ -256,7 +304,7 @@ impl Session {
             ack.as_deref(),
             delivery.redelivered,
         );
-        let topic = sub.ack == AckMode::Auto && sub.destination.kind() == DestinationKind::Topic;
+        let topic = sub.ack == AckMode::Auto && sub.destination.kind().fans_out();
         let number = self.push(if topic {
             Transmit::TopicMessage(frame)
         } else {

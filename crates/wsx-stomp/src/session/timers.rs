@@ -1,4 +1,5 @@
-//! Deadlines: the CONNECT timeout, heart-beats, the server's idle limit and the expiry of the
+//! Deadlines: the CONNECT timeout (which also bounds the wait for a deferred authentication,
+//! [`Phase::Authenticating`]), heart-beats, the server's idle limit and the expiry of the
 //! principal's credentials, computed from instants the I/O layer passes in. The session never
 //! reads a clock.
 //!
@@ -45,7 +46,9 @@ impl Session {
     /// [`Session::poll_transmit`] first: a queued transmit postpones the heart-beat.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
-            Phase::AwaitingConnect => Some(self.timers.opened + self.config.connect_timeout),
+            Phase::AwaitingConnect | Phase::Authenticating => {
+                Some(self.timers.opened + self.config.connect_timeout)
+            }
             Phase::Connected => [
                 self.expiry_deadline(),
                 self.check_deadline(),
@@ -82,14 +85,14 @@ impl Session {
         out: &mut Vec<Delivery>,
     ) {
         match self.phase {
-            Phase::AwaitingConnect => {
+            Phase::AwaitingConnect | Phase::Authenticating => {
                 if now >= self.timers.opened + self.config.connect_timeout {
-                    self.fail(
-                        Fail::new("timed out waiting for CONNECT"),
-                        None,
-                        engine,
-                        out,
-                    );
+                    let message = if self.phase == Phase::Authenticating {
+                        "timed out authenticating the CONNECT"
+                    } else {
+                        "timed out waiting for CONNECT"
+                    };
+                    self.fail(Fail::new(message), None, engine, out);
                 }
             }
             Phase::Connected => {

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Session, Transmit};
+use super::{Phase, Session, Transmit};
 use crate::engine::{Delivery, Engine, SubscriberKey};
 use crate::message::MessageId;
 
@@ -45,6 +45,8 @@ pub(super) struct Unwritten {
     written: u64,
     /// Bytes of frames queued (in the outbox or polled) and not reported written.
     bytes: usize,
+    /// [`Transmit::Authenticate`]s in the outbox: they get no number.
+    unnumbered: u64,
     /// `ack:auto` queue deliveries not reported written, oldest first.
     auto: VecDeque<AutoDelivery>,
 }
@@ -54,6 +56,11 @@ impl Unwritten {
     pub(super) fn release(&mut self) {
         self.auto.clear();
     }
+
+    /// The outbox was emptied without being polled.
+    pub(super) fn discard_queued(&mut self) {
+        self.unnumbered = 0;
+    }
 }
 
 impl Transmit {
@@ -61,7 +68,7 @@ impl Transmit {
     pub fn size(&self) -> usize {
         match self {
             Transmit::Frame(frame) | Transmit::TopicMessage(frame) => frame.len(),
-            Transmit::HeartBeat | Transmit::Close => 0,
+            Transmit::HeartBeat | Transmit::Close | Transmit::Authenticate(_) => 0,
         }
     }
 }
@@ -69,15 +76,24 @@ impl Transmit {
 impl Session {
     /// Queue `transmit`; returns its number.
     pub(super) fn push(&mut self, transmit: Transmit) -> u64 {
-        let number = self.output.polled + self.outbox.len() as u64;
+        let number = self.output.polled + self.outbox.len() as u64 - self.output.unnumbered;
+        if matches!(transmit, Transmit::Authenticate(_)) {
+            self.output.unnumbered += 1;
+        }
         self.output.bytes = self.output.bytes.saturating_add(transmit.size());
         self.outbox.push_back(transmit);
         number
     }
 
-    /// Count a transmit taken by the I/O layer.
-    pub(super) fn polled(&mut self) {
+    /// Count `transmit`, just taken by the I/O layer; `false` for one that is not for the
+    /// client ([`Transmit::Authenticate`]), which gets no number.
+    pub(super) fn polled(&mut self, transmit: &Transmit) -> bool {
+        if matches!(transmit, Transmit::Authenticate(_)) {
+            self.output.unnumbered = self.output.unnumbered.saturating_sub(1);
+            return false;
+        }
         self.output.polled += 1;
+        true
     }
 
     /// Remember that transmit `number` carries `message_id` for the `ack:auto` queue
@@ -102,11 +118,12 @@ impl Session {
         self.output.bytes > self.config.max_unwritten_bytes
     }
 
-    /// Whether the session takes input: `false` while its unwritten output is past
+    /// Whether the session takes input: `false` while it waits for the I/O layer's
+    /// authentication ([`Phase::Authenticating`]) and while its unwritten output is past
     /// `max_unwritten_bytes` (then [`Session::receive`] only buffers, and the I/O layer should
     /// stop reading the connection until [`Session::written`] brings it back under).
     pub fn wants_input(&self) -> bool {
-        !self.over_budget()
+        !self.over_budget() && self.phase != Phase::Authenticating
     }
 
     /// Bytes of frames queued and not reported written.

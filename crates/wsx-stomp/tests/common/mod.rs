@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wsx_stomp::{
-    AllowAll, Authenticator, Broker, Command, Confirmation, ConnId, ConnectionInfo, Decoder,
-    EncodedFrame, Engine, Frame, Limits, MemoryEngine, SessionConfig, Transmit, Version,
+    AllowAll, AuthRequest, Authenticator, Broker, Command, Confirmation, ConnId, ConnectionInfo,
+    Decoder, EncodedFrame, Engine, Frame, Limits, MemoryEngine, Principal, Refusal, SessionConfig,
+    Transmit, Version,
 };
 
 /// Inside `impl Engine for …` of a test engine wrapping a [`MemoryEngine`] in its `inner`
@@ -68,6 +69,8 @@ pub enum Seen {
     Frame(Frame),
     HeartBeat,
     Close,
+    /// The session deferred authentication to the I/O layer.
+    Authenticate(AuthRequest),
 }
 
 struct ClientSide {
@@ -174,6 +177,11 @@ impl<E: Engine> Harness<E> {
         self.woken = self.broker.confirm(confirmations).to_vec();
     }
 
+    /// The I/O layer's answer to a deferred authentication of `conn`.
+    pub fn authenticated(&mut self, conn: ConnId, verdict: Result<Principal, Refusal>) {
+        self.woken = self.broker.authenticated(conn, self.now, verdict).to_vec();
+    }
+
     pub fn tick(&mut self, conn: ConnId) {
         self.woken = self.broker.handle_timeout(conn, self.now).to_vec();
     }
@@ -188,6 +196,13 @@ impl<E: Engine> Harness<E> {
             match transmit {
                 Transmit::HeartBeat => seen.push(Seen::HeartBeat),
                 Transmit::Close => seen.push(Seen::Close),
+                Transmit::Authenticate(request) => {
+                    // Not for the client: not reported written.
+                    if let Some(client) = self.clients.get_mut(&conn) {
+                        client.unreported.pop_back();
+                    }
+                    seen.push(Seen::Authenticate(*request));
+                }
                 Transmit::Frame(encoded) | Transmit::TopicMessage(encoded) => {
                     let frame = self.decode_one(conn, &encoded);
                     seen.push(Seen::Frame(frame));

@@ -3,14 +3,14 @@
 //! A queue has two keys: its stream `PREFIXq:NAME` (one consumer group, each node a
 //! consumer) and a companion hash `PREFIXqm:NAME` ([`crate::Config::meta_key`]) with:
 //!
-//! - `bytes`: the size of the blobs in the stream (added by [`XADD`], taken off by [`ACK`]);
+//! - `bytes`: the size of the stored messages in the stream (added by [`XADD`], taken off by [`ACK`]);
 //! - `w:INCARNATION` and `r:INCARNATION`: the last SEND of one writer to this stream, and
 //!   its refusals in its last pipeline, so that a pipeline written again after a timeout answers what was done
 //!   instead of doing it twice;
 //! - `c:NODE`: when node `NODE` last said it consumes the queue (Redis time, ms), refreshed
 //!   by its reader; [`REMOVE`] keeps a queue that a node consumed within the grace period.
 
-/// A queue SEND. `KEYS`: stream, meta. `ARGV`: blob, max entries, max bytes, writer field
+/// A queue SEND. `KEYS`: stream, meta. `ARGV`: payload, max entries, max bytes, writer field
 /// (`w:INCARNATION`), refusals field (`r:INCARNATION`), the SEND's sequence number, the
 /// writer's batch number. Returns the new length; -1 refused (length), -2 refused (bytes),
 /// -3 stored by an earlier try of the same batch. The writer field holds the sequence number
@@ -51,7 +51,7 @@ redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[4], seq, 'bytes', bytes + size)
 return len + 1";
 
-/// Acknowledge entries. `KEYS`: stream, meta. `ARGV`: group, then pairs of entry id and blob
+/// Acknowledge entries. `KEYS`: stream, meta. `ARGV`: group, then pairs of entry id and payload
 /// size. Each is `XACK`ed, and `XDEL`ed (its size taken off `bytes`) only if it was pending:
 /// an acknowledgement that comes late (after Redis lost the stream and ids started over) or
 /// twice (a retried pipeline) deletes nothing.
@@ -70,7 +70,7 @@ if freed > 0 and redis.call('HINCRBY', KEYS[2], 'bytes', -freed) < 0 then
 end
 return n";
 
-/// Give entries back. `KEYS`: stream, meta. `ARGV`: group, then pairs of entry id and blob.
+/// Give entries back. `KEYS`: stream, meta. `ARGV`: group, then pairs of entry id and payload.
 /// For an entry still pending: a copy is added, the original acknowledged and deleted (the
 /// bytes held do not change). For one not pending (given back by an earlier try of the same
 /// pipeline, acknowledged, or taken over), nothing — unless Redis lost the stream or the

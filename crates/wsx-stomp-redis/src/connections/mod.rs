@@ -116,11 +116,40 @@ pub(crate) enum Incoming {
 
 pub(crate) type Events = mpsc::Sender<Incoming>;
 
+/// An entry the reader forwarded to the engine (see [`Inflight`]).
+#[derive(Debug)]
+pub(crate) struct Forwarded {
+    /// Its place in the order the reader forwarded entries.
+    pub order: u64,
+    /// The stored message.
+    pub payload: Bytes,
+    /// Taken over from another consumer (`XAUTOCLAIM`).
+    pub claimed: bool,
+}
+
 /// The entries of one stream the reader forwarded to the engine that the engine has not
-/// taken yet: entry id to (order forwarded, blob, claimed). Whoever removes an entry — the
-/// engine handling it, or the reader giving everything left back once the engine stopped
-/// reading the stream — is responsible for it.
-pub(crate) type Inflight = Arc<Mutex<HashMap<Arc<str>, (u64, Bytes, bool)>>>;
+/// taken yet, by entry id. Whoever removes an entry — the engine handling it, or the reader
+/// giving everything left back once the engine stopped reading the stream — is responsible
+/// for it.
+pub(crate) type Inflight = Arc<Mutex<HashMap<Arc<str>, Forwarded>>>;
+
+/// A queue entry as its stream holds it: id and stored message.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredEntry {
+    /// The stream entry id.
+    pub id: Arc<str>,
+    /// The stored message (see [`crate::codec`]).
+    pub payload: Bytes,
+}
+
+/// An entry to acknowledge (and delete): id and the size of its stored message.
+#[derive(Debug, Clone)]
+pub(crate) struct EntryAck {
+    /// The stream entry id.
+    pub id: Arc<str>,
+    /// The bytes of its stored message (the queue's byte count goes down by it).
+    pub size: usize,
+}
 
 /// Take entry `id` out of `inflight`: whether it was still there (the engine now owns it).
 /// `then` runs under the lock, so what it sends is sent before a stopped stream is released.
@@ -153,18 +182,31 @@ impl<T> Mailbox<T> {
     }
 }
 
-/// Entries of one stream to acknowledge: id and blob size.
-pub(crate) type Acks = (Arc<str>, Vec<(Arc<str>, usize)>);
+/// Entries of one stream to acknowledge.
+#[derive(Debug)]
+pub(crate) struct StreamAcks {
+    /// The stream key.
+    pub key: Arc<str>,
+    /// Its entries to acknowledge.
+    pub entries: Vec<EntryAck>,
+}
 
-/// Entries of one stream to give back: id and the blob to add.
-pub(crate) type Requeue = (Arc<str>, Vec<(Arc<str>, Bytes)>);
+/// Entries of one stream to give back: each added again (this payload) and the original
+/// acknowledged.
+#[derive(Debug)]
+pub(crate) struct Requeue {
+    /// The stream key.
+    pub key: Arc<str>,
+    /// The entries, with the payload to add.
+    pub entries: Vec<StoredEntry>,
+}
 
 /// What the writer owes Redis besides SENDs. Bounded: entries to acknowledge or give back
 /// are entries the node holds (credit bounds them), removals one per queue.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    /// Per stream: entries to acknowledge (and delete), with the size of their blob.
-    pub acks: HashMap<Arc<str>, Vec<(Arc<str>, usize)>>,
+    /// Per stream key: entries to acknowledge (and delete).
+    pub acks: HashMap<Arc<str>, Vec<EntryAck>>,
     /// Entries to give back to the group: a copy added, the original acknowledged.
     pub requeues: Vec<Requeue>,
     /// Redis client ids whose blocking read to end (`CLIENT UNBLOCK`).
@@ -185,16 +227,16 @@ impl Outbox {
 
 impl Mailbox<Outbox> {
     /// Give entries back to the group of stream `key`.
-    pub(crate) fn requeue(&self, key: Arc<str>, entries: Vec<(Arc<str>, Bytes)>) {
+    pub(crate) fn requeue(&self, key: Arc<str>, entries: Vec<StoredEntry>) {
         if entries.is_empty() {
             return;
         }
-        self.lock().requeues.push((key, entries));
+        self.lock().requeues.push(Requeue { key, entries });
         self.notify();
     }
 
-    /// Acknowledge entries of stream `key` (id, blob size).
-    pub(crate) fn ack(&self, key: &Arc<str>, entries: impl IntoIterator<Item = (Arc<str>, usize)>) {
+    /// Acknowledge entries of stream `key`.
+    pub(crate) fn ack(&self, key: &Arc<str>, entries: impl IntoIterator<Item = EntryAck>) {
         let mut outbox = self.lock();
         let list = outbox.acks.entry(key.clone()).or_default();
         let before = list.len();
@@ -237,7 +279,16 @@ pub(crate) struct Want {
 #[derive(Debug, Default)]
 pub(crate) struct Wanted {
     pub streams: HashMap<Arc<str>, Want>,
-    pub stopped: Vec<(Arc<str>, Want)>,
+    pub stopped: Vec<StoppedStream>,
+}
+
+/// A stream the engine stopped reading, for the reader to release.
+#[derive(Debug)]
+pub(crate) struct StoppedStream {
+    /// The stream key.
+    pub key: Arc<str>,
+    /// What the engine wanted of it.
+    pub want: Want,
 }
 
 /// The channels the subscriber is to be subscribed to, and a generation counter the engine
@@ -287,9 +338,9 @@ pub(crate) fn is_server_error(result: &RedisResult<Value>) -> Option<String> {
     }
 }
 
-/// The stored blob of an entry (empty when it has none: the engine reports and acknowledges
-/// it).
-pub(crate) fn blob(entry: &StreamId) -> Bytes {
+/// The stored message of an entry (empty when it has none: the engine reports and
+/// acknowledges it).
+pub(crate) fn entry_payload(entry: &StreamId) -> Bytes {
     match entry.map.get("m") {
         Some(Value::BulkString(b)) => Bytes::copy_from_slice(b),
         _ => Bytes::new(),
@@ -316,8 +367,12 @@ mod tests {
     fn the_outbox_coalesces_acks_and_unblocks_per_stream() {
         let outbox: Mailbox<Outbox> = Mailbox::default();
         let key: Arc<str> = Arc::from("wsx:q:a");
-        outbox.ack(&key, [(Arc::from("1-0"), 10)]);
-        outbox.ack(&key, [(Arc::from("2-0"), 20)]);
+        let ack = |id: &str, size| EntryAck {
+            id: Arc::from(id),
+            size,
+        };
+        outbox.ack(&key, [ack("1-0", 10)]);
+        outbox.ack(&key, [ack("2-0", 20)]);
         outbox.ack(&key, []);
         outbox.unblock(7);
         outbox.unblock(7);

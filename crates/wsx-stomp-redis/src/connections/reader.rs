@@ -46,15 +46,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{Client, RedisResult, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{Events, Incoming, Inflight, Want, blob, connect, loggable, scripts};
-use crate::{Config, Shared};
+use super::{
+    Events, Forwarded, Incoming, Inflight, StoppedStream, StoredEntry, Want, connect,
+    entry_payload, loggable, scripts,
+};
+use crate::{Config, HeldIds, Shared};
 
 /// Entries per `XREADGROUP` per stream, at most.
 const MAX_READ: usize = 512;
@@ -62,8 +64,25 @@ const MAX_READ: usize = 512;
 /// Entries per `XAUTOCLAIM`, at most.
 const MAX_CLAIM: usize = 100;
 
-/// A stream of the current read: its key and the `Inflight` it had when the read was issued.
-type Reading = Vec<(Arc<str>, Inflight)>;
+/// A stream to read (or claim entries of) now.
+struct StreamToRead {
+    /// The stream key.
+    key: Arc<str>,
+    /// Its `Inflight` when the read was issued.
+    inflight: Inflight,
+    /// Entries the engine wants of it.
+    credit: usize,
+}
+
+impl StreamToRead {
+    fn new(key: &Arc<str>, want: &Want) -> Self {
+        StreamToRead {
+            key: key.clone(),
+            inflight: want.inflight.clone(),
+            credit: want.credit,
+        }
+    }
+}
 
 /// The reader.
 pub(crate) struct Reader {
@@ -179,11 +198,10 @@ impl Reader {
                 }
                 let count = reading
                     .iter()
-                    .map(|(_, _, credit)| *credit)
+                    .map(|stream| stream.credit)
                     .min()
                     .unwrap_or(1)
                     .min(self.room(reading.len()));
-                let reading: Reading = reading.into_iter().map(|(k, i, _)| (k, i)).collect();
                 let mut cmd = redis::cmd("XREADGROUP");
                 cmd.arg("GROUP")
                     .arg(&self.config.group)
@@ -193,8 +211,8 @@ impl Reader {
                     .arg("BLOCK")
                     .arg(u64::try_from(block.as_millis()).unwrap_or(500))
                     .arg("STREAMS");
-                for (key, _) in &reading {
-                    cmd.arg(&**key);
+                for stream in &reading {
+                    cmd.arg(&*stream.key);
                 }
                 for _ in &reading {
                     cmd.arg(">");
@@ -230,13 +248,12 @@ impl Reader {
                 match reply {
                     Ok(reply) => {
                         for stream in reply.into_iter().flat_map(|r| r.keys) {
-                            let Some((key, inflight)) =
-                                reading.iter().find(|(key, _)| **key == *stream.key)
+                            let Some(read) = reading.iter().find(|read| *read.key == *stream.key)
                             else {
                                 continue;
                             };
                             if !self
-                                .forward(key, inflight, stream.ids, false, &mut seq)
+                                .forward(&read.key, &read.inflight, stream.ids, false, &mut seq)
                                 .await
                             {
                                 return;
@@ -281,7 +298,7 @@ impl Reader {
 
     /// The streams to read now: ready, with credit; none while the node is at its budget of
     /// held bytes.
-    fn read_set(&self, ready: &HashMap<Arc<str>, Inflight>) -> Vec<(Arc<str>, Inflight, usize)> {
+    fn read_set(&self, ready: &HashMap<Arc<str>, Inflight>) -> Vec<StreamToRead> {
         let wanted = self.shared.wanted.lock();
         if self.at_budget() {
             return Vec::new();
@@ -295,15 +312,15 @@ impl Reader {
                         .get(*key)
                         .is_some_and(|inflight| Arc::ptr_eq(inflight, &want.inflight))
             })
-            .map(|(key, want)| (key.clone(), want.inflight.clone(), want.credit))
+            .map(|(key, want)| StreamToRead::new(key, want))
             .collect()
     }
 
     /// Whether the read under way should end now: a stream was stopped (to release it at
     /// once), or a stream out of it has credit (or is new).
-    fn read_set_changed(&self, reading: &Reading) -> bool {
+    fn read_set_changed(&self, reading: &[StreamToRead]) -> bool {
         let wanted = self.shared.wanted.lock();
-        let in_read: HashSet<&str> = reading.iter().map(|(key, _)| &**key).collect();
+        let in_read: HashSet<&str> = reading.iter().map(|stream| &*stream.key).collect();
         !wanted.stopped.is_empty()
             || wanted
                 .streams
@@ -361,7 +378,7 @@ impl Reader {
     /// drop their `done`.
     fn release_stopped(&self) {
         let stopped = std::mem::take(&mut self.shared.wanted.lock().stopped);
-        for (key, want) in stopped {
+        for StoppedStream { key, want } in stopped {
             self.give_back(&key, &want.inflight);
             drop(want);
         }
@@ -370,29 +387,28 @@ impl Reader {
     /// Give back to the group, through the writer, the entries of stream `key` forwarded
     /// and not taken by the engine (in the order read).
     fn give_back(&self, key: &Arc<str>, inflight: &Inflight) {
-        let mut left: Vec<(u64, Arc<str>, Bytes, bool)> = inflight
+        let mut left: Vec<(Arc<str>, Forwarded)> = inflight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .drain()
-            .map(|(id, (n, blob, claimed))| (n, id, blob, claimed))
             .collect();
         if left.is_empty() {
             return;
         }
-        left.sort_unstable_by_key(|entry| entry.0);
-        let entries: Vec<(Arc<str>, Bytes)> = left
+        left.sort_unstable_by_key(|(_, forwarded)| forwarded.order);
+        let entries: Vec<StoredEntry> = left
             .into_iter()
-            .map(|(_, id, blob, claimed)| {
+            .map(|(id, forwarded)| StoredEntry {
+                id,
                 // Claimed entries were delivered by the node that died; the others never were.
-                let blob = if claimed {
-                    crate::codec::mark_redelivered(&blob)
+                payload: if forwarded.claimed {
+                    crate::codec::mark_redelivered(&forwarded.payload)
                 } else {
-                    blob
-                };
-                (id, blob)
+                    forwarded.payload
+                },
             })
             .collect();
-        let ids: Vec<Arc<str>> = entries.iter().map(|(id, _)| id.clone()).collect();
+        let ids: Vec<Arc<str>> = entries.iter().map(|entry| entry.id.clone()).collect();
         self.shared.forget(key, &ids);
         tracing::debug!(
             key = loggable(key),
@@ -413,7 +429,7 @@ impl Reader {
         seq: &mut u64,
     ) -> bool {
         for entry in entries {
-            let payload = blob(&entry);
+            let payload = entry_payload(&entry);
             let id: Arc<str> = Arc::from(entry.id.as_str());
             {
                 let mut wanted = self.shared.wanted.lock();
@@ -429,7 +445,14 @@ impl Reader {
             inflight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(id.clone(), (*seq, payload.clone(), claimed));
+                .insert(
+                    id.clone(),
+                    Forwarded {
+                        order: *seq,
+                        payload: payload.clone(),
+                        claimed,
+                    },
+                );
             let event = Incoming::Entry {
                 key: key.clone(),
                 id,
@@ -448,21 +471,21 @@ impl Reader {
     /// entries and claim those of dead nodes (no more than each stream's credit); `false`
     /// when the engine is gone.
     async fn maintain(&self, conn: &mut MultiplexedConnection, seq: &mut u64) -> RedisResult<bool> {
-        let streams: Vec<(Arc<str>, Inflight, usize)> = {
+        let streams: Vec<StreamToRead> = {
             let wanted = self.shared.wanted.lock();
             wanted
                 .streams
                 .iter()
-                .map(|(key, want)| (key.clone(), want.inflight.clone(), want.credit))
+                .map(|(key, want)| StreamToRead::new(key, want))
                 .collect()
         };
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        for (key, _, _) in &streams {
-            self.consume(&mut pipe, key, false);
+        for stream in &streams {
+            self.consume(&mut pipe, &stream.key, false);
         }
         let owned = self.shared.owned_ids();
-        for (key, ids) in &owned {
+        for HeldIds { key, ids } in &owned {
             for chunk in ids.chunks(256) {
                 let ids: Vec<&str> = chunk.iter().map(|id| &**id).collect();
                 pipe.cmd("XCLAIM")
@@ -478,11 +501,16 @@ impl Reader {
             let _: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
         }
         let min_idle = u64::try_from(self.config.claim_timeout.as_millis()).unwrap_or(u64::MAX);
-        for (key, inflight, credit) in streams {
+        for StreamToRead {
+            key,
+            inflight,
+            credit,
+        } in streams
+        {
             let mine: HashSet<&str> = owned
                 .iter()
-                .filter(|(k, _)| *k == key)
-                .flat_map(|(_, ids)| ids.iter().map(|id| &**id))
+                .filter(|held| held.key == key)
+                .flat_map(|held| held.ids.iter().map(|id| &**id))
                 .collect();
             let mut left = credit;
             let mut start = String::from("0-0");
@@ -522,9 +550,16 @@ impl Reader {
     }
 }
 
-/// Start reading stream `key` for the engine: its `Inflight`, and a receiver closed once the
-/// stream is released after [`stop`].
-pub(crate) fn start(shared: &Shared, key: Arc<str>) -> (Inflight, watch::Receiver<()>) {
+/// A stream the reader now reads for the engine (see [`start`]).
+pub(crate) struct Started {
+    /// Its entries forwarded to the engine and not taken yet.
+    pub inflight: Inflight,
+    /// Closed once the stream is released after [`stop`].
+    pub done: watch::Receiver<()>,
+}
+
+/// Start reading stream `key` for the engine.
+pub(crate) fn start(shared: &Shared, key: Arc<str>) -> Started {
     let (done, done_rx) = watch::channel(());
     let inflight = Inflight::default();
     let want = Want {
@@ -534,11 +569,14 @@ pub(crate) fn start(shared: &Shared, key: Arc<str>) -> (Inflight, watch::Receive
     };
     let mut wanted = shared.wanted.lock();
     if let Some(old) = wanted.streams.insert(key.clone(), want) {
-        wanted.stopped.push((key, old));
+        wanted.stopped.push(StoppedStream { key, want: old });
     }
     drop(wanted);
     shared.wanted.notify();
-    (inflight, done_rx)
+    Started {
+        inflight,
+        done: done_rx,
+    }
 }
 
 /// Grant `n` more entries of stream `key` to the reader.
@@ -562,7 +600,10 @@ pub(crate) fn grant(shared: &Shared, key: &str, n: usize) {
 pub(crate) fn stop(shared: &Shared, key: &Arc<str>) {
     let mut wanted = shared.wanted.lock();
     if let Some(want) = wanted.streams.remove(key) {
-        wanted.stopped.push((key.clone(), want));
+        wanted.stopped.push(StoppedStream {
+            key: key.clone(),
+            want,
+        });
     }
     drop(wanted);
     shared.wanted.notify();

@@ -10,7 +10,7 @@
 //! [`wsx_stomp::engine::ConsumerSet`], the bookkeeping shared with the in-memory engine, each
 //! message tagged with its stream entry — and, per queue, its stream key, its reader and how
 //! many entries it asked the reader for (credit). Everything that needs Redis is a command to
-//! the tasks of [`crate::io`].
+//! the tasks of [`crate::connections`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,7 +27,7 @@ use wsx_stomp::{
 };
 
 use crate::codec::Sequence;
-use crate::io::{self, Cmd, Incoming, loggable};
+use crate::connections::{self, Cmd, EntryAck, Incoming, StoredEntry, loggable};
 use crate::{Config, Error, RedisMetrics, Shared, codec};
 
 /// Something Redis sent to this node; pass it to [`RedisEngine::handle_event`].
@@ -42,7 +42,7 @@ pub struct RedisEvents(mpsc::Receiver<Incoming>);
 impl RedisEvents {
     /// Events that may wait here: past it the node's tasks wait, and topic messages are
     /// dropped (counted in [`RedisMetrics::dropped`]).
-    pub const CAPACITY: usize = io::EVENTS_CAPACITY;
+    pub const CAPACITY: usize = connections::EVENTS_CAPACITY;
 
     /// The next event; `None` once the engine and its tasks are gone.
     pub async fn recv(&mut self) -> Option<RedisEvent> {
@@ -55,9 +55,9 @@ impl RedisEvents {
     }
 }
 
-/// The tag of a message this node holds: its stream entry (id and stored blob) when it came
-/// from a queue, `None` for a topic message.
-type Entry = Option<(Arc<str>, Bytes)>;
+/// The tag of a message this node holds: its stream entry when it came from a queue, `None`
+/// for a topic message.
+type Entry = Option<StoredEntry>;
 
 /// A queue with local consumers: its stream, and what the reader reads of it.
 #[derive(Debug)]
@@ -66,7 +66,7 @@ struct Queue {
     /// Entries asked of the reader and not received yet.
     requested: usize,
     /// The entries the reader forwarded, not handled yet.
-    inflight: io::Inflight,
+    inflight: connections::Inflight,
     /// Closed once the reader released the stream after it was stopped.
     done: watch::Receiver<()>,
 }
@@ -122,12 +122,12 @@ impl RedisEngine {
             .store(config.max_held_bytes, Ordering::Relaxed);
         let incarnation = crate::random_u64();
         let (stop, shutdown) = watch::channel(());
-        let (events, events_rx) = mpsc::channel(io::EVENTS_CAPACITY);
+        let (events, events_rx) = mpsc::channel(connections::EVENTS_CAPACITY);
         // Room for every SEND the limits let wait, and a few barriers.
         let (writer, writer_rx) = mpsc::channel(config.max_pending_sends.saturating_add(64));
         let (applied, topics_applied) = watch::channel(0);
         runtime.spawn(
-            io::writer::Writer {
+            connections::writer::Writer {
                 client: client.clone(),
                 config: config.clone(),
                 shared: shared.clone(),
@@ -140,7 +140,7 @@ impl RedisEngine {
             .run(),
         );
         runtime.spawn(
-            io::subscriber::Subscriber {
+            connections::subscriber::Subscriber {
                 client: client.clone(),
                 config: config.clone(),
                 shared: shared.clone(),
@@ -151,7 +151,7 @@ impl RedisEngine {
             .run(),
         );
         runtime.spawn(
-            io::reader::Reader {
+            connections::reader::Reader {
                 client,
                 config: config.clone(),
                 shared: shared.clone(),
@@ -256,7 +256,11 @@ impl RedisEngine {
             return Err(Error::Backlog(pending));
         }
         let stream = match publish.destination.kind() {
-            DestinationKind::Topic => None,
+            DestinationKind::Topic | DestinationKind::User => None,
+            // Application handlers answer these in the I/O layer, before the engine.
+            DestinationKind::App => {
+                return Err(Error::NoHandler(publish.destination.as_str().to_owned()));
+            }
             DestinationKind::Queue => {
                 let key = self.config.stream_key(publish.destination.name());
                 if self.shared.is_full(&key) {
@@ -330,8 +334,16 @@ impl RedisEngine {
         }
     }
 
+    /// The pub/sub channel of a topic (`{prefix}t:NAME`) or a user destination
+    /// (`{prefix}u:PRINCIPAL/queue/NAME`).
     fn channel(&self, destination: &Destination) -> String {
-        format!("{}t:{}", self.config.prefix, destination.name())
+        let prefix = &self.config.prefix;
+        match destination.as_str().strip_prefix("/user/") {
+            Some(user_path) if destination.kind() == DestinationKind::User => {
+                format!("{prefix}u:{user_path}")
+            }
+            _ => format!("{prefix}t:{}", destination.name()),
+        }
     }
 
     fn stream_key(&self, destination: &Destination) -> String {
@@ -384,7 +396,7 @@ impl RedisEngine {
         id: Arc<str>,
         payload: Bytes,
         claimed: bool,
-        inflight: &io::Inflight,
+        inflight: &connections::Inflight,
         out: &mut Vec<Delivery>,
     ) {
         let wire = codec::decode(payload.clone());
@@ -392,17 +404,26 @@ impl RedisEngine {
             .as_ref()
             .is_ok_and(|wire| self.queues.contains_key(wire.publish.destination.as_str()));
         let shared = &self.shared;
-        let taken = io::take(inflight, &id, |taken| {
+        let taken = connections::take(inflight, &id, |taken| {
             if taken && !local {
                 // A foreign entry is dropped; one of a queue without local consumer (any
                 // more) goes back to the group. Handed to the writer under the lock: if the
                 // stream is being released, before it is (see `flushed`).
                 shared.forget(&key, std::slice::from_ref(&id));
                 match &wire {
-                    Err(_) => shared.outbox.ack(&key, [(id.clone(), payload.len())]),
+                    Err(_) => shared.outbox.ack(
+                        &key,
+                        [EntryAck {
+                            id: id.clone(),
+                            size: payload.len(),
+                        }],
+                    ),
                     Ok(_) => shared.outbox.requeue(
                         key.clone(),
-                        vec![(id.clone(), redelivered_blob(&payload, claimed))],
+                        vec![StoredEntry {
+                            id: id.clone(),
+                            payload: requeued_payload(&payload, claimed),
+                        }],
                     ),
                 }
             }
@@ -430,22 +451,26 @@ impl RedisEngine {
         }
         let held = Held::new(
             Arc::new(Message::new(wire.id, wire.publish)),
-            Some((id, payload)),
+            Some(StoredEntry { id, payload }),
         );
         self.set
             .enqueue(&destination, held, wire.redelivered || claimed);
         self.dispatch(destination.as_str(), out);
     }
 
-    fn ack_entries(&self, key: &Arc<str>, entries: Vec<(Arc<str>, Bytes)>) {
+    fn ack_entries(&self, key: &Arc<str>, entries: Vec<StoredEntry>) {
         if entries.is_empty() {
             return;
         }
-        let ids: Vec<Arc<str>> = entries.iter().map(|(id, _)| id.clone()).collect();
+        let ids: Vec<Arc<str>> = entries.iter().map(|entry| entry.id.clone()).collect();
         self.shared.forget(key, &ids);
-        self.shared
-            .outbox
-            .ack(key, entries.into_iter().map(|(id, blob)| (id, blob.len())));
+        self.shared.outbox.ack(
+            key,
+            entries.into_iter().map(|entry| EntryAck {
+                size: entry.payload.len(),
+                id: entry.id,
+            }),
+        );
     }
 
     /// Hand ready entries of queue `name` to consumers with room, round-robin; then ask the
@@ -456,13 +481,13 @@ impl RedisEngine {
         };
         // Only consumers subscribed without a window (`max_unacked: None`) are acknowledged
         // at dispatch; windowed ones when they ACK (see `Engine::ack`).
-        let auto_acked: Vec<(Arc<str>, Bytes)> =
+        let auto_acked: Vec<StoredEntry> =
             self.set.dispatch(name, out).into_iter().flatten().collect();
         // Room left: ask the reader for that many entries (beyond those already asked for).
         let room = self.set.room(name, self.config.prefetch);
         let want = room.saturating_sub(self.set.queue_depth(name));
         if want > queue.requested {
-            io::reader::grant(&self.shared, &queue.key, want - queue.requested);
+            connections::reader::grant(&self.shared, &queue.key, want - queue.requested);
             queue.requested = want;
         }
         let key = queue.key.clone();
@@ -489,12 +514,12 @@ impl RedisEngine {
     }
 }
 
-/// The blob to add when giving an entry back: marked redelivered when it was delivered.
-fn redelivered_blob(blob: &Bytes, delivered: bool) -> Bytes {
+/// The payload to add when giving an entry back: marked redelivered when it was delivered.
+fn requeued_payload(payload: &Bytes, delivered: bool) -> Bytes {
     if delivered {
-        codec::mark_redelivered(blob)
+        codec::mark_redelivered(payload)
     } else {
-        blob.clone()
+        payload.clone()
     }
 }
 
@@ -527,6 +552,11 @@ impl Engine for RedisEngine {
                 "selectors on queues ({destination}) with the redis engine; use a topic"
             )));
         }
+        if destination.kind() == DestinationKind::App {
+            return Err(wsx_stomp::Error::Unsupported(format!(
+                "subscriptions to {destination}: /app/ destinations take SEND frames only"
+            )));
+        }
         if self.set.contains(&key) {
             self.unsubscribe(&key, out);
         }
@@ -534,16 +564,19 @@ impl Engine for RedisEngine {
             .set
             .subscribe_with_selector(key, destination, max_unacked, selector);
         match destination.kind() {
-            DestinationKind::Topic => {
+            // User destinations fan out like topics, on every node.
+            DestinationKind::Topic | DestinationKind::User => {
                 if local == 1 {
                     self.set_topic(self.channel(destination), true);
                 }
             }
+            DestinationKind::App => {}
             DestinationKind::Queue => {
                 let name = destination.shared();
                 if !self.queues.contains_key(name) {
                     let stream: Arc<str> = Arc::from(self.stream_key(destination));
-                    let (inflight, done) = io::reader::start(&self.shared, stream.clone());
+                    let connections::reader::Started { inflight, done } =
+                        connections::reader::start(&self.shared, stream.clone());
                     self.queues.insert(
                         name.clone(),
                         Queue {
@@ -567,7 +600,7 @@ impl Engine for RedisEngine {
         let name = destination.as_str();
         let left = self.set.subscriber_count(name);
         match destination.kind() {
-            DestinationKind::Topic => {
+            DestinationKind::Topic | DestinationKind::User => {
                 if left == 0 {
                     self.set_topic(self.channel(&destination), false);
                 }
@@ -578,7 +611,7 @@ impl Engine for RedisEngine {
                 let held = self.set.take_queue(name);
                 let stream = match self.queues.remove(name) {
                     Some(queue) => {
-                        io::reader::stop(&self.shared, &queue.key);
+                        connections::reader::stop(&self.shared, &queue.key);
                         self.stopping.retain(|done| done.has_changed().is_ok());
                         self.stopping.push(queue.done);
                         queue.key
@@ -595,20 +628,23 @@ impl Engine for RedisEngine {
                     .insert(stream.clone(), due);
                 self.shared.outbox.notify();
                 // Marked redelivered if handed out (a consumer's unacknowledged messages).
-                let entries: Vec<(Arc<str>, Bytes)> = held
+                let entries: Vec<StoredEntry> = held
                     .into_iter()
                     .filter_map(|(held, redelivered)| {
-                        held.tag
-                            .map(|(id, blob)| (id, redelivered_blob(&blob, redelivered)))
+                        held.tag.map(|entry| StoredEntry {
+                            payload: requeued_payload(&entry.payload, redelivered),
+                            id: entry.id,
+                        })
                     })
                     .collect();
                 if !entries.is_empty() {
-                    let ids: Vec<Arc<str>> = entries.iter().map(|(id, _)| id.clone()).collect();
+                    let ids: Vec<Arc<str>> = entries.iter().map(|entry| entry.id.clone()).collect();
                     self.shared.forget(&stream, &ids);
                     self.shared.outbox.requeue(stream, entries);
                 }
             }
             DestinationKind::Queue => self.dispatch(name, out),
+            DestinationKind::App => {}
         }
     }
 
@@ -658,11 +694,10 @@ impl Engine for RedisEngine {
         };
         if destination.kind() == DestinationKind::Queue {
             let name = destination.as_str();
-            let entry_ids: Vec<(Arc<str>, Bytes)> =
-                acked.into_iter().filter_map(|h| h.tag).collect();
+            let entries: Vec<StoredEntry> = acked.into_iter().filter_map(|h| h.tag).collect();
             if let Some(queue) = self.queues.get(name) {
                 let stream = queue.key.clone();
-                self.ack_entries(&stream, entry_ids);
+                self.ack_entries(&stream, entries);
             }
             self.dispatch(name, out);
         }

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use wsx_stomp::{Confirmation, Origin};
 
 use super::{
-    Acks, Cmd, Events, Incoming, Outbox, Requeue, connect, is_server_error, loggable, scripts,
+    Cmd, Events, Incoming, Outbox, Requeue, StreamAcks, connect, is_server_error, loggable, scripts,
 };
 use crate::{Config, Error, Shared};
 
@@ -146,7 +146,7 @@ pub(crate) struct Writer {
 /// The non-SEND part of one pipeline, taken from the [`Outbox`].
 #[derive(Default)]
 struct Chores {
-    acks: Vec<Acks>,
+    acks: Vec<StreamAcks>,
     requeues: Vec<Requeue>,
     unblock: Vec<u64>,
     removals: Vec<Arc<str>>,
@@ -164,7 +164,11 @@ impl Chores {
             }
         });
         Chores {
-            acks: outbox.acks.drain().collect(),
+            acks: outbox
+                .acks
+                .drain()
+                .map(|(key, entries)| StreamAcks { key, entries })
+                .collect(),
             requeues: std::mem::take(&mut outbox.requeues),
             unblock: std::mem::take(&mut outbox.unblock),
             removals,
@@ -319,9 +323,9 @@ impl Writer {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         let mut n = 0;
-        for (key, acks) in &chores.acks {
+        for StreamAcks { key, entries } in &chores.acks {
             let meta = config.meta_key(key);
-            for chunk in acks.chunks(IDS_PER_CALL) {
+            for chunk in entries.chunks(IDS_PER_CALL) {
                 let eval = pipe
                     .cmd("EVAL")
                     .arg(scripts::ACK)
@@ -329,13 +333,13 @@ impl Writer {
                     .arg(&**key)
                     .arg(&meta)
                     .arg(&config.group);
-                for (id, size) in chunk {
-                    eval.arg(&**id).arg(*size);
+                for ack in chunk {
+                    eval.arg(&*ack.id).arg(ack.size);
                 }
                 n += 1;
             }
         }
-        for (key, entries) in &chores.requeues {
+        for Requeue { key, entries } in &chores.requeues {
             let meta = config.meta_key(key);
             for chunk in entries.chunks(IDS_PER_CALL) {
                 let eval = pipe
@@ -345,8 +349,8 @@ impl Writer {
                     .arg(&**key)
                     .arg(&meta)
                     .arg(&config.group);
-                for (id, blob) in chunk {
-                    eval.arg(&**id).arg(blob.as_ref());
+                for entry in chunk {
+                    eval.arg(&*entry.id).arg(entry.payload.as_ref());
                 }
                 n += 1;
             }
@@ -411,15 +415,15 @@ fn no_script(result: &RedisResult<Value>) -> bool {
 fn log_chores(chores: &Chores, results: &[RedisResult<Value>]) {
     let failed = |i: usize| results.get(i).and_then(is_server_error);
     let mut i = 0;
-    for (key, acks) in &chores.acks {
-        for _ in acks.chunks(IDS_PER_CALL) {
+    for StreamAcks { key, entries } in &chores.acks {
+        for _ in entries.chunks(IDS_PER_CALL) {
             if let Some(why) = failed(i) {
                 tracing::debug!(key = loggable(key), why, "XACK failed");
             }
             i += 1;
         }
     }
-    for (key, entries) in &chores.requeues {
+    for Requeue { key, entries } in &chores.requeues {
         for _ in entries.chunks(IDS_PER_CALL) {
             if let Some(why) = failed(i) {
                 tracing::warn!(
