@@ -7,7 +7,7 @@
 //! It keeps the local picture: topic subscribers per topic (to know when to subscribe the
 //! node's pub/sub connection, and whom to fan out to), queue consumers with their windows and
 //! the messages they hold, the entries fetched but not yet handed out — all in a
-//! [`wsx_stomp::engine::ConsumerSet`], the bookkeeping shared with the in-memory engine, each
+//! [`wsx_stomp::ConsumerSet`], the bookkeeping shared with the in-memory engine, each
 //! message tagged with its stream entry — and, per queue, its stream key, its reader and how
 //! many entries it asked the reader for (credit). Everything that needs Redis is a command to
 //! the tasks of [`crate::connections`].
@@ -20,11 +20,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use bytes::Bytes;
 use redis::Client;
 use tokio::sync::{mpsc, oneshot, watch};
-use wsx_stomp::engine::{ConsumerSet, Held};
 use wsx_stomp::{
     Confirmation, Delivery, Destination, DestinationKind, Engine, Message, MessageId, Origin,
     Outcome, Publish, Selector, SubscriberKey,
 };
+use wsx_stomp::{ConsumerSet, Held};
 
 use crate::codec::Sequence;
 use crate::connections::{self, Cmd, EntryAck, Incoming, StoredEntry, loggable};

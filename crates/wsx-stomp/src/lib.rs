@@ -54,7 +54,7 @@ mod command;
 mod decode;
 mod destination;
 mod encode;
-pub mod engine;
+mod engine;
 mod error;
 mod escape;
 mod frame;
@@ -76,7 +76,8 @@ pub use decode::Decoder;
 pub use destination::{Destination, DestinationKind, DestinationPattern};
 pub use encode::{EncodedFrame, encode, encode_into, encode_lossy};
 pub use engine::{
-    Confirmation, ConnId, Delivery, Engine, MemoryEngine, Origin, Outcome, SubscriberKey,
+    Confirmation, ConnId, ConsumerSet, Delivery, Engine, Held, MemoryEngine, Origin, Outcome,
+    SubscriberKey,
 };
 pub use error::Error;
 pub use escape::Escaping;

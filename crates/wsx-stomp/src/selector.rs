@@ -4,7 +4,7 @@
 //! Sits between the [`crate::Session`], which parses the header when the SUBSCRIBE arrives (an
 //! invalid selector is answered with an ERROR naming the problem), and the [`crate::Engine`],
 //! which keeps the parsed [`Selector`] with the subscription and evaluates it before each
-//! delivery ([`crate::engine::ConsumerSet`] does it for the engines built on it).
+//! delivery ([`crate::ConsumerSet`] does it for the engines built on it).
 //!
 //! The language:
 //!

@@ -1,7 +1,7 @@
 //! Destinations, access patterns, and the memory engine driven directly.
 
 use bytes::Bytes;
-use wsx_stomp::engine::Engine;
+use wsx_stomp::Engine;
 use wsx_stomp::{
     ConnId, Destination, DestinationKind, DestinationPattern, Error, Headers, MemoryEngine,
     Publish, SubscriberKey,
