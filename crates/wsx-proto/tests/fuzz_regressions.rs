@@ -120,3 +120,19 @@ fn unparsable_heads_are_400() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// Found by `handshake_request` (round trip). Subprotocols `ebsocke"` and `: "v` are sent as
+/// `ebsocke", : "v`; reading the list as if it held quoted strings (as extension parameters
+/// may) made the server see one offer, `ebsocke", : "v`. `Sec-WebSocket-Protocol` is a list
+/// of tokens (RFC 6455 §4.3): every comma splits it.
+#[test]
+fn quotes_in_subprotocols_do_not_hide_commas() {
+    let client = client().subprotocol("ebsocke\"").subprotocol(": \"v");
+    let request = client.encode();
+    let (req, _) = parse_request(&request, DEFAULT_MAX_HEADER_BYTES)
+        .expect("parsable")
+        .expect("complete");
+    let ws = validate_upgrade(&req).expect("a valid upgrade");
+    assert_eq!(ws.subprotocols, ["ebsocke\"", ": \"v"]);
+    assert_eq!(handshake(&client, &[]), Ok(()));
+}

@@ -8,7 +8,7 @@
 //! parameters ([`ClientResponse::extensions`]) are checked further by the extension negotiation
 //! ([`crate::deflate`]).
 
-use super::headers::{has_token, list_elements, values};
+use super::headers::{has_token, token_list, values};
 use super::request::utf8;
 use super::{
     HandshakeError, MAX_HEADERS, WsUrl, accept_key, generate_key, own_headers, parse_error,
@@ -81,7 +81,7 @@ impl ClientRequest {
             "origin" => self.origin = Some(value),
             "sec-websocket-protocol" => self
                 .subprotocols
-                .extend(list_elements(&value).map(str::to_owned)),
+                .extend(token_list(&value).map(str::to_owned)),
             "sec-websocket-extensions" => self.extensions = Some(value),
             "host"
             | "upgrade"

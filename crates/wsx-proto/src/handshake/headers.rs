@@ -2,10 +2,11 @@
 //! tokens, `;`-parameters and quoted strings.
 //!
 //! Where it sits: every handshake header that holds a list goes through here — `Connection:
-//! keep-alive, Upgrade` and `Upgrade: websocket` ([`has_token`]), `Sec-WebSocket-Protocol`
-//! ([`list_elements`]) and `Sec-WebSocket-Extensions` (`parse_extensions`, read by
-//! permessage-deflate's negotiation). Lists may span several header lines; empty elements are
-//! ignored; a separator inside a quoted string does not split.
+//! keep-alive, Upgrade` and `Upgrade: websocket` ([`has_token`]) and `Sec-WebSocket-Protocol`
+//! are lists of tokens ([`token_list`]: a token holds no quote, so every comma splits);
+//! `Sec-WebSocket-Extensions` (`parse_extensions`, read by permessage-deflate's negotiation)
+//! has quoted-string parameters ([`list_elements`]: a separator inside a quoted string does not
+//! split). Lists may span several header lines; empty elements are ignored.
 
 /// All values of header `name` (case-insensitive) in `headers`, in order.
 pub(crate) fn values<'h, 'n>(
@@ -33,13 +34,30 @@ pub fn list_elements(value: &str) -> impl Iterator<Item = &str> {
         .filter(|element| !element.is_empty())
 }
 
+/// The elements of a comma-separated list of tokens (`1#token`, such as
+/// `Sec-WebSocket-Protocol`, RFC 6455 §4.3): split at every comma (a token holds no quote, so
+/// no quoted string can hide one), optional whitespace trimmed, empty elements skipped. An
+/// element that is not a token is kept as it is, for the caller to refuse or ignore.
+///
+/// ```
+/// use wsx_proto::handshake::token_list;
+/// let protocols: Vec<&str> = token_list("chat, \"a, b\"").collect();
+/// assert_eq!(protocols, ["chat", "\"a", "b\""]);
+/// ```
+pub fn token_list(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split(',')
+        .map(trim_ows)
+        .filter(|element| !element.is_empty())
+}
+
 /// Whether any element of the comma-separated lists in `values` (one per header line) equals
 /// `token`, without regard to ASCII case: `Connection: keep-alive, Upgrade` has the token
 /// `upgrade`. A value that is not UTF-8 is read with its invalid bytes replaced.
 pub fn has_token<'a>(values: impl IntoIterator<Item = &'a [u8]>, token: &str) -> bool {
     values
         .into_iter()
-        .any(|v| list_elements(&String::from_utf8_lossy(v)).any(|t| t.eq_ignore_ascii_case(token)))
+        .any(|v| token_list(&String::from_utf8_lossy(v)).any(|t| t.eq_ignore_ascii_case(token)))
 }
 
 /// One extension of a `Sec-WebSocket-Extensions` list, with its parameters in order.

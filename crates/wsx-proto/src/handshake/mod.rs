@@ -26,7 +26,7 @@ mod url;
 pub use authority::{HostPort, HostPortError, bracket, join_host_port, split_host_port, unbracket};
 pub use client::{ClientRequest, ClientResponse, parse_response};
 pub use head::RequestReader;
-pub use headers::{has_token, list_elements};
+pub use headers::{has_token, list_elements, token_list};
 pub use request::{HttpRequest, WebSocketRequest, parse_request, validate_upgrade};
 pub use response::{error_response, http_response, reason_phrase, write_accept_response};
 pub use url::WsUrl;

@@ -5,7 +5,7 @@
 //! length of its head; then [`validate_upgrade`] extracts the [`WebSocketRequest`] (key,
 //! offered subprotocols and extensions). The answer is built by [`super::response`].
 
-use super::headers::{has_token, list_elements, values};
+use super::headers::{has_token, list_elements, token_list, values};
 use super::{HandshakeError, MAX_HEADERS, is_valid_key, own_headers, parse_error};
 
 /// A parsed HTTP/1.x request head.
@@ -213,7 +213,7 @@ pub fn validate_upgrade(req: &HttpRequest) -> Result<WebSocketRequest, Handshake
     let mut subprotocols = Vec::new();
     for v in req.header_values("sec-websocket-protocol") {
         let v = utf8(v, "Sec-WebSocket-Protocol")?;
-        subprotocols.extend(list_elements(v).map(str::to_owned));
+        subprotocols.extend(token_list(v).map(str::to_owned));
     }
 
     let mut extensions = Vec::new();
