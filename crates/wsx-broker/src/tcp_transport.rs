@@ -14,8 +14,8 @@
 //! Endings: after an ERROR or a DISCONNECT the frames queued before it (the ERROR, the
 //! RECEIPT) are written, then the write side is shut down and what the client still sends is
 //! read and dropped until it closes, all within [`TCP_CLOSE_TIMEOUT`] — so that the client
-//! reads the ERROR rather than a reset. At shutdown the queued output gets the same chance; a
-//! client that is too slow is cut at once.
+//! reads the ERROR rather than a reset. At shutdown the queued output is written (within the
+//! same time) and the write side shut down; a client that is too slow is cut at once.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -110,12 +110,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TcpTransport<S> {
         }
     }
 
-    /// Write what is queued, shut down the write side, then drop what the client still sends
-    /// until it closes.
-    async fn finish(&mut self) -> io::Result<()> {
+    /// Write what is queued and shut down the write side; with `linger`, then drop what the
+    /// client still sends until it closes.
+    async fn finish(&mut self, linger: bool) -> io::Result<()> {
         poll_fn(|cx| self.poll_write_out(cx)).await?;
         self.io.shutdown().await?;
-        while self.io.read(&mut self.read_buf).await? > 0 {}
+        if linger {
+            while self.io.read(&mut self.read_buf).await? > 0 {}
+        }
         Ok(())
     }
 }
@@ -172,11 +174,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for TcpTransport<S> {
     }
 
     async fn close(&mut self, ending: Ending) -> Result<(), wsx::Error> {
-        if ending == Ending::TooSlow {
+        let linger = match ending {
             // Dropped with its output unwritten: the client does not read it anyway.
-            return Ok(());
-        }
-        match tokio::time::timeout(TCP_CLOSE_TIMEOUT, self.finish()).await {
+            Ending::TooSlow => return Ok(()),
+            // The server goes: no need to wait for the client.
+            Ending::Shutdown => false,
+            // The client must get the ERROR or the RECEIPT before the connection goes.
+            Ending::Disconnect | Ending::Error(_) => true,
+        };
+        match tokio::time::timeout(TCP_CLOSE_TIMEOUT, self.finish(linger)).await {
             Ok(finished) => Ok(finished?),
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "close timed out").into()),
         }

@@ -245,6 +245,7 @@ async fn tcp_sessions_are_counted_and_closed_at_shutdown() {
     client.relay_connect("alice", "x", &[]).await;
     assert_eq!(server.metric_value("wsx_stomp_tcp_sessions").await, Some(1));
     assert_eq!(server.metric_value("wsx_stomp_sessions").await, Some(1));
+    let started = Instant::now();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &server.pid().to_string()])
         .status()
@@ -252,6 +253,9 @@ async fn tcp_sessions_are_counted_and_closed_at_shutdown() {
     assert!(status.success());
     assert!(client.next_frame().await.is_none(), "closed at shutdown");
     assert!(server.wait_exit().await.success());
+    // The server does not wait for the client to close its side (TCP_CLOSE_TIMEOUT is 5 s).
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
