@@ -64,10 +64,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TcpClient<S> {
 
     async fn send(&mut self, frame: Frame) {
         let bytes = frame.encode(Version::V1_2).expect("encodable");
-        tokio::time::timeout(WAIT, self.stream.write_all(&bytes))
+        self.send_raw(&bytes).await;
+    }
+
+    /// Write raw bytes (frames framed by hand).
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        tokio::time::timeout(WAIT, self.stream.write_all(bytes))
             .await
             .expect("written in time")
-            .expect("write a frame");
+            .expect("write");
     }
 
     /// The next frame (heart-beats skipped), or `None` when the server closed the stream.
@@ -236,6 +241,69 @@ async fn the_spring_relay_sequence_meets_websocket_clients() {
     let (server, tcp) = server(&[]);
     relay_meets_websocket(tcp, &server, false).await;
     assert_eq!(server.metric_value("wsx_stomp_tcp_sessions").await, Some(0));
+}
+
+/// An HS256 JWT for `sub` signed with `secret`, valid ten minutes, allowed every destination.
+fn jwt(secret: &str, sub: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        + 600;
+    let claims = serde_json::json!({"sub": sub, "exp": exp, "subscribe": ["**"], "send": ["**"]});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("encode a token")
+}
+
+#[tokio::test]
+async fn the_jwt_authenticator_applies_and_crlf_frames_are_read() {
+    const SECRET: &str = "stomp-tcp-secret";
+    let (_server, tcp) = server(&["--jwt-secret", SECRET]);
+    // A refused CONNECT: the ERROR reaches the client, then the connection ends.
+    let mut mallory = TcpClient::open(tcp).await;
+    mallory
+        .send_raw(b"CONNECT\r\naccept-version:1.2\r\nhost:vhost\r\nlogin:mallory\r\npasscode:not.a.token\r\n\r\n\0")
+        .await;
+    let error = mallory.expect(Command::Error).await;
+    let message = error.header("message").unwrap_or_default();
+    assert!(message.contains("token"), "{error:?}");
+    assert!(
+        mallory.next_frame().await.is_none(),
+        "closed after the ERROR"
+    );
+
+    // The JWT as passcode (the relay forwards the client's), frames and heart-beats with
+    // `\r\n` line ends.
+    let mut alice = TcpClient::open(tcp).await;
+    let connect = format!(
+        "CONNECT\r\naccept-version:1.2\r\nhost:vhost\r\nlogin:alice\r\npasscode:{}\r\n\
+         heart-beat:10000,10000\r\n\r\n\0",
+        jwt(SECRET, "alice")
+    );
+    alice.send_raw(connect.as_bytes()).await;
+    let connected = alice.expect(Command::Connected).await;
+    assert_eq!(connected.header("user-id"), Some("alice"));
+    alice
+        .send_raw(
+            b"\r\nSUBSCRIBE\r\nid:0\r\ndestination:/topic/crlf\r\n\r\n\0\r\n\
+              SEND\r\ndestination:/topic/crlf\r\nreceipt:r\r\n\r\nline ends\0",
+        )
+        .await;
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let frame = alice.next_frame().await.expect("a frame");
+        got.push(frame.command);
+        if frame.command == Command::Message {
+            assert_eq!(&frame.body[..], b"line ends");
+        }
+    }
+    got.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(got, [Command::Message, Command::Receipt]);
+    alice.disconnect().await;
 }
 
 #[tokio::test]
