@@ -395,6 +395,62 @@ async fn a_tcp_client_that_never_reads_costs_bounded_memory_and_is_dropped() {
     assert_eq!(publisher.message_body().await, "after");
 }
 
+/// A TCP client that never reads while its SENDs fan out to its own subscriptions: the
+/// server stops reading it once its output budget is full, stays bounded, and closes it after
+/// the idle limit (heart-beats off, so nothing else ends it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_client_that_never_reads_its_own_output_is_paused_then_closed() {
+    let (server, tcp) = server(&["--stomp-idle-timeout", "2"]);
+    let before = server.rss_kib();
+    let socket = TcpSocket::new_v4().expect("a socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("a 4 KiB receive buffer");
+    let mut attacker = TcpClient::over(socket.connect(tcp).await.expect("connect"));
+    let mut opening = Vec::new();
+    let connect = Frame::new(Command::Connect)
+        .with_header("accept-version", "1.2")
+        .with_header("host", "localhost")
+        .with_header("heart-beat", "0,0");
+    opening.extend(connect.encode(Version::V1_2).expect("encodable"));
+    for i in 0..64 {
+        let subscribe = Frame::new(Command::Subscribe)
+            .with_header("id", format!("{i}"))
+            .with_header("destination", "/topic/mirror");
+        opening.extend(subscribe.encode(Version::V1_2).expect("encodable"));
+    }
+    attacker.send_raw(&opening).await;
+    let started = Instant::now();
+    // SENDs until the server stops reading them (the writes then block).
+    let writer = tokio::spawn(async move {
+        let send = Frame::new(Command::Send)
+            .with_header("destination", "/topic/mirror")
+            .with_body("x".repeat(100))
+            .encode(Version::V1_2)
+            .expect("encodable");
+        let batch = send.repeat(100);
+        for _ in 0..1000 {
+            if attacker.stream.write_all(&batch).await.is_err() {
+                break;
+            }
+        }
+    });
+    wait_metric(&server, "wsx_stomp_tcp_sessions", |n| n == 1).await;
+    let mut peak = before;
+    while server.metric_value("wsx_stomp_tcp_sessions").await != Some(0) {
+        assert!(started.elapsed() < WAIT, "the paused client is still open");
+        peak = peak.max(server.rss_kib());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "closed by the idle limit, not before"
+    );
+    let growth_mib = peak.saturating_sub(before) / 1024;
+    assert!(growth_mib < 32, "the server grew by {growth_mib} MiB");
+    writer.abort();
+}
+
 #[tokio::test]
 async fn connections_past_the_limit_are_closed_at_once() {
     let (server, tcp) = server(&["--stomp-tcp-max-connections", "2"]);
