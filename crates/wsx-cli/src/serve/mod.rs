@@ -8,10 +8,13 @@
 //! [`echo`] or [`chat`] session; chat sessions talk to their [`room`] task. `/stomp` runs a
 //! [`stomp`] session on the server's STOMP broker: in memory, or with `--broker redis://…` one
 //! node of a broker shared by every `wsx serve` on that Redis (a pump task then feeds what
-//! Redis sends to the broker).
+//! Redis sends to the broker). With `--stomp-tcp ADDR` the same broker also speaks STOMP over
+//! plain TCP or TLS ([`stomp_tcp`], for Spring's StompBrokerRelay); its address is the second
+//! stdout line, `stomp tcp on ADDR`.
 //!
 //! Shutdown: the server stops accepting, a `watch` channel tells every session, and each
-//! WebSocket is sent close 1001 "server shutting down" and finishes its close handshake. The
+//! WebSocket is sent close 1001 "server shutting down" and finishes its close handshake (STOMP
+//! over TCP sessions: their output is written and the connection shut down). The
 //! server waits up to `--shutdown-timeout` for them (a second signal cuts the wait short), closes the
 //! STOMP sessions left and, with a Redis broker, waits (up to 2 s) until Redis has taken back
 //! the queue messages they held, so that other nodes get them at once; then it exits 0.
