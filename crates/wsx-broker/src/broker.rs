@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! BrokerOptions ─ Broker::start ─ Hub (sans-IO broker + engine) ─ connection tasks
-//!                      │ (Redis)                  ▲                 (websocket_session)
+//!                      │ (Redis)                  ▲                 (session_task)
 //!                      └─ RedisEvents ─ pump ─────┘ Hub::pump_with
 //! ```
 //!
@@ -44,7 +44,8 @@ use crate::jwt::JwtAuth;
 use crate::metrics::BrokerMetrics;
 use crate::options::BrokerOptions;
 use crate::outbound_queue::QueueLimits;
-use crate::websocket_session;
+use crate::session_task;
+use crate::websocket_transport::WebSocketTransport;
 
 /// The subprotocols of STOMP over WebSocket, best first.
 const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
@@ -157,7 +158,8 @@ impl Broker {
         Ok(broker)
     }
 
-    /// Tell every session to end: WebSocket sessions close with 1001 "server shutting down".
+    /// Tell every session to end: WebSocket sessions close with 1001 "server shutting down",
+    /// TCP sessions once their queued output is written; [`Broker::serve_tcp`] returns.
     pub fn close_sessions(&self) {
         self.closing.send_replace(true);
     }
@@ -197,7 +199,7 @@ impl Broker {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        websocket_session::run(self, ws, info).await;
+        session_task::run(self, WebSocketTransport::new(ws), info).await;
     }
 
     /// The WebSocket settings of STOMP connections.

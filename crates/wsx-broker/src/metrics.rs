@@ -29,6 +29,9 @@ fn kind_index(kind: DestinationKind) -> usize {
 #[derive(Debug, Default)]
 pub struct BrokerMetrics {
     sessions: AtomicU64,
+    /// Of them, over TCP or TLS.
+    tcp_sessions: AtomicU64,
+    tcp_refused: AtomicU64,
     subscriptions: AtomicU64,
     /// Indexed by [`kind_index`].
     published: [AtomicU64; KINDS.len()],
@@ -47,6 +50,16 @@ impl BrokerMetrics {
     /// A session opened (`delta` 1) or closed (`delta` -1).
     pub(crate) fn sessions_add(&self, delta: i64) {
         add_signed(&self.sessions, delta);
+    }
+
+    /// A STOMP-over-TCP session opened (`delta` 1) or closed (`delta` -1).
+    pub(crate) fn tcp_sessions_add(&self, delta: i64) {
+        add_signed(&self.tcp_sessions, delta);
+    }
+
+    /// A TCP connection closed as accepted: over the connection limit.
+    pub(crate) fn tcp_refused(&self) {
+        self.tcp_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Subscriptions made (`delta` > 0) or released (`delta` < 0).
@@ -114,6 +127,11 @@ impl BrokerMetrics {
         self.sessions.load(Ordering::Relaxed)
     }
 
+    /// Sessions open now over plain TCP or TLS (counted in [`BrokerMetrics::sessions`] too).
+    pub fn tcp_sessions(&self) -> u64 {
+        self.tcp_sessions.load(Ordering::Relaxed)
+    }
+
     /// Append the broker's series (`wsx_stomp_*`) in the Prometheus text exposition format.
     pub fn render_into(&self, out: &mut String) {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -128,6 +146,18 @@ impl BrokerMetrics {
             "gauge",
             "STOMP sessions open (WebSocket and TCP).",
             get(&self.sessions),
+        );
+        metric(
+            "wsx_stomp_tcp_sessions",
+            "gauge",
+            "STOMP sessions open over plain TCP or TLS (of wsx_stomp_sessions).",
+            get(&self.tcp_sessions),
+        );
+        metric(
+            "wsx_stomp_tcp_refused_total",
+            "counter",
+            "STOMP-over-TCP connections closed as accepted: over the connection limit.",
+            get(&self.tcp_refused),
         );
         metric(
             "wsx_stomp_subscriptions",

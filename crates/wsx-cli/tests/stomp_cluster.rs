@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Client, RedisServer, Server, WAIT, body, free_port, redis_url, unique_prefix};
+use common::{
+    Client, RedisServer, Server, WAIT, body, free_port, redis_url, unique_prefix, wait_metric,
+};
 use tokio::time::Instant;
 use wsx_stomp::{Command, Frame};
 
@@ -55,25 +57,6 @@ async fn warm_up(publisher: &mut Client, topic: &str, subscribers: &mut [&mut Cl
                 *warm = true;
             }
         }
-    }
-}
-
-/// Poll `/metrics` until the line `name` has a value satisfying `ok`.
-async fn wait_metric(server: &Server, name: &str, ok: impl Fn(u64) -> bool) -> u64 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let value = server.metric_value(name).await;
-        if let Some(value) = value
-            && ok(value)
-        {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} is {value:?} on {} after {WAIT:?}",
-            server.addr
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

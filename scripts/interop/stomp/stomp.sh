@@ -6,6 +6,10 @@
 # stomp_client.mjs prints one line per case, "stomp-interop: <case>: ok" or
 # "stomp-interop: <case>: FAIL (why)", stomp_py.py the same with "stomp-py:"; the step fails on
 # any FAIL, on a client without verdict lines, or when the server dies.
+# Then stomp_relay_py.py ("stomp-relay:") plays Spring's StompBrokerRelay with stomp.py over
+# plain TCP (--stomp-tcp) against a stomp.py client over WebSocket: on the same server, and on
+# two nodes sharing a Redis (WSX_TEST_REDIS_URL, or a redis-server started here with
+# scripts/test.sh's redis_start; without one the two-node case skips, or fails under CI).
 #
 # Source after scripts/lib/common.sh; scripts/test.sh runs install_stomp_interop (installer) and
 # step_stomp_interop (step "stomp"). Logs go to $REPORTS_DIR/stomp/.
@@ -104,7 +108,7 @@ EOF
 
 # step_stomp_interop: the step.
 step_stomp_interop() {
-    local dir="$REPORTS_DIR/stomp" bin port pid rc=0 secret log lines fails oks
+    local dir="$REPORTS_DIR/stomp" bin port tcp_port pid rc=0 secret log
     command -v cargo >/dev/null 2>&1 || { missing "cargo not found"; return; }
     if [[ $STOMP_NODE_READY != 1 ]]; then
         missing "stompjs client not installed (${STOMP_NODE_MISSING:-installer did not run})"
@@ -121,43 +125,43 @@ step_stomp_interop() {
 
     secret="stomp-interop-$RANDOM$RANDOM"
     port="$(free_port)" || return 1
-    bg_start "$dir/server.log" "$((STOMP_INTEROP_TIMEOUT + 60))" "$bin" --log-level warn serve \
-        --listen "127.0.0.1:$port" --jwt-secret "$secret" --stomp-heartbeat 500,500
+    tcp_port="$(free_port)" || return 1
+    bg_start "$dir/server.log" "$((2 * STOMP_INTEROP_TIMEOUT + 60))" "$bin" --log-level warn \
+        serve --listen "127.0.0.1:$port" --jwt-secret "$secret" --stomp-heartbeat 500,500 \
+        --stomp-tcp "127.0.0.1:$tcp_port"
     pid=$BG_PID
-    if ! wait_port "$port" 30 "$pid"; then
+    if ! wait_port "$port" 30 "$pid" || ! wait_port "$tcp_port" 30 "$pid"; then
         bg_stop "$pid"
         tail_log "$dir/server.log"
-        err "wsx serve did not listen on 127.0.0.1:$port"
+        err "wsx serve did not listen on 127.0.0.1:$port and 127.0.0.1:$tcp_port"
         return 1
     fi
-    info "wsx serve on 127.0.0.1:$port; node stomp_client.mjs (@stomp/stompjs over ws)"
-    local total_ok=0 client
-    for client in stompjs stomp.py; do
-        local prefix crc=0
+    info "wsx serve on 127.0.0.1:$port (STOMP over TCP on $tcp_port); node stomp_client.mjs (@stomp/stompjs over ws)"
+    STOMP_TOTAL_OK=0
+    local client
+    for client in stompjs stomp.py stomp-relay; do
+        local crc=0
         log="$dir/$client.log"
-        if [[ $client == stompjs ]]; then
-            prefix="stomp-interop"
-            run_limited "$log" "$STOMP_INTEROP_TIMEOUT" node "$STOMP_DIR/stomp_client.mjs" \
-                "ws://127.0.0.1:$port/stomp" "$secret" || crc=$?
-        else
-            prefix="stomp-py"
-            info "python stomp_py.py (stomp.py over websocket-client)"
-            run_limited "$log" "$STOMP_INTEROP_TIMEOUT" "$STOMP_VENV/bin/python" \
-                "$STOMP_DIR/stomp_py.py" 127.0.0.1 "$port" "$secret" || crc=$?
-        fi
-        lines="$(grep -E "^$prefix: " "$log")"
-        [[ -n "$lines" ]] && printf '%s\n' "$lines"
-        oks=$(grep -cE "^$prefix: [^:]+: ok\$" "$log")
-        fails=$(grep -cE "^$prefix: [^:]+: FAIL" "$log")
-        if [[ $crc == 124 || $crc == 137 ]]; then
-            err "the $client client timed out after ${STOMP_INTEROP_TIMEOUT}s"
-        fi
-        if [[ $crc != 0 || $fails -gt 0 || $oks -eq 0 ]]; then
-            tail_log "$log" 30
-            err "stomp ($client): $oks ok, $fails failed (client exit $crc)"
-            rc=1
-        fi
-        total_ok=$((total_ok + oks))
+        case $client in
+            stompjs)
+                run_limited "$log" "$STOMP_INTEROP_TIMEOUT" node "$STOMP_DIR/stomp_client.mjs" \
+                    "ws://127.0.0.1:$port/stomp" "$secret" || crc=$?
+                stomp_verdicts stomp-interop "$client" "$log" "$crc" || rc=1
+                ;;
+            stomp.py)
+                info "python stomp_py.py (stomp.py over websocket-client)"
+                run_limited "$log" "$STOMP_INTEROP_TIMEOUT" "$STOMP_VENV/bin/python" \
+                    "$STOMP_DIR/stomp_py.py" 127.0.0.1 "$port" "$secret" || crc=$?
+                stomp_verdicts stomp-py "$client" "$log" "$crc" || rc=1
+                ;;
+            stomp-relay)
+                info "python stomp_relay_py.py one-node (Spring's relay: stomp.py over TCP)"
+                run_limited "$log" "$STOMP_INTEROP_TIMEOUT" "$STOMP_VENV/bin/python" \
+                    "$STOMP_DIR/stomp_relay_py.py" one-node "$secret" "127.0.0.1:$tcp_port" \
+                    "127.0.0.1:$port" || crc=$?
+                stomp_verdicts stomp-relay "$client (one node)" "$log" "$crc" || rc=1
+                ;;
+        esac
     done
     if ! bg_alive "$pid"; then
         err "wsx serve exited during the run"
@@ -168,5 +172,75 @@ step_stomp_interop() {
         tail_log "$dir/server.log" 30
         return 1
     fi
-    info "stomp: $total_ok cases ok (logs: ${dir#"$ROOT_DIR"/}/)"
+    local two=0
+    stomp_relay_two_nodes "$bin" "$dir" "$secret" || two=$?
+    [[ $two == "$SKIP_RC" ]] && two=0
+    [[ $two != 0 ]] && return 1
+    info "stomp: $STOMP_TOTAL_OK cases ok (logs: ${dir#"$ROOT_DIR"/}/)"
+}
+
+# stomp_verdicts PREFIX CLIENT LOG CRC: print the client's verdict lines ("PREFIX: <case>: ok"
+# or "...: FAIL (why)") and count its oks into STOMP_TOTAL_OK; fails on a FAIL, on no ok line,
+# or on a client exit code other than 0 (124/137: timed out).
+stomp_verdicts() {
+    local prefix=$1 client=$2 log=$3 crc=$4 lines oks fails
+    lines="$(grep -E "^$prefix: " "$log")"
+    [[ -n "$lines" ]] && printf '%s\n' "$lines"
+    oks=$(grep -cE "^$prefix: [^:]+: ok\$" "$log")
+    fails=$(grep -cE "^$prefix: [^:]+: FAIL" "$log")
+    if [[ $crc == 124 || $crc == 137 ]]; then
+        err "the $client client timed out after ${STOMP_INTEROP_TIMEOUT}s"
+    fi
+    STOMP_TOTAL_OK=$((STOMP_TOTAL_OK + oks))
+    if [[ $crc != 0 || $fails -gt 0 || $oks -eq 0 ]]; then
+        tail_log "$log" 30
+        err "stomp ($client): $oks ok, $fails failed (client exit $crc)"
+        return 1
+    fi
+}
+
+# stomp_relay_two_nodes BIN DIR SECRET: two `wsx serve` nodes on one Redis (node A with
+# --stomp-tcp, node B WebSocket only) and stomp_relay_py.py two-nodes between them. Redis:
+# WSX_TEST_REDIS_URL, or one started with redis_start (scripts/test.sh) and stopped after.
+stomp_relay_two_nodes() {
+    local bin=$1 dir=$2 secret=$3 rc=0 started=0 redis node port_a tcp_a port_b pid_a pid_b crc=0
+    if [[ -z "${WSX_TEST_REDIS_URL:-}" ]]; then
+        declare -F redis_start >/dev/null || { missing "stomp relay on two nodes: no redis_start (run through scripts/test.sh)"; return; }
+        redis_start || return
+        started=1
+    fi
+    redis=$WSX_TEST_REDIS_URL
+    port_a="$(free_port)" && tcp_a="$(free_port)" && port_b="$(free_port)" || return 1
+    local prefix="wsx-stomp-relay-$RANDOM$RANDOM:"
+    for node in a b; do
+        local port=$port_a extra=(--stomp-tcp "127.0.0.1:$tcp_a")
+        [[ $node == b ]] && port=$port_b extra=()
+        bg_start "$dir/node-$node.log" "$((STOMP_INTEROP_TIMEOUT + 60))" "$bin" --log-level warn \
+            serve --listen "127.0.0.1:$port" --jwt-secret "$secret" --stomp-heartbeat 500,500 \
+            --broker "$redis" --redis-prefix "$prefix" --node-id "relay-$node" "${extra[@]}"
+        [[ $node == a ]] && pid_a=$BG_PID || pid_b=$BG_PID
+    done
+    if ! wait_port "$port_a" 30 "$pid_a" || ! wait_port "$tcp_a" 30 "$pid_a" \
+        || ! wait_port "$port_b" 30 "$pid_b"; then
+        err "the two wsx serve nodes did not listen"
+        rc=1
+    else
+        info "python stomp_relay_py.py two-nodes (TCP on node A, WebSocket on node B, $redis)"
+        run_limited "$dir/stomp-relay-two-nodes.log" "$STOMP_INTEROP_TIMEOUT" \
+            "$STOMP_VENV/bin/python" "$STOMP_DIR/stomp_relay_py.py" two-nodes "$secret" \
+            "127.0.0.1:$tcp_a" "127.0.0.1:$port_b" || crc=$?
+        stomp_verdicts stomp-relay "stomp-relay (two nodes)" "$dir/stomp-relay-two-nodes.log" \
+            "$crc" || rc=1
+        for node in "$pid_a" "$pid_b"; do
+            bg_alive "$node" || { err "a wsx serve node exited during the run"; rc=1; }
+        done
+    fi
+    bg_stop "$pid_a"
+    bg_stop "$pid_b"
+    if [[ $rc != 0 ]]; then
+        tail_log "$dir/node-a.log" 20
+        tail_log "$dir/node-b.log" 20
+    fi
+    [[ $started == 1 ]] && redis_stop
+    return "$rc"
 }

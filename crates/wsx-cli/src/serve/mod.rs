@@ -8,10 +8,13 @@
 //! [`echo`] or [`chat`] session; chat sessions talk to their [`room`] task. `/stomp` runs a
 //! [`stomp`] session on the server's STOMP broker: in memory, or with `--broker redis://…` one
 //! node of a broker shared by every `wsx serve` on that Redis (a pump task then feeds what
-//! Redis sends to the broker).
+//! Redis sends to the broker). With `--stomp-tcp ADDR` the same broker also speaks STOMP over
+//! plain TCP or TLS ([`stomp_tcp`], for Spring's StompBrokerRelay); its address is the second
+//! stdout line, `stomp tcp on ADDR`.
 //!
 //! Shutdown: the server stops accepting, a `watch` channel tells every session, and each
-//! WebSocket is sent close 1001 "server shutting down" and finishes its close handshake. The
+//! WebSocket is sent close 1001 "server shutting down" and finishes its close handshake (STOMP
+//! over TCP sessions: their output is written and the connection shut down). The
 //! server waits up to `--shutdown-timeout` for them (a second signal cuts the wait short), closes the
 //! STOMP sessions left and, with a Redis broker, waits (up to 2 s) until Redis has taken back
 //! the queue messages they held, so that other nodes get them at once; then it exits 0.
@@ -24,6 +27,7 @@ mod room;
 mod router;
 mod static_files;
 mod stomp;
+mod stomp_tcp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -232,6 +236,19 @@ pub struct ServeArgs {
     /// A subscriber that only receives stays connected by sending heart-beats.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_STOMP_IDLE_SECS)]
     pub stomp_idle_timeout: u64,
+    /// Also serve STOMP 1.2 over plain TCP on this address (61613 by convention), on the same
+    /// broker and authentication as `/stomp`: for Spring's StompBrokerRelay and other STOMP
+    /// clients. The bound address is printed as a second stdout line, `stomp tcp on ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    pub stomp_tcp: Option<SocketAddr>,
+    /// Serve --stomp-tcp over TLS, with the certificate of --tls-cert (the TLS handshake must
+    /// end within --handshake-timeout).
+    #[arg(long, requires_all = ["stomp_tcp", "tls_cert"])]
+    pub stomp_tcp_tls: bool,
+    /// The most --stomp-tcp connections served at once; one more is closed as it is accepted.
+    #[arg(long, value_name = "N", default_value_t = wsx_broker::DEFAULT_MAX_TCP_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub stomp_tcp_max_connections: usize,
 }
 
 impl Default for ServeArgs {
@@ -258,6 +275,9 @@ impl Default for ServeArgs {
             jwt_issuers: Vec::new(),
             jwt_audiences: Vec::new(),
             stomp_idle_timeout: DEFAULT_STOMP_IDLE_SECS,
+            stomp_tcp: None,
+            stomp_tcp_tls: false,
+            stomp_tcp_max_connections: wsx_broker::DEFAULT_MAX_TCP_CONNECTIONS,
             stomp_max_subscriptions: 64,
             stomp_max_destinations: MemoryEngine::DEFAULT_MAX_DESTINATIONS as u64,
             stomp_max_queue_bytes: MemoryEngine::DEFAULT_MAX_QUEUE_BYTES as u64,
@@ -423,11 +443,36 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         state.metrics.set_broker(broker.metrics().clone());
         state.stomp = Some(broker);
     }
+    let stomp_tcp = match (args.stomp_tcp, &state.stomp) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err("--stomp-tcp needs the STOMP broker (not --stomp off)".into());
+        }
+        (Some(tcp_addr), Some(broker)) => Some(
+            stomp_tcp::start(
+                broker,
+                tcp_addr,
+                tls.as_ref().filter(|_| args.stomp_tcp_tls),
+                args.stomp_tcp_max_connections,
+                Duration::from_secs(args.handshake_timeout),
+            )
+            .await?,
+        ),
+    };
     let state = Arc::new(state);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut signals = Signals::new();
-    // The one line on stdout: scripts and tests read the bound address from it.
+    // The first line on stdout: scripts and tests read the bound address from it.
     println!("listening on {scheme}://{addr}");
+    if let Some(tcp) = &stomp_tcp {
+        let tcp_scheme = if args.stomp_tcp_tls {
+            "stomp+ssl"
+        } else {
+            "stomp"
+        };
+        println!("stomp tcp on {}", tcp.addr());
+        info!("STOMP over TCP at {tcp_scheme}://{}", tcp.addr());
+    }
     info!(
         "wsx serve on http://{addr}: chat page at /, WebSockets at ws://{addr}/ws/echo and \
          ws://{addr}/ws/chat/{{room}}, STOMP at ws://{addr}/stomp, /healthz, /metrics"
@@ -457,6 +502,10 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     let _ = shutdown_tx.send(true);
     stop.shutdown();
+    if let (Some(stomp), Some(_)) = (&state.stomp, &stomp_tcp) {
+        // The STOMP-over-TCP sessions close with the WebSocket ones.
+        stomp.close_sessions();
+    }
     let served = tokio::select! {
         served = &mut serving => served,
         signal = signals.next() => {
@@ -469,6 +518,9 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         Ok(Ok(())) => {}
         Ok(Err(e)) => error!("server: {e}"),
         Err(e) => error!("server task: {e}"),
+    }
+    if let Some(tcp) = stomp_tcp {
+        tcp.finish(Duration::from_secs(args.shutdown_timeout)).await;
     }
     if let Some(stomp) = &state.stomp {
         // Queue messages the closed sessions held go back to the engine (and, with Redis, to

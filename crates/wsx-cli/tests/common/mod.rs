@@ -21,8 +21,8 @@ pub struct Server {
     child: Option<Child>,
     /// The bound address.
     pub addr: SocketAddr,
-    /// Kept open: the server's stdout stays a live pipe.
-    _stdout: Lines<BufReader<ChildStdout>>,
+    /// Kept open: the server's stdout stays a live pipe (and later lines can be read).
+    stdout: Lines<BufReader<ChildStdout>>,
 }
 
 impl Server {
@@ -53,8 +53,16 @@ impl Server {
         Server {
             child: Some(child),
             addr,
-            _stdout: lines,
+            stdout: lines,
         }
+    }
+
+    /// The next line the server prints on stdout (after `listening on …`: `stomp tcp on …`).
+    pub fn next_stdout_line(&mut self) -> String {
+        self.stdout
+            .next()
+            .expect("wsx serve closed its stdout")
+            .expect("read stdout")
     }
 
     pub fn ws_url(&self, path: &str) -> String {
@@ -119,6 +127,25 @@ pub struct Response {
     pub head: String,
     /// The body.
     pub body: String,
+}
+
+/// Poll `/metrics` until the line `name` has a value satisfying `ok`.
+pub async fn wait_metric(server: &Server, name: &str, ok: impl Fn(u64) -> bool) -> u64 {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let value = server.metric_value(name).await;
+        if let Some(value) = value
+            && ok(value)
+        {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} is {value:?} on {} after {WAIT:?}",
+            server.addr
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Send a plain HTTP request and read the whole response (the server closes it).
