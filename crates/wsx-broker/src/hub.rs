@@ -49,8 +49,9 @@ use std::time::Instant;
 
 use tracing::debug;
 use wsx_stomp::{
-    Broker, Confirmation, ConnId, ConnectionInfo, Delivery, Destination, EncodedFrame, Engine,
-    MemoryEngine, MessageId, Origin, Outcome, Publish, SubscriberKey, Transmit,
+    AuthRequest, Broker, Confirmation, ConnId, ConnectionInfo, Delivery, Destination, EncodedFrame,
+    Engine, MemoryEngine, MessageId, Origin, Outcome, Principal, Publish, Refusal, SubscriberKey,
+    Transmit,
 };
 
 use crate::metrics::BrokerMetrics;
@@ -246,12 +247,19 @@ struct Entry {
     subscriptions: usize,
 }
 
+/// What the hub does with a session's [`Transmit::Authenticate`]: start the application's
+/// asynchronous authenticator (see [`crate::authenticator`]), which answers through
+/// [`Hub::authenticated`]. Called under the hub's lock: it must not call the hub.
+pub type OnAuthenticate = Box<dyn Fn(ConnId, AuthRequest) + Send + Sync>;
+
 /// What the lock protects.
 struct HubState<E: Engine> {
     broker: Broker<Metered<E>>,
     links: HashMap<ConnId, Entry>,
     /// Reused for the connections a broker call woke.
     scratch: Vec<ConnId>,
+    /// Starts deferred authentications; without it, sessions never defer.
+    on_authenticate: Option<OnAuthenticate>,
 }
 
 /// The shared STOMP broker of `wsx serve` and the links to its connections.
@@ -281,10 +289,60 @@ impl<E: Engine> Hub<E> {
                 broker,
                 links: HashMap::new(),
                 scratch: Vec::new(),
+                on_authenticate: None,
             }),
             metrics,
             limits,
         }
+    }
+
+    /// Start deferred authentications with `on_authenticate` (the sessions defer only when the
+    /// broker's authenticator says so).
+    pub fn with_authentication(self, on_authenticate: OnAuthenticate) -> Self {
+        lock(&self.shared).on_authenticate = Some(on_authenticate);
+        self
+    }
+
+    /// The answer of the asynchronous authenticator for `conn` (see [`OnAuthenticate`]):
+    /// CONNECTED and the frames that waited, or an ERROR and the close, routed like any call.
+    /// Ignored when `conn` is gone or no longer waits for it.
+    pub fn authenticated(&self, conn: ConnId, verdict: Result<Principal, Refusal>) {
+        self.call(conn, |broker, now, woken| {
+            woken.extend_from_slice(broker.authenticated(conn, now, verdict));
+        });
+    }
+
+    /// Publish `message` from the server (no session), delivered like a SEND; refused like
+    /// one ([`Broker::publish`]).
+    pub fn publish(&self, message: Publish) -> Result<(), wsx_stomp::Error> {
+        let now = Instant::now();
+        let mut wake = Vec::new();
+        let published = {
+            let mut guard = lock(&self.shared);
+            let shared = &mut *guard;
+            let mut woken = std::mem::take(&mut shared.scratch);
+            woken.clear();
+            let published = shared
+                .broker
+                .publish(message)
+                .map(|conns| woken.extend_from_slice(conns));
+            shared.fan_out(ConnId(0), &mut woken, now, self, &mut wake);
+            shared.scratch = woken;
+            published
+        };
+        for queue in wake {
+            queue.wake();
+        }
+        published
+    }
+
+    /// The principal of `conn`'s session, once connected.
+    pub fn principal(&self, conn: ConnId) -> Option<Principal> {
+        lock(&self.shared)
+            .broker
+            .session(conn)?
+            .principal()
+            .cloned()
     }
 
     /// Register a new connection. Returns its id, its output queue and its first deadline
@@ -511,8 +569,14 @@ impl<E: Engine> HubState<E> {
             let out = match transmit {
                 Transmit::Frame(frame) | Transmit::TopicMessage(frame) => Outbound::Frame(frame),
                 Transmit::HeartBeat => Outbound::HeartBeat,
-                // The hub's authenticators answer at once: never deferred.
-                Transmit::Authenticate(_) => continue,
+                // Handed to the asynchronous authenticator, which answers through
+                // `Hub::authenticated`.
+                Transmit::Authenticate(request) => {
+                    if let Some(start) = &self.on_authenticate {
+                        start(conn, *request);
+                    }
+                    continue;
+                }
                 Transmit::Close => Outbound::Close(
                     self.broker
                         .session(conn)
