@@ -1021,6 +1021,49 @@ mod tests {
     }
 
     #[test]
+    fn a_deferred_answer_for_a_connection_gone_is_ignored() {
+        let metrics = Arc::new(BrokerMetrics::default());
+        let engine = Metered::new(MemoryEngine::new(), metrics.clone());
+        let broker = Broker::new(
+            engine,
+            SessionConfig::default(),
+            Arc::new(wsx_stomp::DeferredAuth),
+        );
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = asked.clone();
+        let hub = Hub::new(broker, metrics.clone(), roomy()).with_authentication(Box::new(
+            move |conn, request: AuthRequest| lock(&log).push((conn, request.login)),
+        ));
+        let (conn, link, _) = hub.open(ConnectionInfo::new().with_path("/stomp"));
+        let status = send(
+            &hub,
+            conn,
+            Frame::new(Command::Connect)
+                .with_header("accept-version", "1.2")
+                .with_header("login", "ann"),
+        );
+        assert!(!status.wants_input, "no input while authenticating");
+        assert!(commands(&link).is_empty(), "the request goes to the hook");
+        assert_eq!(*lock(&asked), [(conn, Some("ann".to_owned()))]);
+        // A second connection is answered: CONNECTED as the principal given.
+        let (other, other_link, _) = hub.open(ConnectionInfo::new().with_path("/stomp"));
+        send(
+            &hub,
+            other,
+            Frame::new(Command::Connect).with_header("accept-version", "1.2"),
+        );
+        hub.authenticated(other, Ok(wsx_stomp::Principal::allow_all("zed")));
+        let got = frames(&other_link);
+        assert_eq!(got[0].command, Command::Connected);
+        assert_eq!(got[0].header("user-id"), Some("zed"));
+        // The first one goes before its answer: the answer changes nothing.
+        hub.close(conn);
+        hub.authenticated(conn, Ok(wsx_stomp::Principal::allow_all("ann")));
+        assert!(commands(&link).is_empty());
+        assert!(metrics.render().contains("wsx_stomp_sessions 1\n"));
+    }
+
+    #[test]
     fn close_all_releases_every_session() {
         let (hub, metrics) = hub(roomy());
         let (_held, held) = client(&hub, Some(("/queue/jobs", "client-individual")));
