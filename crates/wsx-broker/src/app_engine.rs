@@ -28,7 +28,7 @@ use wsx_stomp::{
 use wsx_stomp_redis::RedisEngine;
 
 use crate::app_message::AppMessage;
-use crate::app_routes::{AppHandler, AppRoutes, MAX_APP_SENDS};
+use crate::app_routes::{AppRoutes, MAX_APP_SENDS, RouteMatch};
 use crate::backend::Backend;
 use crate::broker::Broker;
 
@@ -129,7 +129,7 @@ impl<E: Engine> Engine for AppEngine<E> {
         if message.destination.kind() != DestinationKind::App {
             return self.inner.try_publish_from(message, origin, out);
         }
-        let Some((handler, params)) = self.routes.find(message.destination.as_str()) else {
+        let Some(route) = self.routes.find(message.destination.as_str()) else {
             return self.inner.try_publish_from(message, origin, out);
         };
         let in_flight = self.in_flight.entry(origin.conn).or_default();
@@ -139,7 +139,7 @@ impl<E: Engine> Engine for AppEngine<E> {
             )));
         }
         *in_flight += 1;
-        spawn_handler(self.broker.clone(), handler, params, message, origin);
+        spawn_handler(self.broker.clone(), route, message, origin);
         Ok(Outcome::Pending)
     }
 
@@ -154,13 +154,7 @@ impl<E: Engine> Engine for AppEngine<E> {
 
 /// Run `handler` on `message` in a task of its own, then hand its verdict to the hub as the
 /// SEND's confirmation. Called under the hub's lock: the task locks it only once it runs.
-fn spawn_handler(
-    broker: Weak<Broker>,
-    handler: Arc<dyn AppHandler>,
-    params: Vec<(String, String)>,
-    message: Publish,
-    origin: Origin,
-) {
+fn spawn_handler(broker: Weak<Broker>, route: RouteMatch, message: Publish, origin: Origin) {
     tokio::spawn(async move {
         let Some(strong) = broker.upgrade() else {
             return;
@@ -174,12 +168,12 @@ fn spawn_handler(
                     principal: principal.name,
                     conn,
                     destination: message.destination.as_str().to_owned(),
-                    params,
+                    params: route.params,
                     headers: message.headers,
                     body: message.body,
                 };
                 drop(strong);
-                handler.handle(app_message).await
+                route.handler.handle(app_message).await
             }
             None => Err(wsx_stomp::Refusal::new("session gone")),
         };

@@ -153,6 +153,14 @@ struct Route {
     handler: Arc<dyn AppHandler>,
 }
 
+/// The route a destination matched.
+pub(crate) struct RouteMatch {
+    /// The route's handler.
+    pub(crate) handler: Arc<dyn AppHandler>,
+    /// The placeholders' values, in the pattern's order.
+    pub(crate) params: Vec<(String, String)>,
+}
+
 /// The application destinations of a broker; routes may be added while it runs.
 #[derive(Default)]
 pub(crate) struct AppRoutes {
@@ -178,16 +186,13 @@ impl AppRoutes {
     }
 
     /// The handler of the first route matching `destination`, and the placeholder values.
-    pub(crate) fn find(
-        &self,
-        destination: &str,
-    ) -> Option<(Arc<dyn AppHandler>, Vec<(String, String)>)> {
+    pub(crate) fn find(&self, destination: &str) -> Option<RouteMatch> {
         let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
         routes.iter().find_map(|route| {
-            route
-                .pattern
-                .matches(destination)
-                .map(|params| (route.handler.clone(), params))
+            route.pattern.matches(destination).map(|params| RouteMatch {
+                handler: route.handler.clone(),
+                params,
+            })
         })
     }
 }

@@ -53,9 +53,7 @@ impl Broker {
                     "`{destination}`: expected /topic/NAME, /queue/NAME or /user/PRINCIPAL/queue/NAME"
                 ))
             })?;
-        self.hub
-            .publish(Publish::new(parsed, headers, body.into()))
-            .map_err(|e| Error::Refused(e.to_string()))
+        self.publish_to(parsed, headers, body.into())
     }
 
     /// Send a message to every session of `principal` subscribed to `/user/queue/NAME`, on
@@ -73,8 +71,18 @@ impl Broker {
                 "user `{principal}`, `{path}`: expected a principal without `/` and /queue/NAME"
             ))
         })?;
+        self.publish_to(destination, headers, body.into())
+    }
+
+    /// Publish through the hub; the engine's refusal is the application's error.
+    fn publish_to(
+        &self,
+        destination: Destination,
+        headers: Headers,
+        body: Bytes,
+    ) -> Result<(), Error> {
         self.hub
-            .publish(Publish::new(destination, headers, body.into()))
+            .publish(Publish::new(destination, headers, body))
             .map_err(|e| Error::Refused(e.to_string()))
     }
 

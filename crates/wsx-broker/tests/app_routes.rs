@@ -15,7 +15,7 @@ use wsx_stomp::{Command, Frame, Headers, Refusal};
 type Seen = Arc<Mutex<Vec<(String, String, String, Option<String>, String)>>>;
 
 fn chat_broker(seen: Seen) -> Arc<Broker> {
-    let broker = Broker::builder()
+    Broker::builder()
         .route("/app/chat.{room}", move |message: AppMessage| {
             let seen = seen.clone();
             async move {
@@ -43,8 +43,7 @@ fn chat_broker(seen: Seen) -> Arc<Broker> {
             Err(Refusal::new("not today"))
         })
         .build()
-        .expect("a broker");
-    broker
+        .expect("a broker")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,4 +141,45 @@ async fn a_refusal_and_an_unknown_destination_are_errors() {
     )
     .await;
     assert_eq!(erin.frame().await.command, Command::Error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_has_at_most_max_app_sends_in_its_handlers() {
+    let (release, released) = tokio::sync::watch::channel(false);
+    let broker = Broker::builder()
+        .route("/app/slow", move |_message: AppMessage| {
+            let mut released = released.clone();
+            async move {
+                let _ = released.wait_for(|r| *r).await;
+                Ok(())
+            }
+        })
+        .build()
+        .expect("a broker");
+    let addr = serve(broker).await;
+    let mut greedy = Client::connect(addr, "greedy").await;
+    for i in 0..wsx_broker::MAX_APP_SENDS {
+        greedy.send_to("/app/slow", &i.to_string(), &[]).await;
+    }
+    greedy
+        .send_to("/app/slow", "one too many", &[("receipt", "last")])
+        .await;
+    let error = greedy.frame().await;
+    assert_eq!(error.command, Command::Error, "{error:?}");
+    assert_eq!(error.header("receipt-id"), Some("last"));
+    assert!(
+        error
+            .header("message")
+            .is_some_and(|m| m.contains("too many messages in flight")),
+        "{error:?}"
+    );
+    // The bound is per session: another client's SEND is taken, answered once released.
+    let mut patient = Client::connect(addr, "patient").await;
+    patient
+        .send_to("/app/slow", "mine", &[("receipt", "r")])
+        .await;
+    release.send_replace(true);
+    let receipt = patient.frame().await;
+    assert_eq!(receipt.command, Command::Receipt);
+    assert_eq!(receipt.header("receipt-id"), Some("r"));
 }
