@@ -10,6 +10,9 @@
 //! frames go through the hub into a connection queue, which [`InProcessSubscription::next`]
 //! reads instead of a socket.
 //!
+//! The session's principal is `wsx-broker` (so `/user/queue/NAME` is
+//! `/user/wsx-broker/queue/NAME`); it has no heart-beats and no idle limit.
+//!
 //! Bounds: a queue is consumed in `client-individual` mode, at most 256 messages
 //! unacknowledged (the session's window); acknowledge each with [`ReceivedMessage::ack`] or
 //! give it back with [`ReceivedMessage::nack`] (another consumer, or this one, gets it again,
@@ -179,7 +182,7 @@ pub struct InProcessSubscription {
 
 impl InProcessSubscription {
     /// The next message; `None` once the subscription ended (dropped as too slow, or the
-    /// broker shut down).
+    /// broker shut down: [`Broker::close_sessions`]). Cancel-safe.
     pub async fn next(&mut self) -> Option<ReceivedMessage> {
         loop {
             if let Some(message) = self.received.pop_front() {
@@ -190,7 +193,13 @@ impl InProcessSubscription {
             }
             self.take();
             if self.received.is_empty() && self.ended.is_none() {
-                self.link.queue.ready().await;
+                let mut closing = self.link.broker.closing.subscribe();
+                tokio::select! {
+                    () = self.link.queue.ready() => {}
+                    _ = closing.wait_for(|closing| *closing) => {
+                        self.ended = Some("server shutting down".to_owned());
+                    }
+                }
             }
         }
     }

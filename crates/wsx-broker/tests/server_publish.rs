@@ -152,4 +152,13 @@ async fn an_in_process_consumer_of_a_topic_and_refused_subscriptions() {
             "{bad}"
         );
     }
+    // The broker shuts down: the subscription ends.
+    broker.close_sessions();
+    assert!(
+        tokio::time::timeout(WAIT, events.next())
+            .await
+            .expect("ends in time")
+            .is_none()
+    );
+    assert_eq!(events.end_reason(), Some("server shutting down"));
 }
