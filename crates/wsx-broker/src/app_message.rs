@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use wsx_stomp::{ConnId, Headers, Refusal};
+use wsx_stomp::{ConnId, Destination, Headers, Publish, Refusal};
 
 use crate::broker::Broker;
 use crate::error::Error;
@@ -86,12 +86,20 @@ impl AppMessage {
         self.broker.publish(destination, headers, body)
     }
 
-    /// Reply to the sender on its user destination `path` (`/queue/replies`: the client
-    /// subscribed to `/user/queue/replies`). As Spring's `@SendToUser` does by default, every
-    /// session of the sender's principal subscribed to it gets the reply, on every node.
+    /// Reply to the sending session alone on its user destination `path` (`/queue/replies`:
+    /// the client subscribed to `/user/queue/replies`), like Spring's
+    /// `@SendToUser(broadcast = false)`; nothing is sent when that session has no such
+    /// subscription (or is gone). To reach every session of the sender's principal, on every
+    /// node, use [`Broker::send_to_user`] with [`AppMessage::principal`]. Errors for a `path`
+    /// that is not `/queue/NAME` or `/topic/NAME`.
     pub fn reply(&self, path: &str, headers: Headers, body: impl Into<Bytes>) -> Result<(), Error> {
+        let destination = Destination::for_user(&self.principal, path).ok_or_else(|| {
+            Error::Refused(format!("`{path}`: expected /queue/NAME or /topic/NAME"))
+        })?;
         self.broker
-            .send_to_user(&self.principal, path, headers, body)
+            .hub
+            .deliver_to_session(self.conn, Publish::new(destination, headers, body.into()));
+        Ok(())
     }
 }
 

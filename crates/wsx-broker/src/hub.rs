@@ -260,6 +260,8 @@ struct HubState<E: Engine> {
     scratch: Vec<ConnId>,
     /// Starts deferred authentications; without it, sessions never defer.
     on_authenticate: Option<OnAuthenticate>,
+    /// Messages delivered to one session so far ([`Hub::deliver_to_session`]), for their ids.
+    session_messages: u64,
 }
 
 /// The shared STOMP broker of `wsx serve` and the links to its connections.
@@ -290,6 +292,7 @@ impl<E: Engine> Hub<E> {
                 links: HashMap::new(),
                 scratch: Vec::new(),
                 on_authenticate: None,
+                session_messages: 0,
             }),
             metrics,
             limits,
@@ -334,6 +337,45 @@ impl<E: Engine> Hub<E> {
             queue.wake();
         }
         published
+    }
+
+    /// Deliver `message` to `conn`'s own subscription to its destination (a user destination
+    /// it subscribed to as `/user/queue/NAME`, say), not through the engine: a reply to that
+    /// session alone (Spring's `@SendToUser(broadcast = false)`). Its `message-id` is
+    /// `session-N`. Returns whether the session had such a subscription (otherwise the message
+    /// is dropped, as a topic's without subscribers).
+    pub fn deliver_to_session(&self, conn: ConnId, message: Publish) -> bool {
+        let now = Instant::now();
+        let mut wake = Vec::new();
+        {
+            let mut guard = lock(&self.shared);
+            let shared = &mut *guard;
+            let Some(subscription) = shared
+                .broker
+                .session(conn)
+                .and_then(|s| s.subscription_for(&message.destination))
+                .cloned()
+            else {
+                return false;
+            };
+            shared.session_messages += 1;
+            let id = MessageId::new(format!("session-{}", shared.session_messages));
+            self.metrics.delivered(message.destination.kind(), false);
+            let delivery = Delivery {
+                subscriber: SubscriberKey::new(conn, subscription),
+                message: Arc::new(wsx_stomp::Message::new(id, message)),
+                redelivered: false,
+            };
+            let mut woken = std::mem::take(&mut shared.scratch);
+            woken.clear();
+            woken.extend_from_slice(shared.broker.deliver([delivery]));
+            shared.fan_out(ConnId(0), &mut woken, now, self, &mut wake);
+            shared.scratch = woken;
+        }
+        for queue in wake {
+            queue.wake();
+        }
+        true
     }
 
     /// The principal of `conn`'s session, once connected.

@@ -1,6 +1,6 @@
 //! Application destinations over real sockets: a SEND to a matching `/app/...` reaches the
 //! handler with the principal, session, parameters, headers and body; the handler publishes,
-//! replies to the sender's user destination, or refuses (ERROR); unknown `/app/` destinations
+//! replies to the sending session's user destination, or refuses (ERROR); unknown `/app/` destinations
 //! get an ERROR; the RECEIPT of an `/app/` SEND comes once the handler accepted it.
 
 mod common;
@@ -50,9 +50,13 @@ fn chat_broker(seen: Seen) -> Arc<Broker> {
 async fn a_handler_publishes_and_replies_then_the_receipt_comes() {
     let seen = Seen::default();
     let broker = chat_broker(seen.clone());
-    let addr = serve(broker).await;
+    let addr = serve(broker.clone()).await;
     let mut alice = Client::connect(addr, "alice").await;
     alice.subscribe("replies", "/user/queue/replies").await;
+    let mut alice_elsewhere = Client::connect(addr, "alice").await;
+    alice_elsewhere
+        .subscribe("replies", "/user/queue/replies")
+        .await;
     let mut bob = Client::connect(addr, "bob").await;
     bob.subscribe("room", "/topic/chat.lobby").await;
     bob.subscribe("replies", "/user/queue/replies").await;
@@ -81,6 +85,19 @@ async fn a_handler_publishes_and_replies_then_the_receipt_comes() {
             .await
             .is_none(),
         "bob gets no reply meant for alice"
+    );
+    assert!(
+        alice_elsewhere
+            .frame_within(std::time::Duration::from_millis(200))
+            .await
+            .is_none(),
+        "the reply goes to the sending session alone"
+    );
+    // The SEND counts as published once the handler accepted it.
+    let metrics = broker.metrics().render();
+    assert!(
+        metrics.contains("wsx_stomp_messages_published_total{kind=\"app\"} 1\n"),
+        "{metrics}"
     );
     let seen = seen.lock().expect("lock");
     assert_eq!(seen.len(), 1);
