@@ -32,7 +32,8 @@ use wsx_stomp::{
 use crate::broker::Broker;
 
 /// How long an [`AsyncAuthenticator`] may take before the client is refused with
-/// `authentication timed out`.
+/// `authentication timed out` (unless [`crate::BrokerBuilder::authentication_timeout`] says
+/// otherwise).
 pub const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The header name that marks an in-process session (not a valid HTTP header name).
@@ -129,22 +130,22 @@ pub(crate) fn random_token() -> String {
     token
 }
 
-/// Run `authenticator` on `request` of connection `conn` in a task of its own, then hand the
-/// verdict to the broker's hub (ignored if the broker or the connection is gone).
+/// Run `authenticator` on `request` of connection `conn` in a task of its own, at most
+/// `timeout`, then hand the verdict to the broker's hub (ignored if the broker or the
+/// connection is gone).
 pub(crate) fn spawn_authentication(
     authenticator: Arc<dyn AsyncAuthenticator>,
+    timeout: Duration,
     broker: Weak<Broker>,
     conn: ConnId,
     request: AuthRequest,
 ) {
     tokio::spawn(async move {
-        let verdict =
-            match tokio::time::timeout(AUTHENTICATION_TIMEOUT, authenticator.authenticate(request))
-                .await
-            {
-                Ok(verdict) => verdict,
-                Err(_) => Err(Refusal::new("authentication timed out")),
-            };
+        let verdict = match tokio::time::timeout(timeout, authenticator.authenticate(request)).await
+        {
+            Ok(verdict) => verdict,
+            Err(_) => Err(Refusal::new("authentication timed out")),
+        };
         debug!(
             conn = conn.0,
             accepted = verdict.is_ok(),

@@ -41,7 +41,9 @@ use wsx_stomp::{AllowAll, Authenticator, Limits, SessionConfig};
 
 use crate::app_engine::AppEngine;
 use crate::app_routes::{AppHandler, AppRoutes, RoutePattern};
-use crate::authenticator::{AsyncAuthenticator, BrokerAuth, random_token, spawn_authentication};
+use crate::authenticator::{
+    AUTHENTICATION_TIMEOUT, AsyncAuthenticator, BrokerAuth, random_token, spawn_authentication,
+};
 use crate::backend::{Backend, BrokerUrl, MemorySettings, RedisSettings};
 use crate::broker::{Broker, MAX_PAUSE, MIN_QUEUED_BYTES, WRITE_HIGH_WATER, redis_pump};
 use crate::error::Error;
@@ -101,6 +103,7 @@ pub struct BrokerBuilder<'a> {
     options: BrokerOptions<'a>,
     ws_config: WebSocketConfig,
     authenticator: Option<Arc<dyn AsyncAuthenticator>>,
+    authentication_timeout: Duration,
     routes: Vec<(String, Arc<dyn AppHandler>)>,
 }
 
@@ -121,6 +124,7 @@ impl Broker {
             options: BrokerOptions::default(),
             ws_config: WebSocketConfig::default(),
             authenticator: None,
+            authentication_timeout: AUTHENTICATION_TIMEOUT,
             routes: Vec::new(),
         }
     }
@@ -148,6 +152,7 @@ impl<'a> BrokerBuilder<'a> {
             options,
             ws_config: self.ws_config,
             authenticator: self.authenticator,
+            authentication_timeout: self.authentication_timeout,
             routes: self.routes,
         }
     }
@@ -166,6 +171,13 @@ impl<'a> BrokerBuilder<'a> {
         self
     }
 
+    /// How long the authenticator may take before the client is refused with
+    /// `authentication timed out` (default [`AUTHENTICATION_TIMEOUT`], 10 s).
+    pub fn authentication_timeout(mut self, timeout: Duration) -> Self {
+        self.authentication_timeout = timeout;
+        self
+    }
+
     /// Hand the SENDs to destinations matching `pattern` (`/app/chat.{room}`) to `handler`
     /// (see [`Broker::route`]); an invalid pattern fails [`BrokerBuilder::build`].
     pub fn route(mut self, pattern: &str, handler: impl AppHandler) -> Self {
@@ -180,6 +192,7 @@ impl<'a> BrokerBuilder<'a> {
             options,
             ws_config: base,
             authenticator,
+            authentication_timeout,
             routes: route_list,
         } = self;
         let routes = Arc::new(AppRoutes::default());
@@ -256,7 +269,13 @@ impl<'a> BrokerBuilder<'a> {
             if let Some(authenticator) = authenticator {
                 let weak = weak.clone();
                 hub = hub.with_authentication(Box::new(move |conn, request| {
-                    spawn_authentication(authenticator.clone(), weak.clone(), conn, request);
+                    spawn_authentication(
+                        authenticator.clone(),
+                        authentication_timeout,
+                        weak.clone(),
+                        conn,
+                        request,
+                    );
                 }));
             }
             Broker {

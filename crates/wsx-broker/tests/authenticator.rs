@@ -1,6 +1,6 @@
 //! The async authenticator sees the upgrade request (path, query, headers, cookies, peer) and
-//! the CONNECT (login, passcode, Authorization); its refusal is an ERROR, then the close; a
-//! connection that goes away before the answer is dropped without harm.
+//! the CONNECT (login, passcode, Authorization); its refusal is an ERROR, then the close, and so
+//! is an answer too slow; a connection that goes away before the answer is dropped without harm.
 
 mod common;
 
@@ -161,4 +161,21 @@ async fn a_client_gone_while_authenticating_is_released() {
     // The broker still serves.
     let _dave = Client::connect(addr, "dave").await;
     assert!(broker.metrics().render().contains("wsx_stomp_sessions 1\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticator_too_slow_is_a_refusal() {
+    let broker = Broker::builder()
+        .authenticator(|_request: AuthRequest| async {
+            std::future::pending::<Result<Principal, Refusal>>().await
+        })
+        .authentication_timeout(std::time::Duration::from_millis(100))
+        .build()
+        .expect("a broker");
+    let addr = serve(broker).await;
+    let (mut client, answer) =
+        Client::connect_with(addr, "/stomp", &[], &[("login", "slowpoke")]).await;
+    assert_eq!(answer.command, Command::Error, "{answer:?}");
+    assert_eq!(answer.header("message"), Some("authentication timed out"));
+    assert_eq!(client.closed().await, Some(1008));
 }
