@@ -3,8 +3,8 @@
 //! handlers.
 //!
 //! ```text
-//! session ─ SEND /app/x ─ AppEngine::try_publish_from ─ route? ─ no ─ Backend (ERROR "no handler")
-//!                                                          └ yes ─ Outcome::Pending ─ task: handler
+//! session ─ SEND /app/x ─ AppEngine::try_publish_from ─ route? ─ no ─ Backend: ERROR
+//!                                                          └ yes ─ Pending ─ task: handler
 //! handler done ─ Hub::pump_with ─ Confirmation::Stored (RECEIPT) / Failed (ERROR) ─ session
 //! ```
 //!

@@ -1,6 +1,6 @@
 //! [`Broker`]: the STOMP broker runtime — one sans-IO [`wsx_stomp::Broker`] shared by every
-//! connection through the [`Hub`], on the engine [`crate::BrokerOptions::broker`] chose (in memory,
-//! or one node of a broker shared through Redis, see [`crate::backend`]).
+//! connection through the [`Hub`], on the engine [`crate::BrokerOptions::broker`] chose (in
+//! memory, or one node of a broker shared through Redis, see [`crate::backend`]).
 //!
 //! ```text
 //! BrokerOptions ─ BrokerBuilder ─ Hub (sans-IO broker + engine) ─ connection tasks

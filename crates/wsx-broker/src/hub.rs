@@ -39,6 +39,13 @@
 //! ERRORs — and routes the woken connections like any other call. The Redis pump task of
 //! [`crate::Broker::start`] is its caller.
 //!
+//! A session whose authenticator defers (the application's asynchronous one, see
+//! [`crate::authenticator`]) emits [`Transmit::Authenticate`]: the hub hands it to the
+//! [`OnAuthenticate`] hook instead of the connection's queue, and the answer comes back through
+//! [`Hub::authenticated`], routed like any call. The application's own traffic enters here too:
+//! [`Hub::publish`] (a server-side SEND, through the engine) and [`Hub::deliver_to_session`] (a
+//! reply to one session's subscription, past the engine).
+//!
 //! Metrics: [`Metered`] counts a SEND as published once the engine stored it: at once for a
 //! SEND stored at once, on its [`Confirmation::Stored`] for one stored later; a SEND refused
 //! or failed is not published (the Redis node counts those in its send failures).

@@ -53,7 +53,8 @@ impl Broker {
             .filter(|d| d.kind() != DestinationKind::App)
             .ok_or_else(|| {
                 Error::Refused(format!(
-                    "`{destination}`: expected /topic/NAME, /queue/NAME or /user/PRINCIPAL/queue/NAME"
+                    "`{destination}`: expected /topic/NAME, /queue/NAME or \
+                     /user/PRINCIPAL/queue/NAME"
                 ))
             })?;
         self.publish_to(parsed, headers, body.into())

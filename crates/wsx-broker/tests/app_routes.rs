@@ -1,7 +1,8 @@
 //! Application destinations over real sockets: a SEND to a matching `/app/...` reaches the
 //! handler with the principal, session, parameters, headers and body; the handler publishes,
-//! replies to the sending session's user destination, or refuses (ERROR); unknown `/app/` destinations
-//! get an ERROR; the RECEIPT of an `/app/` SEND comes once the handler accepted it.
+//! replies to the sending session's user destination, or refuses (ERROR); unknown `/app/`
+//! destinations get an ERROR; the RECEIPT of an `/app/` SEND comes once the handler accepted it;
+//! a session has at most `MAX_APP_SENDS` SENDs in the handlers.
 
 mod common;
 
