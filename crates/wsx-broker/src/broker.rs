@@ -1,9 +1,9 @@
 //! [`Broker`]: the STOMP broker runtime — one sans-IO [`wsx_stomp::Broker`] shared by every
-//! connection through the [`Hub`], on the engine [`BrokerOptions::broker`] chose (in memory,
-//! or one node of a broker shared through Redis, see [`crate::backend`]).
+//! connection through the [`Hub`], on the engine [`crate::BrokerOptions::broker`] chose (in
+//! memory, or one node of a broker shared through Redis, see [`crate::backend`]).
 //!
 //! ```text
-//! BrokerOptions ─ Broker::start ─ Hub (sans-IO broker + engine) ─ connection tasks
+//! BrokerOptions ─ BrokerBuilder ─ Hub (sans-IO broker + engine) ─ connection tasks
 //!                      │ (Redis)                  ▲                 (session_task)
 //!                      └─ RedisEvents ─ pump ─────┘ Hub::pump_with
 //! ```
@@ -16,9 +16,14 @@
 //! the session ([`wsx_stomp::Broker::confirm`]), which then sends the RECEIPT — or, when Redis
 //! refused the message after the node accepted it, an ERROR, and closes.
 //!
-//! Authentication: with a JWT secret or public key ([`crate::JwtOptions`]) a client must present
-//! a JWT; without either, anyone may connect and use every destination (the principal is the
-//! `login` header, or `anonymous`).
+//! Authentication: an application's asynchronous authenticator when it gave one
+//! ([`crate::AsyncAuthenticator`]); otherwise, with a JWT secret or public key
+//! ([`crate::JwtOptions`]) a client must present a JWT; without either, anyone may connect and
+//! use every destination (the principal is the `login` header, or `anonymous`).
+//!
+//! What else a broker does is in a file each: building it ([`crate::BrokerBuilder`]),
+//! mounting it (`server_mount`, `axum_route`), application destinations (`app_routes`,
+//! `app_engine`), publishing and consuming from Rust (`server_publish`).
 //!
 //! Shutdown: [`Broker::close_sessions`] tells every session to end (WebSocket close 1001);
 //! [`Broker::shut_down`] then releases what is left and, with Redis, waits for the last
@@ -31,31 +36,28 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{debug, info};
+use tracing::debug;
 use wsx::{Accept, HttpRequest, WebSocket, WebSocketConfig};
-use wsx_stomp::{AllowAll, Authenticator, ConnectionInfo, Limits, SessionConfig};
+use wsx_stomp::{ConnectionInfo, Transport};
 use wsx_stomp_redis::RedisEvents;
 
+use crate::app_engine::AppEngine;
+use crate::app_routes::AppRoutes;
 use crate::backend::Backend;
-use crate::error::Error;
-use crate::escaped::Escaped;
-use crate::hub::{Hub, LINK_QUEUE_LEN, Metered};
-use crate::jwt::JwtAuth;
+use crate::hub::Hub;
 use crate::metrics::BrokerMetrics;
-use crate::options::BrokerOptions;
-use crate::outbound_queue::QueueLimits;
 use crate::session_task;
 use crate::websocket_transport::WebSocketTransport;
 
 /// The subprotocols of STOMP over WebSocket, best first.
-const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
+pub(crate) const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 /// Unwritten output above which a connection task stops taking frames from its queue.
 pub(crate) const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// How long a session's input may stay paused when the idle limit is off.
-const MAX_PAUSE: Duration = Duration::from_secs(300);
+pub(crate) const MAX_PAUSE: Duration = Duration::from_secs(300);
 /// The least bytes of `ack:auto` topic messages a connection's queue may hold before it counts
 /// as too slow.
-const MIN_QUEUED_BYTES: usize = 8 << 20;
+pub(crate) const MIN_QUEUED_BYTES: usize = 8 << 20;
 /// The most Redis events handled under one lock of the hub.
 const REDIS_EVENT_BATCH: usize = 64;
 
@@ -63,8 +65,8 @@ const REDIS_EVENT_BATCH: usize = 64;
 /// connection tasks as `Arc<Broker>`.
 #[derive(Debug)]
 pub struct Broker {
-    pub(crate) hub: Hub<Backend>,
-    ws_config: WebSocketConfig,
+    pub(crate) hub: Hub<AppEngine<Backend>>,
+    pub(crate) ws_config: WebSocketConfig,
     /// How long a session's input may stay paused (its client does not read its output)
     /// before the connection is closed as too slow: the idle limit, or [`MAX_PAUSE`] when
     /// that is off.
@@ -73,91 +75,14 @@ pub struct Broker {
     /// Turns `true` when the sessions must end ([`Broker::close_sessions`]).
     pub(crate) closing: watch::Sender<bool>,
     /// The Redis pump and what stops it, with a Redis engine.
-    pump: Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+    pub(crate) pump: Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+    /// The application destinations ([`Broker::route`]).
+    pub(crate) routes: Arc<AppRoutes>,
+    /// What the broker's own sessions ([`Broker::subscribe`]) present to the authenticator.
+    pub(crate) in_process_info: ConnectionInfo,
 }
 
 impl Broker {
-    /// Build the broker and start its engine: `base` is the WebSocket configuration of the
-    /// application's other routes (compression, keepalive); the message limit follows the STOMP
-    /// frame limit. With a Redis engine this starts the node's Redis tasks and the pump (on the
-    /// current tokio runtime; they connect in the background). Errors are for the user (a bad
-    /// key file or URL).
-    pub fn start(
-        options: &BrokerOptions<'_>,
-        base: &WebSocketConfig,
-    ) -> Result<Arc<Broker>, Error> {
-        let limits = Limits::default();
-        let config = SessionConfig::default()
-            .limits(limits)
-            .heart_beat(options.heartbeat.send, options.heartbeat.receive)
-            .max_subscriptions(options.max_subscriptions)
-            .auto_ack_window(options.auto_ack_window)
-            .max_unwritten_bytes(options.max_unwritten_bytes)
-            .idle_timeout(options.idle_timeout);
-        let jwt = JwtAuth::from_options(&options.jwt).map_err(Error::Config)?;
-        let auth: Arc<dyn Authenticator> = match jwt {
-            Some(jwt) => Arc::new(jwt),
-            None => Arc::new(AllowAll),
-        };
-        let (engine, redis_events) =
-            Backend::start(options.broker, &options.memory, &options.redis)
-                .map_err(Error::Config)?;
-        match &engine {
-            Backend::Memory(_) => info!("stomp: in-memory broker"),
-            Backend::Redis(redis) => info!(
-                "stomp: broker shared through {} (node id {}, key prefix {:?})",
-                Escaped(options.broker),
-                Escaped(redis.node_id()),
-                options.redis.prefix
-            ),
-        }
-        let metrics = Arc::new(BrokerMetrics::default());
-        if let Some(redis) = engine.redis_metrics() {
-            metrics.set_redis(redis);
-        }
-        let engine = Metered::new(engine, metrics.clone());
-        let queue_limits = QueueLimits {
-            items: LINK_QUEUE_LEN,
-            bytes: limits
-                .max_frame_size
-                .saturating_mul(4)
-                .max(MIN_QUEUED_BYTES),
-        };
-        // A WebSocket message may pack a few frames; the decoder enforces the frame limits.
-        let message_limit = limits.max_frame_size.saturating_mul(2);
-        // The task keeps at most WRITE_HIGH_WATER plus one frame in the WebSocket's buffer; the
-        // WebSocket's own output budget must sit above that, so that the session alone decides
-        // when a client's input pauses (and suspends its heart-beat check meanwhile).
-        let write_budget = base.max_write_buffer.max(
-            WRITE_HIGH_WATER
-                .saturating_add(message_limit)
-                .saturating_add(64 * 1024),
-        );
-        let ws_config = base
-            .clone()
-            .max_message_size(message_limit)
-            .max_frame_size(message_limit)
-            .backpressure(write_budget, base.backpressure);
-        let broker = Arc::new(Broker {
-            hub: Hub::new(
-                wsx_stomp::Broker::new(engine, config, auth),
-                metrics.clone(),
-                queue_limits,
-            ),
-            ws_config,
-            max_pause: options.idle_timeout.unwrap_or(MAX_PAUSE),
-            metrics,
-            closing: watch::channel(false).0,
-            pump: Mutex::new(None),
-        });
-        if let Some(events) = redis_events {
-            let (stop, stopped) = watch::channel(false);
-            let pump = tokio::spawn(redis_pump(broker.clone(), events, stopped));
-            *broker.pump.lock().unwrap_or_else(PoisonError::into_inner) = Some((stop, pump));
-        }
-        Ok(broker)
-    }
-
     /// Tell every session to end: WebSocket sessions close with 1001 "server shutting down",
     /// TCP sessions once their queued output is written; [`Broker::serve_tcp`] returns.
     pub fn close_sessions(&self) {
@@ -222,7 +147,11 @@ impl Broker {
 
 /// Feed every Redis event to the engine, a batch per lock of the hub, until `stop` (or until
 /// the engine's tasks are gone).
-async fn redis_pump(broker: Arc<Broker>, mut events: RedisEvents, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn redis_pump(
+    broker: Arc<Broker>,
+    mut events: RedisEvents,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let first = tokio::select! {
             _ = stop.wait_for(|stop| *stop) => break,
@@ -247,7 +176,7 @@ async fn redis_pump(broker: Arc<Broker>, mut events: RedisEvents, mut stop: watc
 }
 
 /// The best of [`SUBPROTOCOLS`] that `req` offers.
-fn choose_subprotocol(req: &HttpRequest) -> Option<&'static str> {
+pub(crate) fn choose_subprotocol(req: &HttpRequest) -> Option<&'static str> {
     let offered: Vec<&str> = req
         .header_values("sec-websocket-protocol")
         .filter_map(|value| std::str::from_utf8(value).ok())
@@ -259,11 +188,20 @@ fn choose_subprotocol(req: &HttpRequest) -> Option<&'static str> {
         .find(|p| offered.iter().any(|o| o.eq_ignore_ascii_case(p)))
 }
 
-/// What the authenticator learns about a connection: peer, path, query string.
+/// What the authenticator learns about a WebSocket connection: peer, path, query string,
+/// the upgrade request's headers (cookies among them; values that are not UTF-8 are left
+/// out).
 pub fn connection_info(req: &HttpRequest, peer: SocketAddr) -> ConnectionInfo {
+    let headers = req.headers.iter().filter_map(|(name, value)| {
+        std::str::from_utf8(value)
+            .ok()
+            .map(|value| (name.as_str(), value))
+    });
     let info = ConnectionInfo::new()
         .with_peer_addr(peer)
-        .with_path(req.path());
+        .with_path(req.path())
+        .with_headers(headers)
+        .with_transport(Transport::WebSocket);
     match req.query() {
         Some(query) => info.with_query(query),
         None => info,

@@ -39,6 +39,13 @@
 //! ERRORs — and routes the woken connections like any other call. The Redis pump task of
 //! [`crate::Broker::start`] is its caller.
 //!
+//! A session whose authenticator defers (the application's asynchronous one, see
+//! [`crate::authenticator`]) emits [`Transmit::Authenticate`]: the hub hands it to the
+//! [`OnAuthenticate`] hook instead of the connection's queue, and the answer comes back through
+//! [`Hub::authenticated`], routed like any call. The application's own traffic enters here too:
+//! [`Hub::publish`] (a server-side SEND, through the engine) and [`Hub::deliver_to_session`] (a
+//! reply to one session's subscription, past the engine).
+//!
 //! Metrics: [`Metered`] counts a SEND as published once the engine stored it: at once for a
 //! SEND stored at once, on its [`Confirmation::Stored`] for one stored later; a SEND refused
 //! or failed is not published (the Redis node counts those in its send failures).
@@ -49,8 +56,9 @@ use std::time::Instant;
 
 use tracing::debug;
 use wsx_stomp::{
-    Broker, Confirmation, ConnId, ConnectionInfo, Delivery, Destination, EncodedFrame, Engine,
-    MemoryEngine, MessageId, Origin, Outcome, Publish, SubscriberKey, Transmit,
+    AuthRequest, Broker, Confirmation, ConnId, ConnectionInfo, Delivery, Destination, EncodedFrame,
+    Engine, MemoryEngine, MessageId, Origin, Outcome, Principal, Publish, Refusal, SubscriberKey,
+    Transmit,
 };
 
 use crate::metrics::BrokerMetrics;
@@ -246,12 +254,21 @@ struct Entry {
     subscriptions: usize,
 }
 
+/// What the hub does with a session's [`Transmit::Authenticate`]: start the application's
+/// asynchronous authenticator (see [`crate::authenticator`]), which answers through
+/// [`Hub::authenticated`]. Called under the hub's lock: it must not call the hub.
+pub type OnAuthenticate = Box<dyn Fn(ConnId, AuthRequest) + Send + Sync>;
+
 /// What the lock protects.
 struct HubState<E: Engine> {
     broker: Broker<Metered<E>>,
     links: HashMap<ConnId, Entry>,
     /// Reused for the connections a broker call woke.
     scratch: Vec<ConnId>,
+    /// Starts deferred authentications; without it, sessions never defer.
+    on_authenticate: Option<OnAuthenticate>,
+    /// Messages delivered to one session so far ([`Hub::deliver_to_session`]), for their ids.
+    session_messages: u64,
 }
 
 /// The shared STOMP broker of `wsx serve` and the links to its connections.
@@ -281,10 +298,100 @@ impl<E: Engine> Hub<E> {
                 broker,
                 links: HashMap::new(),
                 scratch: Vec::new(),
+                on_authenticate: None,
+                session_messages: 0,
             }),
             metrics,
             limits,
         }
+    }
+
+    /// Start deferred authentications with `on_authenticate` (the sessions defer only when the
+    /// broker's authenticator says so).
+    pub fn with_authentication(self, on_authenticate: OnAuthenticate) -> Self {
+        lock(&self.shared).on_authenticate = Some(on_authenticate);
+        self
+    }
+
+    /// The answer of the asynchronous authenticator for `conn` (see [`OnAuthenticate`]):
+    /// CONNECTED and the frames that waited, or an ERROR and the close, routed like any call.
+    /// Ignored when `conn` is gone or no longer waits for it.
+    pub fn authenticated(&self, conn: ConnId, verdict: Result<Principal, Refusal>) {
+        self.call(conn, |broker, now, woken| {
+            woken.extend_from_slice(broker.authenticated(conn, now, verdict));
+        });
+    }
+
+    /// Publish `message` from the server (no session), delivered like a SEND; refused like
+    /// one ([`Broker::publish`]).
+    pub fn publish(&self, message: Publish) -> Result<(), wsx_stomp::Error> {
+        let now = Instant::now();
+        let mut wake = Vec::new();
+        let published = {
+            let mut guard = lock(&self.shared);
+            let shared = &mut *guard;
+            let mut woken = std::mem::take(&mut shared.scratch);
+            woken.clear();
+            let published = shared
+                .broker
+                .publish(message)
+                .map(|conns| woken.extend_from_slice(conns));
+            shared.fan_out(ConnId(0), &mut woken, now, self, &mut wake);
+            shared.scratch = woken;
+            published
+        };
+        for queue in wake {
+            queue.wake();
+        }
+        published
+    }
+
+    /// Deliver `message` to `conn`'s own subscription to its destination (a user destination
+    /// it subscribed to as `/user/queue/NAME`, say), not through the engine: a reply to that
+    /// session alone (Spring's `@SendToUser(broadcast = false)`). Its `message-id` is
+    /// `session-N`. Returns whether the session had such a subscription (otherwise the message
+    /// is dropped, as a topic's without subscribers).
+    pub fn deliver_to_session(&self, conn: ConnId, message: Publish) -> bool {
+        let now = Instant::now();
+        let mut wake = Vec::new();
+        {
+            let mut guard = lock(&self.shared);
+            let shared = &mut *guard;
+            let Some(subscription) = shared
+                .broker
+                .session(conn)
+                .and_then(|s| s.subscription_for(&message.destination))
+                .cloned()
+            else {
+                return false;
+            };
+            shared.session_messages += 1;
+            let id = MessageId::new(format!("session-{}", shared.session_messages));
+            self.metrics.delivered(message.destination.kind(), false);
+            let delivery = Delivery {
+                subscriber: SubscriberKey::new(conn, subscription),
+                message: Arc::new(wsx_stomp::Message::new(id, message)),
+                redelivered: false,
+            };
+            let mut woken = std::mem::take(&mut shared.scratch);
+            woken.clear();
+            woken.extend_from_slice(shared.broker.deliver([delivery]));
+            shared.fan_out(ConnId(0), &mut woken, now, self, &mut wake);
+            shared.scratch = woken;
+        }
+        for queue in wake {
+            queue.wake();
+        }
+        true
+    }
+
+    /// The principal of `conn`'s session, once connected.
+    pub fn principal(&self, conn: ConnId) -> Option<Principal> {
+        lock(&self.shared)
+            .broker
+            .session(conn)?
+            .principal()
+            .cloned()
     }
 
     /// Register a new connection. Returns its id, its output queue and its first deadline
@@ -511,8 +618,14 @@ impl<E: Engine> HubState<E> {
             let out = match transmit {
                 Transmit::Frame(frame) | Transmit::TopicMessage(frame) => Outbound::Frame(frame),
                 Transmit::HeartBeat => Outbound::HeartBeat,
-                // The hub's authenticators answer at once: never deferred.
-                Transmit::Authenticate(_) => continue,
+                // Handed to the asynchronous authenticator, which answers through
+                // `Hub::authenticated`.
+                Transmit::Authenticate(request) => {
+                    if let Some(start) = &self.on_authenticate {
+                        start(conn, *request);
+                    }
+                    continue;
+                }
                 Transmit::Close => Outbound::Close(
                     self.broker
                         .session(conn)
@@ -954,6 +1067,49 @@ mod tests {
             matches!(&outs[1], Outbound::Close(Some(reason)) if reason == "message refused: full")
         );
         assert!(published(&metrics), "a failed SEND is not published");
+    }
+
+    #[test]
+    fn a_deferred_answer_for_a_connection_gone_is_ignored() {
+        let metrics = Arc::new(BrokerMetrics::default());
+        let engine = Metered::new(MemoryEngine::new(), metrics.clone());
+        let broker = Broker::new(
+            engine,
+            SessionConfig::default(),
+            Arc::new(wsx_stomp::DeferredAuth),
+        );
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = asked.clone();
+        let hub = Hub::new(broker, metrics.clone(), roomy()).with_authentication(Box::new(
+            move |conn, request: AuthRequest| lock(&log).push((conn, request.login)),
+        ));
+        let (conn, link, _) = hub.open(ConnectionInfo::new().with_path("/stomp"));
+        let status = send(
+            &hub,
+            conn,
+            Frame::new(Command::Connect)
+                .with_header("accept-version", "1.2")
+                .with_header("login", "ann"),
+        );
+        assert!(!status.wants_input, "no input while authenticating");
+        assert!(commands(&link).is_empty(), "the request goes to the hook");
+        assert_eq!(*lock(&asked), [(conn, Some("ann".to_owned()))]);
+        // A second connection is answered: CONNECTED as the principal given.
+        let (other, other_link, _) = hub.open(ConnectionInfo::new().with_path("/stomp"));
+        send(
+            &hub,
+            other,
+            Frame::new(Command::Connect).with_header("accept-version", "1.2"),
+        );
+        hub.authenticated(other, Ok(wsx_stomp::Principal::allow_all("zed")));
+        let got = frames(&other_link);
+        assert_eq!(got[0].command, Command::Connected);
+        assert_eq!(got[0].header("user-id"), Some("zed"));
+        // The first one goes before its answer: the answer changes nothing.
+        hub.close(conn);
+        hub.authenticated(conn, Ok(wsx_stomp::Principal::allow_all("ann")));
+        assert!(commands(&link).is_empty());
+        assert!(metrics.render().contains("wsx_stomp_sessions 1\n"));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 # shellcheck shell=bash
 # STOMP interoperability: two real STOMP clients against the /stomp endpoint of `wsx serve`
-# started with --jwt-secret on a free port: @stomp/stompjs 7 over the Node `ws` package
+# started with --jwt-secret on a free port (and stomp.py against the embedded-broker example,
+# crates/wsx-broker/examples/axum_app.rs, see stomp_app_case): @stomp/stompjs 7 over the Node `ws` package
 # (scripts/interop/stomp/package.json + package-lock.json, npm ci) and Python's stomp.py 8 over
 # websocket-client (scripts/interop/stomp/requirements.txt, in a venv under .tools/).
 # stomp_client.mjs prints one line per case, "stomp-interop: <case>: ok" or
-# "stomp-interop: <case>: FAIL (why)", stomp_py.py the same with "stomp-py:"; the step fails on
+# "stomp-interop: <case>: FAIL (why)", stomp_py.py the same with "stomp-py:" (stomp_app.py with
+# "stomp-app:"); the step fails on
 # any FAIL, on a client without verdict lines, or when the server dies.
 # Then stomp_relay_py.py ("stomp-relay:") plays Spring's StompBrokerRelay with stomp.py over
 # plain TCP (--stomp-tcp) against a stomp.py client over WebSocket: on the same server, and on
@@ -23,6 +25,7 @@ STOMP_NODE_MISSING=""
 STOMP_VENV="${STOMP_VENV:-$TOOLS_DIR/stomp-venv}"
 STOMP_PY_READY=0
 STOMP_PY_MISSING=""
+STOMP_OKS=0
 
 # install_stomp_python: a venv with the pinned stomp.py (scripts/lib/common.sh venv_install).
 install_stomp_python() {
@@ -81,19 +84,21 @@ install_stomp_interop() {
     info "@stomp/stompjs and ws: $have (node $(node --version))"
 }
 
-# stomp_build_wsx: build the wsx binary (debug, with the workspace features `cargo test
-# --workspace --all-features` uses, so that its build is reused) and print its path.
-stomp_build_wsx() {
-    local json="$REPORTS_DIR/stomp/build.json" log="$REPORTS_DIR/stomp/build.log"
-    info "cargo build --workspace --all-features --bin wsx" >&2
+# stomp_build NAME CARGO_ARGS...: build with `cargo build CARGO_ARGS...` (debug; the step
+# builds with the workspace features `cargo test --workspace --all-features` uses, so that its
+# build is reused) and print the path of the executable NAME.
+stomp_build() {
+    local name=$1 json="$REPORTS_DIR/stomp/build-$1.json" log="$REPORTS_DIR/stomp/build-$1.log"
+    shift
+    info "cargo build $*" >&2
     # shellcheck disable=SC2016 # $1/$2 expand in the inner bash
-    if ! run_limited - "${BUILD_TIMEOUT:-1200}" bash -c 'exec cargo build --workspace --all-features \
-        --bin wsx --message-format=json-render-diagnostics >"$1" 2>"$2"' _ "$json" "$log"; then
+    if ! run_limited - "${BUILD_TIMEOUT:-1200}" bash -c 'exec cargo build "${@:3}" \
+        --message-format=json-render-diagnostics >"$1" 2>"$2"' _ "$json" "$log" "$@"; then
         tail_log "$log" 60 >&2
-        err "building wsx failed"
+        err "building $name failed"
         return 1
     fi
-    python3 - "$json" <<'EOF'
+    python3 - "$json" "$name" <<'EOF'
 import json, sys
 for line in open(sys.argv[1]):
     try:
@@ -101,9 +106,59 @@ for line in open(sys.argv[1]):
     except ValueError:
         continue
     if m.get("reason") == "compiler-artifact" and m.get("executable") \
-            and m.get("target", {}).get("name") == "wsx":
+            and m.get("target", {}).get("name") == sys.argv[2]:
         print(m["executable"])
 EOF
+}
+
+# stomp_verdict CLIENT PREFIX LOG EXIT: print the client's verdict lines from LOG, add its ok
+# cases to STOMP_OKS; fails on a FAIL, on no verdict lines, or on a client that did not exit 0.
+stomp_verdict() {
+    local client=$1 prefix=$2 log=$3 crc=$4 lines oks fails
+    lines="$(grep -E "^$prefix: " "$log")"
+    [[ -n "$lines" ]] && printf '%s\n' "$lines"
+    oks=$(grep -cE "^$prefix: [^:]+: ok\$" "$log")
+    fails=$(grep -cE "^$prefix: [^:]+: FAIL" "$log")
+    if [[ $crc == 124 || $crc == 137 ]]; then
+        err "the $client client timed out after ${STOMP_INTEROP_TIMEOUT}s"
+    fi
+    STOMP_OKS=$((STOMP_OKS + oks))
+    if [[ $crc != 0 || $fails -gt 0 || $oks -eq 0 ]]; then
+        tail_log "$log" 30
+        err "stomp ($client): $oks ok, $fails failed (client exit $crc)"
+        return 1
+    fi
+}
+
+# stomp_app_case DIR: the embedded-broker example (crates/wsx-broker/examples/axum_app.rs, an
+# axum app with /stomp and an /app/greet handler) on a free port, against stomp_app.py (stomp.py
+# over websocket-client, login alice: the greeting on /topic/greetings and the welcome on
+# /user/queue/replies).
+stomp_app_case() {
+    local dir=$1 bin port pid crc=0 rc=0
+    bin="$(stomp_build axum_app --workspace --all-features --example axum_app | tail -n 1)" \
+        || return 1
+    [[ -x "$bin" ]] || { err "could not find the built axum_app example ('$bin')"; return 1; }
+    port="$(free_port)" || return 1
+    bg_start "$dir/axum_app.log" "$((STOMP_INTEROP_TIMEOUT + 60))" "$bin" "127.0.0.1:$port"
+    pid=$BG_PID
+    if ! wait_port "$port" 30 "$pid"; then
+        bg_stop "$pid"
+        tail_log "$dir/axum_app.log"
+        err "the axum_app example did not listen on 127.0.0.1:$port"
+        return 1
+    fi
+    info "axum_app example on 127.0.0.1:$port; python stomp_app.py (stomp.py over websocket-client)"
+    run_limited "$dir/stomp-app.log" "$STOMP_INTEROP_TIMEOUT" "$STOMP_VENV/bin/python" \
+        "$STOMP_DIR/stomp_app.py" 127.0.0.1 "$port" || crc=$?
+    stomp_verdict "stomp.py (axum_app)" "stomp-app" "$dir/stomp-app.log" "$crc" || rc=1
+    if ! bg_alive "$pid"; then
+        err "the axum_app example exited during the run"
+        rc=1
+    fi
+    bg_stop "$pid"
+    [[ $rc == 0 ]] || tail_log "$dir/axum_app.log" 30
+    return $rc
 }
 
 # step_stomp_interop: the step.
@@ -120,7 +175,7 @@ step_stomp_interop() {
     fi
     rm -rf "$dir"
     mkdir -p "$dir"
-    bin="$(stomp_build_wsx | tail -n 1)" || return 1
+    bin="$(stomp_build wsx --workspace --all-features --bin wsx | tail -n 1)" || return 1
     [[ -x "$bin" ]] || { err "could not find the built wsx binary ('$bin')"; return 1; }
 
     secret="stomp-interop-$RANDOM$RANDOM"
@@ -137,7 +192,7 @@ step_stomp_interop() {
         return 1
     fi
     info "wsx serve on 127.0.0.1:$port (STOMP over TCP on $tcp_port); node stomp_client.mjs (@stomp/stompjs over ws)"
-    STOMP_TOTAL_OK=0
+    STOMP_OKS=0
     local client
     for client in stompjs stomp.py stomp-relay; do
         local crc=0
@@ -146,20 +201,20 @@ step_stomp_interop() {
             stompjs)
                 run_limited "$log" "$STOMP_INTEROP_TIMEOUT" node "$STOMP_DIR/stomp_client.mjs" \
                     "ws://127.0.0.1:$port/stomp" "$secret" || crc=$?
-                stomp_verdicts stomp-interop "$client" "$log" "$crc" || rc=1
+                stomp_verdict "$client" stomp-interop "$log" "$crc" || rc=1
                 ;;
             stomp.py)
                 info "python stomp_py.py (stomp.py over websocket-client)"
                 run_limited "$log" "$STOMP_INTEROP_TIMEOUT" "$STOMP_VENV/bin/python" \
                     "$STOMP_DIR/stomp_py.py" 127.0.0.1 "$port" "$secret" || crc=$?
-                stomp_verdicts stomp-py "$client" "$log" "$crc" || rc=1
+                stomp_verdict "$client" stomp-py "$log" "$crc" || rc=1
                 ;;
             stomp-relay)
                 info "python stomp_relay_py.py one-node (Spring's relay: stomp.py over TCP)"
                 run_limited "$log" "$STOMP_INTEROP_TIMEOUT" "$STOMP_VENV/bin/python" \
                     "$STOMP_DIR/stomp_relay_py.py" one-node "$secret" "127.0.0.1:$tcp_port" \
                     "127.0.0.1:$port" || crc=$?
-                stomp_verdicts stomp-relay "$client (one node)" "$log" "$crc" || rc=1
+                stomp_verdict "$client (one node)" stomp-relay "$log" "$crc" || rc=1
                 ;;
         esac
     done
@@ -170,33 +225,14 @@ step_stomp_interop() {
     bg_stop "$pid"
     if [[ $rc != 0 ]]; then
         tail_log "$dir/server.log" 30
-        return 1
     fi
     local two=0
     stomp_relay_two_nodes "$bin" "$dir" "$secret" || two=$?
     [[ $two == "$SKIP_RC" ]] && two=0
-    [[ $two != 0 ]] && return 1
-    info "stomp: $STOMP_TOTAL_OK cases ok (logs: ${dir#"$ROOT_DIR"/}/)"
-}
-
-# stomp_verdicts PREFIX CLIENT LOG CRC: print the client's verdict lines ("PREFIX: <case>: ok"
-# or "...: FAIL (why)") and count its oks into STOMP_TOTAL_OK; fails on a FAIL, on no ok line,
-# or on a client exit code other than 0 (124/137: timed out).
-stomp_verdicts() {
-    local prefix=$1 client=$2 log=$3 crc=$4 lines oks fails
-    lines="$(grep -E "^$prefix: " "$log")"
-    [[ -n "$lines" ]] && printf '%s\n' "$lines"
-    oks=$(grep -cE "^$prefix: [^:]+: ok\$" "$log")
-    fails=$(grep -cE "^$prefix: [^:]+: FAIL" "$log")
-    if [[ $crc == 124 || $crc == 137 ]]; then
-        err "the $client client timed out after ${STOMP_INTEROP_TIMEOUT}s"
-    fi
-    STOMP_TOTAL_OK=$((STOMP_TOTAL_OK + oks))
-    if [[ $crc != 0 || $fails -gt 0 || $oks -eq 0 ]]; then
-        tail_log "$log" 30
-        err "stomp ($client): $oks ok, $fails failed (client exit $crc)"
-        return 1
-    fi
+    [[ $two != 0 ]] && rc=1
+    stomp_app_case "$dir" || rc=1
+    [[ $rc == 0 ]] || return 1
+    info "stomp: $STOMP_OKS cases ok (logs: ${dir#"$ROOT_DIR"/}/)"
 }
 
 # stomp_relay_two_nodes BIN DIR SECRET: two `wsx serve` nodes on one Redis (node A with
@@ -229,7 +265,7 @@ stomp_relay_two_nodes() {
         run_limited "$dir/stomp-relay-two-nodes.log" "$STOMP_INTEROP_TIMEOUT" \
             "$STOMP_VENV/bin/python" "$STOMP_DIR/stomp_relay_py.py" two-nodes "$secret" \
             "127.0.0.1:$tcp_a" "127.0.0.1:$port_b" || crc=$?
-        stomp_verdicts stomp-relay "stomp-relay (two nodes)" "$dir/stomp-relay-two-nodes.log" \
+        stomp_verdict "stomp-relay (two nodes)" stomp-relay "$dir/stomp-relay-two-nodes.log" \
             "$crc" || rc=1
         for node in "$pid_a" "$pid_b"; do
             bg_alive "$node" || { err "a wsx serve node exited during the run"; rc=1; }
