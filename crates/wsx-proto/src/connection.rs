@@ -524,6 +524,54 @@ impl Connection {
         Ok(())
     }
 
+    /// Queue one unfragmented, uncompressed data message whose payload is `head` followed by
+    /// `tail`: a message made of a per-connection part and a part shared by many connections
+    /// (a broadcast with a per-recipient prefix). On a server a large `tail` is queued as it is,
+    /// without a copy; a client copies both parts, since it must mask them.
+    ///
+    /// `opcode` is `OpCode::Text` or `OpCode::Binary`; text is checked to be UTF-8 (head and
+    /// tail together). The message is never compressed, even when permessage-deflate is in use.
+    pub fn send_with_shared_tail(
+        &mut self,
+        opcode: OpCode,
+        head: &[u8],
+        tail: Bytes,
+    ) -> Result<(), Error> {
+        if self.close_sent || self.failed {
+            return Err(Error::Closed);
+        }
+        if self.out_fragmented.is_some() {
+            return Err(Error::InvalidSend("a fragmented message is being sent"));
+        }
+        Connection::check_shared_tail(opcode, head, &tail)?;
+        let mut header = FrameHeader::new(opcode, (head.len() + tail.len()) as u64);
+        if self.role.masks_outgoing() {
+            header.mask = Some(rand::random());
+        }
+        self.queue_pending_pong();
+        self.out.push_frame_with_tail(&header, head, &tail);
+        Ok(())
+    }
+
+    /// Whether `head` followed by `tail` can be sent as one message with `opcode`
+    /// ([`Connection::send_with_shared_tail`]): a text or binary opcode, and valid UTF-8 for
+    /// text. A layer that queues such messages elsewhere first can check them here.
+    pub fn check_shared_tail(opcode: OpCode, head: &[u8], tail: &[u8]) -> Result<(), Error> {
+        match opcode {
+            OpCode::Binary => Ok(()),
+            OpCode::Text => {
+                let mut utf8 = Utf8Validator::new();
+                utf8.feed(head)
+                    .and_then(|()| utf8.feed(tail))
+                    .and_then(|()| utf8.finish())
+                    .map_err(|_| Error::InvalidSend("text is not valid UTF-8"))
+            }
+            _ => Err(Error::InvalidSend(
+                "a message with a shared tail is text or binary",
+            )),
+        }
+    }
+
     fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
         if self.close_sent || self.failed {
             return Err(Error::Closed);
@@ -884,6 +932,24 @@ mod tests {
         queue.push_frame(&FrameHeader::new(OpCode::Binary, 300), &[9u8; 300], None);
         assert_eq!(&frame[..], queue.first_chunk());
         assert_eq!(&frame[..4], b"\x82\x7e\x01\x2c");
+    }
+
+    #[test]
+    fn a_large_shared_tail_is_queued_without_a_copy() {
+        let mut conn = Connection::new(Role::Server, Config::default());
+        let tail = Bytes::from(vec![5u8; 64 * 1024]);
+        conn.send_with_shared_tail(OpCode::Binary, b"head", tail.clone())
+            .unwrap();
+        let mut slices = [IoSlice::new(&[]); 4];
+        let n = conn.output_chunks(&mut slices);
+        assert_eq!(n, 2);
+        assert_eq!(&slices[0][..], b"\x82\x7f\0\0\0\0\0\x01\0\x04head");
+        assert_eq!(
+            slices[1].as_ptr(),
+            tail.as_ptr(),
+            "the tail is the caller's buffer"
+        );
+        assert_eq!(conn.buffered_amount(), 10 + 4 + tail.len());
     }
 
     #[test]

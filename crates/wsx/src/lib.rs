@@ -65,4 +65,6 @@ pub use tls::stream::MaybeTlsStream;
 pub use websocket::{RecvOrDrained, WebSocket};
 pub use wsx_proto::deflate::DeflateConfig;
 pub use wsx_proto::handshake::{ClientRequest, ClientResponse, HandshakeError, HttpRequest, WsUrl};
-pub use wsx_proto::{CloseCode, CloseFrame, MAX_CLOSE_REASON, Message, OpCode, Role, Utf8Bytes};
+pub use wsx_proto::{
+    CloseCode, CloseFrame, MAX_CLOSE_REASON, Message, OpCode, Role, Utf8Bytes, encode_frame,
+};

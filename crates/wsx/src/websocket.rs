@@ -178,11 +178,30 @@ impl<S> WebSocket<S> {
         Ok(())
     }
 
-    /// Queue frames encoded once for many connections with [`wsx_proto::encode_frame`]
+    /// Queue frames encoded once for many connections with [`crate::encode_frame`]
     /// (server role only): a broadcast encodes a message once and shares the bytes.
     pub fn feed_encoded(&mut self, frames: bytes::Bytes) -> Result<()> {
         self.check_backpressure()?;
         self.conn.send_encoded(frames)?;
+        Ok(())
+    }
+
+    /// Queue one unfragmented, uncompressed message (`OpCode::Text` or `OpCode::Binary`) whose
+    /// payload is `head` followed by `tail`, without writing it: a broadcast with a
+    /// per-recipient prefix (a STOMP `MESSAGE` with its `subscription` header, say) whose shared
+    /// part is queued as it is, without a copy, when large. Text is checked to be UTF-8.
+    ///
+    /// A client must mask what it sends, so in the client role both parts are copied (and
+    /// masked); the message is the same on the wire. It is never compressed, even when
+    /// permessage-deflate is in use. The output budget applies as for [`WebSocket::feed`].
+    pub fn feed_with_shared_tail(
+        &mut self,
+        opcode: OpCode,
+        head: &[u8],
+        tail: bytes::Bytes,
+    ) -> Result<()> {
+        self.check_backpressure()?;
+        self.conn.send_with_shared_tail(opcode, head, tail)?;
         Ok(())
     }
 
