@@ -17,6 +17,7 @@
 //! validated as it arrives, even inside a frame that is only partly received.
 
 use std::io::IoSlice;
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -26,6 +27,7 @@ use crate::deflate::PerMessageDeflate;
 use crate::error::{Error, ProtocolError};
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::mask::apply_mask;
+use crate::mask_keys::MaskKeySource;
 use crate::message::{Message, Utf8Bytes};
 use crate::output::OutputQueue;
 use crate::pool::{self, Class};
@@ -112,6 +114,8 @@ pub struct Connection {
     /// The size of the frame of `pending_pong` (0 without one), so that
     /// [`Connection::buffered_amount`] is one addition on the hot path.
     pending_pong_bytes: usize,
+    /// Where a client's masking keys come from; `None`: the thread's random generator.
+    mask_keys: Option<Arc<dyn MaskKeySource>>,
     close_sent: bool,
     close_received: bool,
     failed: bool,
@@ -133,6 +137,7 @@ impl Connection {
             out_fragmented: None,
             pending_pong: None,
             pending_pong_bytes: 0,
+            mask_keys: None,
             close_sent: false,
             close_received: false,
             failed: false,
@@ -142,6 +147,13 @@ impl Connection {
     /// Enable permessage-deflate with the parameters negotiated in the handshake.
     pub fn with_deflate(mut self, deflate: PerMessageDeflate) -> Self {
         self.deflate = Some(Box::new(deflate));
+        self
+    }
+
+    /// Take the masking keys of a client's frames from `source` instead of the thread's random
+    /// generator (a server masks nothing and never asks it).
+    pub fn with_mask_keys(mut self, source: Arc<dyn MaskKeySource>) -> Self {
+        self.mask_keys = Some(source);
         self
     }
 
@@ -514,7 +526,7 @@ impl Connection {
         let mut header = FrameHeader::new(opcode, payload.len() as u64);
         header.fin = fin;
         if self.role.masks_outgoing() {
-            header.mask = Some(rand::random());
+            header.mask = Some(self.next_mask_key());
         }
         self.queue_pending_pong();
         self.out.push_frame(&header, &payload, Some(&payload));
@@ -546,7 +558,7 @@ impl Connection {
         Connection::check_shared_tail(opcode, head, &tail)?;
         let mut header = FrameHeader::new(opcode, (head.len() + tail.len()) as u64);
         if self.role.masks_outgoing() {
-            header.mask = Some(rand::random());
+            header.mask = Some(self.next_mask_key());
         }
         self.queue_pending_pong();
         self.out.push_frame_with_tail(&header, head, &tail);
@@ -647,9 +659,17 @@ impl Connection {
         let mut header = FrameHeader::new(opcode, payload.len() as u64);
         header.rsv1 = rsv1;
         if self.role.masks_outgoing() {
-            header.mask = Some(rand::random());
+            header.mask = Some(self.next_mask_key());
         }
         self.out.push_frame(&header, payload, shared);
+    }
+
+    /// The masking key for the next frame (client role).
+    fn next_mask_key(&self) -> [u8; 4] {
+        match &self.mask_keys {
+            Some(source) => source.next_key(),
+            None => rand::random(),
+        }
     }
 
     /// Whether there are bytes to write.
@@ -950,6 +970,61 @@ mod tests {
             "the tail is the caller's buffer"
         );
         assert_eq!(conn.buffered_amount(), 10 + 4 + tail.len());
+    }
+
+    /// Keys 0x10, 0x20, 0x30, … repeated four times, frame by frame.
+    #[derive(Debug, Default)]
+    struct StepKeys(std::sync::atomic::AtomicU8);
+
+    impl MaskKeySource for StepKeys {
+        fn next_key(&self) -> [u8; 4] {
+            let n = self.0.fetch_add(0x10, std::sync::atomic::Ordering::Relaxed) + 0x10;
+            [n; 4]
+        }
+    }
+
+    #[test]
+    fn client_frames_use_the_supplied_mask_keys() {
+        let mut conn = Connection::new(Role::Client, Config::default())
+            .with_mask_keys(Arc::new(StepKeys::default()));
+        conn.send(Message::text("ab")).unwrap();
+        conn.send_with_shared_tail(OpCode::Binary, b"c", Bytes::from_static(b"d"))
+            .unwrap();
+        conn.close(None).unwrap();
+        assert_eq!(
+            drain(&mut conn),
+            [
+                0x81,
+                0x82,
+                0x10,
+                0x10,
+                0x10,
+                0x10,
+                b'a' ^ 0x10,
+                b'b' ^ 0x10, //
+                0x82,
+                0x82,
+                0x20,
+                0x20,
+                0x20,
+                0x20,
+                b'c' ^ 0x20,
+                b'd' ^ 0x20, //
+                0x88,
+                0x80,
+                0x30,
+                0x30,
+                0x30,
+                0x30,
+            ]
+        );
+        // A server masks nothing and never asks the source.
+        let source = Arc::new(StepKeys::default());
+        let mut server =
+            Connection::new(Role::Server, Config::default()).with_mask_keys(source.clone());
+        server.send(Message::text("ab")).unwrap();
+        assert_eq!(drain(&mut server), b"\x81\x02ab");
+        assert_eq!(source.next_key(), [0x10; 4]);
     }
 
     #[test]

@@ -66,5 +66,6 @@ pub use websocket::{RecvOrDrained, WebSocket};
 pub use wsx_proto::deflate::DeflateConfig;
 pub use wsx_proto::handshake::{ClientRequest, ClientResponse, HandshakeError, HttpRequest, WsUrl};
 pub use wsx_proto::{
-    CloseCode, CloseFrame, MAX_CLOSE_REASON, Message, OpCode, Role, Utf8Bytes, encode_frame,
+    CloseCode, CloseFrame, MAX_CLOSE_REASON, MaskKeySource, Message, OpCode, Role, Utf8Bytes,
+    encode_frame,
 };

@@ -88,6 +88,10 @@ impl<S> WebSocket<S> {
         config: &WebSocketConfig,
         subprotocol: Option<String>,
     ) -> Self {
+        let conn = match &config.mask_keys {
+            Some(source) => conn.with_mask_keys(source.clone()),
+            None => conn,
+        };
         let read_pause_at = match conn.role() {
             Role::Server => config.max_write_buffer,
             Role::Client => usize::MAX,
