@@ -132,7 +132,7 @@ async fn non_reading_server() -> (std::net::SocketAddr, tokio::sync::oneshot::Se
         let (req, _) = wsx::read_request(&mut tcp, 16384).await.unwrap();
         let key = req.header_str("sec-websocket-key").unwrap().to_string();
         let mut resp = Vec::new();
-        wsx_proto::handshake::write_accept_response(&mut resp, &key, None, None, &[]);
+        wsx_proto::handshake::AcceptResponse::new(&key, None, None, &[]).encode(&mut resp);
         tcp.write_all(&resp).await.unwrap();
         let _ = stopped.await;
         drop(tcp);
