@@ -1,7 +1,7 @@
 //! # wsx-proto
 //!
 //! The sans-IO core of [wsx](https://docs.rs/wsx): bytes in, events out; messages in, bytes out.
-//! No sockets, no async, no clock. An I/O layer (such as the `wsx` crate for tokio) reads bytes
+//! No sockets, no async, no clock (the I/O layer passes the time in: [`TimerConfig`]). An I/O layer (such as the `wsx` crate for tokio) reads bytes
 //! from a transport into a [`Connection`], polls it for [`Message`]s, hands it messages to send and
 //! writes out the bytes it produces.
 //!
@@ -36,6 +36,7 @@ mod message;
 mod output;
 mod pool;
 mod role;
+mod timers;
 mod utf8;
 
 pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
@@ -47,4 +48,5 @@ pub use mask::{apply_mask, apply_mask_scalar};
 pub use mask_keys::MaskKeySource;
 pub use message::{Message, Utf8Bytes};
 pub use role::Role;
+pub use timers::{Timeout, TimerConfig};
 pub use utf8::{InvalidUtf8, Utf8Validator};

@@ -41,7 +41,6 @@ mod config;
 mod error;
 #[cfg(feature = "hyper")]
 pub mod hyper_upgrade;
-mod keepalive;
 mod listener;
 mod policy;
 mod server;
