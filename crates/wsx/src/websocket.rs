@@ -424,7 +424,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// connection (its close frame is queued: flush it, then close), or the close deadline
     /// passed (close the transport now; an error only if the close handshake had not even
     /// started from our side).
+    ///
+    /// Received bytes move the keepalive deadline later all the time; the sleep is not reset
+    /// for that (a timer reset per read), only for an earlier deadline: when it wakes too
+    /// early, `handle_timeout` finds nothing due and it sleeps again until the new deadline.
     fn poll_deadlines(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut fired = false;
         loop {
             let Some(at) = self.conn.poll_timeout() else {
                 self.timer = None;
@@ -432,7 +437,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             };
             let at = Instant::from_std(at);
             match self.timer.as_mut() {
-                Some(timer) if timer.deadline() == at => {}
+                Some(timer) if !fired && timer.deadline() <= at => {}
                 Some(timer) => timer.as_mut().reset(at),
                 None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
             }
@@ -442,6 +447,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if timer.as_mut().poll(cx).is_pending() {
                 return false;
             }
+            fired = true;
             let queued = self.conn.buffered_amount();
             match self.conn.handle_timeout(Instant::now().into_std()) {
                 Ok(()) if self.conn.buffered_amount() != queued => return true,
