@@ -1,7 +1,7 @@
 //! # wsx-proto
 //!
 //! The sans-IO core of [wsx](https://docs.rs/wsx): bytes in, events out; messages in, bytes out.
-//! No sockets, no async, no clock (the I/O layer passes the time in: [`TimerConfig`]). An I/O layer (such as the `wsx` crate for tokio) reads bytes
+//! No sockets, no async, no clock. An I/O layer (such as the `wsx` crate for tokio) reads bytes
 //! from a transport into a [`Connection`], polls it for [`Message`]s, hands it messages to send and
 //! writes out the bytes it produces.
 //!
@@ -16,6 +16,10 @@
 //! 3. Messages to send are encoded into frames and queued in an output buffer that the I/O layer
 //!    drains with as few writes as possible.
 //! 4. The close handshake ([`CloseFrame`], [`CloseCode`]) ends it.
+//!
+//! Time is passed in: keepalive and the close deadline ([`TimerConfig`]) are deadlines the I/O
+//! layer asks for ([`Connection::poll_timeout`]) and reports ([`Connection::handle_timeout`]).
+//! A client's masking keys come from the thread's random generator or a [`MaskKeySource`].
 //!
 //! Every public item has one path: the handshake's items under [`handshake`], permessage-deflate's
 //! under [`deflate`], everything else at the crate root. The errors ([`Error`]) say whether the

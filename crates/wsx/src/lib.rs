@@ -18,7 +18,10 @@
 //! - A connection: [`WebSocket`], with `recv`/`send`, or as a `Stream` + `Sink` of [`Message`].
 //!
 //! Writes are coalesced: [`WebSocket::feed`] queues a message, [`WebSocket::flush`] writes every
-//! queued frame in as few (vectored) writes as possible; [`WebSocket::send`] is both.
+//! queued frame in as few (vectored) writes as possible; [`WebSocket::send`] is both. A
+//! broadcast encodes its frame once ([`encode_frame`], queued with
+//! [`WebSocket::feed_encoded`]) or shares its payload's tail among recipients
+//! ([`WebSocket::feed_with_shared_tail`]).
 //!
 //! Every public item has one path: the crate root, or one of the modules [`tls`],
 //! [`hyper_upgrade`] and [`axum`], whose names would be ambiguous at the root. The protocol types
