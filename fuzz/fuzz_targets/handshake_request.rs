@@ -1,7 +1,7 @@
 //! Fuzz target: the server side of the opening handshake, `wsx_proto::handshake::parse_request`
 //! and `validate_upgrade`, on raw bytes, on requests assembled from fuzzer-chosen parts, and on
 //! what `ClientRequest::encode` produces (a round trip through the server and back through
-//! `write_accept_response` and `parse_response`).
+//! `AcceptResponse` and `parse_response`).
 //!
 //! Invariants checked, besides "no panic":
 //! - a complete head is no longer than the input nor than `max_header_bytes`; every shorter
@@ -20,8 +20,8 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use wsx_proto::deflate::DeflateConfig;
 use wsx_proto::handshake::{
-    ClientRequest, DEFAULT_MAX_HEADER_BYTES, HttpRequest, accept_key, error_response,
-    parse_request, parse_response, validate_upgrade, write_accept_response,
+    AcceptResponse, ClientRequest, DEFAULT_MAX_HEADER_BYTES, HttpRequest, accept_key,
+    error_response, parse_request, parse_response, validate_upgrade,
 };
 
 #[derive(Arbitrary, Debug)]
@@ -160,13 +160,13 @@ fn check_valid(req: &HttpRequest) {
             assert_eq!(accept_key(ws.key.as_bytes()).len(), 28);
             let answer = DeflateConfig::default().server_accept(&ws.extensions);
             let mut out = Vec::new();
-            write_accept_response(
-                &mut out,
+            AcceptResponse::new(
                 &ws.key,
                 ws.subprotocols.first().map(String::as_str),
                 answer.as_ref().map(|(_, s)| s.as_str()),
                 &[],
-            );
+            )
+            .encode(&mut out);
             assert!(out.starts_with(b"HTTP/1.1 101 ") && out.ends_with(b"\r\n\r\n"));
         }
         Err(e) => {
@@ -303,13 +303,13 @@ fn round_trip(
     // At most 16 extra headers: with more, the response may pass the 64 header lines a
     // client accepts (TooManyHeaders, as documented).
     let response_headers = &response_headers[..response_headers.len().min(16)];
-    write_accept_response(
-        &mut response,
+    AcceptResponse::new(
         &ws.key,
         chosen.as_deref(),
         answer.as_deref(),
         response_headers,
-    );
+    )
+    .encode(&mut response);
     let resp_len = response.len();
     response.extend_from_slice(leftover);
     match parse_response(&response, &client, DEFAULT_MAX_HEADER_BYTES) {

@@ -17,6 +17,8 @@
 //! validated as it arrives, even inside a frame that is only partly received.
 
 use std::io::IoSlice;
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -26,10 +28,12 @@ use crate::deflate::PerMessageDeflate;
 use crate::error::{Error, ProtocolError};
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::mask::apply_mask;
+use crate::mask_keys::MaskKeySource;
 use crate::message::{Message, Utf8Bytes};
 use crate::output::OutputQueue;
 use crate::pool::{self, Class};
 use crate::role::Role;
+use crate::timers::{Due, Timeout, TimerConfig, Timers};
 use crate::utf8::Utf8Validator;
 
 /// Queued output (in bytes) from which pongs stop being queued one per ping: past it, at most
@@ -112,6 +116,10 @@ pub struct Connection {
     /// The size of the frame of `pending_pong` (0 without one), so that
     /// [`Connection::buffered_amount`] is one addition on the hot path.
     pending_pong_bytes: usize,
+    /// Keepalive and the close deadline (see `timers.rs`); `None` without timers.
+    timers: Option<Box<Timers>>,
+    /// Where a client's masking keys come from; `None`: the thread's random generator.
+    mask_keys: Option<Arc<dyn MaskKeySource>>,
     close_sent: bool,
     close_received: bool,
     failed: bool,
@@ -133,6 +141,8 @@ impl Connection {
             out_fragmented: None,
             pending_pong: None,
             pending_pong_bytes: 0,
+            timers: None,
+            mask_keys: None,
             close_sent: false,
             close_received: false,
             failed: false,
@@ -142,6 +152,20 @@ impl Connection {
     /// Enable permessage-deflate with the parameters negotiated in the handshake.
     pub fn with_deflate(mut self, deflate: PerMessageDeflate) -> Self {
         self.deflate = Some(Box::new(deflate));
+        self
+    }
+
+    /// Take the masking keys of a client's frames from `source` instead of the thread's random
+    /// generator (a server masks nothing and never asks it).
+    pub fn with_mask_keys(mut self, source: Arc<dyn MaskKeySource>) -> Self {
+        self.mask_keys = Some(source);
+        self
+    }
+
+    /// Run the timers of `config` (keepalive, idle timeout, close deadline), starting at `now`;
+    /// see [`Connection::poll_timeout`].
+    pub fn with_timers(mut self, config: TimerConfig, now: Instant) -> Self {
+        self.timers = (!config.is_empty()).then(|| Box::new(Timers::new(config, now)));
         self
     }
 
@@ -352,7 +376,12 @@ impl Connection {
                 }
                 Ok(Step::Message(Message::Ping(payload)))
             }
-            OpCode::Pong => Ok(Step::Message(Message::Pong(payload))),
+            OpCode::Pong => {
+                if let Some(timers) = self.timers.as_deref_mut() {
+                    timers.on_pong(&payload);
+                }
+                Ok(Step::Message(Message::Pong(payload)))
+            }
             OpCode::Close => {
                 let frame = CloseFrame::parse(payload)?;
                 self.close_received = true;
@@ -429,8 +458,17 @@ impl Connection {
         self.frame = None;
         self.message = None;
         if !self.close_sent {
-            let code = err.close_code().unwrap_or(CloseCode::PROTOCOL_ERROR);
-            self.queue_close(Some(&CloseFrame::truncated(code, &err.to_string())));
+            let frame = match err {
+                Error::Timeout(t) => t
+                    .close_frame()
+                    .map(|(code, why)| CloseFrame::new(code, why)),
+                _ => None,
+            };
+            let frame = frame.unwrap_or_else(|| {
+                let code = err.close_code().unwrap_or(CloseCode::PROTOCOL_ERROR);
+                CloseFrame::truncated(code, &err.to_string())
+            });
+            self.queue_close(Some(&frame));
         }
     }
 
@@ -514,7 +552,7 @@ impl Connection {
         let mut header = FrameHeader::new(opcode, payload.len() as u64);
         header.fin = fin;
         if self.role.masks_outgoing() {
-            header.mask = Some(rand::random());
+            header.mask = Some(self.next_mask_key());
         }
         self.queue_pending_pong();
         self.out.push_frame(&header, &payload, Some(&payload));
@@ -522,6 +560,54 @@ impl Connection {
             self.out_fragmented = Some(state);
         }
         Ok(())
+    }
+
+    /// Queue one unfragmented, uncompressed data message whose payload is `head` followed by
+    /// `tail`: a message made of a per-connection part and a part shared by many connections
+    /// (a broadcast with a per-recipient prefix). On a server a large `tail` is queued as it is,
+    /// without a copy; a client copies both parts, since it must mask them.
+    ///
+    /// `opcode` is `OpCode::Text` or `OpCode::Binary`; text is checked to be UTF-8 (head and
+    /// tail together). The message is never compressed, even when permessage-deflate is in use.
+    pub fn send_with_shared_tail(
+        &mut self,
+        opcode: OpCode,
+        head: &[u8],
+        tail: Bytes,
+    ) -> Result<(), Error> {
+        if self.close_sent || self.failed {
+            return Err(Error::Closed);
+        }
+        if self.out_fragmented.is_some() {
+            return Err(Error::InvalidSend("a fragmented message is being sent"));
+        }
+        Connection::check_shared_tail(opcode, head, &tail)?;
+        let mut header = FrameHeader::new(opcode, (head.len() + tail.len()) as u64);
+        if self.role.masks_outgoing() {
+            header.mask = Some(self.next_mask_key());
+        }
+        self.queue_pending_pong();
+        self.out.push_frame_with_tail(&header, head, &tail);
+        Ok(())
+    }
+
+    /// Whether `head` followed by `tail` can be sent as one message with `opcode`
+    /// ([`Connection::send_with_shared_tail`]): a text or binary opcode, and valid UTF-8 for
+    /// text. A layer that queues such messages elsewhere first can check them here.
+    pub fn check_shared_tail(opcode: OpCode, head: &[u8], tail: &[u8]) -> Result<(), Error> {
+        match opcode {
+            OpCode::Binary => Ok(()),
+            OpCode::Text => {
+                let mut utf8 = Utf8Validator::new();
+                utf8.feed(head)
+                    .and_then(|()| utf8.feed(tail))
+                    .and_then(|()| utf8.finish())
+                    .map_err(|_| Error::InvalidSend("text is not valid UTF-8"))
+            }
+            _ => Err(Error::InvalidSend(
+                "a message with a shared tail is text or binary",
+            )),
+        }
     }
 
     fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
@@ -599,9 +685,17 @@ impl Connection {
         let mut header = FrameHeader::new(opcode, payload.len() as u64);
         header.rsv1 = rsv1;
         if self.role.masks_outgoing() {
-            header.mask = Some(rand::random());
+            header.mask = Some(self.next_mask_key());
         }
         self.out.push_frame(&header, payload, shared);
+    }
+
+    /// The masking key for the next frame (client role).
+    fn next_mask_key(&self) -> [u8; 4] {
+        match &self.mask_keys {
+            Some(source) => source.next_key(),
+            None => rand::random(),
+        }
     }
 
     /// Whether there are bytes to write.
@@ -677,6 +771,67 @@ impl Connection {
         }
     }
 
+    // ----- time (see `timers.rs`) -----
+
+    /// Whether keepalive (pings or an idle timeout) runs: then report when bytes arrive with
+    /// [`Connection::mark_received`].
+    pub fn has_keepalive(&self) -> bool {
+        self.timers.as_ref().is_some_and(|t| t.has_keepalive())
+    }
+
+    /// Bytes arrived from the peer at `now`: silence is measured from here.
+    pub fn mark_received(&mut self, now: Instant) {
+        if let Some(timers) = self.timers.as_deref_mut() {
+            timers.mark_received(now);
+        }
+    }
+
+    /// When [`Connection::handle_timeout`] must next be called, if ever. Ask again after
+    /// anything that may change it: a message sent or received, a close, a timeout handled.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timers = self.timers.as_deref()?;
+        timers.poll_timeout(self.is_closing(), self.keepalive_runs())
+    }
+
+    /// Act on the deadlines passed at `now`: a keepalive ping may be queued (write the output);
+    /// a keepalive failure fails the connection (its close frame is queued, as after an error
+    /// from [`Connection::poll_message`]) and is returned as [`Error::Timeout`]; so is the end
+    /// of the close deadline, after which the transport should be closed
+    /// ([`Connection::is_closed`]).
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
+        let (closing, keepalive) = (self.is_closing(), self.keepalive_runs());
+        let Some(timers) = self.timers.as_deref_mut() else {
+            return Ok(());
+        };
+        match timers.handle_timeout(now, closing, keepalive) {
+            None => Ok(()),
+            Some(Due::Ping(payload)) => {
+                self.queue_frame(OpCode::Ping, false, &payload, None);
+                Ok(())
+            }
+            Some(Due::Expired(Timeout::Close)) => Err(Timeout::Close.into()),
+            Some(Due::Expired(t)) => {
+                let err = Error::Timeout(t);
+                self.fail(&err);
+                // The close handshake starts now: arm its deadline.
+                if let Some(timers) = self.timers.as_deref_mut() {
+                    timers.handle_timeout(now, true, false);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Whether the close handshake has started (or the connection failed).
+    fn is_closing(&self) -> bool {
+        self.close_sent || self.close_received || self.failed
+    }
+
+    /// Whether keepalive still applies: until our close frame is sent.
+    fn keepalive_runs(&self) -> bool {
+        !(self.close_sent || self.failed)
+    }
+
     // ----- state -----
 
     /// Whether we have sent a close frame.
@@ -694,10 +849,12 @@ impl Connection {
         self.failed
     }
 
-    /// Whether the close handshake is complete (or the connection failed): once the output is
-    /// written, the transport should be closed.
+    /// Whether the close handshake is complete (or the connection failed, or the close deadline
+    /// passed): once the output is written, the transport should be closed.
     pub fn is_closed(&self) -> bool {
-        self.failed || (self.close_sent && self.close_received)
+        self.failed
+            || (self.close_sent && self.close_received)
+            || self.timers.as_ref().is_some_and(|t| t.gave_up())
     }
 }
 
@@ -884,6 +1041,91 @@ mod tests {
         queue.push_frame(&FrameHeader::new(OpCode::Binary, 300), &[9u8; 300], None);
         assert_eq!(&frame[..], queue.first_chunk());
         assert_eq!(&frame[..4], b"\x82\x7e\x01\x2c");
+    }
+
+    #[test]
+    fn a_large_shared_tail_is_queued_without_a_copy() {
+        let mut conn = Connection::new(Role::Server, Config::default());
+        let tail = Bytes::from(vec![5u8; 64 * 1024]);
+        conn.send_with_shared_tail(OpCode::Binary, b"head", tail.clone())
+            .unwrap();
+        let mut slices = [IoSlice::new(&[]); 4];
+        let n = conn.output_chunks(&mut slices);
+        assert_eq!(n, 2);
+        assert_eq!(&slices[0][..], b"\x82\x7f\0\0\0\0\0\x01\0\x04head");
+        assert_eq!(
+            slices[1].as_ptr(),
+            tail.as_ptr(),
+            "the tail is the caller's buffer"
+        );
+        assert_eq!(conn.buffered_amount(), 10 + 4 + tail.len());
+    }
+
+    /// Keys 0x10, 0x20, 0x30, … repeated four times, frame by frame.
+    #[derive(Debug, Default)]
+    struct StepKeys(std::sync::atomic::AtomicU8);
+
+    impl MaskKeySource for StepKeys {
+        fn next_key(&self) -> [u8; 4] {
+            let n = self.0.fetch_add(0x10, std::sync::atomic::Ordering::Relaxed) + 0x10;
+            [n; 4]
+        }
+    }
+
+    #[test]
+    fn client_frames_use_the_supplied_mask_keys() {
+        let mut conn = Connection::new(Role::Client, Config::default())
+            .with_mask_keys(Arc::new(StepKeys::default()));
+        conn.send(Message::text("ab")).unwrap();
+        conn.send_with_shared_tail(OpCode::Binary, b"c", Bytes::from_static(b"d"))
+            .unwrap();
+        conn.close(None).unwrap();
+        assert_eq!(
+            drain(&mut conn),
+            [
+                0x81,
+                0x82,
+                0x10,
+                0x10,
+                0x10,
+                0x10,
+                b'a' ^ 0x10,
+                b'b' ^ 0x10, //
+                0x82,
+                0x82,
+                0x20,
+                0x20,
+                0x20,
+                0x20,
+                b'c' ^ 0x20,
+                b'd' ^ 0x20, //
+                0x88,
+                0x80,
+                0x30,
+                0x30,
+                0x30,
+                0x30,
+            ]
+        );
+        // A server masks nothing and never asks the source.
+        let source = Arc::new(StepKeys::default());
+        let mut server =
+            Connection::new(Role::Server, Config::default()).with_mask_keys(source.clone());
+        server.send(Message::text("ab")).unwrap();
+        assert_eq!(drain(&mut server), b"\x81\x02ab");
+        assert_eq!(source.next_key(), [0x10; 4]);
+    }
+
+    /// An idle connection's memory is mostly this struct: timers and the mask key source
+    /// added 24 bytes to the 368 it had (one box pointer, one `Arc` of a trait object).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn connection_stays_small() {
+        assert!(
+            std::mem::size_of::<Connection>() <= 392,
+            "{}",
+            std::mem::size_of::<Connection>()
+        );
     }
 
     #[test]

@@ -8,11 +8,14 @@
 //!   ([`Error::close_code`]: the connection is failed with it) or, during the handshake, to an
 //!   HTTP status ([`crate::handshake::HandshakeError::status`]).
 //! - **We failed**: [`Error::Deflate`] (1011).
+//! - **A deadline passed**: [`Error::Timeout`] (keepalive: 1011 or 1001; the close handshake:
+//!   give up).
 //! - **The API was misused**: [`Error::InvalidSend`] and [`Error::Closed`]. Nothing is sent to
 //!   the peer and the connection is unchanged; [`Error::close_code`] is `None`.
 
 use crate::close::CloseCode;
 use crate::handshake::HandshakeError;
+use crate::timers::Timeout;
 
 /// Everything that can go wrong in the protocol core.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +55,11 @@ pub enum Error {
     /// Compressing an outgoing message failed; the connection is failed with 1011.
     #[error("permessage-deflate: compression failed: {0}")]
     Deflate(String),
+    /// A deadline of the connection's timers passed ([`crate::Connection::handle_timeout`]):
+    /// a keepalive failure fails the connection (1011 for a missing pong, 1001 when idle); when
+    /// the close handshake did not finish in time, the transport should be closed.
+    #[error("timeout: {0}")]
+    Timeout(#[from] Timeout),
     /// API misuse: the application tried to send something not allowed (for example a control
     /// frame payload over 125 bytes, or an invalid close code).
     #[error("invalid message to send: {0}")]
@@ -73,6 +81,7 @@ impl Error {
                 Some(CloseCode::MESSAGE_TOO_BIG)
             }
             Error::Deflate(_) => Some(CloseCode::INTERNAL_ERROR),
+            Error::Timeout(t) => t.close_frame().map(|(code, _)| code),
             _ => None,
         }
     }

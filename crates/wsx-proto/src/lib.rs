@@ -17,6 +17,10 @@
 //!    drains with as few writes as possible.
 //! 4. The close handshake ([`CloseFrame`], [`CloseCode`]) ends it.
 //!
+//! Time is passed in: keepalive and the close deadline ([`TimerConfig`]) are deadlines the I/O
+//! layer asks for ([`Connection::poll_timeout`]) and reports ([`Connection::handle_timeout`]).
+//! A client's masking keys come from the thread's random generator or a [`MaskKeySource`].
+//!
 //! Every public item has one path: the handshake's items under [`handshake`], permessage-deflate's
 //! under [`deflate`], everything else at the crate root. The errors ([`Error`]) say whether the
 //! peer misbehaved or the API was misused.
@@ -31,10 +35,12 @@ mod error;
 mod frame;
 pub mod handshake;
 mod mask;
+mod mask_keys;
 mod message;
 mod output;
 mod pool;
 mod role;
+mod timers;
 mod utf8;
 
 pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
@@ -43,6 +49,8 @@ pub use connection::{Connection, PONG_COALESCE_AT, encode_frame};
 pub use error::{Error, ProtocolError};
 pub use frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
 pub use mask::{apply_mask, apply_mask_scalar};
+pub use mask_keys::MaskKeySource;
 pub use message::{Message, Utf8Bytes};
 pub use role::Role;
+pub use timers::{Timeout, TimerConfig};
 pub use utf8::{InvalidUtf8, Utf8Validator};

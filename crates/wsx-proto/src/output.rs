@@ -57,6 +57,34 @@ impl OutputQueue {
         }
     }
 
+    /// Queue one frame whose payload is `head` followed by `tail` (the header's length covers
+    /// both). Unmasked, a large `tail` is queued as it is, without a copy; masked (a client),
+    /// both parts are copied and masked as one payload.
+    pub fn push_frame_with_tail(&mut self, header: &FrameHeader, head: &[u8], tail: &Bytes) {
+        let mut hdr = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut hdr);
+        self.len += n + head.len() + tail.len();
+        match header.mask {
+            None if tail.len() >= ZERO_COPY_MIN => {
+                self.reserve_staging(n + head.len());
+                self.staging.extend_from_slice(&hdr[..n]);
+                self.staging.extend_from_slice(head);
+                self.flush_staging();
+                self.chunks.push_back(tail.clone());
+            }
+            mask => {
+                self.reserve_staging(n + head.len() + tail.len());
+                self.staging.extend_from_slice(&hdr[..n]);
+                let start = self.staging.len();
+                self.staging.extend_from_slice(head);
+                self.staging.extend_from_slice(tail);
+                if let Some(key) = mask {
+                    apply_mask(&mut self.staging[start..], key, 0);
+                }
+            }
+        }
+    }
+
     /// Queue bytes that are already a complete encoded frame (or several).
     pub fn push_encoded(&mut self, bytes: Bytes) {
         self.len += bytes.len();

@@ -1,29 +1,13 @@
 //! The connection state machine as an in-memory client/server pair: no sockets.
-
-use std::io::IoSlice;
+mod common;
 
 use bytes::Bytes;
+use common::drain;
 use proptest::prelude::*;
 use wsx_proto::{
     CloseCode, CloseFrame, Config, Connection, Error, FrameHeader, MAX_HEADER_LEN, Message, OpCode,
     ProtocolError, Role, apply_mask,
 };
-
-/// Everything `conn` has queued, as one buffer (and marks it written).
-fn drain(conn: &mut Connection) -> Vec<u8> {
-    let mut out = Vec::new();
-    while conn.has_output() {
-        let mut slices = [IoSlice::new(&[]); 16];
-        let n = conn.output_chunks(&mut slices);
-        let mut written = 0;
-        for s in &slices[..n] {
-            out.extend_from_slice(s);
-            written += s.len();
-        }
-        conn.advance_output(written);
-    }
-    out
-}
 
 /// Every message `conn` produces from `bytes` fed in one piece; the error, if any, last.
 fn receive(conn: &mut Connection, bytes: &[u8]) -> (Vec<Message>, Option<Error>) {

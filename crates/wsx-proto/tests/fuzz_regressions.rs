@@ -6,8 +6,8 @@
 //! attribute with the fix.
 
 use wsx_proto::handshake::{
-    ClientRequest, DEFAULT_MAX_HEADER_BYTES, HandshakeError, parse_request, parse_response,
-    validate_upgrade, write_accept_response,
+    AcceptResponse, ClientRequest, DEFAULT_MAX_HEADER_BYTES, HandshakeError, parse_request,
+    parse_response, validate_upgrade,
 };
 
 /// Where a handshake between a wsx client sending `client` and a wsx server answering with
@@ -24,7 +24,7 @@ fn handshake(client: &ClientRequest, extra: &[(String, String)]) -> Result<(), S
     assert_eq!(ws.key, client.key());
     let mut response = Vec::new();
     let chosen = ws.subprotocols.first().map(String::as_str);
-    write_accept_response(&mut response, &ws.key, chosen, None, extra);
+    AcceptResponse::new(&ws.key, chosen, None, extra).encode(&mut response);
     match parse_response(&response, client, DEFAULT_MAX_HEADER_BYTES) {
         Ok(Some((resp, n))) => {
             assert_eq!(n, response.len());
@@ -81,11 +81,11 @@ fn user_header_cannot_duplicate_a_handshake_header() {
     );
 }
 
-/// The same on the server side: `write_accept_response` drops the extra headers it manages
+/// The same on the server side: `AcceptResponse` drops the extra headers it manages
 /// by their trimmed name but writes the sanitized one, so `"Sec-WebSocket-Accept;"` becomes a
 /// second accept header and the client fails with `InvalidAccept`.
 ///
-/// Fix: in `write_accept_response`, test `is_one_of(&sanitize_name(name), ACCEPT_MANAGED)`.
+/// Fix: in `AcceptResponse`, test `is_one_of(&sanitize_name(name), ACCEPT_MANAGED)`.
 #[test]
 fn extra_response_header_cannot_duplicate_accept() {
     let extra = [("Sec-WebSocket-Accept;".to_owned(), "x".to_owned())];

@@ -1,7 +1,9 @@
 //! Settings for a WebSocket connection, shared by clients and servers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use wsx_proto::MaskKeySource;
 use wsx_proto::deflate::DeflateConfig;
 
 /// Connection settings.
@@ -40,6 +42,10 @@ pub struct WebSocketConfig {
     /// Close the connection (1001, [`crate::Error::Timeout`]) after this long without
     /// receiving anything. Default: none.
     pub idle_timeout: Option<Duration>,
+    /// Where a client takes the masking keys of its frames from. Default (`None`): the
+    /// thread's random generator. A fixed source makes a client's bytes reproducible in
+    /// tests; see [`MaskKeySource`] for why real clients keep the default.
+    pub mask_keys: Option<Arc<dyn MaskKeySource>>,
 }
 
 /// The policy when the outgoing buffer is full ([`WebSocketConfig::max_write_buffer`]).
@@ -73,6 +79,7 @@ impl Default for WebSocketConfig {
             ping_interval: None,
             pong_timeout: Duration::from_secs(20),
             idle_timeout: None,
+            mask_keys: None,
         }
     }
 }
@@ -120,6 +127,12 @@ impl WebSocketConfig {
     /// Set the largest HTTP head accepted during the handshake (431 past it on a server).
     pub fn max_header_bytes(mut self, bytes: usize) -> Self {
         self.max_header_bytes = bytes;
+        self
+    }
+
+    /// Take a client's masking keys from `source` (see [`WebSocketConfig::mask_keys`]).
+    pub fn mask_keys(mut self, source: impl MaskKeySource + 'static) -> Self {
+        self.mask_keys = Some(Arc::new(source));
         self
     }
 

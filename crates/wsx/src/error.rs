@@ -71,6 +71,7 @@ impl From<wsx_proto::Error> for Error {
     fn from(e: wsx_proto::Error) -> Self {
         match e {
             wsx_proto::Error::Closed => Error::Closed,
+            wsx_proto::Error::Timeout(t) => Error::Timeout(t.as_str()),
             wsx_proto::Error::InvalidSend(why) => Error::InvalidSend(why),
             e => Error::Protocol(e),
         }

@@ -60,7 +60,9 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use wsx_proto::deflate::{DeflateParams, PerMessageDeflate};
-use wsx_proto::handshake::{HandshakeError, HttpRequest, WebSocketRequest, validate_upgrade};
+use wsx_proto::handshake::{
+    AcceptResponse, HandshakeError, HttpRequest, WebSocketRequest, validate_upgrade,
+};
 use wsx_proto::{Connection, Role};
 
 use crate::config::WebSocketConfig;
@@ -228,23 +230,38 @@ pub(crate) fn negotiate(
         Some((params, header)) => (Some(params), Some(header)),
         None => (None, None),
     };
-    // The raw-stream server's response bytes, so that both paths send the same headers with the
-    // same sanitizing (managed headers dropped from `accept.headers`, CR/LF removed).
-    let mut head = Vec::with_capacity(256);
-    wsx_proto::handshake::write_accept_response(
-        &mut head,
+    // The same response as the raw-stream server's, from the same structure (managed headers
+    // dropped from `accept.headers`, CR/LF removed), built as a hyper response directly.
+    let accepted = AcceptResponse::new(
         &ws_req.key,
         accept.subprotocol.as_deref(),
         extensions.as_deref(),
         &accept.headers,
     );
-    let response = head_to_response(&head);
+    let response = accept_to_response(&accepted);
     let pending = Pending {
         config: config.clone(),
         deflate,
         subprotocol: accept.subprotocol,
     };
     (response, pending)
+}
+
+/// The hyper [`Response`] for a handshake's [`AcceptResponse`] (101, its headers, no body).
+fn accept_to_response(accepted: &AcceptResponse) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let map = response.headers_mut();
+    for (name, value) in accepted.headers() {
+        // Sanitized by `AcceptResponse::new`; a value hyper still refuses is left out.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            map.append(name, value);
+        }
+    }
+    response
 }
 
 /// Converts a complete HTTP/1.1 response (head and body) built by the handshake module into a

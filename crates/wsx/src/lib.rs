@@ -18,7 +18,10 @@
 //! - A connection: [`WebSocket`], with `recv`/`send`, or as a `Stream` + `Sink` of [`Message`].
 //!
 //! Writes are coalesced: [`WebSocket::feed`] queues a message, [`WebSocket::flush`] writes every
-//! queued frame in as few (vectored) writes as possible; [`WebSocket::send`] is both.
+//! queued frame in as few (vectored) writes as possible; [`WebSocket::send`] is both. A
+//! broadcast encodes its frame once ([`encode_frame`], queued with
+//! [`WebSocket::feed_encoded`]) or shares its payload's tail among recipients
+//! ([`WebSocket::feed_with_shared_tail`]).
 //!
 //! Every public item has one path: the crate root, or one of the modules [`tls`],
 //! [`hyper_upgrade`] and [`axum`], whose names would be ambiguous at the root. The protocol types
@@ -41,7 +44,6 @@ mod config;
 mod error;
 #[cfg(feature = "hyper")]
 pub mod hyper_upgrade;
-mod keepalive;
 mod listener;
 mod policy;
 mod server;
@@ -65,4 +67,7 @@ pub use tls::stream::MaybeTlsStream;
 pub use websocket::{RecvOrDrained, WebSocket};
 pub use wsx_proto::deflate::DeflateConfig;
 pub use wsx_proto::handshake::{ClientRequest, ClientResponse, HandshakeError, HttpRequest, WsUrl};
-pub use wsx_proto::{CloseCode, CloseFrame, MAX_CLOSE_REASON, Message, OpCode, Role, Utf8Bytes};
+pub use wsx_proto::{
+    CloseCode, CloseFrame, MAX_CLOSE_REASON, MaskKeySource, Message, OpCode, Role, Utf8Bytes,
+    encode_frame,
+};

@@ -12,8 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wsx_proto::deflate::PerMessageDeflate;
 use wsx_proto::handshake::{
-    HandshakeError, HttpRequest, RequestReader, error_response, http_response, validate_upgrade,
-    write_accept_response,
+    AcceptResponse, HandshakeError, HttpRequest, RequestReader, error_response, http_response,
+    validate_upgrade,
 };
 use wsx_proto::{Connection, Role};
 
@@ -168,13 +168,13 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         extensions = Some(header);
     }
     let mut resp = Vec::with_capacity(256);
-    write_accept_response(
-        &mut resp,
+    AcceptResponse::new(
         &ws_req.key,
         accept.subprotocol.as_deref(),
         extensions.as_deref(),
         &accept.headers,
-    );
+    )
+    .encode(&mut resp);
     write_response(&mut io, &resp).await?;
     Ok(WebSocket::from_parts(io, conn, config, accept.subprotocol))
 }

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::PollSender;
-use wsx_proto::{CloseCode, CloseFrame, Message};
+use wsx_proto::{CloseCode, CloseFrame, Message, OpCode};
 
 use crate::config::Backpressure;
 use crate::error::{Error, Result};
@@ -33,6 +33,11 @@ const OUTBOUND_QUEUE: usize = 256;
 enum Command {
     Send(Message),
     Encoded(Bytes),
+    SharedTail {
+        opcode: OpCode,
+        head: Bytes,
+        tail: Bytes,
+    },
     Close(CloseFrame),
 }
 
@@ -92,6 +97,7 @@ impl std::fmt::Debug for Command {
         f.write_str(match self {
             Command::Send(_) => "Send",
             Command::Encoded(_) => "Encoded",
+            Command::SharedTail { .. } => "SharedTail",
             Command::Close(_) => "Close",
         })
     }
@@ -106,10 +112,25 @@ impl WsSender {
         self.queue(Command::Send(msg), len).await
     }
 
-    /// Queue frames encoded once with [`wsx_proto::encode_frame`] (server role only).
+    /// Queue frames encoded once with [`crate::encode_frame`] (server role only).
     pub async fn send_encoded(&self, frames: Bytes) -> Result<()> {
         let len = frames.len();
         self.queue(Command::Encoded(frames), len).await
+    }
+
+    /// Queue one message whose payload is `head` followed by the shared `tail` (see
+    /// [`WebSocket::feed_with_shared_tail`]). Errors in the message itself (an opcode other
+    /// than text or binary, text that is not UTF-8) are reported here, before it is queued.
+    pub async fn send_with_shared_tail(
+        &self,
+        opcode: OpCode,
+        head: Bytes,
+        tail: Bytes,
+    ) -> Result<()> {
+        wsx_proto::Connection::check_shared_tail(opcode, &head, &tail)?;
+        let len = head.len() + tail.len();
+        self.queue(Command::SharedTail { opcode, head, tail }, len)
+            .await
     }
 
     /// Start the close handshake with `code` and `reason`. The receiver sees the peer's close
@@ -228,6 +249,7 @@ fn drive_once<S: AsyncRead + AsyncWrite + Unpin>(
                     let len = match &cmd {
                         Command::Send(m) => m.payload().len(),
                         Command::Encoded(b) => b.len(),
+                        Command::SharedTail { head, tail, .. } => head.len() + tail.len(),
                         Command::Close(_) => 0,
                     };
                     shared.queued.fetch_sub(len, Ordering::Relaxed);
@@ -236,6 +258,9 @@ fn drive_once<S: AsyncRead + AsyncWrite + Unpin>(
                     let _ = match cmd {
                         Command::Send(m) => ws.feed(m),
                         Command::Encoded(b) => ws.feed_encoded(b),
+                        Command::SharedTail { opcode, head, tail } => {
+                            ws.feed_with_shared_tail(opcode, &head, tail)
+                        }
                         Command::Close(_) if ws.connection().is_close_sent() => Ok(()),
                         Command::Close(f) => ws.feed(Message::Close(Some(f))),
                     };

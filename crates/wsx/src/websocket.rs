@@ -16,16 +16,14 @@ use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use wsx_proto::{CloseCode, CloseFrame, Connection, Message, OpCode, Role};
+use wsx_proto::{CloseCode, CloseFrame, Connection, Message, OpCode, Role, Timeout, TimerConfig};
 
 use crate::config::{Backpressure, WebSocketConfig};
 use crate::error::{Error, Result};
-use crate::keepalive::{Keepalive, KeepaliveAction};
 
 /// How much read buffer space to make available before reading (a connection's read buffer
 /// is at least this large while it is active; idle connections hold none). Large enough that
@@ -66,15 +64,15 @@ pub struct WebSocket<S> {
     io: S,
     conn: Connection,
     state: State,
-    close_timeout: Duration,
-    close_timer: Option<Pin<Box<Sleep>>>,
+    /// Sleeps until the connection's next deadline ([`Connection::poll_timeout`]): keepalive
+    /// and the close deadline, kept by the protocol core.
+    timer: Option<Pin<Box<Sleep>>>,
     pending_error: Option<Error>,
     max_write_buffer: usize,
     /// Queued output at which reading stops until it is written: `max_write_buffer` for a
     /// server, never for a client (see [`WebSocketConfig::max_write_buffer`]).
     read_pause_at: usize,
     backpressure: Backpressure,
-    keepalive: Option<Box<Keepalive>>,
     shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     peer_close: Option<CloseFrame>,
     subprotocol: Option<String>,
@@ -88,6 +86,17 @@ impl<S> WebSocket<S> {
         config: &WebSocketConfig,
         subprotocol: Option<String>,
     ) -> Self {
+        let conn = match &config.mask_keys {
+            Some(source) => conn.with_mask_keys(source.clone()),
+            None => conn,
+        };
+        let timers = TimerConfig {
+            ping_interval: config.ping_interval,
+            pong_timeout: config.pong_timeout,
+            idle_timeout: config.idle_timeout,
+            close_timeout: Some(config.close_timeout),
+        };
+        let conn = conn.with_timers(timers, Instant::now().into_std());
         let read_pause_at = match conn.role() {
             Role::Server => config.max_write_buffer,
             Role::Client => usize::MAX,
@@ -96,13 +105,11 @@ impl<S> WebSocket<S> {
             io,
             conn,
             state: State::Open,
-            close_timeout: config.close_timeout,
-            close_timer: None,
+            timer: None,
             pending_error: None,
             max_write_buffer: config.max_write_buffer,
             read_pause_at,
             backpressure: config.backpressure,
-            keepalive: Keepalive::new(config).map(Box::new),
             shutdown: None,
             peer_close: None,
             subprotocol,
@@ -150,11 +157,7 @@ impl<S> WebSocket<S> {
     /// in answer to the peer's messages stays bounded.
     pub fn feed(&mut self, msg: Message) -> Result<()> {
         self.check_backpressure()?;
-        let closing = matches!(msg, Message::Close(_));
         self.conn.send(msg)?;
-        if closing {
-            self.start_close_timer();
-        }
         Ok(())
     }
 
@@ -178,11 +181,30 @@ impl<S> WebSocket<S> {
         Ok(())
     }
 
-    /// Queue frames encoded once for many connections with [`wsx_proto::encode_frame`]
+    /// Queue frames encoded once for many connections with [`crate::encode_frame`]
     /// (server role only): a broadcast encodes a message once and shares the bytes.
     pub fn feed_encoded(&mut self, frames: bytes::Bytes) -> Result<()> {
         self.check_backpressure()?;
         self.conn.send_encoded(frames)?;
+        Ok(())
+    }
+
+    /// Queue one unfragmented, uncompressed message (`OpCode::Text` or `OpCode::Binary`) whose
+    /// payload is `head` followed by `tail`, without writing it: a broadcast with a
+    /// per-recipient prefix (a STOMP `MESSAGE` with its `subscription` header, say) whose shared
+    /// part is queued as it is, without a copy, when large. Text is checked to be UTF-8.
+    ///
+    /// A client must mask what it sends, so in the client role both parts are copied (and
+    /// masked); the message is the same on the wire. It is never compressed, even when
+    /// permessage-deflate is in use. The output budget applies as for [`WebSocket::feed`].
+    pub fn feed_with_shared_tail(
+        &mut self,
+        opcode: OpCode,
+        head: &[u8],
+        tail: bytes::Bytes,
+    ) -> Result<()> {
+        self.check_backpressure()?;
+        self.conn.send_with_shared_tail(opcode, head, tail)?;
         Ok(())
     }
 
@@ -220,24 +242,9 @@ impl<S> WebSocket<S> {
                     let _ = self
                         .conn
                         .close(Some(CloseFrame::new(code, "send buffer full")));
-                    self.start_close_timer();
                 }
                 Err(Error::BufferFull)
             }
-        }
-    }
-
-    fn start_close_timer(&mut self) {
-        if self.close_timer.is_none() {
-            self.close_timer = Some(Box::pin(tokio::time::sleep(self.close_timeout)));
-        }
-    }
-
-    /// Whether the close deadline passed.
-    fn close_timer_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        match self.close_timer.as_mut() {
-            Some(t) => t.as_mut().poll(cx).is_ready(),
-            None => false,
         }
     }
 }
@@ -306,13 +313,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }
                     match self.conn.poll_message() {
                         Ok(Some(msg)) => {
-                            if let (Message::Pong(p), Some(k)) = (&msg, self.keepalive.as_mut()) {
-                                k.on_pong(p);
-                            }
                             if let Message::Close(frame) = &msg {
                                 self.peer_close = frame.clone();
                                 self.state = State::Flushing;
-                                self.start_close_timer();
                             }
                             if self.state == State::Flushing {
                                 // Echo the close at once, even if the user stops polling now.
@@ -331,7 +334,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         Err(e) => {
                             self.pending_error = Some(e.into());
                             self.state = State::Flushing;
-                            self.start_close_timer();
                             continue;
                         }
                     }
@@ -356,8 +358,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                             return Poll::Ready(Some(Err(Error::ConnectionReset)));
                         }
                         Poll::Ready(Ok(_)) => {
-                            if let Some(k) = self.keepalive.as_mut() {
-                                k.on_receive();
+                            if self.conn.has_keepalive() {
+                                self.conn.mark_received(Instant::now().into_std());
                             }
                         }
                         Poll::Ready(Err(e)) => {
@@ -369,8 +371,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 State::Flushing => {
                     match self.poll_write_out(cx) {
                         Poll::Pending => {
-                            if self.close_timer_expired(cx) {
-                                self.state = State::Done;
+                            if self.poll_deadlines(cx) {
                                 continue;
                             }
                             return Poll::Pending;
@@ -391,8 +392,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 State::AwaitEof => match self.poll_fill(cx) {
                     Poll::Pending => {
-                        if self.close_timer_expired(cx) {
-                            self.state = State::Done;
+                        if self.poll_deadlines(cx) {
                             continue;
                         }
                         return Poll::Pending;
@@ -404,7 +404,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     Poll::Ready(_) => self.state = State::Done,
                 },
                 State::Done => {
-                    self.close_timer = None;
+                    self.timer = None;
                     self.conn.release_idle_buffers();
                     return Poll::Ready(self.pending_error.take().map(Err));
                 }
@@ -412,41 +412,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    /// Check the timers while waiting for the transport: the shutdown token, keepalive and the
-    /// close deadline. Whether one fired (the state changed: loop again).
+    /// Check the timers while waiting for the transport: the shutdown token, then the
+    /// connection's deadlines. Whether one fired (the state changed: loop again).
     #[inline(always)]
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.poll_shutdown_signal(cx) {
-            return true;
-        }
-        if let Some(action) = self.poll_keepalive(cx) {
-            match action {
-                KeepaliveAction::Ping(p) => {
-                    let _ = self.conn.send(Message::Ping(p));
+        self.poll_shutdown_signal(cx) || self.poll_deadlines(cx)
+    }
+
+    /// Sleep until the connection's next deadline and hand it the time when it passes. Whether
+    /// something happened: a keepalive ping was queued, a keepalive failure failed the
+    /// connection (its close frame is queued: flush it, then close), or the close deadline
+    /// passed (close the transport now; an error only if the close handshake had not even
+    /// started from our side).
+    ///
+    /// Received bytes move the keepalive deadline later all the time; the sleep is not reset
+    /// for that (a timer reset per read), only for an earlier deadline: when it wakes too
+    /// early, `handle_timeout` finds nothing due and it sleeps again until the new deadline.
+    fn poll_deadlines(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut fired = false;
+        loop {
+            let Some(at) = self.conn.poll_timeout() else {
+                self.timer = None;
+                return false;
+            };
+            let at = Instant::from_std(at);
+            match self.timer.as_mut() {
+                Some(timer) if !fired && timer.deadline() <= at => {}
+                Some(timer) => timer.as_mut().reset(at),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+            let Some(timer) = self.timer.as_mut() else {
+                return false;
+            };
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            fired = true;
+            let queued = self.conn.buffered_amount();
+            match self.conn.handle_timeout(Instant::now().into_std()) {
+                Ok(()) if self.conn.buffered_amount() != queued => return true,
+                // A deadline armed or moved: sleep until the new one.
+                Ok(()) => {}
+                Err(e @ wsx_proto::Error::Timeout(Timeout::Close)) => {
+                    if self.state == State::Open {
+                        self.pending_error = Some(e.into());
+                    }
+                    self.state = State::Done;
+                    return true;
                 }
-                KeepaliveAction::PongTimeout => {
-                    self.fail_with(
-                        CloseCode::INTERNAL_ERROR,
-                        "keepalive ping timeout",
-                        Error::Timeout("no pong to a keepalive ping"),
-                    );
-                }
-                KeepaliveAction::IdleTimeout => {
-                    self.fail_with(
-                        CloseCode::GOING_AWAY,
-                        "idle timeout",
-                        Error::Timeout("nothing received within the idle timeout"),
-                    );
+                Err(e) => {
+                    self.pending_error = Some(e.into());
+                    self.state = State::Flushing;
+                    return true;
                 }
             }
-            return true;
         }
-        if self.close_timer_expired(cx) {
-            self.state = State::Done;
-            self.pending_error = Some(Error::Timeout("waiting for the peer's close frame"));
-            return true;
-        }
-        false
     }
 
     /// Whether the shutdown token fired just now (a close 1001 was queued).
@@ -470,30 +490,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 CloseCode::GOING_AWAY,
                 "server shutting down",
             )));
-            self.start_close_timer();
         }
         true
-    }
-
-    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> Option<KeepaliveAction> {
-        if self.conn.is_close_sent() {
-            return None;
-        }
-        match self.keepalive.as_mut()?.poll(cx) {
-            Poll::Ready(action) => Some(action),
-            Poll::Pending => None,
-        }
-    }
-
-    /// End the connection from our side: queue a close frame, remember the error for `recv`.
-    fn fail_with(&mut self, code: CloseCode, reason: &str, err: Error) {
-        if !self.conn.is_close_sent() {
-            let _ = self.conn.close(Some(CloseFrame::new(code, reason)));
-        }
-        self.keepalive = None;
-        self.pending_error = Some(err);
-        self.state = State::Flushing;
-        self.start_close_timer();
     }
 
     /// Like [`WebSocket::poll_recv`] (which also writes queued output), and with

@@ -132,7 +132,7 @@ async fn non_reading_server() -> (std::net::SocketAddr, tokio::sync::oneshot::Se
         let (req, _) = wsx::read_request(&mut tcp, 16384).await.unwrap();
         let key = req.header_str("sec-websocket-key").unwrap().to_string();
         let mut resp = Vec::new();
-        wsx_proto::handshake::write_accept_response(&mut resp, &key, None, None, &[]);
+        wsx_proto::handshake::AcceptResponse::new(&key, None, None, &[]).encode(&mut resp);
         tcp.write_all(&resp).await.unwrap();
         let _ = stopped.await;
         drop(tcp);
@@ -220,4 +220,25 @@ async fn wait_policy_makes_send_wait() {
         }
     }
     assert!(waited, "send never waited for a peer that does not read");
+}
+
+#[tokio::test]
+async fn the_close_deadline_ends_a_close_the_peer_never_answers() {
+    let (addr, _stop) = non_reading_server().await;
+    let config = WebSocketConfig::default().close_timeout(Duration::from_millis(300));
+    let (mut ws, _) = ClientBuilder::new(format!("ws://{addr}/"))
+        .config(config)
+        .connect()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let end = within(ws.close(CloseCode::NORMAL, "bye")).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(end, Err(wsx::Error::Timeout(why)) if why.contains("close frame")),
+        "{end:?}"
+    );
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(ws.recv().await.is_none());
 }

@@ -2,7 +2,7 @@
 //!
 //! A chat session (see [`super::chat`]) that joined a room sends it [`Command`]s. The room task
 //! serializes each outgoing event once, encodes it into a WebSocket frame once
-//! ([`wsx_proto::encode_frame`]) and pushes the same `Bytes` into every member's
+//! ([`wsx::encode_frame`]) and pushes the same `Bytes` into every member's
 //! [`OutboundQueue`] (the slow-consumer queue of `wsx-broker`, shared with the STOMP broker):
 //! the room task never waits for a member. A member whose queue would pass its limits (too many
 //! entries or too many bytes) is dropped by its queue, closes with 1008 "too slow" and leaves
@@ -57,7 +57,7 @@ impl Outgoing {
     /// Encode a message into a frame. Data messages always encode; `None` only for control
     /// messages the protocol refuses (never built here).
     pub fn encode(msg: &Message) -> Option<Outgoing> {
-        match wsx_proto::encode_frame(msg) {
+        match wsx::encode_frame(msg) {
             Ok(wire) => Some(Outgoing {
                 wire,
                 payload_len: msg.payload().len(),

@@ -321,7 +321,7 @@ pub fn parse_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handshake::{parse_request, validate_upgrade, write_accept_response};
+    use crate::handshake::{AcceptResponse, parse_request, validate_upgrade};
     use proptest::prelude::*;
 
     fn with_key(mut req: ClientRequest, key: &str) -> ClientRequest {
@@ -439,13 +439,13 @@ mod tests {
         assert_eq!(ws.extensions, ["permessage-deflate"]);
 
         let mut answer = Vec::new();
-        write_accept_response(
-            &mut answer,
+        AcceptResponse::new(
             &ws.key,
             Some("v2.chat"),
             Some("permessage-deflate"),
             &[("X-Server".into(), "wsx".into())],
-        );
+        )
+        .encode(&mut answer);
         let head_len = answer.len();
         answer.extend_from_slice(b"\x81\x02hi");
 
@@ -646,7 +646,7 @@ mod tests {
             let ws = validate_upgrade(&http).unwrap();
             prop_assert_eq!(ws.subprotocols.as_slice(), std::slice::from_ref(&p));
             let mut answer = Vec::new();
-            write_accept_response(&mut answer, &ws.key, Some(&p), None, &[]);
+            AcceptResponse::new(&ws.key, Some(&p), None, &[]).encode(&mut answer);
             let (resp, _) = parse_response(&answer, &req, 8192).unwrap().unwrap();
             prop_assert_eq!(resp.subprotocol, Some(p));
         }

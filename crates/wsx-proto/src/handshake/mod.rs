@@ -8,7 +8,7 @@
 //! * A server feeds the bytes it reads to a [`RequestReader`] (`head.rs`; it looks at each byte
 //!   once, however the head is cut into reads) or to [`parse_request`] until it returns an
 //!   [`HttpRequest`] (`request.rs`), checks it with [`validate_upgrade`], and answers with
-//!   [`write_accept_response`] (101 Switching Protocols) or [`error_response`] (`response.rs`).
+//!   an [`AcceptResponse`] (101 Switching Protocols) or [`error_response`] (`response.rs`).
 //!
 //! Both parsers return how many bytes the HTTP head took: the bytes after it already belong to
 //! the WebSocket stream and must be handed to the connection.
@@ -28,7 +28,7 @@ pub use client::{ClientRequest, ClientResponse, parse_response};
 pub use head::RequestReader;
 pub use headers::{has_token, list_elements, token_list};
 pub use request::{HttpRequest, WebSocketRequest, parse_request, validate_upgrade};
-pub use response::{error_response, http_response, reason_phrase, write_accept_response};
+pub use response::{AcceptResponse, error_response, http_response, reason_phrase};
 pub use url::WsUrl;
 
 use base64::Engine as _;

@@ -136,7 +136,7 @@ pub fn parse_request(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebSocketRequest {
     /// The `Sec-WebSocket-Key`, as sent (pass it to
-    /// [`write_accept_response`](super::write_accept_response)).
+    /// [`AcceptResponse`](super::AcceptResponse)).
     pub key: String,
     /// The subprotocols offered in `Sec-WebSocket-Protocol`, in order: all occurrences of the
     /// header, split at commas, trimmed, empty elements dropped.

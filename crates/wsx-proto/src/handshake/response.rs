@@ -1,8 +1,9 @@
 //! Server side, last step of the handshake: the bytes to answer the client's request with.
 //!
 //! After [`validate_upgrade`](super::validate_upgrade) accepted a request, the server picks a
-//! subprotocol and extension parameters, and [`write_accept_response`] produces the
-//! `101 Switching Protocols` response; from the next byte on, the connection speaks WebSocket.
+//! subprotocol and extension parameters, and [`AcceptResponse`] is the
+//! `101 Switching Protocols` response (encoded as bytes, or turned into an HTTP library's
+//! response); from the next byte on, the connection speaks WebSocket.
 //! When parsing or validation failed, [`error_response`] produces the HTTP error to send before
 //! closing the connection. [`http_response`] builds any other plain HTTP response (for routers
 //! that serve ordinary requests on the same port).
@@ -15,7 +16,7 @@ use super::{
     HandshakeError, accept_key, push_header, push_user_header, sanitize_name, sanitize_value,
 };
 
-/// Headers that [`write_accept_response`] writes itself and drops from `extra_headers`.
+/// Headers that [`AcceptResponse`] carries itself and drops from the extra headers.
 const ACCEPT_MANAGED: &[&str] = &[
     "upgrade",
     "connection",
@@ -26,45 +27,92 @@ const ACCEPT_MANAGED: &[&str] = &[
     "transfer-encoding",
 ];
 
-/// Appends a `101 Switching Protocols` response accepting the handshake to `dst`.
+/// The `101 Switching Protocols` response accepting a handshake, as a structure: a server on a
+/// raw stream writes it with [`AcceptResponse::encode`]; one inside an HTTP library (hyper)
+/// builds that library's response from [`AcceptResponse::headers`].
 ///
-/// It carries `Upgrade: websocket`, `Connection: Upgrade`, `Sec-WebSocket-Accept` computed from
-/// `key` (the client's `Sec-WebSocket-Key`, as in
-/// [`WebSocketRequest::key`](super::WebSocketRequest::key)), `Sec-WebSocket-Protocol` when
-/// `subprotocol` is given, `Sec-WebSocket-Extensions` when `extensions` is given (the response
-/// string of the extension negotiation), then `extra_headers` (for example `Set-Cookie`).
-///
-/// Extra headers named like one of the handshake headers written here (`Upgrade`, `Connection`,
-/// `Sec-WebSocket-Accept`, `Sec-WebSocket-Protocol`, `Sec-WebSocket-Extensions`) or
-/// `Content-Length` / `Transfer-Encoding` are dropped; use the parameters instead. CR, LF and NUL
-/// are removed from every value given.
-pub fn write_accept_response(
-    dst: &mut Vec<u8>,
-    key: &str,
-    subprotocol: Option<&str>,
-    extensions: Option<&str>,
-    extra_headers: &[(String, String)],
-) {
-    dst.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
-    push_header(dst, "Upgrade", "websocket");
-    push_header(dst, "Connection", "Upgrade");
-    push_header(
-        dst,
-        "Sec-WebSocket-Accept",
-        &accept_key(key.trim().as_bytes()),
-    );
-    if let Some(p) = subprotocol.map(sanitize_value).filter(|p| !p.is_empty()) {
-        push_header(dst, "Sec-WebSocket-Protocol", &p);
-    }
-    if let Some(e) = extensions.map(sanitize_value).filter(|e| !e.is_empty()) {
-        push_header(dst, "Sec-WebSocket-Extensions", &e);
-    }
-    for (name, value) in extra_headers {
-        if !is_one_of(&sanitize_name(name), ACCEPT_MANAGED) {
-            push_user_header(dst, name, value);
+/// Every value is sanitized when it is built ([`AcceptResponse::new`]): CR, LF and NUL are
+/// removed from values and non-token characters from names, so nothing can end the head or
+/// inject headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptResponse {
+    /// The `Sec-WebSocket-Accept` value, computed from the client's key.
+    pub accept_key: String,
+    /// The `Sec-WebSocket-Protocol` value: the subprotocol chosen, if any.
+    pub subprotocol: Option<String>,
+    /// The `Sec-WebSocket-Extensions` value: the extension negotiation's answer, if any.
+    pub extensions: Option<String>,
+    /// More headers (for example `Set-Cookie`), after the handshake headers.
+    pub extra_headers: Vec<(String, String)>,
+}
+
+impl AcceptResponse {
+    /// The response to a request with `key` (the client's `Sec-WebSocket-Key`, as in
+    /// [`WebSocketRequest::key`](super::WebSocketRequest::key)), with `subprotocol` and
+    /// `extensions` (the response string of the extension negotiation) when given, then
+    /// `extra_headers`.
+    ///
+    /// Extra headers named like one of the handshake headers (`Upgrade`, `Connection`,
+    /// `Sec-WebSocket-Accept`, `Sec-WebSocket-Protocol`, `Sec-WebSocket-Extensions`) or
+    /// `Content-Length` / `Transfer-Encoding` are dropped (use the parameters instead), and so
+    /// are those whose name is left empty by sanitizing.
+    pub fn new(
+        key: &str,
+        subprotocol: Option<&str>,
+        extensions: Option<&str>,
+        extra_headers: &[(String, String)],
+    ) -> Self {
+        let present = |v: Option<&str>| v.map(sanitize_value).filter(|v| !v.is_empty());
+        AcceptResponse {
+            accept_key: accept_key(key.trim().as_bytes()),
+            subprotocol: present(subprotocol),
+            extensions: present(extensions),
+            extra_headers: extra_headers
+                .iter()
+                .map(|(name, value)| (sanitize_name(name), sanitize_value(value)))
+                .filter(|(name, _)| !name.is_empty() && !is_one_of(name, ACCEPT_MANAGED))
+                .collect(),
         }
     }
-    dst.extend_from_slice(b"\r\n");
+
+    /// The status code: 101.
+    pub fn status(&self) -> u16 {
+        101
+    }
+
+    /// Every header of the response, in order: `Upgrade: websocket`, `Connection: Upgrade`,
+    /// `Sec-WebSocket-Accept`, `Sec-WebSocket-Protocol` and `Sec-WebSocket-Extensions` when
+    /// set, then the extra headers.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        [
+            Some(("Upgrade", "websocket")),
+            Some(("Connection", "Upgrade")),
+            Some(("Sec-WebSocket-Accept", self.accept_key.as_str())),
+            self.subprotocol
+                .as_deref()
+                .map(|p| ("Sec-WebSocket-Protocol", p)),
+            self.extensions
+                .as_deref()
+                .map(|e| ("Sec-WebSocket-Extensions", e)),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(
+            self.extra_headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        )
+    }
+
+    /// Append the response as HTTP/1.1 bytes to `dst`: the status line, the headers and the
+    /// empty line that ends the head.
+    pub fn encode(&self, dst: &mut Vec<u8>) {
+        dst.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+        for (name, value) in self.headers() {
+            push_header(dst, name, value);
+        }
+        dst.extend_from_slice(b"\r\n");
+    }
 }
 
 /// A complete plain HTTP/1.1 response.
@@ -194,8 +242,7 @@ mod tests {
     #[test]
     fn accept_response() {
         let mut out = b"previous".to_vec();
-        write_accept_response(
-            &mut out,
+        AcceptResponse::new(
             "dGhlIHNhbXBsZSBub25jZQ==",
             Some("chat"),
             Some("permessage-deflate"),
@@ -203,7 +250,8 @@ mod tests {
                 ("Set-Cookie".into(), "a=b".into()),
                 ("connection".into(), "close".into()),
             ],
-        );
+        )
+        .encode(&mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "previousHTTP/1.1 101 Switching Protocols\r\n\
@@ -218,9 +266,54 @@ mod tests {
     }
 
     #[test]
+    fn accept_response_fields_and_headers() {
+        let resp = AcceptResponse::new(
+            " dGhlIHNhbXBsZSBub25jZQ== ",
+            Some("chat\r\n"),
+            Some(""),
+            &[
+                ("Set-Cookie".into(), "a=b\r\nX: y".into()),
+                ("Sec-WebSocket-Accept".into(), "forged".into()),
+                ("\r\n".into(), "nameless".into()),
+            ],
+        );
+        assert_eq!(resp.status(), 101);
+        assert_eq!(resp.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(resp.subprotocol.as_deref(), Some("chat"));
+        assert_eq!(resp.extensions, None);
+        let headers: Vec<_> = resp.headers().collect();
+        assert_eq!(
+            headers,
+            [
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+                ("Sec-WebSocket-Protocol", "chat"),
+                ("Set-Cookie", "a=bX: y"),
+            ]
+        );
+        // The bytes are the same headers, in the same order.
+        let mut out = Vec::new();
+        resp.encode(&mut out);
+        let mut parsed = [httparse::EMPTY_HEADER; 8];
+        let mut parsed = httparse::Response::new(&mut parsed);
+        assert_eq!(
+            parsed.parse(&out),
+            Ok(httparse::Status::Complete(out.len()))
+        );
+        assert_eq!(parsed.code, Some(101));
+        let from_bytes: Vec<_> = parsed
+            .headers
+            .iter()
+            .map(|h| (h.name, std::str::from_utf8(h.value).unwrap()))
+            .collect();
+        assert_eq!(from_bytes, headers);
+    }
+
+    #[test]
     fn accept_response_minimal() {
         let mut out = Vec::new();
-        write_accept_response(&mut out, "dGhlIHNhbXBsZSBub25jZQ==", None, None, &[]);
+        AcceptResponse::new("dGhlIHNhbXBsZSBub25jZQ==", None, None, &[]).encode(&mut out);
         let mut headers = [httparse::EMPTY_HEADER; 8];
         let mut resp = httparse::Response::new(&mut headers);
         assert_eq!(resp.parse(&out), Ok(httparse::Status::Complete(out.len())));
@@ -231,13 +324,13 @@ mod tests {
     #[test]
     fn no_crlf_injection() {
         let mut out = Vec::new();
-        write_accept_response(
-            &mut out,
+        AcceptResponse::new(
             "dGhlIHNhbXBsZSBub25jZQ==",
             Some("chat\r\nX-Injected: 1"),
             Some("x\n\nbody"),
             &[("X-A\r\nX-Injected".into(), "v\r\nX-Injected: 2".into())],
-        );
+        )
+        .encode(&mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(!text.contains("\r\nX-Injected"), "{text}");
         assert_eq!(text.matches("\r\n\r\n").count(), 1);
