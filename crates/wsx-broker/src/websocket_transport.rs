@@ -16,11 +16,8 @@
 
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
-use wsx::{CloseCode, CloseFrame, Message, RecvOrDrained, Utf8Bytes, WebSocket};
-use wsx_proto::MAX_HEADER_LEN;
-use wsx_proto::{FrameHeader, OpCode};
+use wsx::{CloseCode, CloseFrame, Message, OpCode, RecvOrDrained, Utf8Bytes, WebSocket};
 use wsx_stomp::EncodedFrame;
 
 use crate::session_task::{Ending, Input, Transport};
@@ -107,21 +104,14 @@ fn feed_frame<S: AsyncRead + AsyncWrite + Unpin>(
         };
         return ws.feed(msg);
     }
-    // A MESSAGE: one unfragmented, uncompressed WebSocket frame written from the two parts;
-    // the shared tail is queued as it is (no copy when large).
+    // A MESSAGE: one unfragmented, uncompressed WebSocket message from the two parts; the
+    // shared tail is queued as it is (no copy when large).
     let opcode = if frame.is_utf8() {
         OpCode::Text
     } else {
         OpCode::Binary
     };
-    let header = FrameHeader::new(opcode, frame.len() as u64);
-    let mut encoded = [0u8; MAX_HEADER_LEN];
-    let n = header.encode(&mut encoded);
-    let mut first = BytesMut::with_capacity(n + frame.head().len());
-    first.extend_from_slice(&encoded[..n]);
-    first.extend_from_slice(frame.head());
-    ws.feed_encoded(first.freeze())?;
-    ws.feed_encoded(frame.tail().clone())
+    ws.feed_with_shared_tail(opcode, frame.head(), frame.tail().clone())
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use crate::message::{Message, Utf8Bytes};
 use crate::output::OutputQueue;
 use crate::pool::{self, Class};
 use crate::role::Role;
-use crate::timers::{Due, Timeout, TimerConfig, Timers};
+use crate::timers::{Due, Timeout, TimerConfig, TimerSlot};
 use crate::utf8::Utf8Validator;
 
 /// Queued output (in bytes) from which pongs stop being queued one per ping: past it, at most
@@ -116,8 +116,8 @@ pub struct Connection {
     /// The size of the frame of `pending_pong` (0 without one), so that
     /// [`Connection::buffered_amount`] is one addition on the hot path.
     pending_pong_bytes: usize,
-    /// Keepalive and the close deadline (see `timers.rs`); `None` without timers.
-    timers: Option<Box<Timers>>,
+    /// Keepalive and the close deadline (see `timers.rs`).
+    timers: TimerSlot,
     /// Where a client's masking keys come from; `None`: the thread's random generator.
     mask_keys: Option<Arc<dyn MaskKeySource>>,
     close_sent: bool,
@@ -141,7 +141,7 @@ impl Connection {
             out_fragmented: None,
             pending_pong: None,
             pending_pong_bytes: 0,
-            timers: None,
+            timers: TimerSlot::None,
             mask_keys: None,
             close_sent: false,
             close_received: false,
@@ -165,7 +165,7 @@ impl Connection {
     /// Run the timers of `config` (keepalive, idle timeout, close deadline), starting at `now`;
     /// see [`Connection::poll_timeout`].
     pub fn with_timers(mut self, config: TimerConfig, now: Instant) -> Self {
-        self.timers = (!config.is_empty()).then(|| Box::new(Timers::new(config, now)));
+        self.timers = TimerSlot::new(config, now);
         self
     }
 
@@ -377,9 +377,7 @@ impl Connection {
                 Ok(Step::Message(Message::Ping(payload)))
             }
             OpCode::Pong => {
-                if let Some(timers) = self.timers.as_deref_mut() {
-                    timers.on_pong(&payload);
-                }
+                self.timers.on_pong(&payload);
                 Ok(Step::Message(Message::Pong(payload)))
             }
             OpCode::Close => {
@@ -776,21 +774,19 @@ impl Connection {
     /// Whether keepalive (pings or an idle timeout) runs: then report when bytes arrive with
     /// [`Connection::mark_received`].
     pub fn has_keepalive(&self) -> bool {
-        self.timers.as_ref().is_some_and(|t| t.has_keepalive())
+        self.timers.has_keepalive()
     }
 
     /// Bytes arrived from the peer at `now`: silence is measured from here.
     pub fn mark_received(&mut self, now: Instant) {
-        if let Some(timers) = self.timers.as_deref_mut() {
-            timers.mark_received(now);
-        }
+        self.timers.mark_received(now);
     }
 
     /// When [`Connection::handle_timeout`] must next be called, if ever. Ask again after
     /// anything that may change it: a message sent or received, a close, a timeout handled.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let timers = self.timers.as_deref()?;
-        timers.poll_timeout(self.is_closing(), self.keepalive_runs())
+        self.timers
+            .poll_timeout(self.is_closing(), self.keepalive_runs())
     }
 
     /// Act on the deadlines passed at `now`: a keepalive ping may be queued (write the output);
@@ -800,10 +796,7 @@ impl Connection {
     /// ([`Connection::is_closed`]).
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
         let (closing, keepalive) = (self.is_closing(), self.keepalive_runs());
-        let Some(timers) = self.timers.as_deref_mut() else {
-            return Ok(());
-        };
-        match timers.handle_timeout(now, closing, keepalive) {
+        match self.timers.handle_timeout(now, closing, keepalive) {
             None => Ok(()),
             Some(Due::Ping(payload)) => {
                 self.queue_frame(OpCode::Ping, false, &payload, None);
@@ -814,9 +807,7 @@ impl Connection {
                 let err = Error::Timeout(t);
                 self.fail(&err);
                 // The close handshake starts now: arm its deadline.
-                if let Some(timers) = self.timers.as_deref_mut() {
-                    timers.handle_timeout(now, true, false);
-                }
+                self.timers.handle_timeout(now, true, false);
                 Err(err)
             }
         }
@@ -852,9 +843,7 @@ impl Connection {
     /// Whether the close handshake is complete (or the connection failed, or the close deadline
     /// passed): once the output is written, the transport should be closed.
     pub fn is_closed(&self) -> bool {
-        self.failed
-            || (self.close_sent && self.close_received)
-            || self.timers.as_ref().is_some_and(|t| t.gave_up())
+        self.failed || (self.close_sent && self.close_received) || self.timers.gave_up()
     }
 }
 
@@ -1116,13 +1105,44 @@ mod tests {
         assert_eq!(source.next_key(), [0x10; 4]);
     }
 
+    /// A connection with only a close timeout allocates nothing for its timers while open; the
+    /// deadline is armed by the first `handle_timeout` once the close starts, and expires.
+    #[test]
+    fn a_close_only_timeout_stays_inline_until_the_close() {
+        use std::time::Duration;
+        let t0 = Instant::now();
+        let config = TimerConfig {
+            close_timeout: Some(Duration::from_millis(1500)),
+            ..TimerConfig::default()
+        };
+        let mut conn = Connection::new(Role::Server, Config::default()).with_timers(config, t0);
+        assert!(matches!(conn.timers, TimerSlot::CloseOnly { .. }));
+        assert_eq!(conn.poll_timeout(), None);
+        conn.close(None).unwrap();
+        let at = conn
+            .poll_timeout()
+            .expect("a call at once to arm the deadline");
+        assert!(at <= t0 + Duration::from_secs(1));
+        let t1 = t0 + Duration::from_secs(1);
+        conn.handle_timeout(t1).unwrap();
+        assert!(matches!(conn.timers, TimerSlot::Running(_)));
+        assert_eq!(conn.poll_timeout(), Some(t1 + Duration::from_millis(1500)));
+        let err = conn
+            .handle_timeout(t1 + Duration::from_secs(2))
+            .unwrap_err();
+        assert!(matches!(err, Error::Timeout(Timeout::Close)), "{err:?}");
+        assert_eq!(conn.poll_timeout(), None);
+    }
+
     /// An idle connection's memory is mostly this struct: timers and the mask key source
-    /// added 24 bytes to the 368 it had (one box pointer, one `Arc` of a trait object).
+    /// added 40 bytes to the 368 it had (the timer slot, which keeps a close-only timeout
+    /// inline so that an idle connection allocates nothing for it, and one `Arc` of a trait
+    /// object).
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn connection_stays_small() {
         assert!(
-            std::mem::size_of::<Connection>() <= 392,
+            std::mem::size_of::<Connection>() <= 408,
             "{}",
             std::mem::size_of::<Connection>()
         );

@@ -28,8 +28,10 @@
 //!   "keepalive ping timeout". A pong answers it when its payload is the ping's (an 8-byte
 //!   counter).
 //!
-//! Keepalive stops once our close frame is sent. The state is one boxed struct, allocated
-//! only for a connection with timers, so a [`crate::Connection`] grows by one pointer.
+//! Keepalive stops once our close frame is sent. An idle connection allocates nothing for its
+//! timers unless keepalive runs: with only a close timeout ([`TimerSlot::CloseOnly`]) the
+//! connection keeps it inline, and the full state ([`Timers`], boxed) is allocated when the
+//! close handshake starts.
 
 use std::time::{Duration, Instant};
 
@@ -112,7 +114,102 @@ pub(crate) enum Due {
     Expired(Timeout),
 }
 
-/// The timer state of one connection (boxed in [`crate::Connection`]).
+/// The timers of one connection, as [`crate::Connection`] holds them.
+#[derive(Debug)]
+pub(crate) enum TimerSlot {
+    /// No timer.
+    None,
+    /// Only a close timeout, kept inline while the connection is open: `since` is an instant
+    /// the I/O layer passed in (never later than its clock), `close_ms` the timeout in
+    /// milliseconds (rounded up). [`TimerSlot::handle_timeout`] turns it into
+    /// [`TimerSlot::Running`] once the close handshake starts.
+    CloseOnly { since: Instant, close_ms: u32 },
+    /// The full state: keepalive, or a close deadline being armed or running.
+    Running(Box<Timers>),
+}
+
+impl TimerSlot {
+    pub(crate) fn new(config: TimerConfig, now: Instant) -> Self {
+        if config.ping_interval.is_some() || config.idle_timeout.is_some() {
+            return TimerSlot::Running(Box::new(Timers::new(config, now)));
+        }
+        match config.close_timeout {
+            None => TimerSlot::None,
+            Some(timeout) => {
+                let ms = timeout.as_nanos().div_ceil(1_000_000);
+                TimerSlot::CloseOnly {
+                    since: now,
+                    close_ms: u32::try_from(ms).unwrap_or(u32::MAX),
+                }
+            }
+        }
+    }
+
+    fn running(&self) -> Option<&Timers> {
+        match self {
+            TimerSlot::Running(timers) => Some(timers),
+            _ => None,
+        }
+    }
+
+    fn running_mut(&mut self) -> Option<&mut Timers> {
+        match self {
+            TimerSlot::Running(timers) => Some(timers),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn has_keepalive(&self) -> bool {
+        self.running().is_some_and(Timers::has_keepalive)
+    }
+
+    pub(crate) fn mark_received(&mut self, now: Instant) {
+        if let Some(timers) = self.running_mut() {
+            timers.mark_received(now);
+        }
+    }
+
+    pub(crate) fn on_pong(&mut self, payload: &[u8]) {
+        if let Some(timers) = self.running_mut() {
+            timers.on_pong(payload);
+        }
+    }
+
+    pub(crate) fn gave_up(&self) -> bool {
+        self.running().is_some_and(Timers::gave_up)
+    }
+
+    /// See [`Timers::poll_timeout`]; a close-only slot asks for a call at once when the close
+    /// handshake has started, to arm its deadline.
+    pub(crate) fn poll_timeout(&self, closing: bool, keepalive: bool) -> Option<Instant> {
+        match self {
+            TimerSlot::None => None,
+            TimerSlot::CloseOnly { since, .. } => closing.then_some(*since),
+            TimerSlot::Running(timers) => timers.poll_timeout(closing, keepalive),
+        }
+    }
+
+    /// See [`Timers::handle_timeout`].
+    pub(crate) fn handle_timeout(
+        &mut self,
+        now: Instant,
+        closing: bool,
+        keepalive: bool,
+    ) -> Option<Due> {
+        if let TimerSlot::CloseOnly { close_ms, .. } = *self
+            && closing
+        {
+            let config = TimerConfig {
+                close_timeout: Some(Duration::from_millis(u64::from(close_ms))),
+                ..TimerConfig::default()
+            };
+            *self = TimerSlot::Running(Box::new(Timers::new(config, now)));
+        }
+        self.running_mut()?.handle_timeout(now, closing, keepalive)
+    }
+}
+
+/// The timer state of one connection (boxed in [`TimerSlot::Running`]).
 #[derive(Debug)]
 pub(crate) struct Timers {
     config: TimerConfig,
