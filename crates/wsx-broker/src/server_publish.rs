@@ -95,13 +95,13 @@ impl Broker {
     /// session refuses the subscription (not a destination, `/app/`, a budget).
     pub fn subscribe(self: &Arc<Self>, destination: &str) -> Result<InProcessSubscription, Error> {
         let (conn, queue, _) = self.hub.open(self.in_process_info.clone());
-        let link = Arc::new(InProcessLink {
+        let session = Arc::new(InProcessSession {
             broker: self.clone(),
             conn,
             queue,
         });
         let mut subscription = InProcessSubscription {
-            link,
+            session,
             decoder: Decoder::new(Limits::default()),
             received: VecDeque::new(),
             ended: None,
@@ -110,12 +110,12 @@ impl Broker {
         subscription.decoder.set_version(Version::V1_2);
         let queue_mode =
             Destination::parse(destination).is_some_and(|d| d.kind() == DestinationKind::Queue);
-        subscription.link.send(
+        subscription.session.send(
             &Frame::new(Command::Connect)
                 .with_header("accept-version", "1.2")
                 .with_header("heart-beat", "0,0"),
         );
-        subscription.link.send(
+        subscription.session.send(
             &Frame::new(Command::Subscribe)
                 .with_header("id", SUBSCRIPTION_ID)
                 .with_header("destination", destination)
@@ -131,7 +131,7 @@ impl Broker {
         );
         // The hub answers within the calls: CONNECTED, then the RECEIPT (or an ERROR), maybe
         // queue messages before it.
-        subscription.take();
+        subscription.fetch_queued();
         match (&subscription.ended, subscription.subscribed) {
             (_, true) => Ok(subscription),
             (Some(reason), false) => Err(Error::Refused(reason.clone())),
@@ -145,13 +145,13 @@ impl Broker {
 /// The session behind an in-process subscription; closed once the subscription and every
 /// message it received are dropped (unacknowledged queue messages then go to other consumers).
 #[derive(Debug)]
-struct InProcessLink {
+struct InProcessSession {
     broker: Arc<Broker>,
     conn: ConnId,
     queue: Arc<ConnectionQueue>,
 }
 
-impl InProcessLink {
+impl InProcessSession {
     /// Hand a frame to the session, as if the client had sent it.
     fn send(&self, frame: &Frame) {
         if let Ok(bytes) = frame.encode(Version::V1_2) {
@@ -162,7 +162,7 @@ impl InProcessLink {
     }
 }
 
-impl Drop for InProcessLink {
+impl Drop for InProcessSession {
     fn drop(&mut self) {
         self.broker.hub.close(self.conn);
         self.queue.close();
@@ -172,7 +172,7 @@ impl Drop for InProcessLink {
 /// A Rust consumer of one destination ([`Broker::subscribe`]).
 #[derive(Debug)]
 pub struct InProcessSubscription {
-    link: Arc<InProcessLink>,
+    session: Arc<InProcessSession>,
     decoder: Decoder,
     received: VecDeque<ReceivedMessage>,
     /// Why the session ended, once it has.
@@ -192,11 +192,11 @@ impl InProcessSubscription {
             if self.ended.is_some() {
                 return None;
             }
-            self.take();
+            self.fetch_queued();
             if self.received.is_empty() && self.ended.is_none() {
-                let mut closing = self.link.broker.closing.subscribe();
+                let mut closing = self.session.broker.closing.subscribe();
                 tokio::select! {
-                    () = self.link.queue.ready() => {}
+                    () = self.session.queue.ready() => {}
                     _ = closing.wait_for(|closing| *closing) => {
                         self.ended = Some("server shutting down".to_owned());
                     }
@@ -212,9 +212,9 @@ impl InProcessSubscription {
 
     /// Take what the hub queued (only when nothing waits here, so that at most one queue's
     /// worth is held), report it written, and decode it.
-    fn take(&mut self) {
+    fn fetch_queued(&mut self) {
         let mut outs = Vec::new();
-        let drained = self.link.queue.drain_into(usize::MAX, &mut outs);
+        let drained = self.session.queue.drain_into(usize::MAX, &mut outs);
         if drained.dropped {
             self.ended = Some("too slow".to_owned());
         }
@@ -233,13 +233,13 @@ impl InProcessSubscription {
             }
         }
         if written != Written::default() {
-            self.link.broker.hub.written(self.link.conn, written);
+            self.session.broker.hub.written(self.session.conn, written);
         }
         while let Ok(Some(frame)) = self.decoder.poll_frame() {
             match frame.command {
                 Command::Message => self
                     .received
-                    .push_back(ReceivedMessage::new(frame, self.link.clone())),
+                    .push_back(ReceivedMessage::new(frame, self.session.clone())),
                 Command::Receipt if frame.header("receipt-id") == Some(SUBSCRIBED) => {
                     self.subscribed = true;
                 }
@@ -263,17 +263,17 @@ pub struct ReceivedMessage {
     pub body: Bytes,
     /// The `ack` id of a queue message (`None` in `auto` mode).
     ack_id: Option<String>,
-    link: Arc<InProcessLink>,
+    session: Arc<InProcessSession>,
 }
 
 impl ReceivedMessage {
-    fn new(frame: Frame, link: Arc<InProcessLink>) -> Self {
+    fn new(frame: Frame, session: Arc<InProcessSession>) -> Self {
         ReceivedMessage {
             destination: frame.header("destination").unwrap_or_default().to_owned(),
             ack_id: frame.header("ack").map(str::to_owned),
             headers: frame.headers,
             body: frame.body,
-            link,
+            session,
         }
     }
 
@@ -300,7 +300,7 @@ impl ReceivedMessage {
 
     fn answer(&self, command: Command) {
         if let Some(id) = &self.ack_id {
-            self.link
+            self.session
                 .send(&Frame::new(command).with_header("id", id.clone()));
         }
     }

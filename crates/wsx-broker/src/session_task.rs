@@ -153,7 +153,7 @@ pub(crate) async fn run<T: Transport>(broker: &Broker, mut transport: T, info: C
         fed.update(transport.buffered_amount());
         let report = taken.flag || !reading;
         if report && fed.has_unreported() {
-            let status = hub.written(conn, fed.take());
+            let status = hub.written(conn, fed.take_unreported());
             deadline = status.deadline;
             reading = status.wants_input;
         }
@@ -197,7 +197,7 @@ pub(crate) async fn run<T: Transport>(broker: &Broker, mut transport: T, info: C
                     fed.update(transport.buffered_amount());
                     let bytes = transport.received();
                     metrics.received(bytes.len());
-                    let status = hub.receive(conn, bytes, fed.take());
+                    let status = hub.receive(conn, bytes, fed.take_unreported());
                     deadline = status.deadline;
                     reading = status.wants_input;
                 }

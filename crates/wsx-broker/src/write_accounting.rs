@@ -51,7 +51,7 @@ impl Fed {
     }
 
     /// What was counted written since the last call, for a report.
-    pub fn take(&mut self) -> Written {
+    pub fn take_unreported(&mut self) -> Written {
         std::mem::take(&mut self.unreported)
     }
 
@@ -85,7 +85,7 @@ mod tests {
         // A pong of 3 bytes queued by the WebSocket: the count lags, never leads.
         fed.update(20 + 3);
         assert_eq!(
-            fed.take(),
+            fed.take_unreported(),
             Written {
                 transmits: 1,
                 bytes: 8
@@ -93,7 +93,7 @@ mod tests {
         );
         fed.update(0);
         assert_eq!(
-            fed.take(),
+            fed.take_unreported(),
             Written {
                 transmits: 2,
                 bytes: 18

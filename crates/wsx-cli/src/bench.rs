@@ -117,7 +117,7 @@ enum Phase {
 }
 
 /// What the controller and all connections share.
-struct Shared {
+struct LoadState {
     client: ClientBuilder,
     payload: Message,
     phase: watch::Receiver<Phase>,
@@ -136,7 +136,7 @@ struct Shared {
     stop: AtomicBool,
 }
 
-impl Shared {
+impl LoadState {
     fn error(&self, what: impl FnOnce() -> String) {
         if self.errors.fetch_add(1, Relaxed) == 0
             && let Ok(mut first) = self.first_error.lock()
@@ -221,7 +221,7 @@ fn bench(args: &BenchArgs) -> Result<Report, String> {
         config = config.compression(DeflateConfig::default());
     }
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(LoadState {
         client: ClientBuilder::new(args.url.clone()).config(config),
         payload: payload(args.size, args.binary),
         phase: phase_rx,
@@ -375,7 +375,7 @@ fn progress_bar(args: &BenchArgs, connections: usize) -> ProgressBar {
 }
 
 /// Sleep until `until`, updating the progress bar (time since `start`, current rate).
-fn wait_until(shared: &Shared, progress: &ProgressBar, start: Instant, until: Instant) {
+fn wait_until(shared: &LoadState, progress: &ProgressBar, start: Instant, until: Instant) {
     let mut last = (Instant::now(), shared.completed.load(Relaxed));
     loop {
         let now = Instant::now();
@@ -408,7 +408,7 @@ fn join(workers: Vec<std::thread::JoinHandle<Histogram<u64>>>) -> Histogram<u64>
 }
 
 /// One worker thread: its share of the connections on a current-thread runtime.
-fn worker(shared: &Arc<Shared>, connections: usize) -> Histogram<u64> {
+fn worker(shared: &Arc<LoadState>, connections: usize) -> Histogram<u64> {
     let hist = Rc::new(RefCell::new(new_histogram()));
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -456,7 +456,7 @@ fn worker(shared: &Arc<Shared>, connections: usize) -> Histogram<u64> {
 }
 
 /// One connection: open, wait for the start, ping-pong the payload until told to stop, close.
-async fn connection(shared: Arc<Shared>, payload: Message, hist: Rc<RefCell<Histogram<u64>>>) {
+async fn connection(shared: Arc<LoadState>, payload: Message, hist: Rc<RefCell<Histogram<u64>>>) {
     let opened = tokio::time::timeout(CONNECT_TIMEOUT, shared.client.clone().connect()).await;
     let mut ws = match opened {
         Ok(Ok((ws, _))) => ws,
@@ -495,7 +495,7 @@ async fn connection(shared: Arc<Shared>, payload: Message, hist: Rc<RefCell<Hist
 /// Send, await the echo, compare, record; until `shared.stop`. An error that ends the
 /// connection is returned; a wrong echo is counted and the loop goes on.
 async fn ping_pong(
-    shared: &Shared,
+    shared: &LoadState,
     ws: &mut WebSocket<MaybeTlsStream>,
     payload: &Message,
     hist: &RefCell<Histogram<u64>>,

@@ -399,7 +399,7 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
-/// The ids of the entries of one stream this node holds ([`Shared::owned_ids`]).
+/// The ids of the entries of one stream this node holds ([`NodeState::owned_ids`]).
 #[derive(Debug)]
 pub(crate) struct HeldIds {
     /// The stream key.
@@ -408,12 +408,12 @@ pub(crate) struct HeldIds {
     pub ids: Vec<Arc<str>>,
 }
 
-/// Entries held per stream key: entry id to blob size.
+/// Entries held per stream key: entry id to payload size.
 type Owned = HashMap<Arc<str>, HashMap<Arc<str>, usize>>;
 
 /// State shared by the engine and its tasks.
 #[derive(Debug, Default)]
-pub(crate) struct Shared {
+pub(crate) struct NodeState {
     connected: AtomicBool,
     reconnects: AtomicU64,
     pending_sends: AtomicUsize,
@@ -423,7 +423,7 @@ pub(crate) struct Shared {
     dropped: AtomicU64,
     malformed: AtomicU64,
     /// Queue entries this node holds (read or claimed, not yet acknowledged or requeued),
-    /// per stream key, with the size of their blob: the readers keep their idle time fresh.
+    /// per stream key, with the size of their payload: the readers keep their idle time fresh.
     owned: Mutex<Owned>,
     /// The bytes of the entries in `owned` (changed under its lock).
     held_bytes: AtomicUsize,
@@ -441,7 +441,7 @@ pub(crate) struct Shared {
     pub(crate) topics: connections::Mailbox<connections::Topics>,
 }
 
-impl Shared {
+impl NodeState {
     /// Whether the writer saw stream `key` at its length limit (and has not seen room since).
     pub(crate) fn is_full(&self, key: &str) -> bool {
         self.full.lock().is_ok_and(|full| full.contains(key))
@@ -522,7 +522,7 @@ impl Shared {
 
 /// Counters of one node, for metrics. Cheap to clone; readable from any thread.
 #[derive(Debug, Clone)]
-pub struct RedisMetrics(Arc<Shared>);
+pub struct RedisMetrics(Arc<NodeState>);
 
 impl RedisMetrics {
     /// Connections to Redis re-established after a loss (all of the node's connections).

@@ -28,7 +28,7 @@ use wsx_stomp::{ConsumerSet, Held};
 
 use crate::codec::Sequence;
 use crate::connections::{self, Cmd, EntryAck, Incoming, StoredEntry, loggable};
-use crate::{Config, Error, RedisMetrics, Shared, codec};
+use crate::{Config, Error, NodeState, RedisMetrics, codec};
 
 /// Something Redis sent to this node; pass it to [`RedisEngine::handle_event`].
 #[derive(Debug)]
@@ -78,7 +78,7 @@ const MAX_SEEN_WRITERS: usize = 4096;
 /// The Redis-backed engine of one node. See the crate docs for the guarantees.
 pub struct RedisEngine {
     config: Arc<Config>,
-    shared: Arc<Shared>,
+    shared: Arc<NodeState>,
     writer: mpsc::Sender<Cmd>,
     /// The last generation of the topic set the subscriber applied.
     topics_applied: watch::Receiver<u64>,
@@ -116,7 +116,7 @@ impl RedisEngine {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let client = Client::open(config.url.as_str()).map_err(|e| Error::Url(e.to_string()))?;
         let config = Arc::new(config);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(NodeState::default());
         shared
             .held_budget
             .store(config.max_held_bytes, Ordering::Relaxed);

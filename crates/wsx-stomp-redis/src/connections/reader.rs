@@ -19,7 +19,7 @@
 //! ## Bytes held
 //!
 //! Credit counts entries; the bytes the node holds (read or claimed, not yet acknowledged or
-//! given back: [`crate::Shared::hold`], [`crate::Shared::forget`]) are bounded apart, by
+//! given back: [`crate::NodeState::hold`], [`crate::NodeState::forget`]) are bounded apart, by
 //! [`Config::max_held_bytes`]. While the node holds that much, the reader neither reads nor
 //! claims (the credit stays; the engine keeps delivering what it holds); the release that
 //! brings it under the budget wakes the reader. Below it, the `COUNT` of a read (and of a
@@ -56,7 +56,7 @@ use super::{
     Events, Forwarded, Incoming, Inflight, StoppedStream, StoredEntry, Want, connect,
     entry_payload, loggable, scripts,
 };
-use crate::{Config, HeldIds, Shared};
+use crate::{Config, HeldIds, NodeState};
 
 /// Entries per `XREADGROUP` per stream, at most.
 const MAX_READ: usize = 512;
@@ -88,7 +88,7 @@ impl StreamToRead {
 pub(crate) struct Reader {
     pub client: Client,
     pub config: Arc<Config>,
-    pub shared: Arc<Shared>,
+    pub shared: Arc<NodeState>,
     pub events: Events,
     /// The Redis client id of the reader's connection (0: none), for `CLIENT UNBLOCK`.
     pub client_id: Arc<AtomicU64>,
@@ -559,7 +559,7 @@ pub(crate) struct Started {
 }
 
 /// Start reading stream `key` for the engine.
-pub(crate) fn start(shared: &Shared, key: Arc<str>) -> Started {
+pub(crate) fn start(shared: &NodeState, key: Arc<str>) -> Started {
     let (done, done_rx) = watch::channel(());
     let inflight = Inflight::default();
     let want = Want {
@@ -580,7 +580,7 @@ pub(crate) fn start(shared: &Shared, key: Arc<str>) -> Started {
 }
 
 /// Grant `n` more entries of stream `key` to the reader.
-pub(crate) fn grant(shared: &Shared, key: &str, n: usize) {
+pub(crate) fn grant(shared: &NodeState, key: &str, n: usize) {
     if n == 0 {
         return;
     }
@@ -597,7 +597,7 @@ pub(crate) fn grant(shared: &Shared, key: &str, n: usize) {
 }
 
 /// Stop reading stream `key`: the reader releases it (see the module docs).
-pub(crate) fn stop(shared: &Shared, key: &Arc<str>) {
+pub(crate) fn stop(shared: &NodeState, key: &Arc<str>) {
     let mut wanted = shared.wanted.lock();
     if let Some(want) = wanted.streams.remove(key) {
         wanted.stopped.push(StoppedStream {

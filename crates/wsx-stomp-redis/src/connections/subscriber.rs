@@ -20,13 +20,13 @@ use redis::Client;
 use tokio::sync::{mpsc, watch};
 
 use super::{Events, Incoming};
-use crate::{Config, Shared};
+use crate::{Config, NodeState};
 
 /// The subscriber.
 pub(crate) struct Subscriber {
     pub client: Client,
     pub config: Arc<Config>,
-    pub shared: Arc<Shared>,
+    pub shared: Arc<NodeState>,
     pub events: Events,
     /// The last generation of [`super::Topics`] applied.
     pub applied: watch::Sender<u64>,

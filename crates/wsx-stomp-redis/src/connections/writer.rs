@@ -37,7 +37,7 @@ use wsx_stomp::{Confirmation, Origin};
 use super::{
     Cmd, Events, Incoming, Outbox, Requeue, StreamAcks, connect, is_server_error, loggable, scripts,
 };
-use crate::{Config, Error, Shared};
+use crate::{Config, Error, NodeState};
 
 /// SENDs in one pipeline, at most.
 pub(crate) const MAX_BATCH_SENDS: usize = 512;
@@ -61,7 +61,7 @@ const KEEPALIVE: Duration = Duration::from_secs(1);
 struct WriterConn<'a> {
     client: &'a Client,
     config: &'a Config,
-    shared: &'a Shared,
+    shared: &'a NodeState,
     timeout: Duration,
     conn: Option<MultiplexedConnection>,
     /// A connection was lost: the next one counts as a reconnect.
@@ -133,7 +133,7 @@ impl WriterConn<'_> {
 pub(crate) struct Writer {
     pub client: Client,
     pub config: Arc<Config>,
-    pub shared: Arc<Shared>,
+    pub shared: Arc<NodeState>,
     pub rx: mpsc::Receiver<Cmd>,
     pub events: Events,
     pub shutdown: watch::Receiver<()>,
@@ -153,7 +153,7 @@ struct Chores {
 }
 
 impl Chores {
-    fn take(outbox: &mut Outbox, now: Instant) -> Chores {
+    fn due(outbox: &mut Outbox, now: Instant) -> Chores {
         let mut removals = Vec::new();
         outbox.removals.retain(|key, due| {
             if *due <= now {
@@ -249,7 +249,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let chores = Chores::take(&mut shared.outbox.lock(), Instant::now());
+            let chores = Chores::due(&mut shared.outbox.lock(), Instant::now());
             batch_no += 1;
             // Run the pipeline until Redis answers it (written again: see the module docs).
             let (results, n_chores) = loop {
@@ -457,7 +457,7 @@ fn log_chores(chores: &Chores, results: &[RedisResult<Value>]) {
 async fn recheck_full(
     conn: &mut MultiplexedConnection,
     config: &Config,
-    shared: &Shared,
+    shared: &NodeState,
 ) -> RedisResult<()> {
     let keys = shared.full_streams();
     if keys.is_empty() {
@@ -501,7 +501,7 @@ fn confirm(out: &mut Vec<Confirmation>, origin: &Option<Origin>, failed: Option<
 /// batch order. `results` are the SENDs' replies.
 fn report(
     config: &Config,
-    shared: &Shared,
+    shared: &NodeState,
     sends: &[Cmd],
     results: &[RedisResult<Value>],
 ) -> Vec<Confirmation> {
