@@ -585,7 +585,7 @@ impl Connection {
             header.mask = Some(self.next_mask_key());
         }
         self.queue_pending_pong();
-        self.out.push_frame_with_tail(&header, head, &tail);
+        self.out.push_frame_parts(&header, head, &tail, Some(&tail));
         Ok(())
     }
 

@@ -33,46 +33,37 @@ pub struct OutputQueue {
 }
 
 impl OutputQueue {
-    /// Queue one frame: its header (with `header.mask` applied to the payload if set) and payload.
+    /// Queue one frame: its header (with `header.mask` applied to the payload if set) and
+    /// `payload`; `shared`, when given, holds the same bytes (see
+    /// [`OutputQueue::push_frame_parts`]).
+    #[inline]
     pub fn push_frame(&mut self, header: &FrameHeader, payload: &[u8], shared: Option<&Bytes>) {
-        let mut hdr = [0u8; MAX_HEADER_LEN];
-        let n = header.encode(&mut hdr);
-        self.len += n + payload.len();
-        match (header.mask, shared) {
-            (None, Some(bytes)) if bytes.len() >= ZERO_COPY_MIN => {
-                self.reserve_staging(n);
-                self.staging.extend_from_slice(&hdr[..n]);
-                self.flush_staging();
-                self.chunks.push_back(bytes.clone());
-            }
-            (mask, _) => {
-                self.reserve_staging(n + payload.len());
-                self.staging.extend_from_slice(&hdr[..n]);
-                let start = self.staging.len();
-                self.staging.extend_from_slice(payload);
-                if let Some(key) = mask {
-                    apply_mask(&mut self.staging[start..], key, 0);
-                }
-            }
-        }
+        self.push_frame_parts(header, &[], payload, shared);
     }
 
     /// Queue one frame whose payload is `head` followed by `tail` (the header's length covers
-    /// both). Unmasked, a large `tail` is queued as it is, without a copy; masked (a client),
-    /// both parts are copied and masked as one payload.
-    pub fn push_frame_with_tail(&mut self, header: &FrameHeader, head: &[u8], tail: &Bytes) {
+    /// both); `shared`, when given, holds the same bytes as `tail`. Unmasked, a large shared
+    /// tail is queued as it is, without a copy; otherwise (masked: a client) both parts are
+    /// copied, and masked as one payload.
+    pub fn push_frame_parts(
+        &mut self,
+        header: &FrameHeader,
+        head: &[u8],
+        tail: &[u8],
+        shared: Option<&Bytes>,
+    ) {
         let mut hdr = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut hdr);
         self.len += n + head.len() + tail.len();
-        match header.mask {
-            None if tail.len() >= ZERO_COPY_MIN => {
+        match (header.mask, shared) {
+            (None, Some(bytes)) if bytes.len() >= ZERO_COPY_MIN => {
                 self.reserve_staging(n + head.len());
                 self.staging.extend_from_slice(&hdr[..n]);
                 self.staging.extend_from_slice(head);
                 self.flush_staging();
-                self.chunks.push_back(tail.clone());
+                self.chunks.push_back(bytes.clone());
             }
-            mask => {
+            (mask, _) => {
                 self.reserve_staging(n + head.len() + tail.len());
                 self.staging.extend_from_slice(&hdr[..n]);
                 let start = self.staging.len();
