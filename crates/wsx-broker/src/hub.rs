@@ -325,25 +325,12 @@ impl<E: Engine> Hub<E> {
     /// Publish `message` from the server (no session), delivered like a SEND; refused like
     /// one ([`Broker::publish`]).
     pub fn publish(&self, message: Publish) -> Result<(), wsx_stomp::Error> {
-        let now = Instant::now();
-        let mut wake = Vec::new();
-        let published = {
-            let mut guard = lock(&self.shared);
-            let shared = &mut *guard;
-            let mut woken = std::mem::take(&mut shared.scratch);
-            woken.clear();
-            let published = shared
+        self.route_server_traffic(|shared, _, woken, _| {
+            shared
                 .broker
                 .publish(message)
-                .map(|conns| woken.extend_from_slice(conns));
-            shared.fan_out(ConnId(0), &mut woken, now, self, &mut wake);
-            shared.scratch = woken;
-            published
-        };
-        for queue in wake {
-            queue.wake();
-        }
-        published
+                .map(|conns| woken.extend_from_slice(conns))
+        })
     }
 
     /// Deliver `message` to `conn`'s own subscription to its destination (a user destination
@@ -352,11 +339,7 @@ impl<E: Engine> Hub<E> {
     /// `session-N`. Returns whether the session had such a subscription (otherwise the message
     /// is dropped, as a topic's without subscribers).
     pub fn deliver_to_session(&self, conn: ConnId, message: Publish) -> bool {
-        let now = Instant::now();
-        let mut wake = Vec::new();
-        {
-            let mut guard = lock(&self.shared);
-            let shared = &mut *guard;
+        self.route_server_traffic(|shared, _, woken, _| {
             let Some(subscription) = shared
                 .broker
                 .session(conn)
@@ -373,16 +356,9 @@ impl<E: Engine> Hub<E> {
                 message: Arc::new(wsx_stomp::Message::new(id, message)),
                 redelivered: false,
             };
-            let mut woken = std::mem::take(&mut shared.scratch);
-            woken.clear();
             woken.extend_from_slice(shared.broker.deliver([delivery]));
-            shared.fan_out(ConnId(0), &mut woken, now, self, &mut wake);
-            shared.scratch = woken;
-        }
-        for queue in wake {
-            queue.wake();
-        }
-        true
+            true
+        })
     }
 
     /// The principal of `conn`'s session, once connected.
@@ -484,11 +460,7 @@ impl<E: Engine> Hub<E> {
     /// like the rest of a connection's own output (one per SEND the session decoded within its
     /// output budget).
     pub fn pump_with(&self, make: impl FnOnce(&mut E, &mut Vec<Delivery>, &mut Vec<Confirmation>)) {
-        let now = Instant::now();
-        let mut wake = Vec::new();
-        {
-            let mut guard = lock(&self.shared);
-            let shared = &mut *guard;
+        self.route_server_traffic(|shared, now, woken, wake| {
             let engine = shared.broker.engine_mut();
             let mut deliveries = Vec::new();
             let mut confirmations = Vec::new();
@@ -499,8 +471,6 @@ impl<E: Engine> Hub<E> {
                 confirmations.iter().map(|c| c.origin().conn).collect();
             confirmed.sort_unstable();
             confirmed.dedup();
-            let mut woken = std::mem::take(&mut shared.scratch);
-            woken.clear();
             if !deliveries.is_empty() {
                 woken.extend_from_slice(shared.broker.deliver(deliveries));
             }
@@ -508,16 +478,43 @@ impl<E: Engine> Hub<E> {
                 woken.extend_from_slice(shared.broker.confirm(confirmations));
                 // A client's own RECEIPTs and ERRORs are not refused.
                 for &conn in &confirmed {
-                    shared.flush(conn, now, false, &mut wake);
+                    shared.flush(conn, now, false, wake);
                     shared.sync_subscriptions(conn, &self.metrics);
                 }
             }
+        });
+    }
+
+    /// Run `op` under the lock for traffic no connection's input caused (a server-side
+    /// publish, a reply to one session, what the engine received from Redis): the output of
+    /// the connections it adds to `woken` is routed into their queues (those past their limits
+    /// are dropped as too slow), and every queue `op` or the routing put in `wake` is woken
+    /// once the lock is released.
+    fn route_server_traffic<R>(
+        &self,
+        op: impl FnOnce(
+            &mut HubState<E>,
+            Instant,
+            &mut Vec<ConnId>,
+            &mut Vec<Arc<ConnectionQueue>>,
+        ) -> R,
+    ) -> R {
+        let now = Instant::now();
+        let mut wake = Vec::new();
+        let result = {
+            let mut guard = lock(&self.shared);
+            let shared = &mut *guard;
+            let mut woken = std::mem::take(&mut shared.scratch);
+            woken.clear();
+            let result = op(shared, now, &mut woken, &mut wake);
             shared.fan_out(ConnId(0), &mut woken, now, self, &mut wake);
             shared.scratch = woken;
-        }
+            result
+        };
         for queue in wake {
             queue.wake();
         }
+        result
     }
 
     /// Run `f` on the engine under the lock (no deliveries are routed: use it for reads and
