@@ -113,21 +113,9 @@ impl Authenticator for BrokerAuth {
     }
 }
 
-/// A token no client can guess, from the process's random hash keys and the clock.
+/// A token no client can guess: 128 random bits, in hex.
 pub(crate) fn random_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut token = String::new();
-    for round in 0..2u64 {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(round);
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        token.push_str(&format!("{:016x}", hasher.finish()));
-    }
-    token
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// Run `authenticator` on `request` of connection `conn` in a task of its own, at most
