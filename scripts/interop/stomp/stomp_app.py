@@ -15,64 +15,14 @@ Prints one line per case, `stomp-app: <case>: ok` or `stomp-app: <case>: FAIL (w
 if any case failed.
 """
 
-import queue
 import sys
-import traceback
-import uuid
 
 import stomp
 
+import stomp_common
+from stomp_common import WAIT, Inbox, check, confirmed, subscribe
+
 HOST, PORT = sys.argv[1], int(sys.argv[2])
-WAIT = 5.0
-
-
-def check(condition, message):
-    if not condition:
-        raise AssertionError(message)
-
-
-class Inbox(stomp.ConnectionListener):
-    """Collects what the server sends, for the case to await one item at a time."""
-
-    def __init__(self):
-        self.messages = queue.Queue()
-        self.receipts = queue.Queue()
-        self.errors = queue.Queue()
-
-    def on_message(self, frame):
-        self.messages.put(frame)
-
-    def on_receipt(self, frame):
-        self.receipts.put(frame.headers.get("receipt-id"))
-
-    def on_error(self, frame):
-        self.errors.put(frame)
-
-    def message(self, what="a MESSAGE"):
-        try:
-            return self.messages.get(timeout=WAIT)
-        except queue.Empty:
-            raise AssertionError(f"timed out waiting for {what}") from None
-
-    def receipt(self, expected):
-        try:
-            got = self.receipts.get(timeout=WAIT)
-        except queue.Empty:
-            raise AssertionError(f"timed out waiting for RECEIPT {expected}") from None
-        check(got == expected, f"RECEIPT {got}, expected {expected}")
-
-    def error(self):
-        try:
-            return self.errors.get(timeout=WAIT)
-        except queue.Empty:
-            raise AssertionError("timed out waiting for an ERROR frame") from None
-
-    def nothing_more(self, who):
-        try:
-            extra = self.messages.get(timeout=0.3)
-        except queue.Empty:
-            return
-        raise AssertionError(f"{who} got an extra MESSAGE: {extra.headers} {extra.body!r}")
 
 
 def connect(login):
@@ -83,17 +33,6 @@ def connect(login):
     conn.set_listener("inbox", inbox)
     conn.connect(login, "any passcode", wait=True, headers={"host": "/"})
     return conn, inbox
-
-
-def confirmed(inbox, send):
-    """Call `send(receipt)` and wait for that receipt."""
-    receipt = f"r-{uuid.uuid4().hex[:8]}"
-    send(receipt)
-    inbox.receipt(receipt)
-
-
-def subscribe(conn, inbox, destination, sub_id):
-    confirmed(inbox, lambda r: conn.subscribe(destination, sub_id, headers={"receipt": r}))
 
 
 def case_greet():
@@ -132,17 +71,7 @@ CASES = {
 
 
 def main():
-    failed = 0
-    for name, case in CASES.items():
-        try:
-            case()
-            print(f"stomp-app: {name}: ok", flush=True)
-        except Exception as error:  # noqa: BLE001 - every failure is reported, then counted
-            failed += 1
-            reason = str(error) or type(error).__name__
-            print(f"stomp-app: {name}: FAIL ({reason})", flush=True)
-            traceback.print_exc(file=sys.stderr)
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if stomp_common.run_cases("stomp-app", CASES) else 0)
 
 
 if __name__ == "__main__":

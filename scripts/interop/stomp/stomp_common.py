@@ -1,6 +1,6 @@
 """What the stomp.py clients of scripts/interop/stomp share: JWTs for `wsx serve --jwt-secret`,
 checks, and a listener that collects what the server sends (stomp_py.py over WebSocket,
-stomp_relay_py.py over TCP and WebSocket).
+stomp_relay_py.py over TCP and WebSocket, stomp_app.py against the embedded-broker example).
 """
 
 import base64
@@ -92,6 +92,14 @@ class Inbox(stomp.ConnectionListener):
             return self.errors.get(timeout=WAIT)
         except queue.Empty:
             raise AssertionError("timed out waiting for an ERROR frame") from None
+
+    def nothing_more(self, who):
+        """No further MESSAGE arrives for `who` within 0.3 s."""
+        try:
+            extra = self.messages.get(timeout=0.3)
+        except queue.Empty:
+            return
+        raise AssertionError(f"{who} got an extra MESSAGE: {extra.headers} {extra.body!r}")
 
 
 def confirmed(inbox, send):
