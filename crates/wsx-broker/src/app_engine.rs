@@ -14,8 +14,8 @@
 //! runs the handler on this node; its verdict comes back to the hub as a
 //! [`Confirmation`] through [`crate::hub::Hub::pump_with`], like a Redis engine's: `Ok` sends
 //! the RECEIPT the SEND asked for, a [`wsx_stomp::Refusal`] an ERROR (and the close). Each
-//! session has at most [`crate::MAX_APP_SENDS`] SENDs in its handlers at once; past it the
-//! SEND is refused at once with an ERROR. Everything else goes to the engine behind.
+//! session has at most [`crate::MAX_APP_SENDS`] SENDs, of [`crate::MAX_APP_BYTES`] bytes in
+//! all, in its handlers at once; past either the SEND is refused at once with an ERROR. Everything else goes to the engine behind.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -28,7 +28,7 @@ use wsx_stomp::{
 use wsx_stomp_redis::RedisEngine;
 
 use crate::app_message::AppMessage;
-use crate::app_routes::{AppRoutes, MAX_APP_SENDS, RouteMatch};
+use crate::app_routes::{AppRoutes, MAX_APP_BYTES, MAX_APP_SENDS, RouteMatch};
 use crate::backend::Backend;
 use crate::broker::Broker;
 
@@ -39,7 +39,14 @@ pub struct AppEngine<E> {
     /// The broker the handlers' tasks answer to.
     broker: Weak<Broker>,
     /// SENDs of each session in its handlers.
-    in_flight: HashMap<ConnId, usize>,
+    in_flight: HashMap<ConnId, InFlight>,
+}
+
+/// One session's SENDs in its handlers: how many, and their bytes.
+#[derive(Debug, Default, Clone, Copy)]
+struct InFlight {
+    sends: usize,
+    bytes: usize,
 }
 
 impl<E> std::fmt::Debug for AppEngine<E> {
@@ -63,11 +70,12 @@ impl<E> AppEngine<E> {
         }
     }
 
-    /// A handler answered a SEND of `conn`.
-    fn finished(&mut self, conn: ConnId) {
-        if let Some(n) = self.in_flight.get_mut(&conn) {
-            *n -= 1;
-            if *n == 0 {
+    /// A handler answered a SEND of `conn` of `bytes` bytes.
+    fn finished(&mut self, conn: ConnId, bytes: usize) {
+        if let Some(in_flight) = self.in_flight.get_mut(&conn) {
+            in_flight.sends -= 1;
+            in_flight.bytes -= bytes;
+            if in_flight.sends == 0 {
                 self.in_flight.remove(&conn);
             }
         }
@@ -132,14 +140,21 @@ impl<E: Engine> Engine for AppEngine<E> {
         let Some(route) = self.routes.find(message.destination.as_str()) else {
             return self.inner.try_publish_from(message, origin, out);
         };
+        let size = message.size();
         let in_flight = self.in_flight.entry(origin.conn).or_default();
-        if *in_flight >= MAX_APP_SENDS {
+        if in_flight.sends >= MAX_APP_SENDS {
             return Err(wsx_stomp::Error::Refused(format!(
                 "too many messages in flight to /app/ handlers (at most {MAX_APP_SENDS})"
             )));
         }
-        *in_flight += 1;
-        spawn_handler(self.broker.clone(), route, message, origin);
+        if in_flight.bytes + size > MAX_APP_BYTES {
+            return Err(wsx_stomp::Error::Refused(format!(
+                "too many bytes in flight to /app/ handlers (at most {MAX_APP_BYTES})"
+            )));
+        }
+        in_flight.sends += 1;
+        in_flight.bytes += size;
+        spawn_handler(self.broker.clone(), route, message, size, origin);
         Ok(Outcome::Pending)
     }
 
@@ -154,7 +169,13 @@ impl<E: Engine> Engine for AppEngine<E> {
 
 /// Run `handler` on `message` in a task of its own, then hand its verdict to the hub as the
 /// SEND's confirmation. Called under the hub's lock: the task locks it only once it runs.
-fn spawn_handler(broker: Weak<Broker>, route: RouteMatch, message: Publish, origin: Origin) {
+fn spawn_handler(
+    broker: Weak<Broker>,
+    route: RouteMatch,
+    message: Publish,
+    size: usize,
+    origin: Origin,
+) {
     tokio::spawn(async move {
         let Some(strong) = broker.upgrade() else {
             return;
@@ -186,7 +207,7 @@ fn spawn_handler(broker: Weak<Broker>, route: RouteMatch, message: Publish, orig
             return;
         };
         broker.hub.pump_with(|engine, _, confirmations| {
-            engine.finished(conn);
+            engine.finished(conn, size);
             confirmations.push(match verdict {
                 Ok(()) => Confirmation::Stored(origin),
                 Err(refusal) => Confirmation::Failed(origin, refusal.message),

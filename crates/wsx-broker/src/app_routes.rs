@@ -26,6 +26,11 @@ use crate::error::Error;
 /// handler, not answered yet); past it the session's next one is refused with an ERROR.
 pub const MAX_APP_SENDS: usize = 1024;
 
+/// The most bytes (headers and bodies) of one session's SENDs in flight to `/app/` handlers;
+/// past it the session's next one is refused with an ERROR. Above the largest frame, so one
+/// SEND of any size the decoder takes is always handled.
+pub const MAX_APP_BYTES: usize = 8 << 20;
+
 /// The future an [`AppHandler`] answers with: `Ok` accepts the message (its RECEIPT goes out),
 /// `Err` refuses it (the sender gets an ERROR with the refusal's message and is closed, as for
 /// any refused SEND).

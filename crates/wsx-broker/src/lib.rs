@@ -51,7 +51,7 @@ mod websocket_transport;
 mod write_accounting;
 
 pub use app_message::AppMessage;
-pub use app_routes::{AppFuture, AppHandler, MAX_APP_SENDS};
+pub use app_routes::{AppFuture, AppHandler, MAX_APP_BYTES, MAX_APP_SENDS};
 pub use authenticator::{AUTHENTICATION_TIMEOUT, AsyncAuthenticator, AuthFuture};
 pub use backend::{BrokerUrl, MemorySettings, RedisSettings};
 pub use broker::{Broker, connection_info};

@@ -201,3 +201,42 @@ async fn a_session_has_at_most_max_app_sends_in_its_handlers() {
     assert_eq!(receipt.command, Command::Receipt);
     assert_eq!(receipt.header("receipt-id"), Some("r"));
 }
+
+/// The bytes a session's SENDs hold in handlers are bounded too: a client sending large
+/// bodies to a handler that does not answer is refused past `MAX_APP_BYTES`, before the count
+/// limit.
+#[tokio::test]
+async fn a_session_holds_at_most_max_app_bytes_in_its_handlers() {
+    let (release, released) = tokio::sync::watch::channel(false);
+    let broker = Broker::builder()
+        .route("/app/slow", move |_message: AppMessage| {
+            let mut released = released.clone();
+            async move {
+                let _ = released.wait_for(|r| *r).await;
+                Ok(())
+            }
+        })
+        .build()
+        .expect("a broker");
+    let addr = serve(broker).await;
+    let mut greedy = Client::connect(addr, "greedy").await;
+    let body = "x".repeat(1_000_000);
+    let fit = wsx_broker::MAX_APP_BYTES / 1_000_100;
+    assert!(fit < wsx_broker::MAX_APP_SENDS);
+    for _ in 0..fit {
+        greedy.send_to("/app/slow", &body, &[]).await;
+    }
+    greedy
+        .send_to("/app/slow", &body, &[("receipt", "last")])
+        .await;
+    let error = greedy.frame().await;
+    assert_eq!(error.command, Command::Error, "{error:?}");
+    assert_eq!(error.header("receipt-id"), Some("last"));
+    assert!(
+        error
+            .header("message")
+            .is_some_and(|m| m.contains("too many bytes in flight")),
+        "{error:?}"
+    );
+    release.send_replace(true);
+}
