@@ -58,6 +58,7 @@
     subscribes: [], // x-stream-offset of every SUBSCRIBE sent (for tests)
     received: 0, // MESSAGEs received
     gaps: 0, // MESSAGEs that carried x-stream-gap:true
+    skipped: 0, // offsets not seen between two consecutive MESSAGEs (conflated or lost updates)
     rows: new Map(), // symbol -> { tr, price, change, pct, time, last, flash }
     pending: new Map(), // symbol -> newest quote not drawn yet
     frame: 0,
@@ -178,10 +179,16 @@
     const hasOffset = frame.headers['x-stream-offset'] !== undefined && Number.isSafeInteger(offset);
     if (state.resumingFrom !== null) {
       clearTimeout(state.stallTimer);
-      const gap = frame.headers['x-stream-gap'] === 'true';
-      note(gap
-        ? `Resumed at offset ${hasOffset ? offset : '?'}: the updates before it were no longer retained (the table shows the newest quotes anyway).`
-        : `Resumed from offset ${state.resumingFrom}: nothing missed.`, gap ? 'warn' : '');
+      const from = state.resumingFrom;
+      if (frame.headers['x-stream-gap'] === 'true') {
+        note(`Resumed at offset ${hasOffset ? offset : '?'}: the updates before it were no longer retained (the table shows the newest quotes anyway).`, 'warn');
+      } else if (!hasOffset || offset === from) {
+        note(`Resumed from offset ${from}: nothing missed.`);
+      } else if (offset > from) {
+        note(`Resumed at offset ${offset}: the ${offset - from} updates before it were not replayed (the table shows the newest quotes anyway).`, 'warn');
+      } else {
+        note(`The server's offsets started over (did it restart?): live again from offset ${offset}.`, 'warn');
+      }
       state.resumingFrom = null;
     } else if (state.received === 1) {
       note(hasOffset ? 'Live. After a reconnect the page resumes from the last offset it showed.'
@@ -189,6 +196,7 @@
     }
     if (frame.headers['x-stream-gap'] === 'true') state.gaps += 1;
     if (hasOffset) {
+      if (state.lastOffset !== null && offset > state.lastOffset + 1) state.skipped += offset - state.lastOffset - 1;
       state.offsets = true;
       state.lastOffset = offset;
     }
@@ -207,7 +215,7 @@
 
   const fmtPrice = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   const fmtChange = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2, signDisplay: 'exceptZero' });
-  const fmtTime = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  const fmtTime = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
 
   function cell(tr, cls) {
     const td = document.createElement('td');
