@@ -46,7 +46,7 @@
 //                       same port (SIGTERM, exit 0): the page reconnects and updates again
 // A screenshot of alice's page is written to OUT/chat.png (and to --screenshot if given); one
 // of both STOMP pages side by side (node A | node B) to OUT/chat-stomp.png (and to
-// --stomp-screenshot); one of the quote page to OUT/quotes.png (and to --quotes-screenshot) and
+// --stomp-screenshot); one of the quote page (after the resume) to OUT/quotes.png (and to --quotes-screenshot) and
 // of the page on a phone-sized viewport to OUT/quotes-mobile.png.
 
 import { spawn } from 'node:child_process';
@@ -701,6 +701,12 @@ async function quotesPage(browser, opts) {
       resumeNote = 'the server sends no x-stream-offset yet: resubscribed with next';
     }
 
+    // The screenshot: resumed, with some rows flashing.
+    await page.waitForFunction(() => document.querySelectorAll('#rows tr[data-flash]').length >= 2, null, { timeout: CASE_TIMEOUT_MS });
+    const shot = path.join(opts.out, 'quotes.png');
+    await page.screenshot({ path: shot });
+    if (opts['quotes-screenshot']) await copyFile(shot, opts['quotes-screenshot']);
+
     // 2. The server restarts on the same port: the page comes back and updates again.
     await stopServer(server);
     server = await startServer(opts.wsx, log.replace(/\.log$/, '-restarted.log'), ['--demo-quotes'], listen);
@@ -709,11 +715,6 @@ async function quotesPage(browser, opts) {
     ).then(() => quotesFlowing(page, resumed.received, 40, 'after the restart'));
     if (errors.length) throw new Error(errors[0]);
 
-    // Screenshots, once some rows flash.
-    await page.waitForFunction(() => document.querySelectorAll('#rows tr[data-flash]').length >= 2, null, { timeout: CASE_TIMEOUT_MS });
-    const shot = path.join(opts.out, 'quotes.png');
-    await page.screenshot({ path: shot });
-    if (opts['quotes-screenshot']) await copyFile(shot, opts['quotes-screenshot']);
     const phone = await browser.newContext({ viewport: { width: 390, height: 760 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
     try {
       const mobile = await phone.newPage();
