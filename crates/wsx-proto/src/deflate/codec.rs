@@ -17,6 +17,12 @@ use crate::role::Role;
 /// put back before inflating it (RFC 7692 §7.2.1, §7.2.2).
 const SYNC_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
+/// The lowest level a payload compressed once for many connections is compressed at
+/// ([`PerMessageDeflate::broadcast_compression`]): its cost is shared, so it takes zlib's
+/// default level rather than the cheap per-connection default of 2 (a higher configured level
+/// is kept).
+const SHARED_MIN_LEVEL: u32 = 6;
+
 /// The smallest window flate2 (and zlib's raw deflate) supports.
 const MIN_ZLIB_WINDOW_BITS: u8 = 9;
 
@@ -153,6 +159,8 @@ impl PerMessageDeflate {
             BroadcastCompression::None
         } else if self.reset_compressor {
             let (level, bits) = self.compressor_settings(shared_len);
+            // Compressed once for many connections: a better ratio is worth the CPU.
+            let level = level.max(SHARED_MIN_LEVEL);
             BroadcastCompression::Shared(CompressKey { level, bits })
         } else {
             BroadcastCompression::Own
