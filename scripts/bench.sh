@@ -11,6 +11,7 @@
 #   4. the 1 MiB workload against a memcpy-bound echo (bench/src/bin/echo_raw.rs);
 #   5. where the time goes: scripts/bench_profile.sh (user/kernel split, system calls, perf);
 #   6. the STOMP broker: scripts/bench_stomp.sh (wsx serve on Redis vs RabbitMQ web-stomp);
+#   7. broadcast fan-out with and without permessage-deflate: scripts/bench_fanout.sh;
 # and writes bench/RESULTS.md and bench/charts/*.svg (the raw figures go to bench/results/).
 #
 # Server and client are pinned to different cores with taskset when there are two or more.
@@ -34,6 +35,7 @@
 #   SKIP_BUILD=1       use the binaries already built
 #   PROFILE=0          skip the profiles (scripts/bench_profile.sh, appended)              [1]
 #   STOMP=0            skip the STOMP broker benchmark (scripts/bench_stomp.sh, appended)  [1]
+#   FANOUT=0           skip the fan-out benchmark (scripts/bench_fanout.sh, appended)      [1]
 #
 # Usage: scripts/bench.sh            (about 20 minutes on 2 cores)
 #        QUICK=1 scripts/bench.sh    (about 3 minutes)
@@ -405,6 +407,20 @@ if [[ "${STOMP:-1}" == 1 ]]; then
         { printf '\n'; sed 's/^#/##/' "$stomp_md"; } >>"$BENCH_DIR/RESULTS.md"
     else
         warn "scripts/bench_stomp.sh failed: RESULTS.md has no STOMP section"
+    fi
+fi
+# Broadcast fan-out with and without permessage-deflate (scripts/bench_fanout.sh), appended to
+# RESULTS.md. FANOUT=0 skips it.
+if [[ "${FANOUT:-1}" == 1 ]]; then
+    section "broadcast fan-out (scripts/bench_fanout.sh)"
+    fanout_md="$RUN_DIR/fanout.md"
+    fanout_env=(NICE="$NICE" SKIP_BUILD=1 OUT_MD="$fanout_md")
+    [[ "$QUICK" == 1 ]] && fanout_env+=(ROUNDS=1 DURATION=3 SUBSCRIBERS=200)
+    if env "${fanout_env[@]}" bash "$ROOT_DIR/scripts/bench_fanout.sh"; then
+        [[ "$QUICK" == 1 ]] || cp "$fanout_md" "$BENCH_DIR/results/fanout.md"
+        { printf '\n'; sed 's/^#/##/' "$fanout_md"; } >>"$BENCH_DIR/RESULTS.md"
+    else
+        warn "scripts/bench_fanout.sh failed: RESULTS.md has no fan-out section"
     fi
 fi
 info "wrote bench/RESULTS.md, bench/charts/*.svg and bench/results/ (run dir: $RUN_DIR)"

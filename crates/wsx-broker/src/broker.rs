@@ -124,7 +124,12 @@ impl Broker {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        session_task::run(self, WebSocketTransport::new(ws), info).await;
+        session_task::run(
+            self,
+            WebSocketTransport::new(ws, self.metrics.broadcast()),
+            info,
+        )
+        .await;
     }
 
     /// The WebSocket settings of STOMP connections.

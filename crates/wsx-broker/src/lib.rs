@@ -33,6 +33,7 @@ mod authenticator;
 #[cfg(feature = "axum")]
 mod axum_route;
 mod backend;
+mod broadcast_counters;
 mod broker;
 mod builder;
 mod error;
@@ -54,6 +55,7 @@ pub use app_message::AppMessage;
 pub use app_routes::{AppFuture, AppHandler, MAX_APP_BYTES, MAX_APP_SENDS};
 pub use authenticator::{AUTHENTICATION_TIMEOUT, AsyncAuthenticator, AuthFuture};
 pub use backend::{BrokerUrl, MemorySettings, RedisSettings};
+pub use broadcast_counters::BroadcastCounters;
 pub use broker::{Broker, connection_info};
 pub use builder::BrokerBuilder;
 pub use error::Error;

@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use wsx_stomp::DestinationKind;
+
+use crate::broadcast_counters::BroadcastCounters;
 use wsx_stomp_redis::RedisMetrics;
 
 /// The `kind` label values of the message counters.
@@ -42,6 +44,8 @@ pub struct BrokerMetrics {
     bytes_received: AtomicU64,
     frames_sent: AtomicU64,
     bytes_sent: AtomicU64,
+    /// How topic MESSAGE frames went out over WebSocket (compress-once).
+    broadcast: BroadcastCounters,
     /// The Redis node's counters, with a Redis engine.
     redis: OnceLock<RedisMetrics>,
 }
@@ -95,6 +99,11 @@ impl BrokerMetrics {
     pub(crate) fn sent(&self, len: usize) {
         self.frames_sent.fetch_add(1, Ordering::Relaxed);
         self.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// How MESSAGE frames went out over WebSocket: compressed once and shared, or not.
+    pub fn broadcast(&self) -> &BroadcastCounters {
+        &self.broadcast
     }
 
     /// Render the counters of the Redis node as well (`wsx_stomp_redis_*`). Set once.
@@ -238,6 +247,8 @@ impl BrokerMetrics {
                 let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {}", get(count));
             }
         }
+        self.broadcast
+            .render_into("wsx_stomp", "STOMP MESSAGE", out);
     }
 
     /// [`BrokerMetrics::render_into`] a new string.

@@ -6,8 +6,10 @@
 //!
 //! A MESSAGE frame is encoded once per message (and protocol version) by `wsx-stomp`: the
 //! subscriber-specific head (`subscription`, `ack`, `redelivered`) is written per subscriber
-//! and the shared tail (headers, body) goes to every socket without being copied or compressed.
-//! Other frames (CONNECTED, RECEIPT, ERROR) are ordinary messages, compressed when
+//! and the shared tail (headers, body) goes to every socket without being copied, and, where
+//! permessage-deflate was negotiated without server context takeover, compressed once per
+//! deflate parameter set ([`wsx::WebSocket::feed_shared`], counted in
+//! `wsx_stomp_broadcast_*`). Other frames (CONNECTED, RECEIPT, ERROR) are ordinary messages, compressed when
 //! permessage-deflate was negotiated.
 //!
 //! Close codes: 1000 after a DISCONNECT, 1008 with the ERROR's message (cut to
@@ -20,24 +22,31 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use wsx::{CloseCode, CloseFrame, Message, OpCode, RecvOrDrained, Utf8Bytes, WebSocket};
 use wsx_stomp::EncodedFrame;
 
+use crate::broadcast_counters::BroadcastCounters;
 use crate::session_task::{Ending, Input, Transport};
 
 /// One STOMP session's WebSocket, and the last data message it received.
-pub(crate) struct WebSocketTransport<S> {
+pub(crate) struct WebSocketTransport<'a, S> {
     ws: WebSocket<S>,
     received: Option<Message>,
+    /// Where MESSAGE deliveries are counted by how they were compressed.
+    broadcast: &'a BroadcastCounters,
 }
 
-impl<S> WebSocketTransport<S> {
-    /// Carry a session over `ws`.
-    pub(crate) fn new(ws: WebSocket<S>) -> Self {
-        WebSocketTransport { ws, received: None }
+impl<'a, S> WebSocketTransport<'a, S> {
+    /// Carry a session over `ws`, counting MESSAGE deliveries in `broadcast`.
+    pub(crate) fn new(ws: WebSocket<S>, broadcast: &'a BroadcastCounters) -> Self {
+        WebSocketTransport {
+            ws,
+            received: None,
+            broadcast,
+        }
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Transport for WebSocketTransport<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Transport for WebSocketTransport<'_, S> {
     fn feed_frame(&mut self, frame: &EncodedFrame) -> Result<(), wsx::Error> {
-        feed_frame(&mut self.ws, frame)
+        feed_frame(&mut self.ws, frame, self.broadcast)
     }
 
     fn feed_heart_beat(&mut self) -> Result<(), wsx::Error> {
@@ -93,6 +102,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for WebSocketTransport<S> {
 fn feed_frame<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocket<S>,
     frame: &EncodedFrame,
+    broadcast: &BroadcastCounters,
 ) -> Result<(), wsx::Error> {
     if frame.head().is_empty() {
         // A frame of this session alone (CONNECTED, RECEIPT, ERROR): an ordinary message.
@@ -104,14 +114,20 @@ fn feed_frame<S: AsyncRead + AsyncWrite + Unpin>(
         };
         return ws.feed(msg);
     }
-    // A MESSAGE: one unfragmented, uncompressed WebSocket message from the two parts; the
-    // shared tail is queued as it is (no copy when large).
+    // A MESSAGE: one unfragmented WebSocket message from the two parts; the shared tail is
+    // queued as it is (no copy when large) or compressed once for all its subscribers.
     let opcode = if frame.is_utf8() {
         OpCode::Text
     } else {
         OpCode::Binary
     };
-    ws.feed_with_shared_tail(opcode, frame.head(), frame.tail().clone())
+    match frame.shared_tail() {
+        Some(tail) => {
+            broadcast.count(ws.feed_shared(opcode, frame.head(), tail)?);
+            Ok(())
+        }
+        None => ws.feed_with_shared_tail(opcode, frame.head(), frame.tail().clone()),
+    }
 }
 
 #[cfg(test)]

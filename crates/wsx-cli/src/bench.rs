@@ -16,10 +16,13 @@
 //! 4. The workers hand back their histograms; the [`report::Report`] is printed as text or
 //!    JSON.
 //!
+//! With `--fanout chat|stomp` it measures broadcast fan-out instead ([`fanout`]).
+//!
 //! The hot path allocates nothing of its own: every connection of a thread sends clones of the
 //! same payload `Bytes`, and echoes are compared without copying.
 
 mod cpu;
+mod fanout;
 mod report;
 
 use std::cell::RefCell;
@@ -41,6 +44,7 @@ use wsx::{ClientBuilder, CloseCode, DeflateConfig, Message, WebSocket, WebSocket
 
 use crate::connect::{Exit, OnOff, parse_positive_secs, parse_secs};
 use cpu::{CpuTime, Process};
+pub use fanout::FanoutKind;
 use report::{Latency, Report};
 
 /// How long one connection may take to open.
@@ -103,6 +107,15 @@ pub struct BenchArgs {
     /// Also measure this process's CPU time per message (the server's, on the same machine).
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// Fan-out mode instead of echo: the connections subscribe to a chat room (URL
+    /// ws://HOST/ws/chat/ROOM) or to the STOMP topic /topic/fanout (URL ws://HOST/stomp) and
+    /// one more connection publishes --rate messages/s of about --size bytes of JSON; reports
+    /// deliveries, server CPU and bytes read from the socket per delivery (JSON).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub fanout: Option<FanoutKind>,
+    /// Messages per second the fan-out publisher sends.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: u32,
 }
 
 /// Where the run is; the controller moves it forward.
@@ -148,19 +161,24 @@ impl LoadState {
 
 /// Run `wsx bench` and return its exit status.
 pub fn run(args: BenchArgs) -> ExitCode {
-    match bench(&args) {
-        Ok(report) => {
+    // Print the report; the number of errors it counts.
+    let outcome = match args.fanout {
+        Some(kind) => fanout::run(&args, kind).map(|report| {
+            println!("{report}");
+            report["errors"].as_u64().unwrap_or(u64::MAX)
+        }),
+        None => bench(&args).map(|report| {
             if args.json {
                 println!("{}", report.to_json());
             } else {
                 print!("{}", report.to_text());
             }
-            if report.errors == 0 {
-                Exit::Normal.into()
-            } else {
-                Exit::Abnormal.into()
-            }
-        }
+            report.errors
+        }),
+    };
+    match outcome {
+        Ok(0) => Exit::Normal.into(),
+        Ok(_) => Exit::Abnormal.into(),
         Err(msg) => {
             eprintln!("wsx bench: {msg}");
             Exit::Failure.into()

@@ -57,16 +57,7 @@ async fn until(ws: &mut Ws, ty: &str) -> Value {
 }
 
 async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(WAIT, ws.recv())
-            .await
-            .expect("a message in time")
-            .expect("open")
-            .expect("no error");
-        if let Message::Text(text) = msg {
-            return serde_json::from_str(&text).expect("JSON");
-        }
-    }
+    serde_json::from_str(&common::next_text(ws).await).expect("JSON")
 }
 
 async fn join(server: &Server, room: &str, name: &str) -> Ws {

@@ -24,7 +24,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::Config;
-use crate::deflate::PerMessageDeflate;
+use crate::deflate::{BroadcastCompression, PerMessageDeflate, stored_blocks};
 use crate::error::{Error, ProtocolError};
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::mask::apply_mask;
@@ -33,6 +33,7 @@ use crate::message::{Message, Utf8Bytes};
 use crate::output::OutputQueue;
 use crate::pool::{self, Class};
 use crate::role::Role;
+use crate::shared::{SharedPayload, SharedSend};
 use crate::timers::{Due, Timeout, TimerConfig, TimerSlot};
 use crate::utf8::Utf8Validator;
 
@@ -589,6 +590,74 @@ impl Connection {
         Ok(())
     }
 
+    /// Queue one unfragmented data message whose payload is `head` followed by `tail`, a
+    /// payload shared by many connections (a broadcast, with a per-connection head that may be
+    /// empty), and say how it went out.
+    ///
+    /// With permessage-deflate, a message of at least `min_size` bytes is compressed: when our
+    /// compressor keeps no context (the default), `tail` is compressed once for every
+    /// connection with the same compressor parameters ([`SharedPayload`]) and `head` goes in
+    /// front of it as stored deflate blocks; when it keeps context, this connection compresses
+    /// the whole message itself. Otherwise the message goes out as it is; on a server a large
+    /// `tail` (or compressed tail) is queued without a copy.
+    ///
+    /// `opcode` is `OpCode::Text` or `OpCode::Binary`; text is checked to be UTF-8.
+    pub fn send_shared(
+        &mut self,
+        opcode: OpCode,
+        head: &[u8],
+        tail: &SharedPayload,
+    ) -> Result<SharedSend, Error> {
+        if self.close_sent || self.failed {
+            return Err(Error::Closed);
+        }
+        if self.out_fragmented.is_some() {
+            return Err(Error::InvalidSend("a fragmented message is being sent"));
+        }
+        if !(opcode == OpCode::Text && tail.is_utf8() && simdutf8::basic::from_utf8(head).is_ok()) {
+            Connection::check_shared_tail(opcode, head, tail.bytes())?;
+        }
+        let len = head.len() + tail.len();
+        let how = self
+            .deflate
+            .as_deref()
+            .map_or(BroadcastCompression::None, |d| {
+                d.broadcast_compression(len, tail.len())
+            });
+        let sent = match how {
+            BroadcastCompression::None => {
+                let header = self.data_header(opcode, len, false);
+                self.queue_pending_pong();
+                self.out
+                    .push_frame_parts(&header, head, tail.bytes(), Some(tail.bytes()));
+                SharedSend::Uncompressed
+            }
+            BroadcastCompression::Shared(key) => {
+                let (compressed, compressed_now) = tail.compressed(key)?;
+                let mut stored = BytesMut::new();
+                stored_blocks(head, &mut stored);
+                let header = self.data_header(opcode, stored.len() + compressed.len(), true);
+                self.queue_pending_pong();
+                self.out
+                    .push_frame_parts(&header, &stored, &compressed, Some(&compressed));
+                SharedSend::SharedCompressed { compressed_now }
+            }
+            BroadcastCompression::Own => {
+                let mut whole = BytesMut::with_capacity(len);
+                whole.extend_from_slice(head);
+                whole.extend_from_slice(tail.bytes());
+                let mut buf = BytesMut::new();
+                if let Some(deflate) = self.deflate.as_mut() {
+                    deflate.compress(&whole, &mut buf)?;
+                }
+                let compressed = buf.freeze();
+                self.queue_frame(opcode, true, &compressed, Some(&compressed));
+                SharedSend::OwnCompressed
+            }
+        };
+        Ok(sent)
+    }
+
     /// Whether `head` followed by `tail` can be sent as one message with `opcode`
     /// ([`Connection::send_with_shared_tail`]): a text or binary opcode, and valid UTF-8 for
     /// text. A layer that queues such messages elsewhere first can check them here.
@@ -688,12 +757,34 @@ impl Connection {
         self.out.push_frame(&header, payload, shared);
     }
 
+    /// The header of an unfragmented data frame of `len` bytes, masked on a client.
+    fn data_header(&self, opcode: OpCode, len: usize, rsv1: bool) -> FrameHeader {
+        let mut header = FrameHeader::new(opcode, len as u64);
+        header.rsv1 = rsv1;
+        if self.role.masks_outgoing() {
+            header.mask = Some(self.next_mask_key());
+        }
+        header
+    }
+
     /// The masking key for the next frame (client role).
     fn next_mask_key(&self) -> [u8; 4] {
         match &self.mask_keys {
             Some(source) => source.next_key(),
             None => rand::random(),
         }
+    }
+
+    /// Everything queued, as written to a peer that reads it all (for tests).
+    #[cfg(test)]
+    pub(crate) fn take_output(&mut self) -> Vec<u8> {
+        let mut written = Vec::new();
+        while self.has_output() {
+            let chunk = self.output_first_chunk().to_vec();
+            self.advance_output(chunk.len());
+            written.extend_from_slice(&chunk);
+        }
+        written
     }
 
     /// Whether there are bytes to write.
@@ -958,13 +1049,7 @@ mod tests {
 
     /// Everything queued, as written to a peer that reads it all.
     fn drain(conn: &mut Connection) -> Vec<u8> {
-        let mut written = Vec::new();
-        while conn.has_output() {
-            let chunk = conn.output_first_chunk().to_vec();
-            conn.advance_output(chunk.len());
-            written.extend_from_slice(&chunk);
-        }
-        written
+        conn.take_output()
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //!    ([`Utf8Validator`]), inflates them when permessage-deflate was negotiated ([`deflate`])
 //!    and enforces the limits in [`Config`].
 //! 3. Messages to send are encoded into frames and queued in an output buffer that the I/O layer
-//!    drains with as few writes as possible.
+//!    drains with as few writes as possible. A broadcast shares its payload
+//!    ([`SharedPayload`], [`Connection::send_shared`]), compressed once for every connection
+//!    with the same deflate parameters.
 //! 4. The close handshake ([`CloseFrame`], [`CloseCode`]) ends it.
 //!
 //! Time is passed in: keepalive and the close deadline ([`TimerConfig`]) are deadlines the I/O
@@ -40,6 +42,7 @@ mod message;
 mod output;
 mod pool;
 mod role;
+mod shared;
 mod timers;
 mod utf8;
 
@@ -52,5 +55,6 @@ pub use mask::{apply_mask, apply_mask_scalar};
 pub use mask_keys::MaskKeySource;
 pub use message::{Message, Utf8Bytes};
 pub use role::Role;
+pub use shared::{SharedPayload, SharedSend};
 pub use timers::{Timeout, TimerConfig};
 pub use utf8::{InvalidUtf8, Utf8Validator};

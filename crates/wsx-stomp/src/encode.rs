@@ -9,6 +9,7 @@
 //! which is what a broker wants when it relays a header a 1.2 client wrote to a 1.0 client.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use wsx_proto::SharedPayload;
 
 use crate::command::Command;
 use crate::error::{Error, quote};
@@ -113,12 +114,27 @@ pub(crate) fn write_tail<'a>(
 /// [`EncodedFrame::is_utf8`] tells whether the bytes are valid UTF-8 (headers always are; the
 /// body may not be), so the transport can pick a text or binary WebSocket message without
 /// scanning the frame again; for a shared MESSAGE it is computed once per message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// A MESSAGE's tail also comes as a [`SharedPayload`] ([`EncodedFrame::shared_tail`]), shared
+/// by every subscriber's frame, so a WebSocket transport compresses it once per
+/// permessage-deflate parameter set rather than once per subscriber.
+#[derive(Debug, Clone)]
 pub struct EncodedFrame {
     head: Bytes,
     tail: Bytes,
     utf8: bool,
+    /// The same bytes as `tail`, with its compressed forms, when the tail is shared.
+    shared: Option<SharedPayload>,
 }
+
+impl PartialEq for EncodedFrame {
+    /// The same bytes (whether the tail is shared does not matter).
+    fn eq(&self, other: &Self) -> bool {
+        self.head == other.head && self.tail == other.tail && self.utf8 == other.utf8
+    }
+}
+
+impl Eq for EncodedFrame {}
 
 impl EncodedFrame {
     /// A frame already in one buffer.
@@ -128,22 +144,29 @@ impl EncodedFrame {
             head: Bytes::new(),
             tail: bytes,
             utf8,
+            shared: None,
         }
     }
 
     /// A frame made of `head` followed by `tail`.
     pub fn from_parts(head: Bytes, tail: Bytes) -> Self {
         let utf8 = std::str::from_utf8(&head).is_ok() && std::str::from_utf8(&tail).is_ok();
-        EncodedFrame { head, tail, utf8 }
-    }
-
-    /// `from_parts` for a head that is UTF-8 and a tail whose UTF-8-ness is known.
-    pub(crate) fn from_known_parts(head: Bytes, tail: Bytes, tail_is_utf8: bool) -> Self {
-        debug_assert!(std::str::from_utf8(&head).is_ok());
         EncodedFrame {
             head,
             tail,
+            utf8,
+            shared: None,
+        }
+    }
+
+    /// `from_parts` for a head that is UTF-8 and a shared tail whose UTF-8-ness is known.
+    pub(crate) fn from_known_parts(head: Bytes, tail: &SharedPayload, tail_is_utf8: bool) -> Self {
+        debug_assert!(std::str::from_utf8(&head).is_ok());
+        EncodedFrame {
+            head,
+            tail: tail.bytes().clone(),
             utf8: tail_is_utf8,
+            shared: Some(tail.clone()),
         }
     }
 
@@ -160,6 +183,12 @@ impl EncodedFrame {
     /// The shared second part.
     pub fn tail(&self) -> &Bytes {
         &self.tail
+    }
+
+    /// The shared second part with its compressed forms, for a MESSAGE whose tail every
+    /// subscriber shares (the same bytes as [`EncodedFrame::tail`]).
+    pub fn shared_tail(&self) -> Option<&SharedPayload> {
+        self.shared.as_ref()
     }
 
     /// The total length in bytes.

@@ -10,6 +10,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
+use wsx_proto::SharedPayload;
 
 use crate::EncodedFrame;
 use crate::command::Command;
@@ -98,8 +99,9 @@ impl Publish {
 pub struct Message {
     id: MessageId,
     publish: Publish,
-    /// Per version: the encoded tail and whether it is UTF-8.
-    tails: [OnceLock<(Bytes, bool)>; 3],
+    /// Per version: the encoded tail (shared, with its compressed forms) and whether it is
+    /// UTF-8.
+    tails: [OnceLock<(SharedPayload, bool)>; 3],
 }
 
 impl Message {
@@ -140,10 +142,10 @@ impl Message {
     /// The shared part of the MESSAGE frame for `version`, encoded on first use. Headers the
     /// version cannot represent (a newline in a 1.0 value) are left out.
     pub fn encoded_tail(&self, version: Version) -> Bytes {
-        self.tail(version).0
+        self.tail(version).0.bytes().clone()
     }
 
-    fn tail(&self, version: Version) -> (Bytes, bool) {
+    fn tail(&self, version: Version) -> &(SharedPayload, bool) {
         let slot = match version {
             Version::V1_0 => &self.tails[0],
             Version::V1_1 => &self.tails[1],
@@ -160,9 +162,8 @@ impl Message {
             write_tail(headers, &self.publish.body, escaping, &mut buf);
             // Headers are strings; only the body can break UTF-8.
             let utf8 = std::str::from_utf8(&self.publish.body).is_ok();
-            (buf.freeze(), utf8)
+            (SharedPayload::new(buf.freeze()), utf8)
         })
-        .clone()
     }
 
     /// The MESSAGE frame for one subscriber: a fresh head with `subscription`, `ack` (when
@@ -185,6 +186,6 @@ impl Message {
             write_header("redelivered", "true", escaping, &mut head);
         }
         let (tail, utf8) = self.tail(version);
-        EncodedFrame::from_known_parts(head.freeze(), tail, utf8)
+        EncodedFrame::from_known_parts(head.freeze(), tail, *utf8)
     }
 }

@@ -21,7 +21,9 @@
 //! queued frame in as few (vectored) writes as possible; [`WebSocket::send`] is both. A
 //! broadcast encodes its frame once ([`encode_frame`], queued with
 //! [`WebSocket::feed_encoded`]) or shares its payload's tail among recipients
-//! ([`WebSocket::feed_with_shared_tail`]).
+//! ([`WebSocket::feed_with_shared_tail`]); with [`SharedPayload`] and
+//! [`WebSocket::feed_shared`] a broadcast is also compressed once per permessage-deflate
+//! parameter set instead of once per recipient.
 //!
 //! Every public item has one path: the crate root, or one of the modules [`tls`],
 //! [`hyper_upgrade`] and [`axum`], whose names would be ambiguous at the root. The protocol types
@@ -68,6 +70,6 @@ pub use websocket::{RecvOrDrained, WebSocket};
 pub use wsx_proto::deflate::DeflateConfig;
 pub use wsx_proto::handshake::{ClientRequest, ClientResponse, HandshakeError, HttpRequest, WsUrl};
 pub use wsx_proto::{
-    CloseCode, CloseFrame, MAX_CLOSE_REASON, MaskKeySource, Message, OpCode, Role, Utf8Bytes,
-    encode_frame,
+    CloseCode, CloseFrame, MAX_CLOSE_REASON, MaskKeySource, Message, OpCode, Role, SharedPayload,
+    SharedSend, Utf8Bytes, encode_frame,
 };

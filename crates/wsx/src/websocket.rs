@@ -208,6 +208,24 @@ impl<S> WebSocket<S> {
         Ok(())
     }
 
+    /// Queue one unfragmented message (`OpCode::Text` or `OpCode::Binary`) whose payload is
+    /// `head` (per recipient, may be empty) followed by `tail`, a payload shared by many
+    /// connections, without writing it; returns how it went out (for a broadcaster's counters).
+    ///
+    /// With permessage-deflate and no context takeover on our side (the default), a message
+    /// of at least `min_size` bytes is compressed, and `tail` only once for every connection
+    /// with the same compressor parameters (see [`wsx_proto::Connection::send_shared`]).
+    /// Text is checked to be UTF-8. The output budget applies as for [`WebSocket::feed`].
+    pub fn feed_shared(
+        &mut self,
+        opcode: OpCode,
+        head: &[u8],
+        tail: &crate::SharedPayload,
+    ) -> Result<crate::SharedSend> {
+        self.check_backpressure()?;
+        Ok(self.conn.send_shared(opcode, head, tail)?)
+    }
+
     /// Close this connection with 1001 ("going away") when `token` is cancelled: a server's
     /// graceful shutdown. The close handshake then runs as usual while the application keeps
     /// receiving (it sees the peer's close frame, then `None`).

@@ -3,8 +3,9 @@
 //! The router hands an upgraded connection to [`session`]. The session reads JSON commands from
 //! the client (`join`, `message`, `ping`, `file` + a binary message), validates them and passes
 //! them to its room ([`super::room`]); it answers `ping` and errors itself. What the room
-//! broadcasts arrives already encoded in the session's bounded queue and is written with
-//! [`wsx::WebSocket::feed_encoded`]. The session stops pulling from the queue while the socket
+//! broadcasts arrives in the session's bounded queue as a shared payload and is written with
+//! [`wsx::WebSocket::feed_shared`] (compressed once per permessage-deflate parameter set,
+//! counted in `wsx_chat_broadcast_*`). The session stops pulling from the queue while the socket
 //! has more than [`WRITE_HIGH_WATER`] bytes unwritten, so a client that does not read fills its
 //! queue and the room drops it (close 1008 "too slow").
 //!
@@ -261,8 +262,9 @@ impl Session {
             return Ok(false);
         }
         for out in self.batch.drain(..) {
-            self.state.metrics.sent(out.payload_len);
-            self.ws.feed_encoded(out.wire)?;
+            self.state.metrics.sent(out.payload.len());
+            let how = self.ws.feed_shared(out.opcode, &[], &out.payload)?;
+            self.state.metrics.chat_broadcast_sent(how);
         }
         Ok(true)
     }

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use wsx::HandshakeError;
-use wsx_broker::BrokerMetrics;
+use wsx::SharedSend;
+use wsx_broker::{BroadcastCounters, BrokerMetrics};
 
 /// Label values of `wsx_handshake_failures_total{reason}`, one per kind of failed handshake.
 const HANDSHAKE_REASONS: [&str; 12] = [
@@ -62,6 +63,8 @@ pub struct Metrics {
     chat_rooms: AtomicU64,
     chat_members: AtomicU64,
     chat_slow_disconnects: AtomicU64,
+    /// How chat room broadcasts went out (compress-once).
+    chat_broadcast: BroadcastCounters,
     /// The STOMP broker's metrics, unless `--stomp off`.
     broker: OnceLock<Arc<BrokerMetrics>>,
 }
@@ -121,6 +124,11 @@ impl Metrics {
     /// Count a chat member disconnected because its outgoing queue was full.
     pub fn chat_slow_disconnect(&self) {
         self.chat_slow_disconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a room broadcast queued to a member, by how it was compressed.
+    pub fn chat_broadcast_sent(&self, sent: SharedSend) {
+        self.chat_broadcast.count(sent);
     }
 
     /// Render the STOMP broker's series too (`wsx_stomp_*`), and count its traffic in the
@@ -201,6 +209,8 @@ impl Metrics {
             "Chat members disconnected because they did not keep up (close 1008).",
             get(&self.chat_slow_disconnects),
         );
+        self.chat_broadcast
+            .render_into("wsx_chat", "Chat room", &mut out);
         if let Some(broker) = broker {
             broker.render_into(&mut out);
         }

@@ -1,8 +1,9 @@
 //! Chat rooms: a registry of rooms and one task per room that fans messages out.
 //!
 //! A chat session (see [`super::chat`]) that joined a room sends it [`Command`]s. The room task
-//! serializes each outgoing event once, encodes it into a WebSocket frame once
-//! ([`wsx::encode_frame`]) and pushes the same `Bytes` into every member's
+//! serializes each outgoing event once into a [`wsx::SharedPayload`] (compressed at most once
+//! per permessage-deflate parameter set, by the first member's session that needs it) and
+//! pushes the same payload into every member's
 //! [`OutboundQueue`] (the slow-consumer queue of `wsx-broker`, shared with the STOMP broker):
 //! the room task never waits for a member. A member whose queue would pass its limits (too many
 //! entries or too many bytes) is dropped by its queue, closes with 1008 "too slow" and leaves
@@ -30,7 +31,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
-use wsx::Message;
+use wsx::{Message, OpCode, SharedPayload};
 
 use super::metrics::Metrics;
 use wsx_broker::{Escaped, OutboundQueue, Refused};
@@ -41,35 +42,39 @@ pub const MEMBER_QUEUE_LEN: usize = 256;
 const ROOM_INBOX_LEN: usize = 1024;
 /// The most characters of a name; longer names are refused.
 pub const MAX_NAME_CHARS: usize = 32;
+/// The longest header of an unmasked frame, counted with each broadcast in a member's queue.
+const FRAME_HEADER_MAX: usize = 10;
 /// The shortest interval between two serializations of a room's presence list.
 const PRESENCE_TICK: Duration = Duration::from_millis(100);
 
-/// One WebSocket frame, encoded once and shared by every receiver.
+/// One broadcast message, built once and shared by every receiver: its payload is
+/// compressed at most once per permessage-deflate parameter set ([`wsx::SharedPayload`]).
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    /// The encoded frame (header and payload), ready for [`wsx::WebSocket::feed_encoded`].
-    pub wire: Bytes,
-    /// The payload length (for the byte counters).
-    pub payload_len: usize,
+    /// Text or binary.
+    pub opcode: OpCode,
+    /// The payload, for [`wsx::WebSocket::feed_shared`].
+    pub payload: SharedPayload,
 }
 
 impl Outgoing {
-    /// Encode a message into a frame. Data messages always encode; `None` only for control
-    /// messages the protocol refuses (never built here).
+    /// A text or binary message; `None` for control messages (never built here).
     pub fn encode(msg: &Message) -> Option<Outgoing> {
-        match wsx::encode_frame(msg) {
-            Ok(wire) => Some(Outgoing {
-                wire,
-                payload_len: msg.payload().len(),
-            }),
-            Err(e) => {
-                warn!("cannot encode a broadcast frame: {e}");
-                None
+        let (opcode, payload) = match msg {
+            Message::Text(t) => (OpCode::Text, t.clone().into_bytes()),
+            Message::Binary(b) => (OpCode::Binary, b.clone()),
+            _ => {
+                warn!("a broadcast is a text or binary message");
+                return None;
             }
-        }
+        };
+        Some(Outgoing {
+            opcode,
+            payload: SharedPayload::new(payload),
+        })
     }
 
-    /// Serialize `event` to JSON and encode it as a text frame.
+    /// Serialize `event` to JSON, as a text message.
     pub fn json<T: Serialize>(event: &T) -> Option<Outgoing> {
         match serde_json::to_string(event) {
             Ok(text) => Outgoing::encode(&Message::text(text)),
@@ -78,6 +83,11 @@ impl Outgoing {
                 None
             }
         }
+    }
+
+    /// The bytes it counts for in a member's queue: its payload and a frame header.
+    pub fn queued_len(&self) -> usize {
+        self.payload.len() + FRAME_HEADER_MAX
     }
 }
 
@@ -313,7 +323,7 @@ impl Member {
     fn deliver(&self, frames: &[&Outgoing]) -> Result<(), Refused> {
         let pushed = self
             .queue
-            .push_counted(frames.iter().map(|f| ((*f).clone(), f.wire.len())));
+            .push_counted(frames.iter().map(|f| ((*f).clone(), f.queued_len())));
         self.queue.wake();
         pushed
     }
@@ -424,7 +434,7 @@ impl Room {
         // The welcome and the history are bounded by the history's length: not counted.
         let ok = frames
             .into_iter()
-            .all(|f| member.queue.push(f.clone(), f.wire.len()).is_ok());
+            .all(|f| member.queue.push(f.clone(), f.queued_len()).is_ok());
         member.queue.wake();
         if !ok {
             // Its session already ended; nothing to announce.
@@ -525,7 +535,7 @@ impl Room {
         let (Some(header), Some(body)) = (header, body) else {
             return;
         };
-        debug!(room = %Escaped(&self.name), from = %Escaped(&sender.name), name = %Escaped(name), mime = %Escaped(mime), size = body.payload_len, "file");
+        debug!(room = %Escaped(&self.name), from = %Escaped(&sender.name), name = %Escaped(name), mime = %Escaped(mime), size = body.payload.len(), "file");
         let mut gone = Vec::new();
         self.broadcast(&[&header, &body], Some(id), &mut gone);
         self.drop_members(gone);

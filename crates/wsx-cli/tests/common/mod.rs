@@ -129,6 +129,20 @@ pub struct Response {
     pub body: String,
 }
 
+/// The next text message on `ws` (other messages skipped).
+pub async fn next_text(ws: &mut WebSocket<wsx::MaybeTlsStream>) -> String {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.recv())
+            .await
+            .expect("a message in time")
+            .expect("open")
+            .expect("no error");
+        if let Message::Text(text) = msg {
+            return text.to_string();
+        }
+    }
+}
+
 /// Poll `/metrics` until the line `name` has a value satisfying `ok`.
 pub async fn wait_metric(server: &Server, name: &str, ok: impl Fn(u64) -> bool) -> u64 {
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -5,8 +5,8 @@
 //! output of [`PerMessageDeflate::compress`] with RSV1 set; it feeds each frame payload of an
 //! incoming message with RSV1 set to [`PerMessageDeflate::decompress`].
 
-use bytes::BytesMut;
-use flate2::{Decompress, FlushCompress, FlushDecompress, Status};
+use bytes::{Bytes, BytesMut};
+use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::config::{DeflateConfig, DeflateParams, clamp_bits};
 use crate::error::Error;
@@ -16,6 +16,12 @@ use crate::role::Role;
 /// The empty stored block a sync flush ends with: stripped from every compressed message and
 /// put back before inflating it (RFC 7692 §7.2.1, §7.2.2).
 const SYNC_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// The lowest level a payload compressed once for many connections is compressed at
+/// ([`PerMessageDeflate::broadcast_compression`]): its cost is shared, so it takes zlib's
+/// default level rather than the cheap per-connection default of 2 (a higher configured level
+/// is kept).
+const SHARED_MIN_LEVEL: u32 = 6;
 
 /// The smallest window flate2 (and zlib's raw deflate) supports.
 const MIN_ZLIB_WINDOW_BITS: u8 = 9;
@@ -133,45 +139,32 @@ impl PerMessageDeflate {
             .compressor
             .get_or_insert_with(|| pool::compressor(level, bits))
             .stream;
-        let mut input = payload;
-        let mut chunk = (payload.len() / 2).clamp(MIN_CHUNK, MAX_CHUNK);
-        loop {
-            let pos = dst.len();
-            dst.resize(pos.saturating_add(chunk), 0);
-            let (in_before, out_before) = (compressor.total_in(), compressor.total_out());
-            let status = compressor.compress(
-                input,
-                dst.get_mut(pos..).unwrap_or_default(),
-                FlushCompress::Sync,
-            );
-            let consumed = delta(in_before, compressor.total_in());
-            let produced = delta(out_before, compressor.total_out());
-            dst.truncate(pos.saturating_add(produced));
-            status.map_err(|e| Error::Deflate(e.to_string()))?;
-            input = input.get(consumed..).unwrap_or_default();
-            // A sync flush is complete once zlib returns with output space left over.
-            if input.is_empty() && produced < chunk {
-                break;
-            }
-            if consumed == 0 && produced == 0 {
-                return Err(Error::Deflate("the compressor made no progress".into()));
-            }
-            chunk = chunk.saturating_mul(2).min(MAX_CHUNK);
+        deflate_message(compressor, payload, dst, start)
+    }
+
+    /// How a message that many connections send (a broadcast) is compressed on
+    /// this one: not at all (what [`should_compress`](Self::should_compress) says), once for
+    /// every connection with the same [`CompressKey`] when our compressor keeps no context
+    /// (each message is then a fresh deflate stream, the same bytes whoever sends it), or by
+    /// this connection alone when it keeps context.
+    ///
+    /// `len` is the whole message's length (`min_size` applies to it), `shared_len` that of
+    /// the part compressed once (which decides the window).
+    pub(crate) fn broadcast_compression(
+        &self,
+        len: usize,
+        shared_len: usize,
+    ) -> BroadcastCompression {
+        if !self.should_compress(len) {
+            BroadcastCompression::None
+        } else if self.reset_compressor {
+            let (level, bits) = self.compressor_settings(shared_len);
+            // Compressed once for many connections: a better ratio is worth the CPU.
+            let level = level.max(SHARED_MIN_LEVEL);
+            BroadcastCompression::Shared(CompressKey { level, bits })
+        } else {
+            BroadcastCompression::Own
         }
-        let out = dst.get(start..).unwrap_or_default();
-        if out.ends_with(&SYNC_TAIL) {
-            dst.truncate(dst.len().saturating_sub(SYNC_TAIL.len()));
-        } else if !out.is_empty() {
-            return Err(Error::Deflate(
-                "the output does not end with a sync flush".into(),
-            ));
-        }
-        if dst.len() == start {
-            // Nothing new to say (an empty payload): one empty stored block header. With the
-            // tail the receiver appends, `00 00 00 ff ff`, an empty stored block.
-            dst.extend_from_slice(&[0x00]);
-        }
-        Ok(())
     }
 
     /// Level and window for a new compressor for a message of `len` bytes.
@@ -326,6 +319,105 @@ impl PerMessageDeflate {
         if let Some(decompressor) = self.decompressor.take() {
             pool::give_decompressor(decompressor);
         }
+    }
+}
+
+/// The parameters of a fresh compressor, which with the input decide its output: connections
+/// whose compressors share them produce the same bytes for the same message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CompressKey {
+    /// Compression level, 1..=9.
+    pub(crate) level: u32,
+    /// LZ77 window, 9..=15.
+    pub(crate) bits: u8,
+}
+
+/// See [`PerMessageDeflate::broadcast_compression`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BroadcastCompression {
+    /// Sent uncompressed.
+    None,
+    /// Compressed once by a fresh compressor with these parameters, and the result shared.
+    Shared(CompressKey),
+    /// Compressed by this connection's own compressor (it keeps context).
+    Own,
+}
+
+/// Compress `payload` as one message with a fresh compressor of `key`, without the sync
+/// flush's `00 00 ff ff`: the bytes every connection whose
+/// [`broadcast_compression`](PerMessageDeflate::broadcast_compression) gives `key` would send.
+pub(crate) fn compress_fresh(key: CompressKey, payload: &[u8]) -> Result<Bytes, Error> {
+    let mut compressor = pool::compressor(key.level, key.bits);
+    let mut dst = BytesMut::new();
+    let result = deflate_message(&mut compressor.stream, payload, &mut dst, 0);
+    if result.is_ok() {
+        pool::give_compressor(compressor);
+    }
+    result.map(|()| dst.freeze())
+}
+
+/// Compress `payload` with a sync flush, appending to `dst` (whose first `start` bytes are not
+/// ours), and strip the flush's `00 00 ff ff` (an empty result becomes the single byte `0x00`).
+fn deflate_message(
+    compressor: &mut Compress,
+    payload: &[u8],
+    dst: &mut BytesMut,
+    start: usize,
+) -> Result<(), Error> {
+    let mut input = payload;
+    let mut chunk = (payload.len() / 2).clamp(MIN_CHUNK, MAX_CHUNK);
+    loop {
+        let pos = dst.len();
+        dst.resize(pos.saturating_add(chunk), 0);
+        let (in_before, out_before) = (compressor.total_in(), compressor.total_out());
+        let status = compressor.compress(
+            input,
+            dst.get_mut(pos..).unwrap_or_default(),
+            FlushCompress::Sync,
+        );
+        let consumed = delta(in_before, compressor.total_in());
+        let produced = delta(out_before, compressor.total_out());
+        dst.truncate(pos.saturating_add(produced));
+        status.map_err(|e| Error::Deflate(e.to_string()))?;
+        input = input.get(consumed..).unwrap_or_default();
+        // A sync flush is complete once zlib returns with output space left over.
+        if input.is_empty() && produced < chunk {
+            break;
+        }
+        if consumed == 0 && produced == 0 {
+            return Err(Error::Deflate("the compressor made no progress".into()));
+        }
+        chunk = chunk.saturating_mul(2).min(MAX_CHUNK);
+    }
+    let out = dst.get(start..).unwrap_or_default();
+    if out.ends_with(&SYNC_TAIL) {
+        dst.truncate(dst.len().saturating_sub(SYNC_TAIL.len()));
+    } else if !out.is_empty() {
+        return Err(Error::Deflate(
+            "the output does not end with a sync flush".into(),
+        ));
+    }
+    if dst.len() == start {
+        // Nothing new to say (an empty payload): one empty stored block header. With the
+        // tail the receiver appends, `00 00 00 ff ff`, an empty stored block.
+        dst.extend_from_slice(&[0x00]);
+    }
+    Ok(())
+}
+
+/// Append `data` to `dst` as non-final stored deflate blocks (RFC 1951 §3.2.4), each ending on
+/// a byte boundary. Put in front of a compressed message (which starts a new block on a byte
+/// boundary) it makes one valid message whose inflated form starts with `data`: a
+/// per-recipient head needs no compressor, and stored blocks hold no back-references, so they
+/// are valid under any window.
+pub(crate) fn stored_blocks(data: &[u8], dst: &mut BytesMut) {
+    for block in data.chunks(usize::from(u16::MAX)) {
+        let len = u16::try_from(block.len()).unwrap_or(u16::MAX);
+        // BFINAL 0, BTYPE 00, then padding to the byte boundary: one zero byte.
+        dst.extend_from_slice(&[0x00]);
+        dst.extend_from_slice(&len.to_le_bytes());
+        dst.extend_from_slice(&(!len).to_le_bytes());
+        dst.extend_from_slice(block);
     }
 }
 

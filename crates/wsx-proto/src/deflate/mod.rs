@@ -15,6 +15,12 @@
 //!    [`decompress`](PerMessageDeflate::decompress) before UTF-8 validation, under the message
 //!    size limit.
 //!
+//! 3. **Broadcasts.** A message many connections send ([`crate::SharedPayload`], queued with
+//!    [`crate::Connection::send_shared`]) is compressed once per distinct set of compressor
+//!    parameters (level and window) and the result shared by every connection whose compressor
+//!    keeps no context; a per-connection head in front of it goes out as stored blocks (see
+//!    [`crate::SharedPayload`]). A connection that keeps context compresses it itself.
+//!
 //! # Memory
 //!
 //! Heap bytes held by one zlib state, measured with flate2 1.1.11 on zlib-rs 0.6.8 (a
@@ -71,4 +77,5 @@ mod config;
 mod negotiate;
 
 pub use codec::PerMessageDeflate;
+pub(crate) use codec::{BroadcastCompression, CompressKey, compress_fresh, stored_blocks};
 pub use config::{DeflateConfig, DeflateParams};
