@@ -355,6 +355,7 @@ impl<E: Engine> Hub<E> {
                 subscriber: SubscriberKey::new(conn, subscription),
                 message: Arc::new(wsx_stomp::Message::new(id, message)),
                 redelivered: false,
+                gap: false,
             };
             woken.extend_from_slice(shared.broker.deliver([delivery]));
             true
