@@ -112,6 +112,19 @@ impl<E: Engine> Engine for AppEngine<E> {
             .subscribe_with_selector(key, destination, max_unacked, selector, out)
     }
 
+    fn subscribe_at(
+        &mut self,
+        key: SubscriberKey,
+        destination: &Destination,
+        max_unacked: Option<usize>,
+        selector: Option<Selector>,
+        start: wsx_stomp::StreamStart,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), wsx_stomp::Error> {
+        self.inner
+            .subscribe_at(key, destination, max_unacked, selector, start, out)
+    }
+
     fn unsubscribe(&mut self, key: &SubscriberKey, out: &mut Vec<Delivery>) {
         self.inner.unsubscribe(key, out);
     }

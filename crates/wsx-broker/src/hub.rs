@@ -188,6 +188,23 @@ impl<E: Engine> Engine for Metered<E> {
         result
     }
 
+    fn subscribe_at(
+        &mut self,
+        key: SubscriberKey,
+        destination: &Destination,
+        max_unacked: Option<usize>,
+        selector: Option<wsx_stomp::Selector>,
+        start: wsx_stomp::StreamStart,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), wsx_stomp::Error> {
+        let n = out.len();
+        let result = self
+            .inner
+            .subscribe_at(key, destination, max_unacked, selector, start, out);
+        self.count(&out[n..]);
+        result
+    }
+
     fn unsubscribe(&mut self, key: &SubscriberKey, out: &mut Vec<Delivery>) {
         let n = out.len();
         self.inner.unsubscribe(key, out);

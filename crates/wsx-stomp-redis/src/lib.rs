@@ -170,6 +170,7 @@
 mod codec;
 mod connections;
 mod redis_engine;
+mod resumed;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -177,6 +178,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub use redis_engine::{RedisEngine, RedisEvent, RedisEvents};
+use wsx_stomp::TopicHistory;
 
 /// What can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
@@ -274,6 +276,9 @@ pub struct Config {
     /// acknowledged (acknowledged entries are deleted) — before SENDs to it are refused
     /// (default 100 000). Nothing is ever trimmed: see the crate docs, *Queue length*.
     pub max_queue_len: usize,
+    /// How much history each topic keeps in Redis (default 1000 messages, 1 MiB per topic;
+    /// `max_messages: 0` keeps none). See the crate docs, *Topics*.
+    pub topic_history: TopicHistory,
     /// First reconnect delay (default 50 ms); doubles up to [`Config::backoff_max`].
     pub backoff_min: Duration,
     /// Longest reconnect delay (default 2 s).
@@ -297,6 +302,7 @@ impl Config {
             max_held_bytes: 64 << 20,
             empty_queue_grace: Duration::from_secs(60),
             write_timeout: Duration::from_secs(5),
+            topic_history: TopicHistory::default(),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
         }
@@ -360,6 +366,23 @@ impl Config {
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout.max(Duration::from_millis(1));
         self
+    }
+
+    /// Set how much history each topic keeps.
+    pub fn topic_history(mut self, history: TopicHistory) -> Self {
+        self.topic_history = history;
+        self
+    }
+
+    /// The history stream of topic `name`: `PREFIXts:NAME`.
+    pub(crate) fn topic_stream_key(&self, name: &str) -> String {
+        format!("{}ts:{name}", self.prefix)
+    }
+
+    /// The companion hash of topic `name` (last offset, bytes retained, writers' last SENDs):
+    /// `PREFIXtm:NAME`.
+    pub(crate) fn topic_meta_key(&self, name: &str) -> String {
+        format!("{}tm:{name}", self.prefix)
     }
 
     /// The stream key of queue `name`.
