@@ -87,6 +87,11 @@ impl AppEngine<Backend> {
     pub fn redis_mut(&mut self) -> Option<&mut RedisEngine> {
         self.inner.redis_mut()
     }
+
+    /// The engine behind the application routes.
+    pub(crate) fn backend_mut(&mut self) -> &mut Backend {
+        &mut self.inner
+    }
 }
 
 impl<E: Engine> Engine for AppEngine<E> {

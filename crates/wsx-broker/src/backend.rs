@@ -255,6 +255,52 @@ impl Backend {
     }
 }
 
+/// The offset of a topic message published from the server ([`Backend::publish_with_offset`]):
+/// known at once in memory, once Redis stored it otherwise.
+#[derive(Debug)]
+pub(crate) enum PendingOffset {
+    /// Stored, with this offset.
+    Stored(u64),
+    /// Redis answers later.
+    Redis(tokio::sync::oneshot::Receiver<Result<u64, wsx_stomp_redis::Error>>),
+}
+
+impl PendingOffset {
+    /// The offset, once stored (0: stored by a write Redis answered twice, offset unknown);
+    /// or why it was not.
+    pub(crate) async fn stored(self) -> Result<u64, String> {
+        match self {
+            PendingOffset::Stored(offset) => Ok(offset),
+            PendingOffset::Redis(rx) => match rx.await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err("the redis engine stopped".to_owned()),
+            },
+        }
+    }
+}
+
+impl Backend {
+    /// Publish a topic message (`/topic/NAME`) and learn its offset: see [`PendingOffset`].
+    /// Refused like a SEND.
+    pub(crate) fn publish_with_offset(
+        &mut self,
+        publish: Publish,
+        out: &mut Vec<Delivery>,
+    ) -> Result<PendingOffset, String> {
+        match self {
+            Backend::Memory(e) => match e.publish_with_offset(publish, out) {
+                Ok(Some(offset)) => Ok(PendingOffset::Stored(offset)),
+                Ok(None) => Err("not a topic: no offset".to_owned()),
+                Err(error) => Err(error.to_string()),
+            },
+            Backend::Redis(e) => e
+                .offer_with_offset(publish)
+                .map(PendingOffset::Redis)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
 impl Engine for Backend {
     fn subscribe(
         &mut self,

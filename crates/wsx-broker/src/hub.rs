@@ -149,6 +149,11 @@ impl<E> Metered<E> {
         }
     }
 
+    /// The engine it counts for.
+    pub(crate) fn inner_mut(&mut self) -> &mut E {
+        &mut self.inner
+    }
+
     /// Count the SENDs stored later as published.
     fn count_stored(&self, confirmations: &[Confirmation]) {
         for confirmation in confirmations {
@@ -347,6 +352,28 @@ impl<E: Engine> Hub<E> {
                 .broker
                 .publish(message)
                 .map(|conns| woken.extend_from_slice(conns))
+        })
+    }
+
+    /// Publish from the server through `f`, which gets the engine itself (for calls the
+    /// [`Engine`] trait does not have, such as publishing a topic message and learning its
+    /// offset) and the deliveries to route; counted as one publication of `kind` once `f`
+    /// returns `Ok`.
+    pub(crate) fn publish_through<R, X>(
+        &self,
+        kind: wsx_stomp::DestinationKind,
+        f: impl FnOnce(&mut E, &mut Vec<Delivery>) -> Result<R, X>,
+    ) -> Result<R, X> {
+        self.route_server_traffic(|shared, _, woken, _| {
+            let mut out = Vec::new();
+            let engine = shared.broker.engine_mut();
+            let result = f(engine.inner_mut(), &mut out);
+            if result.is_ok() {
+                engine.metrics.published(kind);
+            }
+            engine.count(&out);
+            woken.extend_from_slice(shared.broker.deliver(out));
+            result
         })
     }
 
