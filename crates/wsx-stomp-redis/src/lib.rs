@@ -36,15 +36,33 @@
 //! the loss of its connection. A topic message stored is one Redis published: topics stay
 //! at-most-once for subscribers (below).
 //!
-//! ## Topics: Redis pub/sub, at most once
+//! ## Topics: ordered, with offsets and a bounded history
 //!
 //! One pub/sub connection per node. The engine counts local subscribers per topic; the first
 //! local SUBSCRIBE to a topic subscribes the node's connection to its channel, the last
-//! UNSUBSCRIBE leaves it. A SEND is one `PUBLISH` of the encoded message (binary: id,
-//! destination, headers, body); every node, the sender's included, fans what it receives out
-//! to its local subscribers. A message published while a node's pub/sub connection is down
-//! (or while a subscriber's window is full) is not delivered to that node's subscribers:
-//! **topics are at-most-once**, exactly once for subscribers that stay connected.
+//! UNSUBSCRIBE leaves it. A topic SEND is one Lua script (`TOPIC_PUBLISH`, run by the writer)
+//! that, atomically: gives the message the topic's next offset (a counter in the companion
+//! hash `PREFIXtm:NAME`, starting at [`wsx_stomp::FIRST_OFFSET`]), adds it to the topic's
+//! history stream `PREFIXts:NAME` as entry `0-OFFSET`, trims the oldest entries past
+//! [`Config::topic_history`] (count, and bytes counted in the hash), and `PUBLISH`es the
+//! encoded message prefixed with its offset. So history and live messages agree, and every
+//! node sees the same offsets; each MESSAGE carries `x-stream-offset`. A pipeline written
+//! again after a timeout does not publish twice (the script records each writer's last SEND
+//! per topic). Offsets and history stay in Redis after the last subscriber left (keys are
+//! not expired: a topic costs its counter and at most its history bound in Redis).
+//!
+//! Plain subscribers (no `x-stream-offset`, or `next`) get what pub/sub brings: a message
+//! published while a node's pub/sub connection is down (or while a subscriber's window is
+//! full) is not delivered to them: **plain topic subscriptions are at-most-once**.
+//!
+//! A subscription resumed with `x-stream-offset` (`first`, `last`, `offset=N`) reads the
+//! history from there on the writer's connection (no connection per subscriber: a node
+//! keeps its three connections), once its channel subscription is live, buffers the live
+//! messages meanwhile and delivers in offset order with no gap and no duplicate at the seam,
+//! paced by its window; a live message beyond the next offset it expects (pub/sub lost some)
+//! makes it read the missing ones from the history; what the history no longer holds is
+//! skipped with `x-stream-gap:true` on the next delivery. See the module `resumed` for the
+//! details.
 //!
 //! User destinations (`/user/{principal}/queue/NAME`, which a principal's sessions subscribe
 //! to as `/user/queue/NAME`) go the same way, on channel `{prefix}u:{principal}/queue/NAME`:

@@ -702,7 +702,7 @@ impl Engine for RedisEngine {
 
     /// A resumed topic subscription is fed from the topic's history (read on the writer's
     /// connection once its channel is subscribed) and then from the live messages: see
-    /// [`crate::resumed`].
+    /// the crate docs, *Topics*.
     fn subscribe_at(
         &mut self,
         key: SubscriberKey,
