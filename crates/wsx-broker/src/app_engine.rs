@@ -87,6 +87,11 @@ impl AppEngine<Backend> {
     pub fn redis_mut(&mut self) -> Option<&mut RedisEngine> {
         self.inner.redis_mut()
     }
+
+    /// The engine behind the application routes.
+    pub(crate) fn backend_mut(&mut self) -> &mut Backend {
+        &mut self.inner
+    }
 }
 
 impl<E: Engine> Engine for AppEngine<E> {
@@ -110,6 +115,19 @@ impl<E: Engine> Engine for AppEngine<E> {
     ) -> Result<(), wsx_stomp::Error> {
         self.inner
             .subscribe_with_selector(key, destination, max_unacked, selector, out)
+    }
+
+    fn subscribe_at(
+        &mut self,
+        key: SubscriberKey,
+        destination: &Destination,
+        max_unacked: Option<usize>,
+        selector: Option<Selector>,
+        start: wsx_stomp::StreamStart,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), wsx_stomp::Error> {
+        self.inner
+            .subscribe_at(key, destination, max_unacked, selector, start, out)
     }
 
     fn unsubscribe(&mut self, key: &SubscriberKey, out: &mut Vec<Delivery>) {

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use wsx_stomp::{
     Delivery, Destination, Engine, MemoryEngine, MessageId, Origin, Outcome, Publish, Selector,
-    SubscriberKey,
+    StreamStart, SubscriberKey, TopicHistory,
 };
 use wsx_stomp_redis::{Config, RedisEngine, RedisEvents, RedisMetrics};
 
@@ -142,6 +142,10 @@ pub struct MemorySettings {
     pub max_queue_bytes: usize,
     /// Bytes all queues hold.
     pub max_bytes: usize,
+    /// History each topic keeps (`--topic-history`, `--topic-history-bytes`).
+    pub topic_history: TopicHistory,
+    /// Bytes the history of all topics holds together.
+    pub max_history_bytes: usize,
 }
 
 impl Default for MemorySettings {
@@ -150,6 +154,8 @@ impl Default for MemorySettings {
             max_destinations: MemoryEngine::DEFAULT_MAX_DESTINATIONS,
             max_queue_bytes: MemoryEngine::DEFAULT_MAX_QUEUE_BYTES,
             max_bytes: MemoryEngine::DEFAULT_MAX_BYTES,
+            topic_history: TopicHistory::default(),
+            max_history_bytes: MemoryEngine::DEFAULT_MAX_HISTORY_BYTES,
         }
     }
 }
@@ -178,6 +184,8 @@ pub struct RedisSettings {
     pub max_held_bytes: usize,
     /// How long an empty queue nobody consumes stays in Redis.
     pub queue_grace: Duration,
+    /// History each topic keeps in Redis (`--topic-history`, `--topic-history-bytes`).
+    pub topic_history: TopicHistory,
 }
 
 /// The engine of `/stomp`: in memory or on Redis. Every [`Engine`] method goes to the one
@@ -204,7 +212,9 @@ impl Backend {
                 let engine = MemoryEngine::new()
                     .with_max_destinations(memory.max_destinations)
                     .with_max_queue_bytes(memory.max_queue_bytes)
-                    .with_max_bytes(memory.max_bytes);
+                    .with_max_bytes(memory.max_bytes)
+                    .with_topic_history(memory.topic_history)
+                    .with_max_history_bytes(memory.max_history_bytes);
                 Ok((Backend::Memory(Box::new(engine)), None))
             }
             BrokerUrl::Redis(raw) => {
@@ -216,7 +226,8 @@ impl Backend {
                     .max_pending_bytes(settings.max_pending_bytes)
                     .max_queue_bytes(settings.max_queue_bytes)
                     .max_held_bytes(settings.max_held_bytes)
-                    .empty_queue_grace(settings.queue_grace);
+                    .empty_queue_grace(settings.queue_grace)
+                    .topic_history(settings.topic_history);
                 if let Some(id) = &settings.node_id {
                     config = config.node_id(id.clone());
                 }
@@ -240,6 +251,52 @@ impl Backend {
         match self {
             Backend::Memory(_) => None,
             Backend::Redis(redis) => Some(redis),
+        }
+    }
+}
+
+/// The offset of a topic message published from the server ([`Backend::publish_with_offset`]):
+/// known at once in memory, once Redis stored it otherwise.
+#[derive(Debug)]
+pub(crate) enum PendingOffset {
+    /// Stored, with this offset.
+    Stored(u64),
+    /// Redis answers later.
+    Redis(tokio::sync::oneshot::Receiver<Result<u64, wsx_stomp_redis::Error>>),
+}
+
+impl PendingOffset {
+    /// The offset, once stored (0: stored by a write Redis answered twice, offset unknown);
+    /// or why it was not.
+    pub(crate) async fn stored(self) -> Result<u64, String> {
+        match self {
+            PendingOffset::Stored(offset) => Ok(offset),
+            PendingOffset::Redis(rx) => match rx.await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err("the redis engine stopped".to_owned()),
+            },
+        }
+    }
+}
+
+impl Backend {
+    /// Publish a topic message (`/topic/NAME`) and learn its offset: see [`PendingOffset`].
+    /// Refused like a SEND.
+    pub(crate) fn publish_with_offset(
+        &mut self,
+        publish: Publish,
+        out: &mut Vec<Delivery>,
+    ) -> Result<PendingOffset, String> {
+        match self {
+            Backend::Memory(e) => match e.publish_with_offset(publish, out) {
+                Ok(Some(offset)) => Ok(PendingOffset::Stored(offset)),
+                Ok(None) => Err("not a topic: no offset".to_owned()),
+                Err(error) => Err(error.to_string()),
+            },
+            Backend::Redis(e) => e
+                .offer_with_offset(publish)
+                .map(PendingOffset::Redis)
+                .map_err(|e| e.to_string()),
         }
     }
 }
@@ -272,6 +329,25 @@ impl Engine for Backend {
             }
             Backend::Redis(e) => {
                 e.subscribe_with_selector(key, destination, max_unacked, selector, out)
+            }
+        }
+    }
+
+    fn subscribe_at(
+        &mut self,
+        key: SubscriberKey,
+        destination: &Destination,
+        max_unacked: Option<usize>,
+        selector: Option<Selector>,
+        start: StreamStart,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), wsx_stomp::Error> {
+        match self {
+            Backend::Memory(e) => {
+                e.subscribe_at(key, destination, max_unacked, selector, start, out)
+            }
+            Backend::Redis(e) => {
+                e.subscribe_at(key, destination, max_unacked, selector, start, out)
             }
         }
     }
@@ -386,6 +462,7 @@ mod tests {
             max_queue_bytes: 1 << 20,
             max_held_bytes: 1 << 20,
             queue_grace: Duration::from_secs(60),
+            topic_history: TopicHistory::default(),
         };
         let memory = MemorySettings::default();
         let (engine, events) = Backend::start(&BrokerUrl::Memory, &memory, &settings).expect("ok");

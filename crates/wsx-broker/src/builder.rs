@@ -94,6 +94,7 @@ impl Default for RedisSettings {
             max_queue_bytes: 256 << 20,
             max_held_bytes: 64 << 20,
             queue_grace: Duration::from_secs(60),
+            topic_history: wsx_stomp::TopicHistory::default(),
         }
     }
 }
@@ -155,6 +156,15 @@ impl<'a> BrokerBuilder<'a> {
             authentication_timeout: self.authentication_timeout,
             routes: self.routes,
         }
+    }
+
+    /// Set how much history each topic keeps, on either engine (default 1000 messages and
+    /// 1 MiB per topic; `max_messages: 0` keeps none): what a SUBSCRIBE with
+    /// `x-stream-offset` can resume from.
+    pub fn topic_history(mut self, history: wsx_stomp::TopicHistory) -> Self {
+        self.options.memory.topic_history = history;
+        self.options.redis.topic_history = history;
+        self
     }
 
     /// The WebSocket settings of the application's other routes (compression, keepalive);

@@ -149,6 +149,11 @@ impl<E> Metered<E> {
         }
     }
 
+    /// The engine it counts for.
+    pub(crate) fn inner_mut(&mut self) -> &mut E {
+        &mut self.inner
+    }
+
     /// Count the SENDs stored later as published.
     fn count_stored(&self, confirmations: &[Confirmation]) {
         for confirmation in confirmations {
@@ -184,6 +189,23 @@ impl<E: Engine> Engine for Metered<E> {
         let result =
             self.inner
                 .subscribe_with_selector(key, destination, max_unacked, selector, out);
+        self.count(&out[n..]);
+        result
+    }
+
+    fn subscribe_at(
+        &mut self,
+        key: SubscriberKey,
+        destination: &Destination,
+        max_unacked: Option<usize>,
+        selector: Option<wsx_stomp::Selector>,
+        start: wsx_stomp::StreamStart,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), wsx_stomp::Error> {
+        let n = out.len();
+        let result = self
+            .inner
+            .subscribe_at(key, destination, max_unacked, selector, start, out);
         self.count(&out[n..]);
         result
     }
@@ -333,6 +355,28 @@ impl<E: Engine> Hub<E> {
         })
     }
 
+    /// Publish from the server through `f`, which gets the engine itself (for calls the
+    /// [`Engine`] trait does not have, such as publishing a topic message and learning its
+    /// offset) and the deliveries to route; counted as one publication of `kind` once `f`
+    /// returns `Ok`.
+    pub(crate) fn publish_through<R, X>(
+        &self,
+        kind: wsx_stomp::DestinationKind,
+        f: impl FnOnce(&mut E, &mut Vec<Delivery>) -> Result<R, X>,
+    ) -> Result<R, X> {
+        self.route_server_traffic(|shared, _, woken, _| {
+            let mut out = Vec::new();
+            let engine = shared.broker.engine_mut();
+            let result = f(engine.inner_mut(), &mut out);
+            if result.is_ok() {
+                engine.metrics.published(kind);
+            }
+            engine.count(&out);
+            woken.extend_from_slice(shared.broker.deliver(out));
+            result
+        })
+    }
+
     /// Deliver `message` to `conn`'s own subscription to its destination (a user destination
     /// it subscribed to as `/user/queue/NAME`, say), not through the engine: a reply to that
     /// session alone (Spring's `@SendToUser(broadcast = false)`). Its `message-id` is
@@ -355,6 +399,7 @@ impl<E: Engine> Hub<E> {
                 subscriber: SubscriberKey::new(conn, subscription),
                 message: Arc::new(wsx_stomp::Message::new(id, message)),
                 redelivered: false,
+                gap: false,
             };
             woken.extend_from_slice(shared.broker.deliver([delivery]));
             true

@@ -60,6 +60,32 @@ impl Broker {
         self.publish_to(parsed, headers, body.into())
     }
 
+    /// Publish a message from the server to topic `destination` (`/topic/NAME`) and return
+    /// the offset it got in the topic (its subscribers see it as `x-stream-offset`), once it
+    /// is stored: at once in memory, once Redis answered with `--broker redis://…` (which
+    /// may be after Redis comes back, within the broker's `max-pending-sends`). Refused
+    /// (`Error::Refused`) for anything but a topic, and when the engine refuses the message.
+    /// An offset of 0 (never given to a message) means stored but not known: Redis was asked
+    /// twice (a write retried after a timeout) and answered the second time.
+    pub async fn publish_with_offset(
+        &self,
+        destination: &str,
+        headers: Headers,
+        body: impl Into<Bytes>,
+    ) -> Result<u64, Error> {
+        let parsed = Destination::parse(destination)
+            .filter(|d| d.kind() == DestinationKind::Topic)
+            .ok_or_else(|| Error::Refused(format!("`{destination}`: expected /topic/NAME")))?;
+        let publish = Publish::new(parsed, headers, body.into());
+        let pending = self
+            .hub
+            .publish_through(DestinationKind::Topic, |engine, out| {
+                engine.backend_mut().publish_with_offset(publish, out)
+            })
+            .map_err(Error::Refused)?;
+        pending.stored().await.map_err(Error::Refused)
+    }
+
     /// Send a message to every session of `principal` subscribed to `/user/queue/NAME`, on
     /// every node: `path` is `/queue/NAME` (or `/topic/NAME`), the message goes to
     /// `/user/{principal}/queue/NAME`.

@@ -77,6 +77,25 @@ pub(crate) fn encode(
     Ok(buf.freeze())
 }
 
+/// Split a topic message as its channel carries it (`oOFFSET:` + stored message, see
+/// [`crate::connections`]' `TOPIC_PUBLISH` script) into its offset and the stored message; a
+/// message without the prefix (a user destination's) has no offset.
+pub(crate) fn split_offset(payload: Bytes) -> Result<(Option<u64>, Bytes), Error> {
+    if payload.first() != Some(&b'o') {
+        return Ok((None, payload));
+    }
+    let colon = payload
+        .iter()
+        .take(22)
+        .position(|&b| b == b':')
+        .ok_or_else(|| Error::Malformed("offset prefix".to_owned()))?;
+    let offset = std::str::from_utf8(&payload[1..colon])
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| Error::Malformed("offset".to_owned()))?;
+    Ok((Some(offset), payload.slice(colon + 1..)))
+}
+
 /// Re-encode a stored payload with the redelivered flag set (for a requeued copy).
 pub(crate) fn mark_redelivered(payload: &Bytes) -> Bytes {
     let mut copy = BytesMut::from(&payload[..]);
@@ -187,6 +206,13 @@ mod tests {
         }
         assert!(decode(Bytes::from_static(b"\x09\0")).is_err());
         let plain = encode(&id, None, &publish).expect("encodes");
-        assert_eq!(decode(plain).expect("decodes").sequence, None);
+        assert_eq!(decode(plain.clone()).expect("decodes").sequence, None);
+        let mut published = b"o42:".to_vec();
+        published.extend_from_slice(&plain);
+        let (offset, stored) = split_offset(Bytes::from(published)).expect("splits");
+        assert_eq!((offset, &stored), (Some(42), &plain));
+        assert_eq!(split_offset(plain.clone()).expect("plain").0, None);
+        assert!(split_offset(Bytes::from_static(b"oxx:1")).is_err());
+        assert!(split_offset(Bytes::from_static(b"o12")).is_err());
     }
 }

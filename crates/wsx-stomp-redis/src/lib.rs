@@ -36,15 +36,33 @@
 //! the loss of its connection. A topic message stored is one Redis published: topics stay
 //! at-most-once for subscribers (below).
 //!
-//! ## Topics: Redis pub/sub, at most once
+//! ## Topics: ordered, with offsets and a bounded history
 //!
 //! One pub/sub connection per node. The engine counts local subscribers per topic; the first
 //! local SUBSCRIBE to a topic subscribes the node's connection to its channel, the last
-//! UNSUBSCRIBE leaves it. A SEND is one `PUBLISH` of the encoded message (binary: id,
-//! destination, headers, body); every node, the sender's included, fans what it receives out
-//! to its local subscribers. A message published while a node's pub/sub connection is down
-//! (or while a subscriber's window is full) is not delivered to that node's subscribers:
-//! **topics are at-most-once**, exactly once for subscribers that stay connected.
+//! UNSUBSCRIBE leaves it. A topic SEND is one Lua script (`TOPIC_PUBLISH`, run by the writer)
+//! that, atomically: gives the message the topic's next offset (a counter in the companion
+//! hash `PREFIXtm:NAME`, starting at [`wsx_stomp::FIRST_OFFSET`]), adds it to the topic's
+//! history stream `PREFIXts:NAME` as entry `0-OFFSET`, trims the oldest entries past
+//! [`Config::topic_history`] (count, and bytes counted in the hash), and `PUBLISH`es the
+//! encoded message prefixed with its offset. So history and live messages agree, and every
+//! node sees the same offsets; each MESSAGE carries `x-stream-offset`. A pipeline written
+//! again after a timeout does not publish twice (the script records each writer's last SEND
+//! per topic). Offsets and history stay in Redis after the last subscriber left (keys are
+//! not expired: a topic costs its counter and at most its history bound in Redis).
+//!
+//! Plain subscribers (no `x-stream-offset`, or `next`) get what pub/sub brings: a message
+//! published while a node's pub/sub connection is down (or while a subscriber's window is
+//! full) is not delivered to them: **plain topic subscriptions are at-most-once**.
+//!
+//! A subscription resumed with `x-stream-offset` (`first`, `last`, `offset=N`) reads the
+//! history from there on the writer's connection (no connection per subscriber: a node
+//! keeps its three connections), once its channel subscription is live, buffers the live
+//! messages meanwhile and delivers in offset order with no gap and no duplicate at the seam,
+//! paced by its window; a live message beyond the next offset it expects (pub/sub lost some)
+//! makes it read the missing ones from the history; what the history no longer holds is
+//! skipped with `x-stream-gap:true` on the next delivery. See the module `resumed` for the
+//! details.
 //!
 //! User destinations (`/user/{principal}/queue/NAME`, which a principal's sessions subscribe
 //! to as `/user/queue/NAME`) go the same way, on channel `{prefix}u:{principal}/queue/NAME`:
@@ -170,6 +188,7 @@
 mod codec;
 mod connections;
 mod redis_engine;
+mod resumed;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -177,6 +196,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub use redis_engine::{RedisEngine, RedisEvent, RedisEvents};
+use wsx_stomp::TopicHistory;
 
 /// What can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
@@ -274,6 +294,9 @@ pub struct Config {
     /// acknowledged (acknowledged entries are deleted) — before SENDs to it are refused
     /// (default 100 000). Nothing is ever trimmed: see the crate docs, *Queue length*.
     pub max_queue_len: usize,
+    /// How much history each topic keeps in Redis (default 1000 messages, 1 MiB per topic;
+    /// `max_messages: 0` keeps none). See the crate docs, *Topics*.
+    pub topic_history: TopicHistory,
     /// First reconnect delay (default 50 ms); doubles up to [`Config::backoff_max`].
     pub backoff_min: Duration,
     /// Longest reconnect delay (default 2 s).
@@ -297,6 +320,7 @@ impl Config {
             max_held_bytes: 64 << 20,
             empty_queue_grace: Duration::from_secs(60),
             write_timeout: Duration::from_secs(5),
+            topic_history: TopicHistory::default(),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
         }
@@ -360,6 +384,23 @@ impl Config {
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout.max(Duration::from_millis(1));
         self
+    }
+
+    /// Set how much history each topic keeps.
+    pub fn topic_history(mut self, history: TopicHistory) -> Self {
+        self.topic_history = history;
+        self
+    }
+
+    /// The history stream of topic `name`: `PREFIXts:NAME`.
+    pub(crate) fn topic_stream_key(&self, name: &str) -> String {
+        format!("{}ts:{name}", self.prefix)
+    }
+
+    /// The companion hash of topic `name` (last offset, bytes retained, writers' last SENDs):
+    /// `PREFIXtm:NAME`.
+    pub(crate) fn topic_meta_key(&self, name: &str) -> String {
+        format!("{}tm:{name}", self.prefix)
     }
 
     /// The stream key of queue `name`.

@@ -22,12 +22,15 @@ use redis::Client;
 use tokio::sync::{mpsc, oneshot, watch};
 use wsx_stomp::{
     Confirmation, Delivery, Destination, DestinationKind, Engine, Message, MessageId, Origin,
-    Outcome, Publish, Selector, SubscriberKey,
+    Outcome, Publish, Selector, StreamStart, SubscriberKey,
 };
 use wsx_stomp::{ConsumerSet, Held};
 
 use crate::codec::Sequence;
-use crate::connections::{self, Cmd, EntryAck, Incoming, StoredEntry, loggable};
+use crate::connections::{
+    self, Cmd, EntryAck, HistoryPage, HistoryRead, Incoming, StoredEntry, loggable,
+};
+use crate::resumed::{READ_PAGE, ReadWanted, ResumedSet};
 use crate::{Config, Error, NodeState, RedisMetrics, codec};
 
 /// Something Redis sent to this node; pass it to [`RedisEngine::handle_event`].
@@ -95,6 +98,8 @@ pub struct RedisEngine {
     queues: HashMap<Arc<str>, Queue>,
     /// Streams stopped and perhaps not released yet (see [`RedisEngine::flushed`]).
     stopping: Vec<watch::Receiver<()>>,
+    /// Topic subscriptions resumed from an offset.
+    resumed: ResumedSet,
 }
 
 impl std::fmt::Debug for RedisEngine {
@@ -136,6 +141,7 @@ impl RedisEngine {
                 shutdown: shutdown.clone(),
                 incarnation: format!("{incarnation:016x}"),
                 timeout: config.write_timeout,
+                applied: topics_applied.clone(),
             }
             .run(),
         );
@@ -174,6 +180,7 @@ impl RedisEngine {
             set: ConsumerSet::new(),
             queues: HashMap::new(),
             stopping: Vec::new(),
+            resumed: ResumedSet::default(),
         };
         Ok((engine, RedisEvents(events_rx)))
     }
@@ -236,7 +243,7 @@ impl RedisEngine {
     /// other node's. Nobody is told whether Redis stored it (a failure is counted in
     /// [`RedisMetrics::send_failures`] and logged): [`RedisEngine::offer_from`] reports it.
     pub fn offer(&mut self, publish: Publish) -> Result<(), Error> {
-        self.offer_inner(publish, None)
+        self.offer_inner(publish, None, None)
     }
 
     /// [`RedisEngine::offer`], and once Redis has answered the write, a
@@ -247,10 +254,34 @@ impl RedisEngine {
     /// accepted while Redis is down is confirmed when it is finally written. A refusal at once
     /// (`Err`) gets no confirmation.
     pub fn offer_from(&mut self, publish: Publish, origin: Origin) -> Result<(), Error> {
-        self.offer_inner(publish, Some(origin))
+        self.offer_inner(publish, Some(origin), None)
     }
 
-    fn offer_inner(&mut self, publish: Publish, origin: Option<Origin>) -> Result<(), Error> {
+    /// [`RedisEngine::offer`] of a topic message (`/topic/NAME`), resolving to its offset
+    /// once Redis stored it (or to the error Redis answered; an offset of 0 when it was
+    /// stored by an earlier try of a pipeline written again and its offset is not known).
+    /// Other destinations are refused with [`Error::Redis`].
+    pub fn offer_with_offset(
+        &mut self,
+        publish: Publish,
+    ) -> Result<oneshot::Receiver<Result<u64, Error>>, Error> {
+        if publish.destination.kind() != DestinationKind::Topic {
+            return Err(Error::Redis(format!(
+                "{} is not a topic: it has no offsets",
+                publish.destination
+            )));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.offer_inner(publish, None, Some(tx))?;
+        Ok(rx)
+    }
+
+    fn offer_inner(
+        &mut self,
+        publish: Publish,
+        origin: Option<Origin>,
+        reply: Option<oneshot::Sender<Result<u64, Error>>>,
+    ) -> Result<(), Error> {
         let pending = self.shared.pending_sends.load(Ordering::Relaxed);
         if pending >= self.config.max_pending_sends {
             return Err(Error::Backlog(pending));
@@ -287,6 +318,14 @@ impl RedisEngine {
         }
         let size = payload.len();
         let cmd = match stream {
+            None if publish.destination.kind() == DestinationKind::Topic => Cmd::TopicPublish {
+                destination: publish.destination.shared().clone(),
+                channel: self.channel(&publish.destination),
+                seq: sequence.seq,
+                payload,
+                origin,
+                reply,
+            },
             None => Cmd::Publish {
                 channel: self.channel(&publish.destination),
                 payload,
@@ -324,6 +363,7 @@ impl RedisEngine {
         match event.0 {
             Incoming::Confirmed(confirmed) => confirmations.extend(confirmed),
             Incoming::Topic(payload) => self.on_topic(payload, out),
+            Incoming::History(page) => self.on_history(page, out),
             Incoming::Entry {
                 key,
                 id,
@@ -366,7 +406,63 @@ impl RedisEngine {
         false
     }
 
+    /// Ask the writer for a page of a topic's history.
+    fn read_history(&self, wanted: ReadWanted) {
+        let name = wanted
+            .topic
+            .strip_prefix("/topic/")
+            .unwrap_or(&wanted.topic);
+        self.shared.outbox.read(HistoryRead {
+            key: wanted.key,
+            epoch: wanted.epoch,
+            stream: self.config.topic_stream_key(name),
+            meta: self.config.topic_meta_key(name),
+            from: wanted.from,
+            count: READ_PAGE,
+            generation: wanted.generation,
+        });
+    }
+
+    fn on_history(&mut self, page: HistoryPage, out: &mut Vec<Delivery>) {
+        let result = page.result.map(|page| {
+            let entries = page
+                .entries
+                .into_iter()
+                .filter_map(|(offset, payload)| match codec::decode(payload) {
+                    Ok(wire) => Some((
+                        offset,
+                        Arc::new(Message::with_offset(wire.id, wire.publish, offset)),
+                    )),
+                    Err(error) => {
+                        self.shared.malformed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%error, "skipped a topic history entry");
+                        None
+                    }
+                })
+                .collect();
+            connections::Page {
+                last: page.last,
+                oldest: page.oldest,
+                entries,
+            }
+        });
+        if let Some(wanted) =
+            self.resumed
+                .on_page(&page.key, page.epoch, result, &mut self.set, out)
+        {
+            self.read_history(wanted);
+        }
+    }
+
     fn on_topic(&mut self, payload: Bytes, out: &mut Vec<Delivery>) {
+        let (offset, payload) = match codec::split_offset(payload) {
+            Ok(split) => split,
+            Err(error) => {
+                self.shared.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "skipped a topic message");
+                return;
+            }
+        };
         let wire = match codec::decode(payload) {
             Ok(wire) => wire,
             Err(error) => {
@@ -383,10 +479,21 @@ impl RedisEngine {
             self.shared.duplicates.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let message = Arc::new(Message::new(wire.id, wire.publish));
+        let message = Arc::new(match offset {
+            Some(offset) => Message::with_offset(wire.id, wire.publish, offset),
+            None => Message::new(wire.id, wire.publish),
+        });
         let skipped = self.set.fan_out(destination.as_str(), &message, None, out);
         if skipped > 0 {
             self.shared.dropped.fetch_add(skipped, Ordering::Relaxed);
+        }
+        if let Some(offset) = offset {
+            let reads =
+                self.resumed
+                    .on_live(destination.as_str(), offset, &message, &mut self.set, out);
+            for wanted in reads {
+                self.read_history(wanted);
+            }
         }
     }
 
@@ -593,7 +700,33 @@ impl Engine for RedisEngine {
         Ok(())
     }
 
+    /// A resumed topic subscription is fed from the topic's history (read on the writer's
+    /// connection once its channel is subscribed) and then from the live messages: see
+    /// the crate docs, *Topics*.
+    fn subscribe_at(
+        &mut self,
+        key: SubscriberKey,
+        destination: &Destination,
+        max_unacked: Option<usize>,
+        selector: Option<Selector>,
+        start: StreamStart,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), wsx_stomp::Error> {
+        if start == StreamStart::Next || destination.kind() != DestinationKind::Topic {
+            return self.subscribe_with_selector(key, destination, max_unacked, selector, out);
+        }
+        self.subscribe_with_selector(key.clone(), destination, max_unacked, selector, out)?;
+        self.set.set_fed(&key, true);
+        let generation = self.shared.topics.lock().generation;
+        let wanted = self
+            .resumed
+            .add(key, destination.shared().clone(), start, generation);
+        self.read_history(wanted);
+        Ok(())
+    }
+
     fn unsubscribe(&mut self, key: &SubscriberKey, out: &mut Vec<Delivery>) {
+        self.resumed.remove(key);
         let Some(destination) = self.set.unsubscribe(key) else {
             return;
         };
@@ -692,6 +825,11 @@ impl Engine for RedisEngine {
         let Some((destination, acked)) = self.set.ack(key, ids) else {
             return;
         };
+        if self.resumed.contains(key)
+            && let Some(wanted) = self.resumed.on_room(key, &mut self.set, out)
+        {
+            self.read_history(wanted);
+        }
         if destination.kind() == DestinationKind::Queue {
             let name = destination.as_str();
             let entries: Vec<StoredEntry> = acked.into_iter().filter_map(|h| h.tag).collect();
@@ -704,10 +842,16 @@ impl Engine for RedisEngine {
     }
 
     fn nack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
-        if let Some(destination) = self.set.nack(key, ids)
-            && destination.kind() == DestinationKind::Queue
-        {
-            self.dispatch(destination.as_str(), out);
+        match self.set.nack(key, ids) {
+            Some(destination) if destination.kind() == DestinationKind::Queue => {
+                self.dispatch(destination.as_str(), out);
+            }
+            Some(_) if self.resumed.contains(key) => {
+                if let Some(wanted) = self.resumed.on_room(key, &mut self.set, out) {
+                    self.read_history(wanted);
+                }
+            }
+            _ => {}
         }
     }
 }

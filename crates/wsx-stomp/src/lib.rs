@@ -76,8 +76,8 @@ pub use decode::Decoder;
 pub use destination::{Destination, DestinationKind, DestinationPattern};
 pub use encode::{EncodedFrame, encode, encode_into, encode_lossy};
 pub use engine::{
-    Confirmation, ConnId, ConsumerSet, Delivery, Engine, Held, MemoryEngine, Origin, Outcome,
-    SubscriberKey,
+    Confirmation, ConnId, ConsumerSet, Delivery, Engine, FIRST_OFFSET, Fed, Held, MemoryEngine,
+    Origin, Outcome, StreamStart, SubscriberKey, TopicHistory,
 };
 pub use error::Error;
 pub use escape::Escaping;
@@ -85,7 +85,7 @@ pub use frame::Frame;
 pub use headers::Headers;
 pub use heartbeat::{HeartBeat, HeartBeatHeader};
 pub use limits::Limits;
-pub use message::{Message, MessageId, Publish, RESERVED_HEADERS};
+pub use message::{Message, MessageId, Publish, RESERVED_HEADERS, STREAM_GAP, STREAM_OFFSET};
 pub use selector::Selector;
 pub use session::{AckMode, Phase, Session, SessionConfig, Transmit};
 pub use version::Version;

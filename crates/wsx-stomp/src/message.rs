@@ -44,7 +44,7 @@ impl fmt::Display for MessageId {
 
 /// Headers a SEND may not pass on to subscribers: the broker sets them itself, or they only
 /// concern the SEND frame.
-pub const RESERVED_HEADERS: [&str; 8] = [
+pub const RESERVED_HEADERS: [&str; 10] = [
     "destination",
     "message-id",
     "subscription",
@@ -53,7 +53,17 @@ pub const RESERVED_HEADERS: [&str; 8] = [
     "transaction",
     "receipt",
     "content-length",
+    STREAM_OFFSET,
+    STREAM_GAP,
 ];
+
+/// The header of a topic MESSAGE that carries its offset in the topic (see
+/// [`crate::StreamStart`]), and of a SUBSCRIBE that says where to start.
+pub const STREAM_OFFSET: &str = "x-stream-offset";
+
+/// The header (`true`) of the first MESSAGE of a resumed subscription when the offset asked
+/// for was older than what the topic retains: messages were missed.
+pub const STREAM_GAP: &str = "x-stream-gap";
 
 /// What a client publishes: the destination, the headers to pass on, the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +109,8 @@ impl Publish {
 pub struct Message {
     id: MessageId,
     publish: Publish,
+    /// Its offset in its topic (topic messages only).
+    offset: Option<u64>,
     /// Per version: the encoded tail (shared, with its compressed forms) and whether it is
     /// UTF-8.
     tails: [OnceLock<(SharedPayload, bool)>; 3],
@@ -110,8 +122,23 @@ impl Message {
         Message {
             id,
             publish,
+            offset: None,
             tails: Default::default(),
         }
+    }
+
+    /// The stored form of a topic message with its `offset` in the topic: its MESSAGE frames
+    /// carry `x-stream-offset:OFFSET`.
+    pub fn with_offset(id: MessageId, publish: Publish, offset: u64) -> Self {
+        Message {
+            offset: Some(offset),
+            ..Message::new(id, publish)
+        }
+    }
+
+    /// Its offset in its topic, if it has one.
+    pub fn offset(&self) -> Option<u64> {
+        self.offset
     }
 
     /// The message id.
@@ -154,11 +181,16 @@ impl Message {
         slot.get_or_init(|| {
             let escaping = Escaping::for_frame(version, Command::Message);
             let mut buf = BytesMut::with_capacity(self.publish.body.len() + 128);
+            let offset = self.offset.map(|o| o.to_string());
             let fixed = [
                 ("message-id", self.id.as_str()),
                 ("destination", self.publish.destination.delivered_as()),
             ];
-            let headers = fixed.into_iter().chain(self.publish.headers.iter());
+            let offset = offset.as_deref().map(|o| (STREAM_OFFSET, o));
+            let headers = fixed
+                .into_iter()
+                .chain(offset)
+                .chain(self.publish.headers.iter());
             write_tail(headers, &self.publish.body, escaping, &mut buf);
             // Headers are strings; only the body can break UTF-8.
             let utf8 = std::str::from_utf8(&self.publish.body).is_ok();
@@ -175,6 +207,19 @@ impl Message {
         ack: Option<&str>,
         redelivered: bool,
     ) -> EncodedFrame {
+        self.encode_delivery(version, subscription, ack, redelivered, false)
+    }
+
+    /// [`Message::encode_for`], with `x-stream-gap:true` in the head when `gap` is set (the
+    /// first message of a resumed subscription that missed messages).
+    pub fn encode_delivery(
+        &self,
+        version: Version,
+        subscription: &str,
+        ack: Option<&str>,
+        redelivered: bool,
+        gap: bool,
+    ) -> EncodedFrame {
         let escaping = Escaping::for_frame(version, Command::Message);
         let mut head = BytesMut::with_capacity(32 + subscription.len());
         write_command(Command::Message, &mut head);
@@ -184,6 +229,9 @@ impl Message {
         }
         if redelivered {
             write_header("redelivered", "true", escaping, &mut head);
+        }
+        if gap {
+            write_header(STREAM_GAP, "true", escaping, &mut head);
         }
         let (tail, utf8) = self.tail(version);
         EncodedFrame::from_known_parts(head.freeze(), tail, *utf8)

@@ -225,6 +225,7 @@ fn a_reply_goes_to_the_senders_own_subscription_only() {
             subscriber: SubscriberKey::new(sender, id),
             message: Arc::new(message),
             redelivered: false,
+            gap: false,
         }])
         .to_vec();
     assert_eq!(woken, [sender]);

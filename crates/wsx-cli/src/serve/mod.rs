@@ -216,6 +216,15 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = MemoryEngine::DEFAULT_MAX_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub stomp_max_broker_bytes: u64,
+    /// Messages each STOMP topic keeps for subscribers resuming with `x-stream-offset`
+    /// (0: none; offsets are still given out).
+    #[arg(long, value_name = "N", default_value_t = wsx_stomp::TopicHistory::DEFAULT_MAX_MESSAGES as u64,
+          value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    pub topic_history: u64,
+    /// Bytes each STOMP topic keeps for resuming subscribers (the oldest messages go first).
+    #[arg(long, value_name = "BYTES", default_value_t = wsx_stomp::TopicHistory::DEFAULT_MAX_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    pub topic_history_bytes: u64,
     /// The credit window of an `ack:auto` queue subscription: the most of its messages
     /// delivered and not yet written to the client's socket. They are acknowledged to the
     /// broker once written; those not written when the consumer goes go to other consumers.
@@ -293,6 +302,8 @@ impl Default for ServeArgs {
             stomp_max_destinations: MemoryEngine::DEFAULT_MAX_DESTINATIONS as u64,
             stomp_max_queue_bytes: MemoryEngine::DEFAULT_MAX_QUEUE_BYTES as u64,
             stomp_max_broker_bytes: MemoryEngine::DEFAULT_MAX_BYTES as u64,
+            topic_history: wsx_stomp::TopicHistory::DEFAULT_MAX_MESSAGES as u64,
+            topic_history_bytes: wsx_stomp::TopicHistory::DEFAULT_MAX_BYTES as u64,
             stomp_auto_ack_window: 256,
             stomp_max_unwritten_bytes: 1 << 20,
             stomp_heartbeat: stomp::HeartBeatMs {
@@ -416,6 +427,10 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     if args.stomp == OnOff::On {
+        let topic_history = wsx_stomp::TopicHistory {
+            max_messages: usize::try_from(args.topic_history).unwrap_or(usize::MAX),
+            max_bytes: usize::try_from(args.topic_history_bytes).unwrap_or(usize::MAX),
+        };
         let options = stomp::StompOptions {
             jwt: stomp::JwtOptions {
                 secret: args.jwt_secret.as_ref().map(stomp::JwtSecret::as_str),
@@ -437,6 +452,8 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                     .unwrap_or(usize::MAX),
                 max_queue_bytes: usize::try_from(args.stomp_max_queue_bytes).unwrap_or(usize::MAX),
                 max_bytes: usize::try_from(args.stomp_max_broker_bytes).unwrap_or(usize::MAX),
+                topic_history,
+                max_history_bytes: MemoryEngine::DEFAULT_MAX_HISTORY_BYTES,
             },
             redis: stomp::RedisSettings {
                 node_id: args.node_id.clone(),
@@ -450,6 +467,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                 max_queue_bytes: usize::try_from(args.redis_max_queue_bytes).unwrap_or(usize::MAX),
                 max_held_bytes: usize::try_from(args.redis_max_held_bytes).unwrap_or(usize::MAX),
                 queue_grace: Duration::from_secs(args.redis_queue_grace),
+                topic_history,
             },
         };
         let broker = stomp::Stomp::start(&options, &state.echo_config)?;

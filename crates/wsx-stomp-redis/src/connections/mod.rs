@@ -5,9 +5,10 @@
 //! [`crate::RedisEngine::handle_event`]. A node has **three Redis connections**, whatever the
 //! number of topics and queues:
 //!
-//! - the **writer** ([`writer`]): batches `PUBLISH`es, queue `XADD`s (a script),
-//!   acknowledgements, requeues, `CLIENT UNBLOCK`s and the removal of empty queues into
-//!   pipelines; retries a pipeline after a connection loss or timeout, which never duplicates
+//! - the **writer** ([`writer`]): batches topic SENDs (a script giving each its offset,
+//!   keeping the topic's history and publishing it), user-destination `PUBLISH`es, queue
+//!   `XADD`s (a script), acknowledgements, requeues, `CLIENT UNBLOCK`s, the removal of empty
+//!   queues and the reads of topic history for resumed subscriptions into pipelines; retries a pipeline after a connection loss or timeout, which never duplicates
 //!   (see [`writer`]); reports the outcome of every SEND made with an origin;
 //! - the **subscriber** ([`subscriber`]): the node's pub/sub connection, subscribed to one
 //!   channel per topic with local subscribers;
@@ -50,7 +51,7 @@ use redis::streams::StreamId;
 use redis::{AsyncConnectionConfig, Client, RedisResult, Value};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
-use wsx_stomp::{Confirmation, Origin};
+use wsx_stomp::{Confirmation, Origin, SubscriberKey};
 
 use crate::Config;
 
@@ -61,7 +62,21 @@ pub(crate) const EVENTS_CAPACITY: usize = 4096;
 /// What the engine asks the writer to do, in order, on the bounded channel.
 #[derive(Debug)]
 pub(crate) enum Cmd {
-    /// `PUBLISH channel payload` (a topic SEND).
+    /// A topic SEND through the `TOPIC_PUBLISH` script ([`scripts::TOPIC_PUBLISH`]): gets
+    /// its offset, kept in the topic's history, published with its offset.
+    TopicPublish {
+        /// The topic, `/topic/NAME`.
+        destination: Arc<str>,
+        channel: String,
+        /// Its number among this engine's SENDs (they are written in that order).
+        seq: u64,
+        payload: Bytes,
+        /// Whom to confirm the SEND to, once Redis answered.
+        origin: Option<Origin>,
+        /// Who waits for the offset (a server-side publish).
+        reply: Option<oneshot::Sender<Result<u64, crate::Error>>>,
+    },
+    /// `PUBLISH channel payload` (a user destination SEND).
     Publish {
         channel: String,
         payload: Bytes,
@@ -88,7 +103,9 @@ impl Cmd {
     /// The bytes this command counts against [`Config::max_pending_bytes`].
     pub(crate) fn size(&self) -> usize {
         match self {
-            Cmd::Publish { payload, .. } | Cmd::XAdd { payload, .. } => payload.len(),
+            Cmd::Publish { payload, .. }
+            | Cmd::XAdd { payload, .. }
+            | Cmd::TopicPublish { payload, .. } => payload.len(),
             Cmd::Barrier(_) => 0,
         }
     }
@@ -112,6 +129,44 @@ pub(crate) enum Incoming {
     },
     /// The outcomes of SENDs made with an origin, in the order they were written.
     Confirmed(Vec<Confirmation>),
+    /// A page of a topic's history, read for a resumed subscription.
+    History(HistoryPage),
+}
+
+/// A read of a topic's history for a resumed subscription ([`scripts::TOPIC_READ`]), on the
+/// writer's connection.
+#[derive(Debug, Clone)]
+pub(crate) struct HistoryRead {
+    /// The subscription it is for, and its number (a later subscription with the same key
+    /// is another).
+    pub key: SubscriberKey,
+    pub epoch: u64,
+    pub stream: String,
+    pub meta: String,
+    /// The first offset wanted; -1: the last one given out.
+    pub from: i64,
+    pub count: usize,
+    /// The topic generation the subscriber must have applied first (the channel subscribed
+    /// before the history is read, so that nothing falls between them).
+    pub generation: u64,
+}
+
+/// What a [`HistoryRead`] found.
+#[derive(Debug)]
+pub(crate) struct HistoryPage {
+    pub key: SubscriberKey,
+    pub epoch: u64,
+    /// What was read, or why Redis refused.
+    pub result: Result<Page<Bytes>, String>,
+}
+
+/// A page of a topic's history: the last offset given out, the oldest retained (last + 1
+/// when none is), and the entries read (offset, message as `M`).
+#[derive(Debug)]
+pub(crate) struct Page<M> {
+    pub last: u64,
+    pub oldest: u64,
+    pub entries: Vec<(u64, M)>,
 }
 
 pub(crate) type Events = mpsc::Sender<Incoming>;
@@ -213,6 +268,8 @@ pub(crate) struct Outbox {
     pub unblock: Vec<u64>,
     /// Streams to remove if still empty and unused (stream key to when).
     pub removals: HashMap<Arc<str>, Instant>,
+    /// Topic history to read (at most one read per resumed subscription).
+    pub reads: Vec<HistoryRead>,
 }
 
 impl Outbox {
@@ -222,6 +279,7 @@ impl Outbox {
             || !self.requeues.is_empty()
             || !self.unblock.is_empty()
             || self.removals.values().any(|due| *due <= now)
+            || !self.reads.is_empty()
     }
 }
 
@@ -248,6 +306,12 @@ impl Mailbox<Outbox> {
             return;
         }
         drop(outbox);
+        self.notify();
+    }
+
+    /// Read a page of topic history.
+    pub(crate) fn read(&self, read: HistoryRead) {
+        self.lock().reads.push(read);
         self.notify();
     }
 

@@ -124,3 +124,60 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 redis.call('DEL', KEYS[1], KEYS[2])
 return 1";
+
+/// A topic SEND. `KEYS`: history stream, topic meta. `ARGV`: payload, channel, max messages,
+/// max bytes, writer field (`w:INCARNATION`), the SEND's sequence number. Gives the message
+/// the next offset (`n` + 1), adds it to the history as entry `0-OFFSET` and trims the oldest
+/// entries past the bounds (a message larger than the byte bound, or history off, empties
+/// the history: it is contiguous), then publishes `oOFFSET:` + payload on the channel — all
+/// at once, so that history and live messages agree. Returns the offset; for a SEND of the
+/// writer already carried out (a pipeline written again) nothing is done, and it returns
+/// the offset recorded for it, or 0 when it was not the writer's last one.
+pub(crate) const TOPIC_PUBLISH: &str = "\
+local w = redis.call('HGET', KEYS[2], ARGV[5])
+local seq = tonumber(ARGV[6])
+if w then
+  local last, off = string.match(w, '^(%d+):(%d+)$')
+  if last and seq <= tonumber(last) then
+    if seq == tonumber(last) then return tonumber(off) end
+    return 0
+  end
+end
+local offset = redis.call('HINCRBY', KEYS[2], 'n', 1)
+local size = string.len(ARGV[1])
+local max_n = tonumber(ARGV[3])
+local max_b = tonumber(ARGV[4])
+if max_n > 0 and size <= max_b then
+  redis.call('XADD', KEYS[1], '0-' .. offset, 'm', ARGV[1])
+  local bytes = redis.call('HINCRBY', KEYS[2], 'bytes', size)
+  local len = redis.call('XLEN', KEYS[1])
+  while len > max_n or bytes > max_b do
+    local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+    if #first == 0 then break end
+    redis.call('XDEL', KEYS[1], first[1][1])
+    bytes = redis.call('HINCRBY', KEYS[2], 'bytes', -string.len(first[1][2][2] or ''))
+    len = len - 1
+  end
+else
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'bytes', 0)
+end
+redis.call('HSET', KEYS[2], ARGV[5], seq .. ':' .. offset)
+redis.call('PUBLISH', ARGV[2], 'o' .. offset .. ':' .. ARGV[1])
+return offset";
+
+/// Read a topic's history. `KEYS`: history stream, topic meta. `ARGV`: the first offset
+/// wanted (`-1`: the last one given out), how many entries at most. Returns the last offset
+/// given out, the oldest retained (last + 1 when none is) and the entries from the first
+/// offset wanted (or the oldest retained, if later) on.
+pub(crate) const TOPIC_READ: &str = "\
+local last = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
+local oldest = last + 1
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #first > 0 then oldest = tonumber(string.sub(first[1][1], 3)) end
+local from = tonumber(ARGV[1])
+if from < 0 then from = last end
+if from < oldest then from = oldest end
+if from < 1 then from = 1 end
+local entries = redis.call('XRANGE', KEYS[1], '0-' .. from, '+', 'COUNT', ARGV[2])
+return {last, oldest, entries}";

@@ -35,7 +35,8 @@ use tokio::time::Instant;
 use wsx_stomp::{Confirmation, Origin};
 
 use super::{
-    Cmd, Events, Incoming, Outbox, Requeue, StreamAcks, connect, is_server_error, loggable, scripts,
+    Cmd, Events, HistoryPage, HistoryRead, Incoming, Outbox, Page, Requeue, StreamAcks, connect,
+    is_server_error, loggable, scripts,
 };
 use crate::{Config, Error, NodeState};
 
@@ -141,6 +142,8 @@ pub(crate) struct Writer {
     pub incarnation: String,
     /// How long to wait for Redis to answer a pipeline ([`Config::write_timeout`]).
     pub timeout: Duration,
+    /// The last topic generation the subscriber applied: a history read waits for its own.
+    pub applied: watch::Receiver<u64>,
 }
 
 /// The non-SEND part of one pipeline, taken from the [`Outbox`].
@@ -150,10 +153,15 @@ struct Chores {
     requeues: Vec<Requeue>,
     unblock: Vec<u64>,
     removals: Vec<Arc<str>>,
+    reads: Vec<HistoryRead>,
 }
 
 impl Chores {
-    fn due(outbox: &mut Outbox, now: Instant) -> Chores {
+    fn due(outbox: &mut Outbox, now: Instant, applied: u64) -> Chores {
+        let (reads, deferred) = std::mem::take(&mut outbox.reads)
+            .into_iter()
+            .partition(|read| read.generation <= applied);
+        outbox.reads = deferred;
         let mut removals = Vec::new();
         outbox.removals.retain(|key, due| {
             if *due <= now {
@@ -172,6 +180,7 @@ impl Chores {
             requeues: std::mem::take(&mut outbox.requeues),
             unblock: std::mem::take(&mut outbox.unblock),
             removals,
+            reads,
         }
     }
 }
@@ -203,7 +212,13 @@ impl Writer {
         let mut recheck = tokio::time::interval(FULL_RECHECK);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let next_removal = shared.outbox.lock().removals.values().min().copied();
+            let (next_removal, deferred_reads) = {
+                let outbox = shared.outbox.lock();
+                (
+                    outbox.removals.values().min().copied(),
+                    !outbox.reads.is_empty(),
+                )
+            };
             let far = Instant::now() + Duration::from_secs(3600);
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
@@ -211,6 +226,7 @@ impl Writer {
                     None => return,
                 },
                 () = shared.outbox.changed() => {}
+                Ok(()) = self.applied.changed(), if deferred_reads => {}
                 () = tokio::time::sleep_until(next_removal.unwrap_or(far)), if next_removal.is_some() => {}
                 _ = recheck.tick() => {
                     // Marks clear only through this check (SENDs to a marked queue never
@@ -249,7 +265,8 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let chores = Chores::due(&mut shared.outbox.lock(), Instant::now());
+            let applied = *self.applied.borrow();
+            let chores = Chores::due(&mut shared.outbox.lock(), Instant::now(), applied);
             batch_no += 1;
             // Run the pipeline until Redis answers it (written again: see the module docs).
             let (results, n_chores) = loop {
@@ -278,7 +295,18 @@ impl Writer {
                 }
             };
             log_chores(&chores, &results);
-            let confirmations = report(
+            let pages = history_pages(
+                &chores.reads,
+                results
+                    .get(n_chores - chores.reads.len()..n_chores)
+                    .unwrap_or_default(),
+            );
+            for page in pages {
+                if self.events.send(Incoming::History(page)).await.is_err() {
+                    return;
+                }
+            }
+            let (confirmations, mut offsets) = report(
                 &config,
                 &shared,
                 &sends,
@@ -298,6 +326,20 @@ impl Writer {
                 match cmd {
                     Cmd::Barrier(done) => {
                         let _ = done.send(());
+                    }
+                    Cmd::TopicPublish {
+                        reply, ref payload, ..
+                    } => {
+                        shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
+                        shared
+                            .pending_bytes
+                            .fetch_sub(payload.len(), Ordering::Relaxed);
+                        let outcome = offsets
+                            .pop_front()
+                            .unwrap_or_else(|| Err(Error::Redis("no reply".to_owned())));
+                        if let Some(reply) = reply {
+                            let _ = reply.send(outcome);
+                        }
                     }
                     cmd @ (Cmd::Publish { .. } | Cmd::XAdd { .. }) => {
                         shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
@@ -370,8 +412,38 @@ impl Writer {
                 .arg(grace);
             n += 1;
         }
+        for read in &chores.reads {
+            pipe.cmd("EVAL")
+                .arg(scripts::TOPIC_READ)
+                .arg(2)
+                .arg(&read.stream)
+                .arg(&read.meta)
+                .arg(read.from)
+                .arg(read.count);
+            n += 1;
+        }
         for cmd in sends {
             match cmd {
+                Cmd::TopicPublish {
+                    destination,
+                    channel,
+                    seq,
+                    payload,
+                    ..
+                } => {
+                    let name = destination.strip_prefix("/topic/").unwrap_or(destination);
+                    pipe.cmd("EVAL")
+                        .arg(scripts::TOPIC_PUBLISH)
+                        .arg(2)
+                        .arg(config.topic_stream_key(name))
+                        .arg(config.topic_meta_key(name))
+                        .arg(payload.as_ref())
+                        .arg(channel)
+                        .arg(config.topic_history.max_messages)
+                        .arg(config.topic_history.max_bytes)
+                        .arg(format!("w:{}", self.incarnation))
+                        .arg(*seq);
+                }
                 Cmd::Publish {
                     channel, payload, ..
                 } => {
@@ -496,19 +568,108 @@ fn confirm(out: &mut Vec<Confirmation>, origin: &Option<Origin>, failed: Option<
     }
 }
 
+/// The history pages the reads found (their replies, in order).
+fn history_pages(reads: &[HistoryRead], results: &[RedisResult<Value>]) -> Vec<HistoryPage> {
+    reads
+        .iter()
+        .enumerate()
+        .map(|(i, read)| HistoryPage {
+            key: read.key.clone(),
+            epoch: read.epoch,
+            result: match results.get(i) {
+                Some(Ok(value)) => parse_page(value),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("no reply".to_owned()),
+            },
+        })
+        .collect()
+}
+
+/// `{last, oldest, entries}` of the `TOPIC_READ` script.
+fn parse_page(value: &Value) -> Result<Page<bytes::Bytes>, String> {
+    let bad = || format!("unexpected reply {value:?}");
+    let Value::Array(parts) = value else {
+        return Err(is_server_error(&Ok(value.clone())).unwrap_or_else(bad));
+    };
+    let int = |v: Option<&Value>| match v {
+        Some(Value::Int(n)) => u64::try_from(*n).ok(),
+        _ => None,
+    };
+    let (Some(last), Some(oldest), Some(Value::Array(entries))) =
+        (int(parts.first()), int(parts.get(1)), parts.get(2))
+    else {
+        return Err(bad());
+    };
+    let mut page = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Value::Array(pair) = entry else {
+            return Err(bad());
+        };
+        let (Some(Value::BulkString(id)), Some(Value::Array(fields))) = (pair.first(), pair.get(1))
+        else {
+            return Err(bad());
+        };
+        let offset = std::str::from_utf8(id)
+            .ok()
+            .and_then(|id| id.strip_prefix("0-"))
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(bad)?;
+        let payload = match fields.get(1) {
+            Some(Value::BulkString(b)) => bytes::Bytes::copy_from_slice(b),
+            _ => bytes::Bytes::new(),
+        };
+        page.push((offset, payload));
+    }
+    Ok(Page {
+        last,
+        oldest,
+        entries: page,
+    })
+}
+
 /// Count and log failed SENDs (the server refused them: never silently); mark the streams
 /// found at their length limit. Returns the outcomes of the SENDs made with an origin, in
-/// batch order. `results` are the SENDs' replies.
+/// batch order, and the offsets of the topic SENDs (0: stored by an earlier try, offset
+/// unknown), in batch order. `results` are the SENDs' replies.
 fn report(
     config: &Config,
     shared: &NodeState,
     sends: &[Cmd],
     results: &[RedisResult<Value>],
-) -> Vec<Confirmation> {
+) -> (
+    Vec<Confirmation>,
+    std::collections::VecDeque<Result<u64, Error>>,
+) {
     let mut confirmations = Vec::new();
+    let mut offsets = std::collections::VecDeque::new();
     let mut i = 0;
     for cmd in sends {
         match cmd {
+            Cmd::TopicPublish {
+                destination,
+                origin,
+                ..
+            } => {
+                let outcome = match results.get(i) {
+                    Some(Ok(Value::Int(offset))) if *offset >= 0 => Ok(offset.unsigned_abs()),
+                    Some(result) => Err(Error::Redis(
+                        is_server_error(result)
+                            .unwrap_or_else(|| format!("unexpected reply {result:?}")),
+                    )),
+                    None => Err(Error::Redis("no reply".to_owned())),
+                };
+                if let Err(error) = &outcome {
+                    shared.send_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        destination = loggable(destination),
+                        error = loggable(&error.to_string()),
+                        "redis refused a topic SEND"
+                    );
+                }
+                confirm(&mut confirmations, origin, outcome.as_ref().err());
+                offsets.push_back(outcome);
+                i += 1;
+            }
             Cmd::Publish {
                 channel, origin, ..
             } => {
@@ -588,5 +749,5 @@ fn report(
             Cmd::Barrier(_) => {}
         }
     }
-    confirmations
+    (confirmations, offsets)
 }

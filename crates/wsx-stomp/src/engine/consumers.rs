@@ -64,6 +64,9 @@ struct Consumer<T> {
     window: Option<usize>,
     in_flight: Vec<Held<T>>,
     selector: Option<Selector>,
+    /// Fed by the engine one message at a time ([`ConsumerSet::deliver_to`]), skipped by
+    /// [`ConsumerSet::fan_out`]: a topic subscription resuming from an offset.
+    fed: bool,
 }
 
 impl<T> Consumer<T> {
@@ -95,7 +98,19 @@ fn assign<T>(
         subscriber: key,
         message,
         redelivered,
+        gap: false,
     });
+}
+
+/// What [`ConsumerSet::deliver_to`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fed {
+    /// Delivered.
+    Delivered,
+    /// Not delivered: the subscription's window is full (or it is not subscribed).
+    NoRoom,
+    /// Not delivered: its selector does not select the message (skip it).
+    NotSelected,
 }
 
 #[derive(Debug)]
@@ -196,6 +211,7 @@ impl<T> ConsumerSet<T> {
                 window: max_unacked.map(|w| w.max(1)),
                 in_flight: Vec::new(),
                 selector,
+                fed: false,
             },
         );
         let name = destination.shared().clone();
@@ -403,6 +419,19 @@ impl<T> ConsumerSet<T> {
         Some(destination)
     }
 
+    /// Mark subscription `key` as fed by the engine ([`ConsumerSet::deliver_to`]):
+    /// [`ConsumerSet::fan_out`] skips it.
+    pub fn set_fed(&mut self, key: &SubscriberKey, fed: bool) {
+        if let Some(consumer) = self.consumers.get_mut(key) {
+            consumer.fed = fed;
+        }
+    }
+
+    /// Whether subscription `key` has room in its window (`false` if not subscribed).
+    pub fn has_room(&self, key: &SubscriberKey) -> bool {
+        self.consumers.get(key).is_some_and(Consumer::has_room)
+    }
+
     /// Messages delivered to `key` and not acknowledged yet (client ack modes only).
     pub fn unacked(&self, key: &SubscriberKey) -> usize {
         self.consumers.get(key).map_or(0, |c| c.in_flight.len())
@@ -465,7 +494,7 @@ impl<T: Clone> ConsumerSet<T> {
             let Some(consumer) = self.consumers.get_mut(key) else {
                 continue;
             };
-            if !consumer.selects(message.headers()) {
+            if consumer.fed || !consumer.selects(message.headers()) {
                 continue;
             }
             if !consumer.has_room() {
@@ -481,9 +510,42 @@ impl<T: Clone> ConsumerSet<T> {
                 subscriber: key.clone(),
                 message: message.clone(),
                 redelivered: false,
+                gap: false,
             });
         }
         skipped
+    }
+
+    /// Deliver one topic message to subscription `key` (fed by the engine: see
+    /// [`ConsumerSet::set_fed`]) if it selects it and has room, with `gap` (see
+    /// [`Delivery::gap`]).
+    pub fn deliver_to(
+        &mut self,
+        key: &SubscriberKey,
+        message: &Arc<Message>,
+        tag: T,
+        gap: bool,
+        out: &mut Vec<Delivery>,
+    ) -> Fed {
+        let Some(consumer) = self.consumers.get_mut(key) else {
+            return Fed::NoRoom;
+        };
+        if !consumer.has_room() {
+            return Fed::NoRoom;
+        }
+        if !consumer.selects(message.headers()) {
+            return Fed::NotSelected;
+        }
+        if consumer.window.is_some() {
+            consumer.in_flight.push(Held::new(message.clone(), tag));
+        }
+        out.push(Delivery {
+            subscriber: key.clone(),
+            message: message.clone(),
+            redelivered: false,
+            gap,
+        });
+        Fed::Delivered
     }
 }
 

@@ -24,8 +24,22 @@
 //!   ([`crate::Publish::size`]) and in messages.
 //! - [`MemoryEngine::with_max_bytes`]: what all queues hold together, in bytes.
 //!
-//! Topic messages are not counted: a topic keeps nothing (a subscriber whose window is full
-//! misses the message, counted in [`MemoryEngine::dropped`]).
+//! Topics: every message gets an offset ([`super::StreamStart`], [`super::FIRST_OFFSET`]
+//! first) and the latest are kept ([`super::TopicHistory`]: 1000 messages and 1 MiB per topic
+//! by default, [`MemoryEngine::with_topic_history`]; and [`MemoryEngine::with_max_history_bytes`]
+//! for all topics together, 64 MiB by default). History is trimmed, oldest first, never
+//! refused: a publish always goes through. A topic's history and offsets are forgotten once it
+//! retains nothing and has no subscriber. Topic history does not count against
+//! [`MemoryEngine::with_max_destinations`] (which counts topics with subscribers) nor the
+//! queue budgets. A plain subscriber whose window is full misses the message (counted in
+//! [`MemoryEngine::dropped`]).
+//!
+//! A subscription resumed from an offset ([`Engine::subscribe_at`]) is fed from the history:
+//! in offset order, as far as its window has room, then, caught up, each new message as it is
+//! published; when its window is full it falls behind and catches up from the history as it
+//! acknowledges (nothing lost while the history still holds it). Whenever the next offset it
+//! needs is no longer retained, it skips to the oldest retained message and that delivery is
+//! marked [`super::Delivery::gap`].
 //!
 //! The consumer bookkeeping (windows, in-flight messages, round-robin dispatch, requeueing) is
 //! a [`ConsumerSet`], shared with other engines; this engine tags each queue message with its
@@ -34,7 +48,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::consumers::{ConsumerSet, Held};
+use super::consumers::{ConsumerSet, Fed, Held};
+use super::stream::{StreamStart, TopicHistory};
+use super::topic_log::TopicLogs;
 use super::{Delivery, Engine, SubscriberKey};
 use crate::destination::{Destination, DestinationKind};
 use crate::message::{Message, MessageId, Publish};
@@ -45,6 +61,15 @@ use crate::selector::Selector;
 struct QueueHeld {
     messages: usize,
     bytes: usize,
+}
+
+/// A subscription resumed from an offset: the next offset it gets, and whether messages were
+/// missed before it.
+#[derive(Debug)]
+struct Resumed {
+    topic: Arc<str>,
+    next: u64,
+    gap: bool,
 }
 
 /// An in-memory topic and queue router.
@@ -62,6 +87,12 @@ pub struct MemoryEngine {
     held: HashMap<Arc<str>, QueueHeld>,
     /// Bytes held by all queues.
     bytes: usize,
+    /// Topic offsets and history.
+    logs: TopicLogs,
+    /// Subscriptions resumed from an offset, fed from `logs`.
+    resumed: HashMap<SubscriberKey, Resumed>,
+    /// The resumed subscriptions of each topic.
+    resumed_by_topic: HashMap<Arc<str>, Vec<SubscriberKey>>,
 }
 
 impl Default for MemoryEngine {
@@ -79,6 +110,8 @@ impl MemoryEngine {
     pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
     /// Default of [`MemoryEngine::with_max_queue_depth`].
     pub const DEFAULT_MAX_QUEUE_DEPTH: usize = 10_000;
+    /// Default of [`MemoryEngine::with_max_history_bytes`]: 64 MiB.
+    pub const DEFAULT_MAX_HISTORY_BYTES: usize = 64 << 20;
 
     /// An empty engine with the default budgets: [`Self::DEFAULT_MAX_DESTINATIONS`] queues and
     /// topics, [`Self::DEFAULT_MAX_QUEUE_DEPTH`] messages and [`Self::DEFAULT_MAX_QUEUE_BYTES`]
@@ -94,7 +127,43 @@ impl MemoryEngine {
             set: ConsumerSet::new(),
             held: HashMap::new(),
             bytes: 0,
+            logs: TopicLogs::new(TopicHistory::default(), Self::DEFAULT_MAX_HISTORY_BYTES),
+            resumed: HashMap::new(),
+            resumed_by_topic: HashMap::new(),
         }
+    }
+
+    /// Set how much history each topic keeps (default [`TopicHistory::default`]: 1000
+    /// messages, 1 MiB).
+    pub fn with_topic_history(mut self, history: TopicHistory) -> Self {
+        self.logs.set_history(history);
+        self
+    }
+
+    /// Set how many bytes the history of all topics may hold together (default
+    /// [`Self::DEFAULT_MAX_HISTORY_BYTES`]); past it the oldest messages of all topics go
+    /// first.
+    pub fn with_max_history_bytes(mut self, bytes: usize) -> Self {
+        self.logs.set_max_total(bytes);
+        self
+    }
+
+    /// Bytes of topic history held, all topics together.
+    pub fn history_bytes(&self) -> usize {
+        self.logs.bytes()
+    }
+
+    /// Messages of topic history held, all topics together.
+    pub fn history_len(&self) -> usize {
+        self.logs.count()
+    }
+
+    /// The retained offsets of topic `destination` (`/topic/NAME`): the oldest and the next
+    /// to be given out (equal when it retains none); `None` for a topic it knows nothing of.
+    pub fn topic_offsets(&self, destination: &str) -> Option<(u64, u64)> {
+        self.logs
+            .get(destination)
+            .map(|log| (log.oldest(), log.next()))
     }
 
     /// Set how many messages a queue may hold (waiting for a consumer, or delivered and not
@@ -236,6 +305,98 @@ impl MemoryEngine {
         }
     }
 
+    /// Store a topic message (its offset), fan it out to the plain subscribers, feed the
+    /// resumed ones; returns its offset.
+    fn publish_topic(&mut self, publish: Publish, out: &mut Vec<Delivery>) -> u64 {
+        let topic = publish.destination.shared().clone();
+        let size = publish.size();
+        let id = self.new_id();
+        let set = &self.set;
+        let message = self.logs.append(
+            &topic,
+            size,
+            |offset| Message::with_offset(id, publish, offset),
+            |name| set.subscriber_count(name) > 0,
+        );
+        self.dropped += self.set.fan_out(&topic, &message, 0, out);
+        let keys = self
+            .resumed_by_topic
+            .get(&topic)
+            .cloned()
+            .unwrap_or_default();
+        for key in keys {
+            self.feed(&key, Some(&message), out);
+        }
+        message.offset().unwrap_or_default()
+    }
+
+    /// Publish to a topic (`/topic/NAME`) and return the offset the message got; other
+    /// destinations are published as by [`Engine::try_publish`] and give `None`.
+    pub fn publish_with_offset(
+        &mut self,
+        publish: Publish,
+        out: &mut Vec<Delivery>,
+    ) -> Result<Option<u64>, crate::Error> {
+        if publish.destination.kind() == DestinationKind::Topic {
+            return Ok(Some(self.publish_topic(publish, out)));
+        }
+        self.try_publish(publish, out).map(|()| None)
+    }
+
+    /// Feed resumed subscription `key` from its topic's history as far as its window has
+    /// room. `live` is the message just published (delivered even when history is off, if
+    /// it is the one `key` waits for).
+    fn feed(&mut self, key: &SubscriberKey, live: Option<&Arc<Message>>, out: &mut Vec<Delivery>) {
+        let Some(resumed) = self.resumed.get_mut(key) else {
+            return;
+        };
+        let Some(log) = self.logs.get(&resumed.topic) else {
+            return;
+        };
+        let (oldest, next) = (log.oldest(), log.next());
+        while resumed.next < next && self.set.has_room(key) {
+            let wanted = resumed.next;
+            let message = match log.get(wanted) {
+                Some(message) => message,
+                None => match live {
+                    Some(message) if message.offset() == Some(wanted) => message,
+                    _ => {
+                        // Trimmed (or never kept): skip to what is retained.
+                        resumed.gap = true;
+                        resumed.next = oldest.max(wanted + 1);
+                        if resumed.next == next
+                            && let Some(message) = live
+                            && message.offset() == Some(next - 1)
+                        {
+                            resumed.next = next - 1;
+                        }
+                        continue;
+                    }
+                },
+            };
+            match self.set.deliver_to(key, message, 0, resumed.gap, out) {
+                Fed::Delivered => {
+                    resumed.gap = false;
+                    resumed.next += 1;
+                }
+                Fed::NotSelected => resumed.next += 1,
+                Fed::NoRoom => break,
+            }
+        }
+    }
+
+    /// Forget resumed subscription `key` (unsubscribed).
+    fn forget_resumed(&mut self, key: &SubscriberKey) {
+        if let Some(resumed) = self.resumed.remove(key)
+            && let Some(keys) = self.resumed_by_topic.get_mut(&resumed.topic)
+        {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.resumed_by_topic.remove(&resumed.topic);
+            }
+        }
+    }
+
     /// Hand the waiting messages of queue `destination` to its consumers; what auto consumers
     /// got is released.
     fn dispatch(&mut self, destination: &str, out: &mut Vec<Delivery>) {
@@ -277,11 +438,50 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
+    fn subscribe_at(
+        &mut self,
+        key: SubscriberKey,
+        destination: &Destination,
+        max_unacked: Option<usize>,
+        selector: Option<Selector>,
+        start: StreamStart,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), crate::Error> {
+        if start == StreamStart::Next || destination.kind() != DestinationKind::Topic {
+            return self.subscribe_with_selector(key, destination, max_unacked, selector, out);
+        }
+        self.subscribe_with_selector(key.clone(), destination, max_unacked, selector, out)?;
+        let topic = destination.shared().clone();
+        let log = self.logs.ensure(&topic);
+        let (oldest, next) = (log.oldest(), log.next());
+        let from = start.resolve(oldest, next);
+        self.set.set_fed(&key, true);
+        self.resumed.insert(
+            key.clone(),
+            Resumed {
+                topic: topic.clone(),
+                next: from,
+                gap: false,
+            },
+        );
+        self.resumed_by_topic
+            .entry(topic)
+            .or_default()
+            .push(key.clone());
+        self.feed(&key, None, out);
+        Ok(())
+    }
+
     fn unsubscribe(&mut self, key: &SubscriberKey, out: &mut Vec<Delivery>) {
-        if let Some(destination) = self.set.unsubscribe(key)
-            && destination.kind() == DestinationKind::Queue
-        {
-            self.dispatch(destination.as_str(), out);
+        self.forget_resumed(key);
+        if let Some(destination) = self.set.unsubscribe(key) {
+            match destination.kind() {
+                DestinationKind::Queue => self.dispatch(destination.as_str(), out),
+                DestinationKind::Topic if self.set.subscriber_count(destination.as_str()) == 0 => {
+                    self.logs.forget_if_empty(destination.as_str());
+                }
+                _ => {}
+            }
         }
     }
 
@@ -304,7 +504,10 @@ impl Engine for MemoryEngine {
                     "no handler for {destination}"
                 )));
             }
-            DestinationKind::Topic | DestinationKind::User => {
+            DestinationKind::Topic => {
+                self.publish_topic(publish, out);
+            }
+            DestinationKind::User => {
                 let message = Arc::new(Message::new(self.new_id(), publish));
                 self.dropped += self.set.fan_out(name, &message, 0, out);
             }
@@ -326,19 +529,23 @@ impl Engine for MemoryEngine {
     }
 
     fn ack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
-        if let Some((destination, acked)) = self.set.ack(key, ids)
-            && destination.kind() == DestinationKind::Queue
-        {
-            self.release(destination.as_str(), acked.into_iter().map(|h| h.tag));
-            self.dispatch(destination.as_str(), out);
+        if let Some((destination, acked)) = self.set.ack(key, ids) {
+            match destination.kind() {
+                DestinationKind::Queue => {
+                    self.release(destination.as_str(), acked.into_iter().map(|h| h.tag));
+                    self.dispatch(destination.as_str(), out);
+                }
+                _ => self.feed(key, None, out),
+            }
         }
     }
 
     fn nack(&mut self, key: &SubscriberKey, ids: &[MessageId], out: &mut Vec<Delivery>) {
-        if let Some(destination) = self.set.nack(key, ids)
-            && destination.kind() == DestinationKind::Queue
-        {
-            self.dispatch(destination.as_str(), out);
+        if let Some(destination) = self.set.nack(key, ids) {
+            match destination.kind() {
+                DestinationKind::Queue => self.dispatch(destination.as_str(), out),
+                _ => self.feed(key, None, out),
+            }
         }
     }
 }

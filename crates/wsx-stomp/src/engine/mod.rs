@@ -41,11 +41,14 @@
 
 mod consumers;
 mod memory;
+mod stream;
+mod topic_log;
 
 use std::sync::Arc;
 
-pub use consumers::{ConsumerSet, Held};
+pub use consumers::{ConsumerSet, Fed, Held};
 pub use memory::MemoryEngine;
+pub use stream::{FIRST_OFFSET, StreamStart, TopicHistory};
 
 use crate::destination::Destination;
 use crate::message::{Message, MessageId, Publish};
@@ -130,6 +133,21 @@ pub struct Delivery {
     pub message: Arc<Message>,
     /// Whether it was delivered before and came back (NACK, or its consumer went away).
     pub redelivered: bool,
+    /// Whether messages were missed before it: the first delivery of a subscription resumed
+    /// from an offset older than the topic retains (its MESSAGE carries `x-stream-gap:true`).
+    pub gap: bool,
+}
+
+impl Delivery {
+    /// A first delivery of `message` to `subscriber` (not redelivered, no gap).
+    pub fn new(subscriber: SubscriberKey, message: Arc<Message>) -> Self {
+        Delivery {
+            subscriber,
+            message,
+            redelivered: false,
+            gap: false,
+        }
+    }
 }
 
 /// Destination routing. All methods push the deliveries they cause into `out`.
@@ -165,6 +183,33 @@ pub trait Engine {
             }
             Some(_) => Err(crate::Error::Unsupported(
                 "this broker's engine does not support selectors".to_owned(),
+            )),
+        }
+    }
+
+    /// [`Engine::subscribe_with_selector`] to a topic, starting at `start` (the SUBSCRIBE's
+    /// `x-stream-offset`, see [`StreamStart`]) instead of with the next message published.
+    /// A resumed subscription gets the topic's retained messages from there on, in offset
+    /// order, then the live ones, with no gap and no duplicate at the seam; the first
+    /// delivery is marked [`Delivery::gap`] when messages were missed. `max_unacked` paces
+    /// the replay: sessions give a resumed `ack:auto` subscription a window, acknowledged as
+    /// frames are written. The default supports only [`StreamStart::Next`] and refuses the
+    /// others with [`crate::Error::Unsupported`].
+    fn subscribe_at(
+        &mut self,
+        key: SubscriberKey,
+        destination: &Destination,
+        max_unacked: Option<usize>,
+        selector: Option<Selector>,
+        start: StreamStart,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), crate::Error> {
+        match start {
+            StreamStart::Next => {
+                self.subscribe_with_selector(key, destination, max_unacked, selector, out)
+            }
+            _ => Err(crate::Error::Unsupported(
+                "this broker's engine keeps no topic history (x-stream-offset)".to_owned(),
             )),
         }
     }

@@ -15,6 +15,16 @@
 //! A SUBSCRIBE's `selector` header is parsed here ([`Selector::parse`]; an invalid one is an
 //! ERROR naming the problem) and handed to the engine, which filters before delivering
 //! ([`Engine::subscribe_with_selector`]; an engine that cannot filter refuses with an ERROR).
+//!
+//! A SUBSCRIBE's `x-stream-offset` header (`first`, `last`, `next`, `offset=N`: see
+//! [`StreamStart`]) resumes a topic subscription from the topic's history
+//! ([`Engine::subscribe_at`]); an invalid value is an ERROR naming the header, and so is the
+//! header on anything but a `/topic/` destination (queues and user destinations keep no
+//! offsets: a client asking for a replay there would silently get none). `next` is the same
+//! as no header. A resumed `ack:auto` subscription is paced: it gets a window
+//! (`auto_ack_window`) acknowledged as its frames are written, like an `ack:auto` queue
+//! subscription, so that replaying the history never overruns the connection (its MESSAGEs
+//! are ordinary frames, not topic messages the I/O layer may count as a slow consumer's).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,9 +33,9 @@ use super::transactions::TxOp;
 use super::{After, Fail, Handled, Phase, Session, Transmit, parse_destination, require};
 use crate::auth::Principal;
 use crate::destination::{Destination, DestinationKind};
-use crate::engine::{Delivery, Engine, Outcome, SubscriberKey};
+use crate::engine::{Delivery, Engine, Outcome, StreamStart, SubscriberKey};
 use crate::frame::Frame;
-use crate::message::{MessageId, Publish};
+use crate::message::{MessageId, Publish, STREAM_OFFSET};
 use crate::selector::Selector;
 use crate::version::Version;
 
@@ -76,6 +86,9 @@ pub(super) struct Subscription {
     pub(super) ack: AckMode,
     /// Deliveries not acknowledged yet, oldest first (so by increasing `ack_id`).
     pub(super) pending: VecDeque<Pending>,
+    /// An `ack:auto` subscription with a window: acknowledged to the engine once written
+    /// (queues, and topics resumed from an offset).
+    pub(super) acks_on_write: bool,
 }
 
 /// A delivery waiting for ACK or NACK.
@@ -135,19 +148,35 @@ impl Session {
             Some(text) => Some(Selector::parse(text).map_err(|e| Fail::new(e.to_string()))?),
             None => None,
         };
+        let start = match frame.header(STREAM_OFFSET) {
+            None => StreamStart::Next,
+            Some(_) if destination.kind() != DestinationKind::Topic => {
+                return Err(Fail::new(format!(
+                    "{STREAM_OFFSET} applies to /topic/ destinations only, not {destination}"
+                )));
+            }
+            Some(value) => StreamStart::parse(value).ok_or_else(|| {
+                Fail::new(format!(
+                    "invalid {STREAM_OFFSET} `{value}`: use first, last, next or offset=N"
+                ))
+            })?,
+        };
         // An auto-mode queue subscription's deliveries stay in flight until written (credit
-        // window); an auto-mode topic subscription has none (at most once).
+        // window), and so do a resumed topic subscription's (paced replay); a plain auto-mode
+        // topic subscription has none (at most once).
+        let resumed = start != StreamStart::Next;
         let window = match ack {
-            AckMode::Auto if destination.kind().fans_out() => None,
+            AckMode::Auto if destination.kind().fans_out() && !resumed => None,
             AckMode::Auto => Some(self.config.auto_ack_window),
             _ => Some(self.config.max_unacked),
         };
         engine
-            .subscribe_with_selector(
+            .subscribe_at(
                 SubscriberKey::new(self.conn, id.clone()),
                 &destination,
                 window,
                 selector,
+                start,
                 out,
             )
             .map_err(|e| Fail::new(e.to_string()))?;
@@ -160,6 +189,7 @@ impl Session {
                 destination: destination.clone(),
                 ack,
                 pending: VecDeque::new(),
+                acks_on_write: ack == AckMode::Auto && window.is_some(),
             },
         );
         Ok(After::Continue)
@@ -282,7 +312,7 @@ impl Session {
         let mut ack = None;
         let mut awaits_written = None;
         if sub.ack == AckMode::Auto {
-            if !sub.destination.kind().fans_out() {
+            if sub.acks_on_write {
                 awaits_written = Some((sub.id.clone(), sub.seq));
             }
         } else {
@@ -298,13 +328,14 @@ impl Session {
                 ack = Some(ack_id.to_string());
             }
         }
-        let frame = delivery.message.encode_for(
+        let frame = delivery.message.encode_delivery(
             self.version,
             &sub.id,
             ack.as_deref(),
             delivery.redelivered,
+            delivery.gap,
         );
-        let topic = sub.ack == AckMode::Auto && sub.destination.kind().fans_out();
+        let topic = sub.ack == AckMode::Auto && !sub.acks_on_write;
         let number = self.push(if topic {
             Transmit::TopicMessage(frame)
         } else {
