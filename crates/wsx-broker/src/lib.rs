@@ -61,7 +61,7 @@ pub use escaped::Escaped;
 pub use jwt::{DEFAULT_LEEWAY_SECS as DEFAULT_JWT_LEEWAY_SECS, JwtOptions};
 pub use metrics::BrokerMetrics;
 pub use options::{BrokerOptions, HeartBeatMs, JwtSecret};
-pub use outbound_queue::{Drained, OutboundQueue, QueueLimits, Refused};
+pub use outbound_queue::{Drained, KeyedPush, OutboundQueue, QueueLimits, Refused, Replaceable};
 pub use server_publish::{InProcessSubscription, ReceivedMessage};
 pub use tcp::{DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_TLS_HANDSHAKE_TIMEOUT, TcpSettings};
 pub use tcp_transport::{TCP_CLOSE_TIMEOUT, TCP_READ_BUFFER};
