@@ -45,6 +45,7 @@ use crate::app_engine::AppEngine;
 use crate::app_routes::AppRoutes;
 use crate::backend::Backend;
 use crate::hub::Hub;
+use crate::jwt::JwtAuth;
 use crate::metrics::BrokerMetrics;
 use crate::session_task;
 use crate::websocket_transport::WebSocketTransport;
@@ -80,6 +81,10 @@ pub struct Broker {
     pub(crate) routes: Arc<AppRoutes>,
     /// What the broker's own sessions ([`Broker::subscribe`]) present to the authenticator.
     pub(crate) in_process_info: ConnectionInfo,
+    /// The JWT verifier of `--jwt-*`, if configured (also for the HTTP publish API's tokens).
+    pub(crate) jwt: Option<Arc<JwtAuth>>,
+    /// The largest message body a client may send (a SEND's, an HTTP publish's).
+    pub(crate) max_body_size: usize,
 }
 
 impl Broker {

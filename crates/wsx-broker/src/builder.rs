@@ -217,9 +217,11 @@ impl<'a> BrokerBuilder<'a> {
             .auto_ack_window(options.auto_ack_window)
             .max_unwritten_bytes(options.max_unwritten_bytes)
             .idle_timeout(options.idle_timeout);
-        let jwt = JwtAuth::from_options(&options.jwt).map_err(Error::Config)?;
-        let built_in: Arc<dyn Authenticator> = match jwt {
-            Some(jwt) => Arc::new(jwt),
+        let jwt = JwtAuth::from_options(&options.jwt)
+            .map_err(Error::Config)?
+            .map(Arc::new);
+        let built_in: Arc<dyn Authenticator> = match &jwt {
+            Some(jwt) => jwt.clone(),
             None => Arc::new(AllowAll),
         };
         let auth = BrokerAuth {
@@ -297,6 +299,8 @@ impl<'a> BrokerBuilder<'a> {
                 pump: Mutex::new(None),
                 routes,
                 in_process_info,
+                jwt,
+                max_body_size: limits.max_body_size,
             }
         });
         if let Some(events) = redis_events {

@@ -62,7 +62,7 @@ use wsx_stomp::{
 };
 
 use crate::metrics::BrokerMetrics;
-use crate::outbound_queue::{OutboundQueue, QueueLimits};
+use crate::outbound_queue::{KeyedPush, OutboundQueue, QueueLimits, Replaceable};
 
 /// The most MESSAGE frames of its `ack:auto` topic subscriptions a connection's queue holds
 /// before the connection counts as too slow.
@@ -83,6 +83,20 @@ pub enum Outbound {
     /// The session is over (after ERROR or DISCONNECT): close the WebSocket. The reason is the
     /// ERROR's message, `None` after a DISCONNECT.
     Close(Option<String>),
+    /// This many transmits the queue replaced by later ones with the same conflation key
+    /// ([`OutboundQueue::push_keyed`]): nothing to write, but they count as written (in
+    /// [`Written::transmits`], no bytes) once what was before them is.
+    Replaced(u64),
+}
+
+impl Replaceable for Outbound {
+    fn replaced(count: u64) -> Self {
+        Outbound::Replaced(count)
+    }
+
+    fn accounted_bytes(&self) -> usize {
+        self.budget_size()
+    }
 }
 
 impl Outbound {
@@ -90,7 +104,7 @@ impl Outbound {
     pub fn size(&self) -> usize {
         match self {
             Outbound::Frame(frame) => frame.len().max(1),
-            Outbound::HeartBeat | Outbound::Close(_) => 1,
+            Outbound::HeartBeat | Outbound::Close(_) | Outbound::Replaced(_) => 1,
         }
     }
 
@@ -99,7 +113,7 @@ impl Outbound {
     pub fn budget_size(&self) -> usize {
         match self {
             Outbound::Frame(frame) => frame.len(),
-            Outbound::HeartBeat | Outbound::Close(_) => 0,
+            Outbound::HeartBeat | Outbound::Close(_) | Outbound::Replaced(_) => 0,
         }
     }
 }
@@ -523,7 +537,7 @@ impl<E: Engine> Hub<E> {
                 woken.extend_from_slice(shared.broker.confirm(confirmations));
                 // A client's own RECEIPTs and ERRORs are not refused.
                 for &conn in &confirmed {
-                    shared.flush(conn, now, false, wake);
+                    shared.flush(conn, now, false, &self.metrics, wake);
                     shared.sync_subscriptions(conn, &self.metrics);
                 }
             }
@@ -586,7 +600,7 @@ impl<E: Engine> Hub<E> {
             op(&mut shared.broker, now, &mut woken);
             // Output the connection caused for itself goes past the link's limits: the
             // session's output budget bounds it (it stops decoding past it).
-            shared.flush(conn, now, false, &mut wake);
+            shared.flush(conn, now, false, &self.metrics, &mut wake);
             shared.sync_subscriptions(conn, &self.metrics);
             shared.fan_out(conn, &mut woken, now, self, &mut wake);
             shared.scratch = woken;
@@ -617,7 +631,7 @@ impl<E: Engine> HubState<E> {
             if conn == origin {
                 continue;
             }
-            if self.flush(conn, now, true, wake) {
+            if self.flush(conn, now, true, &hub.metrics, wake) {
                 continue;
             }
             // Too slow: drop it from the broker (its queue messages go back to other
@@ -645,6 +659,7 @@ impl<E: Engine> HubState<E> {
         conn: ConnId,
         now: Instant,
         checked: bool,
+        metrics: &BrokerMetrics,
         wake: &mut Vec<Arc<ConnectionQueue>>,
     ) -> bool {
         let Some(entry) = self.links.get(&conn) else {
@@ -657,8 +672,13 @@ impl<E: Engine> HubState<E> {
         let mut pushed = false;
         while let Some(transmit) = self.broker.poll_transmit(conn, now) {
             let topic = matches!(transmit, Transmit::TopicMessage(_));
+            let mut tag = None;
             let out = match transmit {
                 Transmit::Frame(frame) | Transmit::TopicMessage(frame) => Outbound::Frame(frame),
+                Transmit::KeyedTopicMessage(frame, key) => {
+                    tag = Some(key);
+                    Outbound::Frame(frame)
+                }
                 Transmit::HeartBeat => Outbound::HeartBeat,
                 // Handed to the asynchronous authenticator, which answers through
                 // `Hub::authenticated`.
@@ -676,10 +696,15 @@ impl<E: Engine> HubState<E> {
                 ),
             };
             let size = out.size();
-            let queued = match (topic, checked) {
-                (true, true) => queue.push_counted([(out, size)]),
-                (true, false) => queue.push_counted_past_limits(out, size),
-                (false, _) => queue.push(out, size),
+            let queued = match (tag, topic, checked) {
+                (Some(tag), _, _) => queue.push_keyed(out, size, tag, checked).map(|pushed| {
+                    if pushed == KeyedPush::Replaced {
+                        metrics.conflated();
+                    }
+                }),
+                (None, true, true) => queue.push_counted([(out, size)]),
+                (None, true, false) => queue.push_counted_past_limits(out, size),
+                (None, false, _) => queue.push(out, size),
             };
             if queued.is_err() {
                 // Too slow (the queue dropped its consumer), or already closed.
@@ -897,6 +922,96 @@ mod tests {
         assert_eq!(got[0].header("redelivered"), Some("true"));
         hub.close(slow);
         assert!(metrics.render().contains("wsx_stomp_sessions 2\n"));
+    }
+
+    #[test]
+    fn keyed_topic_messages_replace_each_other_and_still_count_as_written() {
+        let (hub, metrics) = hub(QueueLimits {
+            items: 3,
+            bytes: 1 << 20,
+        });
+        let (c, link) = client(&hub, Some(("/queue/q", "auto")));
+        subscribe_auto(&hub, c, "t", "/topic/t");
+        let (p, _) = client(&hub, None);
+        // Far more keyed messages than the queue's 3 entries, around a queue delivery that
+        // is acknowledged only once written.
+        let keyed = |hub: &Hub, i: usize| {
+            send(
+                hub,
+                p,
+                Frame::new(Command::Send)
+                    .with_header("destination", "/topic/t")
+                    .with_header(
+                        "x-conflation-key",
+                        if i.is_multiple_of(2) { "a" } else { "b" },
+                    )
+                    .with_body(format!("v{i}")),
+            );
+        };
+        for i in 0..50 {
+            keyed(&hub, i);
+        }
+        publish(&hub, p, "/queue/q", "job");
+        for i in 50..100 {
+            keyed(&hub, i);
+        }
+        let mut outs = Vec::new();
+        let drained = link.drain_into(usize::MAX, &mut outs);
+        assert!(!drained.dropped);
+        let bodies: Vec<String> = decode(&outs)
+            .iter()
+            .map(|f| String::from_utf8_lossy(&f.body).into_owned())
+            .collect();
+        assert_eq!(bodies, ["job", "v98", "v99"]);
+        let replaced: u64 = outs
+            .iter()
+            .map(|o| match o {
+                Outbound::Replaced(n) => *n,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(replaced, 98);
+        assert!(
+            metrics
+                .render()
+                .contains("wsx_stomp_messages_conflated_total 98\n")
+        );
+        // Reported in place, everything counts as written: nothing unwritten is left, and the
+        // queue delivery was acknowledged (the queue is empty for a new consumer).
+        let frames_taken: Vec<Outbound> = outs
+            .into_iter()
+            .filter(|o| !matches!(o, Outbound::Replaced(_)))
+            .collect();
+        let mut written = all_written(&frames_taken);
+        written.transmits += replaced;
+        written.bytes += drained.replaced_bytes;
+        // One short of everything: the last message stays unwritten.
+        let last = frames_taken.last().map_or(0, Outbound::budget_size);
+        hub.written(
+            c,
+            Written {
+                transmits: written.transmits - 1,
+                bytes: written.bytes - last,
+            },
+        );
+        let unwritten = || {
+            lock(&hub.shared)
+                .broker
+                .session(c)
+                .map(|s| s.unwritten_bytes())
+        };
+        assert_eq!(unwritten(), Some(last));
+        hub.written(
+            c,
+            Written {
+                transmits: 1,
+                bytes: last,
+            },
+        );
+        assert_eq!(unwritten(), Some(0));
+        hub.close(c);
+        let (_fresh, fresh) = client(&hub, Some(("/queue/q", "auto")));
+        assert!(frames(&fresh).is_empty(), "the job was acknowledged");
     }
 
     #[test]

@@ -173,6 +173,15 @@ impl Authenticator for JwtAuth {
                  CONNECT, or as ?access_token=TOKEN in the WebSocket URL",
             ));
         };
+        self.verify(&token, request.now)
+    }
+}
+
+impl JwtAuth {
+    /// The principal of `token` (its `sub`, `subscribe` and `send` claims, its expiry on the
+    /// clock of `now`), or why it is refused: what [`Authenticator::authenticate`] does with
+    /// the token a CONNECT presented, and the HTTP publish API with a Bearer token.
+    pub fn verify(&self, token: &str, now: Instant) -> Result<Principal, Refusal> {
         let header = decode_header(token.as_bytes())
             .map_err(|e| Refusal::new(format!("invalid token: {e}")))?;
         let key = match header.alg {
@@ -190,7 +199,7 @@ impl Authenticator for JwtAuth {
             .map_err(|e| Refusal::new(format!("invalid token: {}", why(&e))))?;
         let claims = data.claims;
         let mut principal = Principal::new(claims.sub);
-        if let Some(at) = self.expires_at(claims.exp, request.now) {
+        if let Some(at) = self.expires_at(claims.exp, now) {
             principal = principal.expires_at(at);
         }
         for pattern in claims.subscribe {
@@ -218,7 +227,7 @@ fn why(error: &jsonwebtoken::errors::Error) -> Cow<'static, str> {
 
 /// Decode `%XX` escapes (and `+` as a space) of a query parameter value; invalid escapes are
 /// kept as they are.
-fn percent_decode(value: &str) -> Cow<'_, str> {
+pub(crate) fn percent_decode(value: &str) -> Cow<'_, str> {
     if !value.contains(['%', '+']) {
         return Cow::Borrowed(value);
     }

@@ -40,6 +40,7 @@ pub struct BrokerMetrics {
     delivered: [AtomicU64; KINDS.len()],
     redeliveries: AtomicU64,
     slow_disconnects: AtomicU64,
+    conflated: AtomicU64,
     frames_received: AtomicU64,
     bytes_received: AtomicU64,
     frames_sent: AtomicU64,
@@ -87,6 +88,12 @@ impl BrokerMetrics {
     /// A connection dropped because it did not keep up.
     pub(crate) fn slow_disconnect(&self) {
         self.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A topic message waiting for a slow subscriber was replaced by a later one with the same
+    /// `x-conflation-key`.
+    pub(crate) fn conflated(&self) {
+        self.conflated.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A message (WebSocket) or a read (TCP) of `len` bytes received from a client.
@@ -185,6 +192,13 @@ impl BrokerMetrics {
             "counter",
             "STOMP connections dropped because they did not keep up (close 1008).",
             get(&self.slow_disconnects),
+        );
+        metric(
+            "wsx_stomp_messages_conflated_total",
+            "counter",
+            "STOMP topic messages replaced, while waiting for a slow subscriber, by a later one \
+             with the same x-conflation-key.",
+            get(&self.conflated),
         );
         if let Some(redis) = self.redis.get() {
             metric(

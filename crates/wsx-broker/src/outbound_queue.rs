@@ -15,14 +15,28 @@
 //! An empty queue always takes one counted push, however big (one large file must get
 //! through to a client that reads); the byte limit applies from the second entry.
 //!
+//! Conflation ([`OutboundQueue::push_keyed`]): a counted entry may carry a [`ConflationTag`]
+//! (a topic subscription and a message's `x-conflation-key`). A new entry with the tag of one
+//! still waiting replaces it: the old one leaves its place, the new one goes to the end, so
+//! the queue stays in arrival order and holds at most one entry per tag, and the consumer —
+//! however long it does not read — ends with the latest entry of every tag. Keyed entries
+//! count against the same [`QueueLimits`] (at most `items` distinct tags waiting, `bytes` in
+//! all); past them the consumer is dropped as for any counted entry. The producer's accounting
+//! of what was written (the STOMP session's numbered transmits and its output budget) goes on:
+//! the entries replaced come out of [`OutboundQueue::drain_into`] as one
+//! [`Replaceable::replaced`] stand-in in their place (to count as written once what was
+//! before them is), and their bytes in [`Drained::replaced_bytes`] (to count as written at
+//! once).
+//!
 //! Pushing does not wake the consumer: the producer calls [`OutboundQueue::wake`] once it is
 //! done (the STOMP hub does so after releasing its lock), and the consumer awaits
 //! [`OutboundQueue::ready`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
+use wsx_stomp::ConflationTag;
 
 /// How much counted traffic a queue may hold before its consumer counts as too slow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +64,29 @@ pub struct Drained {
     /// The flag the producer set with [`OutboundQueue::set_flag`] (the STOMP hub: "report
     /// what was written soon").
     pub flag: bool,
+    /// The [`Replaceable::accounted_bytes`] of the entries replaced since the last drain:
+    /// count them as written now.
+    pub replaced_bytes: usize,
+}
+
+/// An entry that [`OutboundQueue::push_keyed`] may replace.
+pub trait Replaceable: Sized {
+    /// What the consumer takes in the place of `count` entries replaced in a row (nothing to
+    /// send; they count as written once what was before them is).
+    fn replaced(count: u64) -> Self;
+
+    /// The bytes it counts for in its producer's accounting (reported in
+    /// [`Drained::replaced_bytes`] once replaced).
+    fn accounted_bytes(&self) -> usize;
+}
+
+/// What [`OutboundQueue::push_keyed`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyedPush {
+    /// Queued: no entry with its tag was waiting.
+    Queued,
+    /// Queued at the end in the place of the waiting entry with its tag, which is gone.
+    Replaced,
 }
 
 #[derive(Debug)]
@@ -57,6 +94,12 @@ struct Entry<T> {
     item: T,
     size: usize,
     counted: bool,
+    /// Its number in the queue (increasing: the queue is sorted by it).
+    seq: u64,
+    /// Its conflation tag, if it has one.
+    tag: Option<ConflationTag>,
+    /// Entries replaced that were between it and the entry before it.
+    replaced_before: u64,
 }
 
 #[derive(Debug)]
@@ -67,6 +110,44 @@ struct State<T> {
     dropped: bool,
     closed: bool,
     flag: bool,
+    /// The number of the next entry.
+    next_seq: u64,
+    /// The number of the waiting entry of each tag.
+    keyed: HashMap<ConflationTag, u64>,
+    /// Bytes of the entries replaced since the last drain.
+    replaced_bytes: usize,
+    /// Makes the stand-in of replaced entries (set by the first keyed push).
+    stand_in: Option<fn(u64) -> T>,
+}
+
+impl<T> State<T> {
+    fn push_back(&mut self, item: T, size: usize, counted: bool, tag: Option<ConflationTag>) {
+        if counted {
+            self.counted_items = self.counted_items.saturating_add(1);
+            self.counted_bytes = self.counted_bytes.saturating_add(size);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(tag) = &tag {
+            self.keyed.insert(tag.clone(), seq);
+        }
+        self.entries.push_back(Entry {
+            item,
+            size,
+            counted,
+            seq,
+            tag,
+            replaced_before: 0,
+        });
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.keyed.clear();
+        self.counted_items = 0;
+        self.counted_bytes = 0;
+        self.replaced_bytes = 0;
+    }
 }
 
 /// One connection's outgoing queue: filled without waiting, drained by the connection's task.
@@ -88,6 +169,10 @@ impl<T> OutboundQueue<T> {
                 dropped: false,
                 closed: false,
                 flag: false,
+                next_seq: 0,
+                keyed: HashMap::new(),
+                replaced_bytes: 0,
+                stand_in: None,
             }),
             ready: Notify::new(),
             limits,
@@ -117,14 +202,8 @@ impl<T> OutboundQueue<T> {
             Self::drop_locked(&mut state);
             return Err(Refused::TooSlow);
         }
-        state.counted_items = entries;
-        state.counted_bytes = state.counted_bytes.saturating_add(bytes);
         for (item, size) in items {
-            state.entries.push_back(Entry {
-                item,
-                size,
-                counted: true,
-            });
+            state.push_back(item, size, true, None);
         }
         Ok(())
     }
@@ -142,6 +221,78 @@ impl<T> OutboundQueue<T> {
         self.push_entry(item, size, false)
     }
 
+    /// Queue one counted entry tagged `tag`, replacing the waiting entry with the same tag (see
+    /// the module docs). `within_limits`: refused and the consumer dropped when it would pass
+    /// the limits (as [`OutboundQueue::push_counted`]); otherwise taken whatever the limits (as
+    /// [`OutboundQueue::push_counted_past_limits`]).
+    pub fn push_keyed(
+        &self,
+        item: T,
+        size: usize,
+        tag: ConflationTag,
+        within_limits: bool,
+    ) -> Result<KeyedPush, Refused>
+    where
+        T: Replaceable,
+    {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Refused::Gone);
+        }
+        if state.dropped {
+            return Err(Refused::TooSlow);
+        }
+        // Where the waiting entry with this tag is, and what it counts for.
+        let waiting = state.keyed.get(&tag).copied().and_then(|seq| {
+            let at = state.entries.binary_search_by_key(&seq, |e| e.seq).ok()?;
+            let old = &state.entries[at];
+            Some((
+                at,
+                usize::from(old.counted),
+                if old.counted { old.size } else { 0 },
+            ))
+        });
+        let (freed_items, freed_bytes) = waiting.map_or((0, 0), |(_, items, bytes)| (items, bytes));
+        if within_limits {
+            let items = state.counted_items - freed_items + 1;
+            let bytes = (state.counted_bytes - freed_bytes).saturating_add(size);
+            if items > self.limits.items || (items > 1 && bytes > self.limits.bytes) {
+                Self::drop_locked(&mut state);
+                return Err(Refused::TooSlow);
+            }
+        }
+        let outcome = match waiting.map(|(at, _, _)| at) {
+            Some(at) => {
+                let Some(old) = state.entries.remove(at) else {
+                    return Err(Refused::Gone);
+                };
+                if old.counted {
+                    state.counted_items -= 1;
+                    state.counted_bytes -= old.size;
+                }
+                state.replaced_bytes = state
+                    .replaced_bytes
+                    .saturating_add(old.item.accounted_bytes());
+                state.stand_in = Some(T::replaced);
+                let carried = old.replaced_before + 1;
+                match state.entries.get_mut(at) {
+                    Some(next) => next.replaced_before += carried,
+                    None => {
+                        state.push_back(item, size, true, Some(tag));
+                        if let Some(last) = state.entries.back_mut() {
+                            last.replaced_before = carried;
+                        }
+                        return Ok(KeyedPush::Replaced);
+                    }
+                }
+                KeyedPush::Replaced
+            }
+            None => KeyedPush::Queued,
+        };
+        state.push_back(item, size, true, Some(tag));
+        Ok(outcome)
+    }
+
     fn push_entry(&self, item: T, size: usize, counted: bool) -> Result<(), Refused> {
         let mut state = self.lock();
         if state.closed {
@@ -150,15 +301,7 @@ impl<T> OutboundQueue<T> {
         if state.dropped {
             return Err(Refused::TooSlow);
         }
-        if counted {
-            state.counted_items = state.counted_items.saturating_add(1);
-            state.counted_bytes = state.counted_bytes.saturating_add(size);
-        }
-        state.entries.push_back(Entry {
-            item,
-            size,
-            counted,
-        });
+        state.push_back(item, size, counted, None);
         Ok(())
     }
 
@@ -175,9 +318,7 @@ impl<T> OutboundQueue<T> {
 
     fn drop_locked(state: &mut State<T>) {
         state.dropped = true;
-        state.entries.clear();
-        state.counted_items = 0;
-        state.counted_bytes = 0;
+        state.clear();
     }
 
     /// Set or clear the producer's flag, returned by the next [`OutboundQueue::drain_into`].
@@ -192,6 +333,7 @@ impl<T> OutboundQueue<T> {
         let drained = Drained {
             dropped: state.dropped,
             flag: state.flag,
+            replaced_bytes: std::mem::take(&mut state.replaced_bytes),
         };
         let mut moved = 0;
         while moved < budget {
@@ -201,6 +343,16 @@ impl<T> OutboundQueue<T> {
             if entry.counted {
                 state.counted_items -= 1;
                 state.counted_bytes -= entry.size;
+            }
+            if let Some(tag) = &entry.tag
+                && state.keyed.get(tag) == Some(&entry.seq)
+            {
+                state.keyed.remove(tag);
+            }
+            if entry.replaced_before > 0
+                && let Some(stand_in) = state.stand_in
+            {
+                into.push(stand_in(entry.replaced_before));
             }
             moved = moved.saturating_add(entry.size.max(1));
             into.push(entry.item);
@@ -228,9 +380,7 @@ impl<T> OutboundQueue<T> {
     pub fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
-        state.entries.clear();
-        state.counted_items = 0;
-        state.counted_bytes = 0;
+        state.clear();
     }
 }
 
@@ -300,6 +450,114 @@ mod tests {
         assert!(!q.has_items());
         assert_eq!(q.push(2, 1), Err(Refused::Gone));
         assert_eq!(q.push_counted([(3, 1)]), Err(Refused::Gone));
+    }
+
+    /// An entry of the keyed tests: a value, or a stand-in for replaced ones.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Item {
+        Value(u32),
+        Replaced(u64),
+    }
+
+    impl Replaceable for Item {
+        fn replaced(count: u64) -> Self {
+            Item::Replaced(count)
+        }
+
+        fn accounted_bytes(&self) -> usize {
+            10
+        }
+    }
+
+    fn tag(key: &str) -> ConflationTag {
+        ConflationTag {
+            subscription: "s".into(),
+            key: key.into(),
+        }
+    }
+
+    #[test]
+    fn a_keyed_entry_replaces_the_waiting_one_and_goes_to_the_end() {
+        use Item::{Replaced, Value};
+        let q = OutboundQueue::new(QueueLimits {
+            items: 3,
+            bytes: 1000,
+        });
+        assert_eq!(
+            q.push_keyed(Value(1), 10, tag("a"), true),
+            Ok(KeyedPush::Queued)
+        );
+        assert_eq!(
+            q.push_keyed(Value(2), 10, tag("b"), true),
+            Ok(KeyedPush::Queued)
+        );
+        assert_eq!(q.push(Value(3), 10), Ok(()));
+        // Thousands of updates of two keys stay two entries: no consumer dropped.
+        for i in 0..1000u32 {
+            let key = if i.is_multiple_of(2) { "a" } else { "b" };
+            assert_eq!(
+                q.push_keyed(Value(100 + i), 10, tag(key), true),
+                Ok(KeyedPush::Replaced)
+            );
+        }
+        let mut out = Vec::new();
+        let drained = q.drain_into(usize::MAX, &mut out);
+        assert!(!drained.dropped);
+        assert_eq!(drained.replaced_bytes, 1000 * 10);
+        // In arrival order, the latest of each key; the 1000 replaced stand where they were
+        // (two before the uncounted entry, the rest after it).
+        assert_eq!(
+            out,
+            [
+                Replaced(2),
+                Value(3),
+                Replaced(998),
+                Value(1098),
+                Value(1099)
+            ]
+        );
+        // Drained: the tags are free again.
+        assert_eq!(
+            q.push_keyed(Value(7), 10, tag("a"), true),
+            Ok(KeyedPush::Queued)
+        );
+    }
+
+    #[test]
+    fn distinct_keys_count_against_the_limits() {
+        let q = OutboundQueue::new(QueueLimits {
+            items: 2,
+            bytes: 1000,
+        });
+        assert!(q.push_keyed(Item::Value(1), 10, tag("a"), true).is_ok());
+        assert!(q.push_keyed(Item::Value(2), 10, tag("b"), true).is_ok());
+        // A third key is a third entry: too slow, as without keys.
+        assert_eq!(
+            q.push_keyed(Item::Value(3), 10, tag("c"), true),
+            Err(Refused::TooSlow)
+        );
+        assert!(q.is_dropped());
+        // So is a replacement that passes the byte limit.
+        let q = OutboundQueue::new(QueueLimits {
+            items: 10,
+            bytes: 100,
+        });
+        assert!(q.push_keyed(Item::Value(1), 50, tag("a"), true).is_ok());
+        assert!(q.push_keyed(Item::Value(2), 40, tag("b"), true).is_ok());
+        assert!(q.push_keyed(Item::Value(3), 50, tag("b"), true).is_ok());
+        assert_eq!(
+            q.push_keyed(Item::Value(4), 51, tag("b"), true),
+            Err(Refused::TooSlow)
+        );
+        // Own traffic passes the limits, and still replaces.
+        let q = OutboundQueue::new(QueueLimits { items: 1, bytes: 1 });
+        for i in 0..5 {
+            assert!(q.push_keyed(Item::Value(i), 10, tag("a"), false).is_ok());
+        }
+        assert!(q.push_keyed(Item::Value(9), 10, tag("b"), false).is_ok());
+        let mut out = Vec::new();
+        q.drain_into(usize::MAX, &mut out);
+        assert_eq!(out, [Item::Replaced(4), Item::Value(4), Item::Value(9)]);
     }
 
     #[tokio::test]

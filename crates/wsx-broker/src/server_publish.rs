@@ -244,7 +244,10 @@ impl InProcessSubscription {
         if drained.dropped {
             self.ended = Some("too slow".to_owned());
         }
-        let mut written = Written::default();
+        let mut written = Written {
+            transmits: 0,
+            bytes: drained.replaced_bytes,
+        };
         for out in &outs {
             match out {
                 Outbound::Frame(frame) => {
@@ -253,6 +256,7 @@ impl InProcessSubscription {
                     self.decoder.feed(&frame.to_bytes());
                 }
                 Outbound::HeartBeat => written.transmits += 1,
+                Outbound::Replaced(count) => written.transmits += count,
                 Outbound::Close(reason) => {
                     self.ended = Some(reason.clone().unwrap_or_else(|| "closed".to_owned()));
                 }

@@ -131,6 +131,7 @@ pub(crate) async fn run<T: Transport>(broker: &Broker, mut transport: T, info: C
         if taken.dropped {
             break End::Close(Ending::TooSlow);
         }
+        fed.add_replaced_bytes(taken.replaced_bytes);
         for out in batch.drain(..) {
             let before = transport.buffered_amount();
             let size = out.budget_size();
@@ -140,6 +141,10 @@ pub(crate) async fn run<T: Transport>(broker: &Broker, mut transport: T, info: C
                     transport.feed_frame(&frame)
                 }
                 Outbound::HeartBeat => transport.feed_heart_beat(),
+                Outbound::Replaced(count) => {
+                    fed.push_replaced(count);
+                    continue;
+                }
                 Outbound::Close(None) => break 'session End::Close(Ending::Disconnect),
                 Outbound::Close(Some(reason)) => break 'session End::Close(Ending::Error(reason)),
             };

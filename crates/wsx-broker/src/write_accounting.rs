@@ -16,9 +16,10 @@ use crate::hub::Written;
 /// reported yet.
 #[derive(Debug, Default)]
 pub struct Fed {
-    /// Per transmit, oldest first: where its bytes end among those fed, and its size in the
-    /// session's budget.
-    ends: VecDeque<(u64, usize)>,
+    /// Per transmit (or run of transmits replaced by conflation), oldest first: where its
+    /// bytes end among those fed, its size in the session's budget, and how many transmits
+    /// it counts for.
+    ends: VecDeque<(u64, usize, u64)>,
     /// Bytes fed so far.
     total: u64,
     unreported: Written,
@@ -29,25 +30,36 @@ impl Fed {
     /// the session's budget.
     pub fn push(&mut self, wire: usize, size: usize) {
         self.total += wire as u64;
-        self.ends.push_back((self.total, size));
+        self.ends.push_back((self.total, size, 1));
+    }
+
+    /// `count` transmits the queue replaced (conflation, [`crate::hub::Outbound::Replaced`])
+    /// stand here: nothing was fed, they count as written once what was fed before is.
+    pub fn push_replaced(&mut self, count: u64) {
+        self.ends.push_back((self.total, 0, count));
+    }
+
+    /// Bytes of transmits replaced in the queue: written for the session's budget now.
+    pub fn add_replaced_bytes(&mut self, bytes: usize) {
+        self.unreported.bytes += bytes;
     }
 
     /// Count as written the transmits whose bytes left the buffer, which holds `buffered` bytes
     /// now.
     pub fn update(&mut self, buffered: usize) {
         let written = self.total.saturating_sub(buffered as u64);
-        while let Some(&(end, size)) = self.ends.front()
+        while let Some(&(end, size, count)) = self.ends.front()
             && end <= written
         {
             self.ends.pop_front();
-            self.unreported.transmits += 1;
+            self.unreported.transmits += count;
             self.unreported.bytes += size;
         }
     }
 
     /// Whether something was counted written and not reported.
     pub fn has_unreported(&self) -> bool {
-        self.unreported.transmits > 0
+        self.unreported != Written::default()
     }
 
     /// What was counted written since the last call, for a report.
@@ -58,7 +70,7 @@ impl Fed {
     /// The buffered amount under which the oldest transmit not counted written yet is: the
     /// level to wait for to report it.
     pub fn next_level(&self) -> Option<usize> {
-        let &(end, _) = self.ends.front()?;
+        let &(end, _, _) = self.ends.front()?;
         let level = self.total - end + 1;
         Some(usize::try_from(level).unwrap_or(usize::MAX))
     }
@@ -101,5 +113,38 @@ mod tests {
         );
         assert_eq!(fed.next_level(), None);
         assert!(!fed.has_unreported());
+    }
+
+    #[test]
+    fn replaced_transmits_count_in_their_place_and_their_bytes_at_once() {
+        let mut fed = Fed::default();
+        fed.push(10, 8);
+        fed.push_replaced(3);
+        fed.push(5, 4);
+        fed.add_replaced_bytes(30);
+        fed.update(15);
+        assert_eq!(
+            fed.take_unreported(),
+            Written {
+                transmits: 0,
+                bytes: 30
+            }
+        );
+        fed.update(5);
+        assert_eq!(
+            fed.take_unreported(),
+            Written {
+                transmits: 4,
+                bytes: 8
+            }
+        );
+        fed.update(0);
+        assert_eq!(
+            fed.take_unreported(),
+            Written {
+                transmits: 1,
+                bytes: 4
+            }
+        );
     }
 }

@@ -51,6 +51,7 @@
 mod auth;
 mod broker;
 mod command;
+mod conflation;
 mod decode;
 mod destination;
 mod encode;
@@ -72,6 +73,7 @@ pub use auth::{
 };
 pub use broker::Broker;
 pub use command::Command;
+pub use conflation::{CONFLATION_KEY, ConflationTag};
 pub use decode::Decoder;
 pub use destination::{Destination, DestinationKind, DestinationPattern};
 pub use encode::{EncodedFrame, encode, encode_into, encode_lossy};

@@ -58,7 +58,9 @@ pub use client::proxy::{DEFAULT_PROXY_PORT, NoProxy, ProxyConfig, ProxyScheme};
 pub use client::{ClientBuilder, client_handshake, connect};
 pub use config::{Backpressure, WebSocketConfig};
 pub use error::{Error, Result};
-pub use listener::{Answer, ConnectionInfo, HttpResponse, Server, ShutdownHandle, Upgrade};
+pub use listener::{
+    Answer, BodyRefused, ConnectionInfo, HttpResponse, ReadBody, Server, ShutdownHandle, Upgrade,
+};
 pub use policy::{AuthHook, Policy};
 pub use server::{
     Accept, RESPONSE_TIMEOUT, Reject, accept, accept_with, read_request, refuse_over_capacity,

@@ -203,6 +203,11 @@ pub fn refuse_over_capacity(tcp: &TcpStream) {
     let _ = tcp.try_write(OVER_CAPACITY);
 }
 
+/// Write an interim response (`100 Continue`) and flush, within [`RESPONSE_TIMEOUT`].
+pub(crate) async fn write_interim<S: AsyncWrite + Unpin>(io: &mut S, bytes: &[u8]) -> Result<()> {
+    write_response(io, bytes).await
+}
+
 /// Write `bytes` and flush, within [`RESPONSE_TIMEOUT`].
 async fn write_response<S: AsyncWrite + Unpin>(io: &mut S, bytes: &[u8]) -> Result<()> {
     let write = async {

@@ -79,6 +79,43 @@ impl Client {
         }
     }
 
+    /// Open `/stomp` over a socket whose receive buffer is `bytes` (the kernel's buffering
+    /// out of the way: a client that stops reading is felt by the server at once), CONNECT as
+    /// `login` and expect CONNECTED.
+    pub async fn connect_with_receive_buffer(addr: SocketAddr, login: &str, bytes: u32) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let tcp = tokio::time::timeout(WAIT, socket.connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connected");
+        let builder =
+            wsx::ClientBuilder::new(format!("ws://{addr}/stomp")).subprotocol("v12.stomp");
+        let (ws, _) =
+            tokio::time::timeout(WAIT, builder.connect_on(wsx::MaybeTlsStream::Plain(tcp)))
+                .await
+                .expect("handshake in time")
+                .expect("WebSocket handshake");
+        let mut decoder = Decoder::new(Limits::default());
+        decoder.set_version(Version::V1_2);
+        let mut client = Client {
+            ws,
+            decoder,
+            frames: VecDeque::new(),
+        };
+        client
+            .send(
+                Frame::new(Command::Connect)
+                    .with_header("accept-version", "1.2")
+                    .with_header("host", "localhost")
+                    .with_header("login", login),
+            )
+            .await;
+        let answer = client.frame().await;
+        assert_eq!(answer.command, Command::Connected, "{answer:?}");
+        client
+    }
+
     /// Open `/stomp` and CONNECT with `headers` (plus `accept-version`, `host`); returns
     /// the client and the server's answer (CONNECTED or ERROR).
     pub async fn connect_with(

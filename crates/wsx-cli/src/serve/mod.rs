@@ -25,6 +25,7 @@ mod demo_quotes;
 mod echo;
 
 mod metrics;
+mod publish;
 mod room;
 mod router;
 mod static_files;
@@ -196,6 +197,12 @@ pub struct ServeArgs {
     /// a JWT with an `aud` claim is refused.
     #[arg(long = "jwt-audience", value_name = "AUD", value_parser = non_empty)]
     pub jwt_audiences: Vec<String>,
+    /// A token that lets a backend publish with `POST /api/publish` (`Authorization: Bearer
+    /// TOKEN`) to any topic or queue. Without it and without `--jwt-*`, only loopback clients
+    /// may publish over HTTP; with `--jwt-*`, a JWT whose `send` claim allows the destination
+    /// may too.
+    #[arg(long, value_name = "TOKEN")]
+    pub api_token: Option<publish::ApiToken>,
     /// The most subscriptions one STOMP connection may hold.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub stomp_max_subscriptions: usize,
@@ -294,6 +301,7 @@ impl Default for ServeArgs {
             jwt_leeway: stomp::DEFAULT_JWT_LEEWAY_SECS,
             jwt_issuers: Vec::new(),
             jwt_audiences: Vec::new(),
+            api_token: None,
             stomp_idle_timeout: DEFAULT_STOMP_IDLE_SECS,
             stomp_tcp: None,
             stomp_tcp_tls: false,
@@ -356,6 +364,8 @@ pub struct State {
     pub chat_config: WebSocketConfig,
     /// The `/stomp` endpoint, unless `--stomp off`.
     pub stomp: Option<Arc<stomp::Stomp>>,
+    /// `--api-token`, for `POST /api/publish`.
+    pub api_token: Option<publish::ApiToken>,
     next_id: AtomicU64,
 }
 
@@ -391,6 +401,7 @@ impl State {
             echo_config,
             chat_config,
             stomp: None,
+            api_token: args.api_token.clone(),
             next_id: AtomicU64::new(1),
         }
     }

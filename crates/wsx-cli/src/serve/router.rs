@@ -9,6 +9,7 @@
 //! | `/ws/echo` | 426 | echo ([`super::echo`]) |
 //! | `/ws/chat/{room}` | 426 | chat ([`super::chat`]) |
 //! | `/stomp` (unless `--stomp off`) | 426 | STOMP ([`super::stomp`]) |
+//! | `/api/publish` (unless `--stomp off`) | `POST`: publish ([`super::publish`]), others 405 | 405 |
 //! | anything else | 404 | 404 |
 //!
 //! The server reads the request head (within `--handshake-timeout`, after the TLS handshake
@@ -25,7 +26,7 @@ use tokio::sync::watch;
 use tracing::debug;
 use wsx::{Accept, Answer, HttpResponse, MaybeTlsStream, Upgrade, WebSocket};
 
-use super::{State, chat, echo, static_files, stomp};
+use super::{State, chat, echo, publish, static_files, stomp};
 use wsx_broker::Escaped;
 
 /// Where a request goes.
@@ -37,6 +38,7 @@ enum Route<'a> {
     Echo,
     Chat(&'a str),
     Stomp,
+    Publish,
     NotFound,
 }
 
@@ -46,6 +48,7 @@ fn route(path: &str) -> Route<'_> {
         "/metrics" => Route::Metrics,
         "/ws/echo" => Route::Echo,
         "/stomp" => Route::Stomp,
+        "/api/publish" => Route::Publish,
         _ => {
             if let Some(room) = path.strip_prefix("/ws/chat/") {
                 if chat::valid_room(room) {
@@ -94,9 +97,20 @@ pub fn answer(
             .config(stomp.ws_config().clone())
             .into()
         }
+        (Route::Publish, Some(stomp)) => {
+            state.metrics.http_request();
+            debug!(peer = %info.peer, method = %Escaped(&req.method), path = %Escaped(path), "http");
+            publish::answer(info, stomp, state)
+        }
         (plain, _) => {
             state.metrics.http_request();
             debug!(peer = %info.peer, method = %Escaped(&req.method), path = %Escaped(path), "http");
+            // Without a broker, nothing to publish to.
+            let plain = if plain == Route::Publish {
+                Route::NotFound
+            } else {
+                plain
+            };
             respond_plain(plain, req.method == "GET", state).into()
         }
     }
@@ -149,7 +163,7 @@ fn respond_plain(route: Route<'_>, is_get: bool, state: &State) -> HttpResponse 
         Route::Metrics => HttpResponse::new(200, state.metrics.render())
             .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
             .header("Cache-Control", "no-store"),
-        Route::NotFound | Route::Echo | Route::Chat(_) | Route::Stomp => {
+        Route::NotFound | Route::Echo | Route::Chat(_) | Route::Stomp | Route::Publish => {
             HttpResponse::new(404, &b"not found\n"[..]).header("Content-Type", TEXT)
         }
     }
@@ -165,6 +179,7 @@ mod tests {
         assert_eq!(route("/metrics"), Route::Metrics);
         assert_eq!(route("/ws/echo"), Route::Echo);
         assert_eq!(route("/stomp"), Route::Stomp);
+        assert_eq!(route("/api/publish"), Route::Publish);
         assert_eq!(route("/ws/chat/lobby"), Route::Chat("lobby"));
         assert_eq!(route("/ws/chat/"), Route::NotFound);
         assert_eq!(route("/ws/chat/a/b"), Route::NotFound);

@@ -28,8 +28,13 @@ pub struct Server {
 impl Server {
     /// Start `wsx serve` on an ephemeral port and read the bound address from its stdout.
     pub fn start(extra: &[&str]) -> Server {
+        Server::start_listening("127.0.0.1:0", extra)
+    }
+
+    /// [`Server::start`] listening on `listen` (`0.0.0.0:0`: every address).
+    pub fn start_listening(listen: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wsx"))
-            .args(["--log-level", "error", "serve", "--listen", "127.0.0.1:0"])
+            .args(["--log-level", "error", "serve", "--listen", listen])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -164,9 +169,15 @@ pub async fn wait_metric(server: &Server, name: &str, ok: impl Fn(u64) -> bool) 
 
 /// Send a plain HTTP request and read the whole response (the server closes it).
 pub async fn http(addr: SocketAddr, method: &str, path: &str) -> Response {
-    let mut tcp = TcpStream::connect(addr).await.expect("connect");
     let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: test\r\n\r\n");
-    tcp.write_all(req.as_bytes()).await.expect("write request");
+    http_exchange(addr, req.as_bytes()).await
+}
+
+/// Send `request` (head and body, as they go on the wire) and read the whole response (the
+/// server closes it).
+pub async fn http_exchange(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(request).await.expect("write request");
     let mut raw = Vec::new();
     tokio::time::timeout(WAIT, tcp.read_to_end(&mut raw))
         .await

@@ -53,6 +53,7 @@ pub use subscriptions::AckMode;
 
 use crate::auth::{AuthRequest, Authenticator, ConnectionInfo, Principal};
 use crate::command::Command;
+use crate::conflation::ConflationTag;
 use crate::decode::Decoder;
 use crate::destination::Destination;
 use crate::encode::{EncodedFrame, encode_lossy};
@@ -79,6 +80,10 @@ pub enum Transmit {
     /// connections' traffic queues: the I/O layer must, and drop a subscriber that falls too
     /// far behind.
     TopicMessage(EncodedFrame),
+    /// A [`Transmit::TopicMessage`] whose message carries `x-conflation-key`: while it waits
+    /// for a slow client, the I/O layer may replace it by a later one with the same tag (and
+    /// count the one replaced as written in its [`Session::written`] reports, in its place).
+    KeyedTopicMessage(EncodedFrame, ConflationTag),
     /// Send a heart-beat: one end-of-line, `"\n"`.
     HeartBeat,
     /// Close the WebSocket connection: the session is over and everything before was sent.

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use super::transactions::TxOp;
 use super::{After, Fail, Handled, Phase, Session, Transmit, parse_destination, require};
 use crate::auth::Principal;
+use crate::conflation::{CONFLATION_KEY, ConflationTag};
 use crate::destination::{Destination, DestinationKind};
 use crate::engine::{Delivery, Engine, Outcome, StreamStart, SubscriberKey};
 use crate::frame::Frame;
@@ -336,11 +337,19 @@ impl Session {
             delivery.gap,
         );
         let topic = sub.ack == AckMode::Auto && !sub.acks_on_write;
-        let number = self.push(if topic {
-            Transmit::TopicMessage(frame)
-        } else {
-            Transmit::Frame(frame)
-        });
+        let key = delivery.message.headers().get(CONFLATION_KEY);
+        let transmit = match (topic, key) {
+            (true, Some(key)) => Transmit::KeyedTopicMessage(
+                frame,
+                ConflationTag {
+                    subscription: sub.id.clone(),
+                    key: Arc::from(key),
+                },
+            ),
+            (true, None) => Transmit::TopicMessage(frame),
+            (false, _) => Transmit::Frame(frame),
+        };
+        let number = self.push(transmit);
         if let Some((subscription, sub_seq)) = awaits_written {
             let id = delivery.message.id().clone();
             self.await_written(number, subscription, sub_seq, id);

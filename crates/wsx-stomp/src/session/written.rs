@@ -67,7 +67,9 @@ impl Transmit {
     /// The bytes it counts for in the output budget: the frame's length, 0 for the others.
     pub fn size(&self) -> usize {
         match self {
-            Transmit::Frame(frame) | Transmit::TopicMessage(frame) => frame.len(),
+            Transmit::Frame(frame)
+            | Transmit::TopicMessage(frame)
+            | Transmit::KeyedTopicMessage(frame, _) => frame.len(),
             Transmit::HeartBeat | Transmit::Close | Transmit::Authenticate(_) => 0,
         }
     }

@@ -203,7 +203,9 @@ impl<E: Engine> Harness<E> {
                     }
                     seen.push(Seen::Authenticate(*request));
                 }
-                Transmit::Frame(encoded) | Transmit::TopicMessage(encoded) => {
+                Transmit::Frame(encoded)
+                | Transmit::TopicMessage(encoded)
+                | Transmit::KeyedTopicMessage(encoded, _) => {
                     let frame = self.decode_one(conn, &encoded);
                     seen.push(Seen::Frame(frame));
                 }

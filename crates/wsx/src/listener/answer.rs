@@ -1,5 +1,6 @@
 //! What a route handler of [`Server::serve_routes`](super::Server::serve_routes) answers to a
-//! request: a plain HTTP response ([`HttpResponse`]), or an upgrade to WebSocket with the
+//! request: a plain HTTP response ([`HttpResponse`]), one made from the request's body
+//! ([`ReadBody`]), or an upgrade to WebSocket with the
 //! session to run on it ([`Upgrade`]).
 //!
 //! Where it sits in the flow: the server reads the request head, the route handler answers it,
@@ -17,7 +18,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::MaybeTlsStream;
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
-use crate::listener::ConnectionInfo;
+use crate::listener::{ConnectionInfo, ReadBody};
 use crate::server::{Accept, RESPONSE_TIMEOUT, respond};
 use crate::websocket::WebSocket;
 
@@ -35,6 +36,9 @@ pub enum Answer<S = MaybeTlsStream> {
     Http(HttpResponse),
     /// Upgrade to WebSocket and run a session.
     Upgrade(Upgrade<S>),
+    /// Read the request's body, then answer with the response made from it; the connection
+    /// is then closed.
+    WithBody(ReadBody),
 }
 
 impl<S> Answer<S> {
@@ -52,6 +56,12 @@ impl<S> From<HttpResponse> for Answer<S> {
     }
 }
 
+impl<S> From<ReadBody> for Answer<S> {
+    fn from(read: ReadBody) -> Self {
+        Answer::WithBody(read)
+    }
+}
+
 impl<S> From<Upgrade<S>> for Answer<S> {
     fn from(upgrade: Upgrade<S>) -> Self {
         Answer::Upgrade(upgrade)
@@ -63,6 +73,7 @@ impl<S> fmt::Debug for Answer<S> {
         match self {
             Answer::Http(response) => f.debug_tuple("Http").field(response).finish(),
             Answer::Upgrade(upgrade) => f.debug_tuple("Upgrade").field(upgrade).finish(),
+            Answer::WithBody(read) => f.debug_tuple("WithBody").field(read).finish(),
         }
     }
 }

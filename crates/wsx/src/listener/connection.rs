@@ -79,6 +79,17 @@ pub(super) async fn serve_connection<S, R>(
             }
         }
         Answer::Upgrade(route) => run_upgrade(io, info, &leftover, route, settings).await,
+        Answer::WithBody(read) => {
+            let deadline = Instant::now() + settings.policy.handshake_timeout;
+            let response = read.respond(&mut io, &info.request, &leftover, deadline);
+            let sent = match response.await {
+                Ok(response) => response.send(&mut io).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = sent {
+                debug!(%peer, "answering a request with a body: {e}");
+            }
+        }
     }
 }
 

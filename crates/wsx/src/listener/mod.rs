@@ -28,6 +28,7 @@
 
 mod answer;
 mod connection;
+mod request_body;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -50,6 +51,7 @@ use crate::websocket::WebSocket;
 use connection::{Transport, serve_connection};
 
 pub use answer::{Answer, HttpResponse, Upgrade};
+pub use request_body::{BodyRefused, ReadBody};
 
 /// How long the accept loop waits after a failed accept (usually: out of file descriptors)
 /// before it accepts again, instead of spinning.
