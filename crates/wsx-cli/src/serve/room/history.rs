@@ -46,9 +46,10 @@ impl History {
         true
     }
 
-    /// The offset the next message gets when the room numbers them itself.
+    /// The offset the next message gets when the room numbers them itself (from 1, as the
+    /// broker's topics do).
     pub fn next_offset(&self) -> u64 {
-        self.last.map_or(0, |last| last + 1)
+        self.last.map_or(1, |last| last + 1)
     }
 
     /// The offset of the last message seen.
@@ -91,7 +92,7 @@ mod tests {
     fn keeps_the_last_messages_and_skips_duplicates() {
         let mut history = History::new(3);
         assert!(!history.covers(0));
-        assert_eq!(history.next_offset(), 0);
+        assert_eq!(history.next_offset(), 1);
         for i in 10..15 {
             assert!(history.push(i, &frame(i)));
         }
