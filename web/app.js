@@ -430,7 +430,10 @@
       case 'message':
         if (Number.isSafeInteger(msg.offset)) {
           if (state.lastOffset !== null && msg.offset <= state.lastOffset) break; // seen already
-          if (msg.gap) addSys('Some messages were missed while disconnected', 'err');
+          // gap: the server no longer had them all (or could not replay them).
+          if (msg.gap || (state.lastOffset !== null && msg.offset > state.lastOffset + 1)) {
+            addSys('Some messages were missed while disconnected', 'err');
+          }
           state.lastOffset = msg.offset;
         }
         addMessage(String(msg.name), String(msg.text), Number(msg.ts) || Date.now());
