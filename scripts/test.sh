@@ -27,8 +27,8 @@
 #   INTEROP_TIMEOUT, INTEROP_PEERS, INTEROP_VENV  see scripts/interop/interop.sh
 #   FUZZ_SECONDS        seconds per fuzz target in the fuzz step (default 20; see scripts/fuzz.sh)
 #   FUZZ_STEP_TIMEOUT   seconds for the whole fuzz step, build included (default 1800)
-#   BROWSER_TIMEOUT, BROWSER_CHROMIUM, BROWSER_SCREENSHOT, BROWSER_STOMP_SCREENSHOT
-#                       see scripts/browser/browser.sh
+#   BROWSER_TIMEOUT, BROWSER_CHROMIUM, BROWSER_SCREENSHOT, BROWSER_STOMP_SCREENSHOT,
+#   BROWSER_QUOTES_SCREENSHOT  see scripts/browser/browser.sh
 #   WSX_TEST_REDIS_URL  a Redis for the wsx-stomp-redis tests; unset, the cargo test step
 #                       starts redis-server (Debian package) on a free port itself
 #   STOMP_INTEROP_TIMEOUT  see scripts/interop/stomp/stomp.sh

@@ -12,6 +12,8 @@
 //   c.onmessage = (frame) => console.log(frame.headers.destination, frame.text());
 //   c.onreceipt = (id) => {};  c.onerror = (frame) => {};  c.onclose = (closeEvent) => {};
 //   c.open();  c.send('/topic/chat.lobby', '{"text":"hi"}', { 'content-type': 'application/json' });
+//
+// WsxStomp.Backoff gives reconnect delays (exponential, with jitter); the quote page uses it.
 'use strict';
 
 (() => {
@@ -252,5 +254,28 @@
     }
   }
 
-  window.WsxStomp = { Client, Frame, encodeFrame, parseFrames, escapeHeader, unescapeHeader };
+  /**
+   * Reconnect delays: exponential backoff with jitter. The n-th delay is a random 50–100 % of
+   * min(maxMs, firstMs × 2^n); `reset()` starts over (after a connection that worked).
+   */
+  class Backoff {
+    constructor(firstMs = 500, maxMs = 15000) {
+      this.firstMs = firstMs;
+      this.maxMs = maxMs;
+      this.attempt = 0;
+    }
+
+    /** The delay before the next attempt, in ms. */
+    next() {
+      const base = Math.min(this.maxMs, this.firstMs * 2 ** this.attempt);
+      this.attempt += 1;
+      return Math.round(base * (0.5 + Math.random() * 0.5));
+    }
+
+    reset() {
+      this.attempt = 0;
+    }
+  }
+
+  window.WsxStomp = { Client, Frame, Backoff, encodeFrame, parseFrames, escapeHeader, unescapeHeader };
 })();

@@ -5,7 +5,8 @@
 # the top of that file; each case prints one line
 #   browser: <case>: ok (...) | FAIL (why) | skip (why)
 # and the servers' logs and screenshots of the chat page (chat.png, and chat-stomp.png: the
-# STOMP mode on two nodes) go to $REPORTS_DIR/browser/.
+# STOMP mode on two nodes) and of the quote page of --demo-quotes (quotes.png, quotes-mobile.png)
+# go to $REPORTS_DIR/browser/.
 #
 # The two-node case needs Redis: this step starts redis-server (Debian package `redis-server`,
 # installed by browser_install) on a free port with --save '' --appendonly no, passes its URL
@@ -18,13 +19,15 @@
 # Environment (optional): BROWSER_CHROMIUM (default /usr/bin/chromium; apt-get install chromium
 # when that default is missing), BROWSER_TIMEOUT (seconds for the test run, default 120),
 # BROWSER_SCREENSHOT (also copy the chat page's screenshot there, e.g. docs/chat.png),
-# BROWSER_STOMP_SCREENSHOT (the same for the two-node STOMP screenshot, e.g. docs/chat-stomp.png).
+# BROWSER_STOMP_SCREENSHOT (the same for the two-node STOMP screenshot, e.g. docs/chat-stomp.png),
+# BROWSER_QUOTES_SCREENSHOT (the same for the quote page's, e.g. docs/quotes.png).
 
 BROWSER_DIR="$ROOT_DIR/scripts/browser"
 BROWSER_CHROMIUM="${BROWSER_CHROMIUM:-/usr/bin/chromium}"
 BROWSER_TIMEOUT="${BROWSER_TIMEOUT:-180}"
 BROWSER_SCREENSHOT="${BROWSER_SCREENSHOT:-}"
 BROWSER_STOMP_SCREENSHOT="${BROWSER_STOMP_SCREENSHOT:-}"
+BROWSER_QUOTES_SCREENSHOT="${BROWSER_QUOTES_SCREENSHOT:-}"
 
 BROWSER_READY=0    # 1 once Chromium and the locked playwright-core are there
 BROWSER_MISSING="" # why not, otherwise
@@ -130,6 +133,7 @@ browser_run() {
     args=(--wsx "$BROWSER_WSX_BIN" --out "$dir" --chromium "$BROWSER_CHROMIUM")
     [[ -n "$BROWSER_SCREENSHOT" ]] && args+=(--screenshot "$BROWSER_SCREENSHOT")
     [[ -n "$BROWSER_STOMP_SCREENSHOT" ]] && args+=(--stomp-screenshot "$BROWSER_STOMP_SCREENSHOT")
+    [[ -n "$BROWSER_QUOTES_SCREENSHOT" ]] && args+=(--quotes-screenshot "$BROWSER_QUOTES_SCREENSHOT")
     BROWSER_REDIS_URL=""
     if command -v redis-server >/dev/null 2>&1; then
         browser_redis_start "$dir" || redis_rc=1
@@ -156,6 +160,6 @@ browser_run() {
             [[ -e "$f" ]] && tail_log "$f" 20
         done
     fi
-    info "browser: done in $(fmt_duration $(($(now_s) - t0))) (logs, chat.png, chat-stomp.png: ${dir#"$ROOT_DIR"/}/)"
+    info "browser: done in $(fmt_duration $(($(now_s) - t0))) (logs, chat.png, chat-stomp.png, quotes.png: ${dir#"$ROOT_DIR"/}/)"
     return $((rc != 0 || redis_rc != 0))
 }

@@ -17,6 +17,7 @@
 //   node browser_test.mjs --wsx target/release/wsx [--out reports/browser]
 //                         [--chromium /usr/bin/chromium] [--screenshot docs/chat.png]
 //                         [--redis redis://127.0.0.1:PORT] [--stomp-screenshot docs/chat-stomp.png]
+//                         [--quotes-screenshot docs/quotes.png] [--only CASE,CASE]
 //
 // Cases:
 //   chat-two-pages      alice and bob open the demo page (/#room=lobby&name=...), alice sends
@@ -37,9 +38,16 @@
 //                       on node B, same room: presence across nodes, alice sends with Enter,
 //                       bob with the send button; each page shows the other's message, and
 //                       its own once; both nodes exit 0 on SIGTERM
+//   quotes-page         a server of its own with --demo-quotes: /quotes fills its table with the
+//                       50 symbols and keeps updating (prices change, rows flash); the page's
+//                       socket is cut (ws.close() in the page): it reconnects and resumes with
+//                       `x-stream-offset: offset=<last+1>` (no offset skipped) when the server
+//                       sends offsets, `next` otherwise; then the server is restarted on the
+//                       same port (SIGTERM, exit 0): the page reconnects and updates again
 // A screenshot of alice's page is written to OUT/chat.png (and to --screenshot if given); one
 // of both STOMP pages side by side (node A | node B) to OUT/chat-stomp.png (and to
-// --stomp-screenshot).
+// --stomp-screenshot); one of the quote page (after the resume) to OUT/quotes.png (and to --quotes-screenshot) and
+// of the page on a phone-sized viewport to OUT/quotes-mobile.png.
 
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -74,6 +82,8 @@ function parseArgs(argv) {
     screenshot: '',
     redis: '',
     'stomp-screenshot': '',
+    'quotes-screenshot': '',
+    only: '',
   };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, '');
@@ -110,12 +120,12 @@ function within(ms, what, promise) {
 // ---- the server ---------------------------------------------------------------------------
 
 /**
- * Start `wsx serve --listen 127.0.0.1:0 [extra...]` and resolve with {child, base, exited}
- * once it listens.
+ * Start `wsx serve --listen LISTEN [extra...]` (LISTEN: 127.0.0.1:0 unless given) and resolve
+ * with {child, base, exited} once it listens.
  */
-async function startServer(bin, logPath, extra = []) {
+async function startServer(bin, logPath, extra = [], listen = '127.0.0.1:0') {
   const log = createWriteStream(logPath);
-  const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', ...extra], {
+  const child = spawn(bin, ['serve', '--listen', listen, ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' },
   });
@@ -603,6 +613,128 @@ async function sideBySide(browser, opts, pages, viewport) {
   }
 }
 
+// ---- the quote page ------------------------------------------------------------------------
+
+/** The quote page's state, as the test reads it. */
+function quoteState(page) {
+  return page.evaluate(() => {
+    const s = window.wsxQuotes.state;
+    return {
+      open: document.getElementById('conn').dataset.state === 'open',
+      rows: document.querySelectorAll('#rows tr').length,
+      received: s.received,
+      lastOffset: s.lastOffset,
+      offsets: s.offsets,
+      skipped: s.skipped,
+      gaps: s.gaps,
+      subscribes: [...s.subscribes],
+      flashing: document.querySelectorAll('#rows tr[data-flash]').length,
+      note: document.getElementById('note').textContent,
+    };
+  });
+}
+
+/** Wait until the page is live with a full table and has received `more` updates after `from`. */
+async function quotesFlowing(page, from, more, what) {
+  await page.waitForFunction(
+    ({ from, more }) => {
+      const s = window.wsxQuotes.state;
+      return document.getElementById('conn').dataset.state === 'open' &&
+        document.querySelectorAll('#rows tr').length === 50 && s.received >= from + more;
+    },
+    { from, more },
+    { timeout: CASE_TIMEOUT_MS, polling: 100 },
+  ).catch(async (e) => {
+    throw new Error(`${what}: ${e.message.split('\n')[0]}; page state ${JSON.stringify(await quoteState(page))}`);
+  });
+  return quoteState(page);
+}
+
+/** The prices shown, by symbol. */
+function shownPrices(page) {
+  return page.evaluate(() => Object.fromEntries(Array.from(document.querySelectorAll('#rows tr'),
+    (tr) => [tr.dataset.symbol, tr.querySelector('.price').textContent])));
+}
+
+/** Case: the quote page of --demo-quotes fills, updates, and resumes after a cut and a restart. */
+async function quotesPage(browser, opts) {
+  const log = path.join(opts.out, 'wsx-serve-quotes.log');
+  let server = await startServer(opts.wsx, log, ['--demo-quotes']);
+  const listen = server.base.replace('http://', '');
+  const errors = [];
+  const context = await browser.newContext({ viewport: { width: 1100, height: 860 } });
+  try {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => errors.push(`the quote page threw: ${e}`));
+    const t0 = Date.now();
+    await page.goto(`${server.base}/quotes`);
+    const filled = await quotesFlowing(page, 0, 50, 'first load');
+    const fillMs = Date.now() - t0;
+    if (filled.subscribes[0] !== 'first') throw new Error(`the first SUBSCRIBE asked for ${filled.subscribes[0]}, not first`);
+    const symbols = await page.evaluate(() => Array.from(document.querySelectorAll('#rows tr'), (tr) => tr.dataset.symbol));
+    if (new Set(symbols).size !== 50) throw new Error(`${new Set(symbols).size} distinct symbols in the table`);
+    if ([...symbols].sort().join() !== symbols.join()) throw new Error('the rows are not sorted by symbol');
+    // Prices move and changed rows flash.
+    const before = await shownPrices(page);
+    await page.waitForFunction(() => document.querySelectorAll('#rows tr[data-flash]').length > 0, null, { timeout: CASE_TIMEOUT_MS });
+    const live = await quotesFlowing(page, filled.received, 60, 'live updates');
+    const after = await shownPrices(page);
+    const moved = Object.keys(before).filter((sym) => before[sym] !== after[sym]).length;
+    if (moved < 10) throw new Error(`only ${moved} of 50 prices changed in ${live.received - filled.received} updates`);
+    if (!/^[\d,.]+$/.test(after[symbols[0]])) throw new Error(`price cell shows "${after[symbols[0]]}"`);
+
+    // 1. The socket is cut under the page: it reconnects and resumes.
+    await page.evaluate(() => window.wsxQuotes.state.client.ws.close());
+    const resumed = await page.waitForFunction(
+      (n) => window.wsxQuotes.state.subscribes.length > n, live.subscribes.length, { timeout: CASE_TIMEOUT_MS },
+    ).then(() => quotesFlowing(page, live.received, 40, 'after the cut'));
+    const resumeFrom = resumed.subscribes[live.subscribes.length];
+    let resumeNote;
+    if (live.offsets) {
+      if (!/^offset=\d+$/.test(resumeFrom)) throw new Error(`resubscribed with ${resumeFrom}, not offset=N`);
+      const asked = Number(resumeFrom.slice('offset='.length));
+      if (asked <= live.lastOffset) throw new Error(`resumed from ${asked}, but offset ${live.lastOffset} was already shown`);
+      if (resumed.skipped !== 0) throw new Error(`${resumed.skipped} offsets skipped across the cut`);
+      resumeNote = `resumed with ${resumeFrom}, no offset skipped (last ${resumed.lastOffset})`;
+    } else {
+      if (resumeFrom !== 'next') throw new Error(`resubscribed with ${resumeFrom} on a server without offsets`);
+      resumeNote = 'the server sends no x-stream-offset yet: resubscribed with next';
+    }
+
+    // The screenshot: resumed, with some rows flashing.
+    await page.waitForFunction(() => document.querySelectorAll('#rows tr[data-flash]').length >= 2, null, { timeout: CASE_TIMEOUT_MS });
+    const shot = path.join(opts.out, 'quotes.png');
+    await page.screenshot({ path: shot });
+    if (opts['quotes-screenshot']) await copyFile(shot, opts['quotes-screenshot']);
+
+    // 2. The server restarts on the same port: the page comes back and updates again.
+    await stopServer(server);
+    server = await startServer(opts.wsx, log.replace(/\.log$/, '-restarted.log'), ['--demo-quotes'], listen);
+    const restarted = await page.waitForFunction(
+      (n) => window.wsxQuotes.state.subscribes.length > n, resumed.subscribes.length, { timeout: CASE_TIMEOUT_MS },
+    ).then(() => quotesFlowing(page, resumed.received, 40, 'after the restart'));
+    if (errors.length) throw new Error(errors[0]);
+
+    const phone = await browser.newContext({ viewport: { width: 390, height: 760 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    try {
+      const mobile = await phone.newPage();
+      await mobile.goto(`${server.base}/quotes`);
+      await quotesFlowing(mobile, 0, 50, 'phone viewport');
+      await mobile.screenshot({ path: path.join(opts.out, 'quotes-mobile.png') });
+    } finally {
+      await phone.close();
+    }
+    await stopServer(server);
+    return `50 symbols shown ${fillMs} ms after the page load (SUBSCRIBE x-stream-offset:first), ` +
+      `${moved} prices moved, rows flash; socket cut: ${resumeNote}; server restarted on ${listen}: ` +
+      `resubscribed with ${restarted.subscribes.slice(resumed.subscribes.length).join(', then ')} and live again ` +
+      `(${restarted.received} updates in all); screenshot ${shot}`;
+  } finally {
+    await context.close();
+    if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGKILL');
+  }
+}
+
 // ---- driver ---------------------------------------------------------------------------------
 
 async function main() {
@@ -647,8 +779,11 @@ async function main() {
     ['close-1009', () => closeCode(browser, server.base)],
     ['chat-stomp-one-node', () => chatStompOneNode(browser, server.base)],
     ['chat-stomp-two-nodes', () => chatStompTwoNodes(browser, opts)],
+    ['quotes-page', () => quotesPage(browser, opts)],
   ];
+  const only = opts.only ? new Set(opts.only.split(',')) : null;
   for (const [name, run] of cases) {
+    if (only && !only.has(name)) continue;
     const t0 = Date.now();
     if (name === 'chat-stomp-two-nodes' && !opts.redis) {
       // No Redis (redis-server missing): a failure under CI, a skip otherwise.

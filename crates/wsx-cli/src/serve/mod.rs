@@ -11,7 +11,8 @@
 //! node of a broker shared by every `wsx serve` on that Redis (a pump task then feeds what
 //! Redis sends to the broker). With `--stomp-tcp ADDR` the same broker also speaks STOMP over
 //! plain TCP or TLS ([`stomp_tcp`], for Spring's StompBrokerRelay); its address is the second
-//! stdout line, `stomp tcp on ADDR`.
+//! stdout line, `stomp tcp on ADDR`. With `--demo-quotes` a [`demo_quotes`] task publishes a
+//! synthetic quote feed on that broker to `/topic/quotes`, which the page `/quotes` shows.
 //!
 //! Shutdown: the server stops accepting, a `watch` channel tells every session, and each
 //! WebSocket is sent close 1001 "server shutting down" and finishes its close handshake (STOMP
@@ -21,6 +22,7 @@
 //! the queue messages they held, so that other nodes get them at once; then it exits 0.
 
 mod chat;
+mod demo_quotes;
 mod echo;
 
 mod metrics;
@@ -250,6 +252,15 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = wsx_broker::DEFAULT_MAX_TCP_CONNECTIONS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub stomp_tcp_max_connections: usize,
+    /// Publish a synthetic quote feed (50 symbols, conflation key = symbol) to /topic/quotes,
+    /// shown live by the page /quotes; needs the STOMP broker. Give it to one node of a
+    /// cluster only.
+    #[arg(long)]
+    pub demo_quotes: bool,
+    /// Updates per second of --demo-quotes, all symbols together.
+    #[arg(long, value_name = "N", default_value_t = demo_quotes::DEFAULT_RATE,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(demo_quotes::MAX_RATE)))]
+    pub demo_quotes_rate: u32,
 }
 
 impl Default for ServeArgs {
@@ -299,6 +310,8 @@ impl Default for ServeArgs {
             redis_max_queue_bytes: 256 << 20,
             redis_max_held_bytes: 64 << 20,
             redis_queue_grace: 60,
+            demo_quotes: false,
+            demo_quotes_rate: demo_quotes::DEFAULT_RATE,
         }
     }
 }
@@ -470,6 +483,15 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let state = Arc::new(state);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let quotes = match (args.demo_quotes, &state.stomp) {
+        (false, _) => None,
+        (true, None) => return Err("--demo-quotes needs the STOMP broker (not --stomp off)".into()),
+        (true, Some(broker)) => Some(demo_quotes::spawn(
+            broker.clone(),
+            args.demo_quotes_rate,
+            shutdown_rx.clone(),
+        )),
+    };
     let mut signals = Signals::new();
     // The first line on stdout: scripts and tests read the bound address from it.
     println!("listening on {scheme}://{addr}");
@@ -530,6 +552,12 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(tcp) = stomp_tcp {
         tcp.finish(Duration::from_secs(args.shutdown_timeout)).await;
+    }
+    if let Some(feed) = quotes {
+        // It stops at the shutdown signal: nothing more is published once sessions close.
+        if let Err(e) = feed.await {
+            error!("demo quotes task: {e}");
+        }
     }
     if let Some(stomp) = &state.stomp {
         // Queue messages the closed sessions held go back to the engine (and, with Redis, to

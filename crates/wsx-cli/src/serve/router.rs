@@ -3,6 +3,7 @@
 //! | path | plain GET | WebSocket upgrade |
 //! | --- | --- | --- |
 //! | `/`, `/app.js`, `/stomp.js`, `/style.css`, `/favicon.svg` | the embedded chat page | 404 |
+//! | `/quotes`, `/quotes.js` | the quote page (its feed: `--demo-quotes`) | 404 |
 //! | `/healthz` | 200 `ok` | 404 |
 //! | `/metrics` | Prometheus text | 404 |
 //! | `/ws/echo` | 426 | echo ([`super::echo`]) |
@@ -170,5 +171,6 @@ mod tests {
         assert_eq!(route("/nope"), Route::NotFound);
         assert!(matches!(route("/"), Route::Asset(_)));
         assert!(matches!(route("/style.css"), Route::Asset(_)));
+        assert!(matches!(route("/quotes"), Route::Asset(_)));
     }
 }

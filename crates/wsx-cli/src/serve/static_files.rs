@@ -1,6 +1,8 @@
-//! The chat demo page, embedded in the binary: `web/index.html`, `web/app.js`, `web/stomp.js`
-//! (the STOMP client of its STOMP mode), `web/style.css` and `web/favicon.svg` from the
-//! repository, served by the router for `GET /` and friends.
+//! The demo pages, embedded in the binary: the chat page (`web/index.html`, `web/app.js`,
+//! `web/stomp.js`: the STOMP client of its STOMP mode, `web/style.css`, `web/favicon.svg`) and
+//! the quote page of `--demo-quotes` (`web/quotes.html`, `web/quotes.js`, on the same
+//! `stomp.js` and `style.css`) from the repository, served by the router for `GET /`,
+//! `GET /quotes` and friends.
 
 /// An embedded file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +24,8 @@ const INDEX_HTML: &str = include_str!("../../../../web/index.html");
 const APP_JS: &str = include_str!("../../../../web/app.js");
 const STOMP_JS: &str = include_str!("../../../../web/stomp.js");
 const STYLE_CSS: &str = include_str!("../../../../web/style.css");
+const QUOTES_HTML: &str = include_str!("../../../../web/quotes.html");
+const QUOTES_JS: &str = include_str!("../../../../web/quotes.js");
 const FAVICON_SVG: &str = include_str!("../../../../web/favicon.svg");
 
 /// The embedded file served at `path`, if any.
@@ -30,6 +34,8 @@ pub fn lookup(path: &str) -> Option<Asset> {
         "/" | "/index.html" => ("text/html; charset=utf-8", INDEX_HTML),
         "/app.js" => ("text/javascript; charset=utf-8", APP_JS),
         "/stomp.js" => ("text/javascript; charset=utf-8", STOMP_JS),
+        "/quotes" | "/quotes.html" => ("text/html; charset=utf-8", QUOTES_HTML),
+        "/quotes.js" => ("text/javascript; charset=utf-8", QUOTES_JS),
         "/style.css" => ("text/css; charset=utf-8", STYLE_CSS),
         "/favicon.svg" | "/favicon.ico" => ("image/svg+xml", FAVICON_SVG),
         _ => return None,
@@ -53,6 +59,13 @@ mod tests {
         assert!(lookup("/app.js").is_some_and(|a| a.content_type.starts_with("text/javascript")));
         assert!(index.contains("/stomp.js"));
         assert!(lookup("/stomp.js").is_some_and(|a| a.content_type.starts_with("text/javascript")));
+        let quotes = lookup("/quotes").map(|a| a.body).unwrap_or_default();
+        let quotes = std::str::from_utf8(quotes).unwrap_or_default();
+        assert!(quotes.contains("<title>wsx quotes</title>"));
+        assert!(quotes.contains("/stomp.js") && quotes.contains("/quotes.js"));
+        assert!(
+            lookup("/quotes.js").is_some_and(|a| a.content_type.starts_with("text/javascript"))
+        );
         assert!(lookup("/nope").is_none());
     }
 }
