@@ -1,16 +1,19 @@
 // wsx chat: the demo page of `wsx serve`. Plain JavaScript, no build step.
 //
 // One WebSocket per room: ws(s)://HOST/ws/chat/ROOM. JSON text messages:
-//   page -> server  {type:"join",name}  {type:"message",text}  {type:"ping",t}
+//   page -> server  {type:"join",name,since?}  {type:"message",text}  {type:"ping",t}
 //                   {type:"file",name,mime,size} followed by one binary message
 //   server -> page  {type:"welcome",name,room,max_file_bytes}  {type:"presence",users}
-//                   {type:"join",name}  {type:"leave",name}  {type:"message",name,text,ts}
+//                   {type:"join",name}  {type:"leave",name}  {type:"message",name,text,ts,offset}
 //                   (presence: the whole list, once after joining; join and leave: the changes
 //                   after that, from which the page keeps its list)
 //                   {type:"file",name,mime,size,from,ts} followed by one binary message
 //                   {type:"pong",t}  {type:"error",code,message}
 // The round-trip time comes from ping/pong messages (pages cannot send WebSocket pings).
-// After a lost connection the page reconnects with exponential backoff and joins again.
+// After a lost connection the page reconnects with exponential backoff and joins again with
+// since = the last message offset it showed + 1: the server (any node of the cluster) sends
+// exactly the messages it missed, then the live ones (gap:true on the first one if some were
+// too old to keep); messages at or below the last offset shown are skipped.
 // Open /#room=lobby&name=alice to join straight away.
 //
 // STOMP mode (/?transport=stomp, or the join form's switch): the page speaks STOMP 1.2 to
@@ -70,6 +73,7 @@
     retryAt: 0,
     pingTimer: 0,
     rtts: [],
+    lastOffset: null, // chat mode: the offset of the last message shown (for `since`)
     pendingFile: null,
     maxFileBytes: 1 << 20,
     seen: new Set(),
@@ -311,7 +315,9 @@
     state.ws = ws;
     ws.onopen = () => {
       if (ws !== state.ws) return;
-      send({ type: 'join', name: state.wantedName });
+      const join = { type: 'join', name: state.wantedName };
+      if (state.lastOffset !== null) join.since = state.lastOffset + 1;
+      send(join);
       sendPing();
       state.pingTimer = setInterval(sendPing, PING_EVERY_MS);
     };
@@ -422,6 +428,14 @@
         break;
       }
       case 'message':
+        if (Number.isSafeInteger(msg.offset)) {
+          if (state.lastOffset !== null && msg.offset <= state.lastOffset) break; // seen already
+          // gap: the server no longer had them all (or could not replay them).
+          if (msg.gap || (state.lastOffset !== null && msg.offset > state.lastOffset + 1)) {
+            addSys('Some messages were missed while disconnected', 'err');
+          }
+          state.lastOffset = msg.offset;
+        }
         addMessage(String(msg.name), String(msg.text), Number(msg.ts) || Date.now());
         break;
       case 'file':
@@ -687,6 +701,7 @@
     state.myName = '';
     state.welcomed = false;
     state.attempt = 0;
+    state.lastOffset = null;
     state.seen.clear();
     state.peers.clear();
     state.users = [];

@@ -23,6 +23,8 @@
 //   chat-two-pages      alice and bob open the demo page (/#room=lobby&name=...), alice sends
 //                       through the real UI (Enter, then the send button), bob's page shows
 //                       both messages, both presence lists show both names
+//   chat-resume         alice's socket is cut while bob sends 3 messages; her page rejoins with
+//                       since (last offset + 1) and shows each missed message once, then live
 //   binary-1mib-echo    1 MiB of xorshift32 bytes through /ws/echo, compared byte for byte in
 //                       the page and by SHA-256 against the hash computed here
 //   permessage-deflate  Chrome's offer is accepted (ws.extensions), 256 KiB of compressible
@@ -234,6 +236,82 @@ async function chatTwoPages(browser, base, out, screenshot) {
     if (screenshot) await copyFile(shot, screenshot);
     return `2 messages from alice via Enter and the send button shown on bob's page, ` +
       `presence [alice, bob] on both${joined ? ', "bob joined" on alice\'s' : ''}; screenshot ${shot}`;
+  } finally {
+    for (const c of contexts) await c.close();
+  }
+}
+
+/**
+ * The chat page resumes after a lost connection: it joins again with `since` (the offset after
+ * the last message it showed) and shows exactly the messages sent meanwhile, once each.
+ */
+async function chatResume(browser, base) {
+  const room = 'resume';
+  const contexts = [];
+  try {
+    const open = async (name, init) => {
+      const context = await browser.newContext({ viewport: { width: 1024, height: 700 } });
+      contexts.push(context);
+      if (init) await context.addInitScript(init);
+      const page = await context.newPage();
+      await page.goto(`${base}/#room=${room}&name=${name}`);
+      await page.locator('#conn[data-state="open"]').waitFor({ timeout: CASE_TIMEOUT_MS });
+      return page;
+    };
+    // alice's page: its WebSockets are kept (to cut one), new ones can be refused, and the
+    // join commands it sends are recorded.
+    const alice = await open('alice', () => {
+      const Native = window.WebSocket;
+      window.__sockets = [];
+      window.__joins = [];
+      window.__refuse = false;
+      window.WebSocket = class extends Native {
+        constructor(url, protocols) {
+          if (window.__refuse) throw new Error('refused by the test');
+          super(url, protocols);
+          window.__sockets.push(this);
+        }
+        send(data) {
+          if (typeof data === 'string' && data.includes('"join"')) window.__joins.push(JSON.parse(data));
+          super.send(data);
+        }
+      };
+    });
+    const bob = await open('bob');
+    const say = async (text) => {
+      await bob.locator('#text').fill(text);
+      await bob.locator('#text').press('Enter');
+      await bob.locator('#messages li.msg.mine .text', { hasText: text }).waitFor({ timeout: CASE_TIMEOUT_MS });
+    };
+    const shown = (text) => alice.locator('#messages li.msg .text', { hasText: text });
+
+    await say('before the cut');
+    await shown('before the cut').waitFor({ timeout: CASE_TIMEOUT_MS });
+    await alice.evaluate(() => {
+      window.__refuse = true;
+      window.__sockets.at(-1).close();
+    });
+    await alice.locator('#conn[data-state="reconnecting"]').waitFor({ timeout: CASE_TIMEOUT_MS });
+    const missed = ['missed one', 'missed two', 'missed three'];
+    for (const text of missed) await say(text);
+    await alice.evaluate(() => { window.__refuse = false; });
+    await alice.locator('#conn').click(); // reconnect now
+    await alice.locator('#conn[data-state="open"]').waitFor({ timeout: CASE_TIMEOUT_MS });
+    for (const text of missed) await shown(text).waitFor({ timeout: CASE_TIMEOUT_MS });
+    await say('after the cut');
+    await shown('after the cut').waitFor({ timeout: CASE_TIMEOUT_MS });
+
+    const joins = await alice.evaluate(() => window.__joins);
+    if (joins.length !== 2) throw new Error(`alice's page sent ${joins.length} joins, want 2`);
+    if (joins[0].since !== undefined) throw new Error(`the first join carries since ${joins[0].since}`);
+    if (!Number.isSafeInteger(joins[1].since)) throw new Error(`the second join has no since: ${JSON.stringify(joins[1])}`);
+    for (const text of ['before the cut', ...missed, 'after the cut']) {
+      const n = await shown(text).count();
+      if (n !== 1) throw new Error(`alice's page shows "${text}" ${n} times`);
+    }
+    const gap = await alice.locator('#messages li.sys', { hasText: 'missed while disconnected' }).count();
+    if (gap) throw new Error('alice\'s page reports missed messages');
+    return `cut, 3 messages sent meanwhile, rejoined with since ${joins[1].since}: each shown once, then live`;
   } finally {
     for (const c of contexts) await c.close();
   }
@@ -774,6 +852,7 @@ async function main() {
 
   const cases = [
     ['chat-two-pages', () => chatTwoPages(browser, server.base, opts.out, opts.screenshot)],
+    ['chat-resume', () => chatResume(browser, server.base)],
     ['binary-1mib-echo', () => binaryEcho(browser, server.base)],
     ['permessage-deflate', () => deflateText(browser, server.base)],
     ['close-1009', () => closeCode(browser, server.base)],

@@ -15,7 +15,10 @@
 //! [`Confirmation`] through [`crate::hub::Hub::pump_with`], like a Redis engine's: `Ok` sends
 //! the RECEIPT the SEND asked for, a [`wsx_stomp::Refusal`] an ERROR (and the close). Each
 //! session has at most [`crate::MAX_APP_SENDS`] SENDs, of [`crate::MAX_APP_BYTES`] bytes in
-//! all, in its handlers at once; past either the SEND is refused at once with an ERROR. Everything else goes to the engine behind.
+//! all, in its handlers at once; past either the SEND is refused at once with an ERROR. A
+//! client's SEND to a reserved destination ([`crate::BrokerBuilder::reserve`]: traffic only the
+//! server may publish, such as `wsx serve`'s chat rooms on `/topic/wsx.`) is refused with an
+//! ERROR too. Everything else goes to the engine behind.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -40,6 +43,8 @@ pub struct AppEngine<E> {
     broker: Weak<Broker>,
     /// SENDs of each session in its handlers.
     in_flight: HashMap<ConnId, InFlight>,
+    /// Destination prefixes only the server publishes to: clients' SENDs there are refused.
+    reserved: Vec<String>,
 }
 
 /// One session's SENDs in its handlers: how many, and their bytes.
@@ -67,7 +72,14 @@ impl<E> AppEngine<E> {
             routes,
             broker,
             in_flight: HashMap::new(),
+            reserved: Vec::new(),
         }
+    }
+
+    /// Refuse clients' SENDs to destinations that start with one of `prefixes`.
+    pub fn reserve(mut self, prefixes: Vec<String>) -> Self {
+        self.reserved = prefixes;
+        self
     }
 
     /// A handler answered a SEND of `conn` of `bytes` bytes.
@@ -152,6 +164,12 @@ impl<E: Engine> Engine for AppEngine<E> {
         origin: Origin,
         out: &mut Vec<Delivery>,
     ) -> Result<Outcome, wsx_stomp::Error> {
+        let destination = message.destination.as_str();
+        if let Some(prefix) = self.reserved.iter().find(|p| destination.starts_with(*p)) {
+            return Err(wsx_stomp::Error::Refused(format!(
+                "{prefix}... is reserved for the server's own traffic"
+            )));
+        }
         if message.destination.kind() != DestinationKind::App {
             return self.inner.try_publish_from(message, origin, out);
         }

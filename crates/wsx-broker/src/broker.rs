@@ -85,6 +85,9 @@ pub struct Broker {
     pub(crate) jwt: Option<Arc<JwtAuth>>,
     /// The largest message body a client may send (a SEND's, an HTTP publish's).
     pub(crate) max_body_size: usize,
+    /// The prefixes [`crate::BrokerBuilder::reserve`] keeps for the server's own traffic,
+    /// which clients may not publish to (over STOMP or HTTP).
+    pub(crate) reserved: Arc<[String]>,
 }
 
 impl Broker {

@@ -106,6 +106,7 @@ pub struct BrokerBuilder<'a> {
     authenticator: Option<Arc<dyn AsyncAuthenticator>>,
     authentication_timeout: Duration,
     routes: Vec<(String, Arc<dyn AppHandler>)>,
+    reserved: Vec<String>,
 }
 
 impl std::fmt::Debug for BrokerBuilder<'_> {
@@ -127,6 +128,7 @@ impl Broker {
             authenticator: None,
             authentication_timeout: AUTHENTICATION_TIMEOUT,
             routes: Vec::new(),
+            reserved: Vec::new(),
         }
     }
 
@@ -155,6 +157,7 @@ impl<'a> BrokerBuilder<'a> {
             authenticator: self.authenticator,
             authentication_timeout: self.authentication_timeout,
             routes: self.routes,
+            reserved: self.reserved,
         }
     }
 
@@ -195,6 +198,15 @@ impl<'a> BrokerBuilder<'a> {
         self
     }
 
+    /// Reserve the destinations that start with `prefix` (`/topic/wsx.`) for the server's own
+    /// traffic: a client's SEND there is refused with an ERROR (and its session closed, as for
+    /// any refused SEND), while [`Broker::publish`] and handlers may publish there and clients
+    /// may still subscribe. Repeatable.
+    pub fn reserve(mut self, prefix: &str) -> Self {
+        self.reserved.push(prefix.to_owned());
+        self
+    }
+
     /// Build the broker and start its engine (see [`Broker::start`]); must run on a tokio
     /// runtime.
     pub fn build(self) -> Result<Arc<Broker>, Error> {
@@ -204,6 +216,7 @@ impl<'a> BrokerBuilder<'a> {
             authenticator,
             authentication_timeout,
             routes: route_list,
+            reserved,
         } = self;
         let routes = Arc::new(AppRoutes::default());
         for (pattern, handler) in route_list {
@@ -268,9 +281,10 @@ impl<'a> BrokerBuilder<'a> {
             .max_message_size(message_limit)
             .max_frame_size(message_limit)
             .backpressure(write_budget, base.backpressure);
+        let reserved_prefixes: Arc<[String]> = reserved.clone().into();
         let broker = Arc::new_cyclic(|weak| {
             let engine = Metered::new(
-                AppEngine::new(engine, routes.clone(), weak.clone()),
+                AppEngine::new(engine, routes.clone(), weak.clone()).reserve(reserved),
                 metrics.clone(),
             );
             let mut hub = Hub::new(
@@ -301,6 +315,7 @@ impl<'a> BrokerBuilder<'a> {
                 in_process_info,
                 jwt,
                 max_body_size: limits.max_body_size,
+                reserved: reserved_prefixes,
             }
         });
         if let Some(events) = redis_events {

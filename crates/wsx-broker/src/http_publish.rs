@@ -89,6 +89,14 @@ impl Broker {
         if let Err((status, reason)) = self.may_publish(&request, api_token, &destination) {
             return PublishAnswer::error(status, &reason);
         }
+        if let Some(prefix) = self
+            .reserved
+            .iter()
+            .find(|p| destination.as_str().starts_with(p.as_str()))
+        {
+            let reason = format!("{prefix}... is reserved for the server's own traffic");
+            return PublishAnswer::error(403, &reason);
+        }
         if request.body.len() > self.max_body_size {
             return PublishAnswer::error(413, "request body too large");
         }

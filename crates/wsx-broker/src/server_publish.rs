@@ -120,6 +120,16 @@ impl Broker {
     /// (see the module docs for the modes and bounds). Refused (`Error::Refused`) when the
     /// session refuses the subscription (not a destination, `/app/`, a budget).
     pub fn subscribe(self: &Arc<Self>, destination: &str) -> Result<InProcessSubscription, Error> {
+        self.subscribe_with(destination, &[])
+    }
+
+    /// [`Broker::subscribe`] with `extra` headers on the SUBSCRIBE (such as
+    /// `x-stream-offset: offset=N`, where to start in a topic's history).
+    pub fn subscribe_with(
+        self: &Arc<Self>,
+        destination: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<InProcessSubscription, Error> {
         let (conn, queue, _) = self.hub.open(self.in_process_info.clone());
         let session = Arc::new(InProcessSession {
             broker: self.clone(),
@@ -141,8 +151,12 @@ impl Broker {
                 .with_header("accept-version", "1.2")
                 .with_header("heart-beat", "0,0"),
         );
+        let mut subscribe = Frame::new(Command::Subscribe);
+        for (name, value) in extra {
+            subscribe = subscribe.with_header(*name, *value);
+        }
         subscription.session.send(
-            &Frame::new(Command::Subscribe)
+            &subscribe
                 .with_header("id", SUBSCRIPTION_ID)
                 .with_header("destination", destination)
                 .with_header(

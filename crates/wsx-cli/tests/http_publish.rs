@@ -89,7 +89,7 @@ async fn http_publish_auth_table() {
     let foreign = token_with("another-secret", &["**"], 600);
     let expired = token_with(SECRET, &["**"], -3600);
     // (case, destination, bearer token, status)
-    let table: [(&str, &str, Option<&str>, u16); 10] = [
+    let table: [(&str, &str, Option<&str>, u16); 11] = [
         ("no token", "/topic/prices", None, 401),
         ("a wrong token", "/topic/prices", Some("nope"), 401),
         ("a JWT of another key", "/topic/prices", Some(&foreign), 401),
@@ -114,6 +114,12 @@ async fn http_publish_auth_table() {
             202,
         ),
         ("an application destination", "/app/x", Some(API_TOKEN), 400),
+        (
+            "a destination the server reserves",
+            "/topic/wsx.chat.lobby",
+            Some(API_TOKEN),
+            403,
+        ),
         (
             "an encoded destination",
             "%2Ftopic%2Fprices",
@@ -165,7 +171,11 @@ async fn http_publish_auth_table() {
             // The offset answered is the one the subscriber sees.
             if let Some(offset) = offset {
                 let seen = offset.to_string();
-                assert_eq!(message.header("x-stream-offset"), Some(seen.as_str()), "{case}");
+                assert_eq!(
+                    message.header("x-stream-offset"),
+                    Some(seen.as_str()),
+                    "{case}"
+                );
             }
         }
     }

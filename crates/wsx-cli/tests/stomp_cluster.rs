@@ -17,24 +17,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{
-    Client, RedisServer, Server, WAIT, body, free_port, redis_url, unique_prefix, wait_metric,
+    Client, RedisServer, Server, WAIT, body, cluster_node as node, free_port, redis_url,
+    unique_prefix, wait_metric,
 };
 use tokio::time::Instant;
 use wsx_stomp::{Command, Frame};
-
-/// Start a node of the broker on `redis` under `prefix`.
-fn node(redis: &str, prefix: &str, name: &str, extra: &[&str]) -> Server {
-    let mut args = vec![
-        "--broker",
-        redis,
-        "--redis-prefix",
-        prefix,
-        "--node-id",
-        name,
-    ];
-    args.extend_from_slice(extra);
-    Server::start(&args)
-}
 
 /// Publish `warmup-N` messages to `topic` until every subscriber got one: the nodes'
 /// subscriptions are then live in Redis (a SUBSCRIBE's receipt does not wait for Redis).

@@ -1,7 +1,8 @@
 //! `/ws/chat/{room}`: one chat session per WebSocket connection.
 //!
 //! The router hands an upgraded connection to [`session`]. The session reads JSON commands from
-//! the client (`join`, `message`, `ping`, `file` + a binary message), validates them and passes
+//! the client (`join` with an optional `since` offset, `message`, `ping`, `file` + a binary
+//! message), validates them and passes
 //! them to its room ([`super::room`]); it answers `ping` and errors itself. What the room
 //! broadcasts arrives in the session's bounded queue as a shared payload and is written with
 //! [`wsx::WebSocket::feed_shared`] (compressed once per permessage-deflate parameter set,
@@ -50,8 +51,13 @@ pub const MAX_ROOM_CHARS: usize = 64;
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum ClientCommand {
-    /// Join the room under a name.
-    Join { name: String },
+    /// Join the room under a name; with `since`, every message from that offset on (what the
+    /// client missed) instead of the room's last messages.
+    Join {
+        name: String,
+        #[serde(default)]
+        since: Option<u64>,
+    },
     /// Say something to the room.
     Message { text: String },
     /// Measure the round trip: answered with a `pong` carrying the same `t`.
@@ -315,7 +321,7 @@ impl Session {
         };
         match command {
             ClientCommand::Ping { t } => self.reply(&ServerEvent::Pong { t: &t }),
-            ClientCommand::Join { name } => self.join(&name).await,
+            ClientCommand::Join { name, since } => self.join(&name, since).await,
             ClientCommand::Message { text } => {
                 let Some(handle) = &self.handle else {
                     return self.error("not_joined", "send a join message first");
@@ -344,7 +350,7 @@ impl Session {
         }
     }
 
-    async fn join(&mut self, name: &str) -> Result<(), wsx::Error> {
+    async fn join(&mut self, name: &str, since: Option<u64>) -> Result<(), wsx::Error> {
         if self.handle.is_some() {
             return self.error("already_joined", "this connection already joined the room");
         }
@@ -358,6 +364,7 @@ impl Session {
                 id: self.id,
                 name,
                 queue: self.queue.clone(),
+                since,
             }))
             .await;
         self.handle = Some(handle);
@@ -437,6 +444,19 @@ mod tests {
         let c: ClientCommand = serde_json::from_str(r#"{"type":"ping","t":12.5}"#).unwrap();
         assert!(matches!(c, ClientCommand::Ping { .. }));
         assert!(serde_json::from_str::<ClientCommand>(r#"{"type":"nope"}"#).is_err());
+        let c: ClientCommand =
+            serde_json::from_str(r#"{"type":"join","name":"a","since":42}"#).unwrap();
+        assert!(matches!(
+            c,
+            ClientCommand::Join {
+                since: Some(42),
+                ..
+            }
+        ));
+        assert!(
+            serde_json::from_str::<ClientCommand>(r#"{"type":"join","name":"a","since":-1}"#)
+                .is_err()
+        );
         assert!(serde_json::from_str::<ClientCommand>(r#"{"type":"ping","t":"x"}"#).is_err());
     }
 }

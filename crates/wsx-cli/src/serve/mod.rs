@@ -5,7 +5,8 @@
 //! connection limit, the handshake deadline, the header limit) reads each request head and
 //! [`router::answer`] routes it: plain HTTP (the embedded page from
 //! [`static_files`], `/healthz`, `/metrics` from [`metrics`]) or upgrades to WebSocket and runs an
-//! [`echo`] or [`chat`] session; chat sessions talk to their [`room`] task. `/stomp` runs a
+//! [`echo`] or [`chat`] session; chat sessions talk to their [`room`] task, which spans the
+//! nodes through the STOMP broker (topics under `/topic/wsx.`, which clients cannot SEND to). `/stomp` runs a
 //! [`stomp`] session on the server's STOMP broker: in memory, or with `--broker redis://…` one
 //! node of a broker shared by every `wsx serve` on that Redis (a pump task then feeds what
 //! Redis sends to the broker). With `--stomp-tcp ADDR` the same broker also speaks STOMP over
@@ -481,8 +482,16 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                 topic_history,
             },
         };
-        let broker = stomp::Stomp::start(&options, &state.echo_config)?;
+        let broker = stomp::Stomp::builder()
+            .options(options)
+            .ws_config(state.echo_config.clone())
+            .reserve(room::RESERVED_PREFIX)
+            .build()?;
         state.metrics.set_broker(broker.metrics().clone());
+        // The chat rooms span the nodes sharing the broker.
+        state.rooms = Arc::new(
+            Rooms::new(state.rooms.settings(), state.metrics.clone()).through(broker.clone()),
+        );
         state.stomp = Some(broker);
     }
     let stomp_tcp = match (args.stomp_tcp, &state.stomp) {

@@ -61,18 +61,21 @@ pub fn answer(info: &wsx::ConnectionInfo, stomp: &Arc<Stomp>, state: &Arc<State>
     ReadBody::new(stomp.max_publish_body(), move |body| async move {
         let answer = match body {
             Err(refused) => PublishAnswer::error(refused.status, refused.reason),
-            Ok(body) => stomp.publish_http(
-                PublishRequest {
-                    query: query.as_deref(),
-                    authorization: authorization.as_deref(),
-                    content_type: content_type.as_deref(),
-                    conflation_key: conflation_key.as_deref(),
-                    peer,
-                    body,
-                },
-                state.api_token.as_ref().map(ApiToken::as_str),
-            )
-            .await,
+            Ok(body) => {
+                stomp
+                    .publish_http(
+                        PublishRequest {
+                            query: query.as_deref(),
+                            authorization: authorization.as_deref(),
+                            content_type: content_type.as_deref(),
+                            conflation_key: conflation_key.as_deref(),
+                            peer,
+                            body,
+                        },
+                        state.api_token.as_ref().map(ApiToken::as_str),
+                    )
+                    .await
+            }
         };
         json(answer)
     })

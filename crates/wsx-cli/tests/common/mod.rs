@@ -2,6 +2,8 @@
 //! HTTP client, a STOMP client, and Redis servers for the clustered broker.
 #![allow(dead_code)]
 
+pub mod chat;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Lines};
 use std::net::SocketAddr;
@@ -549,6 +551,20 @@ pub fn redis_url(test: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// Start `wsx serve` as node `name` of the broker shared through `redis` under `prefix`.
+pub fn cluster_node(redis: &str, prefix: &str, name: &str, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--broker",
+        redis,
+        "--redis-prefix",
+        prefix,
+        "--node-id",
+        name,
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
 }
 
 /// A Redis key prefix no other test (or test run) shares, for `--redis-prefix`.
