@@ -131,13 +131,13 @@ impl Driver {
             };
             let reason = match opened {
                 Ok(live) => {
-                    if let Some(first) = first.take() {
-                        let _ = first.send(Ok(()));
-                    }
                     self.state.send_replace(ConnectionState::Connected {
                         url: url.clone(),
                         connection: live.connection,
                     });
+                    if let Some(first) = first.take() {
+                        let _ = first.send(Ok(()));
+                    }
                     let started = Instant::now();
                     match self.serve(live).await {
                         Ended::Stop => break,
