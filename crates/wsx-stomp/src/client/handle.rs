@@ -45,8 +45,9 @@ pub(crate) enum Command {
     Disconnect { reply: oneshot::Sender<()> },
 }
 
-/// A STOMP client over WebSocket that reconnects: see the [module documentation](crate#the-client)
-/// for what it guarantees. Clones share the connection.
+/// A STOMP client over WebSocket that reconnects: see the [crate documentation](crate#the-client)
+/// and [`StompClientBuilder`] for what it guarantees. Clones share the connection. The client
+/// runs while a handle or a [`Subscription`] exists, or until [`disconnect`](Self::disconnect).
 #[derive(Debug, Clone)]
 pub struct StompClient {
     commands: mpsc::Sender<Command>,
