@@ -28,6 +28,14 @@
 //! A SUBSCRIBE may carry a `selector` header ([`Selector`]): the subscription then gets only
 //! the messages whose headers match it.
 //!
+//! # The client
+//!
+//! With the `client` feature the crate also has a tokio STOMP client over a `wsx` WebSocket,
+//! on the same codec: `StompClient`, which reconnects with backoff (trying several URLs in
+//! turn), resubscribes, and resumes each topic subscription from the offset after the last
+//! message it handed to the application (`x-stream-offset`). Without the feature the crate has
+//! no I/O and no runtime.
+//!
 //! Decoding a frame that arrives in two pieces:
 //!
 //! ```
@@ -50,6 +58,8 @@
 
 mod auth;
 mod broker;
+#[cfg(feature = "client")]
+mod client;
 mod command;
 mod conflation;
 mod decode;
@@ -72,6 +82,12 @@ pub use auth::{
     Principal, Refusal, Transport,
 };
 pub use broker::Broker;
+#[cfg(feature = "client")]
+pub use client::{
+    Backoff, ClientError, ClientMessage, ConnectionState, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_HEART_BEAT, DEFAULT_SUBSCRIPTION_BUFFER, StartOffset, StompClient, StompClientBuilder,
+    SubscribeOptions, Subscription,
+};
 pub use command::Command;
 pub use conflation::{CONFLATION_KEY, ConflationTag};
 pub use decode::Decoder;
