@@ -299,6 +299,26 @@ impl Backend {
                 .map_err(|e| e.to_string()),
         }
     }
+
+    /// Publish a queue message (`/queue/NAME`) and learn when it is stored: at once in memory,
+    /// once Redis stored it otherwise (the [`PendingOffset`] resolves to 0). Refused like a
+    /// SEND.
+    pub(crate) fn publish_stored(
+        &mut self,
+        publish: Publish,
+        out: &mut Vec<Delivery>,
+    ) -> Result<PendingOffset, String> {
+        match self {
+            Backend::Memory(e) => e
+                .try_publish(publish, out)
+                .map(|()| PendingOffset::Stored(0))
+                .map_err(|e| e.to_string()),
+            Backend::Redis(e) => e
+                .offer_stored(publish)
+                .map(PendingOffset::Redis)
+                .map_err(|e| e.to_string()),
+        }
+    }
 }
 
 impl Engine for Backend {

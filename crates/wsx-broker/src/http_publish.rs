@@ -124,7 +124,8 @@ impl Broker {
 
     /// Publish through the hub: a topic message once stored, with the offset it got in its
     /// topic (`None` in the rare case the store could not report it, after a retried Redis
-    /// pipeline); a queue message as the hub takes it.
+    /// pipeline); a queue message once stored (in memory at once, with Redis once Redis
+    /// answered the write).
     async fn store(
         &self,
         destination: Destination,
@@ -138,10 +139,13 @@ impl Broker {
                 .map(|offset| (offset != 0).then_some(offset))
                 .map_err(|e| e.to_string());
         }
-        self.hub
-            .publish(Publish::new(destination, headers, body))
-            .map(|()| None)
-            .map_err(|e| e.to_string())
+        let publish = Publish::new(destination, headers, body);
+        let pending = self
+            .hub
+            .publish_through(DestinationKind::Queue, |engine, out| {
+                engine.backend_mut().publish_stored(publish, out)
+            })?;
+        pending.stored().await.map(|_| None)
     }
 
     /// Whether the client of `request` may publish to `destination`: `Err` with the status

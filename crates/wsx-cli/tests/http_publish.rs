@@ -1,14 +1,18 @@
 //! End-to-end tests of `POST /api/publish` on `wsx serve`: who may publish (the API token, a
 //! JWT whose `send` claim allows the destination, loopback clients when no auth is configured)
 //! and what is answered, the message as STOMP subscribers get it, and a publish on one node
-//! reaching a subscriber on another node sharing Redis.
+//! reaching a subscriber on another node sharing Redis; a queue publish answered only once
+//! Redis stored it.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Client, Response, Server, WAIT, body, http_exchange, redis_url, unique_prefix};
+use common::{
+    Client, RedisServer, Response, Server, WAIT, body, free_port, http_exchange, redis_url,
+    unique_prefix, wait_metric,
+};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -331,4 +335,60 @@ async fn a_publish_on_one_node_reaches_a_subscriber_on_another() {
         assert_eq!(body(&message), "order-1");
         break;
     }
+}
+
+/// A queue publish is answered `202` once the message is stored: with Redis down the answer
+/// waits (the message is held within the broker's pending-send budget), and comes when Redis
+/// is back and has stored it; the message then reaches a consumer.
+#[tokio::test]
+async fn a_queue_publish_is_answered_once_redis_has_stored_it() {
+    if !RedisServer::available("a_queue_publish_is_answered_once_redis_has_stored_it") {
+        return;
+    }
+    let port = free_port();
+    let mut redis = RedisServer::start(port);
+    let prefix = unique_prefix("http-publish-stored");
+    let server = Server::start(&[
+        "--broker",
+        &redis.url(),
+        "--redis-prefix",
+        &prefix,
+        "--api-token",
+        API_TOKEN,
+    ]);
+    let response = publish(&server, "/queue/orders", Some(API_TOKEN), &[], "before").await;
+    assert_eq!(response.status, 202, "{}", response.body);
+    wait_metric(&server, "wsx_stomp_redis_pending_sends", |v| v == 0).await;
+
+    redis.kill();
+    let mut during = std::pin::pin!(publish(
+        &server,
+        "/queue/orders",
+        Some(API_TOKEN),
+        &[],
+        "during"
+    ));
+    // The publish is held, not answered: the answer would promise what Redis has not stored.
+    tokio::select! {
+        response = &mut during => panic!("answered while redis is down: {}", response.status),
+        _ = wait_metric(&server, "wsx_stomp_redis_pending_sends", |v| v == 1) => {}
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut during)
+            .await
+            .is_err(),
+        "no answer while redis is down"
+    );
+
+    let _redis = RedisServer::start(port);
+    let response = tokio::time::timeout(WAIT, during)
+        .await
+        .expect("an answer once redis is back");
+    assert_eq!(response.status, 202, "{}", response.body);
+    assert_eq!(json_of(&response)["destination"], "/queue/orders");
+    // Stored: a consumer that comes now gets it (the one before was lost with Redis's keys).
+    let mut consumer = Client::connect_anonymous(&server, "consumer").await;
+    consumer.subscribe("q", "/queue/orders", "auto").await;
+    let message = consumer.expect(Command::Message).await;
+    assert_eq!(body(&message), "during");
 }

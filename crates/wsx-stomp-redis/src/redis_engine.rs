@@ -257,6 +257,16 @@ impl RedisEngine {
         self.offer_inner(publish, Some(origin), None)
     }
 
+    /// [`RedisEngine::offer`] of a queue message (`/queue/NAME`), resolving once Redis stored
+    /// it (to `Ok(0)`; a queue has no offsets) or refused it (the error: the queue was found
+    /// full, say). Other destinations are refused with [`Error::Redis`].
+    pub fn offer_stored(
+        &mut self,
+        publish: Publish,
+    ) -> Result<oneshot::Receiver<Result<u64, Error>>, Error> {
+        self.offer_answered(publish, DestinationKind::Queue)
+    }
+
     /// [`RedisEngine::offer`] of a topic message (`/topic/NAME`), resolving to its offset
     /// once Redis stored it (or to the error Redis answered; an offset of 0 when it was
     /// stored by an earlier try of a pipeline written again and its offset is not known).
@@ -265,9 +275,19 @@ impl RedisEngine {
         &mut self,
         publish: Publish,
     ) -> Result<oneshot::Receiver<Result<u64, Error>>, Error> {
-        if publish.destination.kind() != DestinationKind::Topic {
+        self.offer_answered(publish, DestinationKind::Topic)
+    }
+
+    /// [`RedisEngine::offer`] of a message to a destination of `kind` whose outcome someone
+    /// awaits: the receiver gets Redis's answer.
+    fn offer_answered(
+        &mut self,
+        publish: Publish,
+        kind: DestinationKind,
+    ) -> Result<oneshot::Receiver<Result<u64, Error>>, Error> {
+        if publish.destination.kind() != kind {
             return Err(Error::Redis(format!(
-                "{} is not a topic: it has no offsets",
+                "{} is not a {kind:?} destination",
                 publish.destination
             )));
         }
@@ -337,6 +357,7 @@ impl RedisEngine {
                 destination: publish.destination.shared().clone(),
                 payload,
                 origin,
+                reply,
             },
         };
         self.shared.pending_sends.fetch_add(1, Ordering::Relaxed);

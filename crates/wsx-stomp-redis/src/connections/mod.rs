@@ -94,6 +94,9 @@ pub(crate) enum Cmd {
         payload: Bytes,
         /// Whom to confirm the SEND to, once Redis answered.
         origin: Option<Origin>,
+        /// Who waits until Redis stored it (a server-side publish: an HTTP publish's 202),
+        /// told `Ok(0)` then.
+        reply: Option<oneshot::Sender<Result<u64, crate::Error>>>,
     },
     /// Answer once everything sent before is done.
     Barrier(oneshot::Sender<()>),

@@ -306,7 +306,7 @@ impl Writer {
                     return;
                 }
             }
-            let (confirmations, mut offsets) = report(
+            let (confirmations, mut outcomes) = report(
                 &config,
                 &shared,
                 &sends,
@@ -329,19 +329,22 @@ impl Writer {
                     }
                     Cmd::TopicPublish {
                         reply, ref payload, ..
+                    }
+                    | Cmd::XAdd {
+                        reply, ref payload, ..
                     } => {
                         shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
                         shared
                             .pending_bytes
                             .fetch_sub(payload.len(), Ordering::Relaxed);
-                        let outcome = offsets
+                        let outcome = outcomes
                             .pop_front()
                             .unwrap_or_else(|| Err(Error::Redis("no reply".to_owned())));
                         if let Some(reply) = reply {
                             let _ = reply.send(outcome);
                         }
                     }
-                    cmd @ (Cmd::Publish { .. } | Cmd::XAdd { .. }) => {
+                    cmd @ Cmd::Publish { .. } => {
                         shared.pending_sends.fetch_sub(1, Ordering::Relaxed);
                         shared
                             .pending_bytes
@@ -629,8 +632,9 @@ fn parse_page(value: &Value) -> Result<Page<bytes::Bytes>, String> {
 
 /// Count and log failed SENDs (the server refused them: never silently); mark the streams
 /// found at their length limit. Returns the outcomes of the SENDs made with an origin, in
-/// batch order, and the offsets of the topic SENDs (0: stored by an earlier try, offset
-/// unknown), in batch order. `results` are the SENDs' replies.
+/// batch order, and the outcomes of the topic and queue SENDs, in batch order: a topic
+/// SEND's offset (0: stored by an earlier try, offset unknown), 0 for a queue SEND.
+/// `results` are the SENDs' replies.
 fn report(
     config: &Config,
     shared: &NodeState,
@@ -641,7 +645,7 @@ fn report(
     std::collections::VecDeque<Result<u64, Error>>,
 ) {
     let mut confirmations = Vec::new();
-    let mut offsets = std::collections::VecDeque::new();
+    let mut outcomes = std::collections::VecDeque::new();
     let mut i = 0;
     for cmd in sends {
         match cmd {
@@ -667,7 +671,7 @@ fn report(
                     );
                 }
                 confirm(&mut confirmations, origin, outcome.as_ref().err());
-                offsets.push_back(outcome);
+                outcomes.push_back(outcome);
                 i += 1;
             }
             Cmd::Publish {
@@ -708,30 +712,26 @@ fn report(
                     );
                     error
                 };
-                match results.get(i) {
+                let outcome = match results.get(i) {
                     Some(Ok(Value::Int(-1))) => {
                         // Accepted by the engine before it knew the queue was full.
                         shared.set_full(key, true);
-                        let error = refused(Error::QueueFull {
+                        Err(refused(Error::QueueFull {
                             destination: destination.to_string(),
                             limit: config.max_queue_len,
-                        });
-                        confirm(&mut confirmations, origin, Some(&error));
+                        }))
                     }
-                    Some(Ok(Value::Int(-2))) => {
-                        let error = refused(Error::QueueBytes {
-                            destination: destination.to_string(),
-                            limit: config.max_queue_bytes,
-                        });
-                        confirm(&mut confirmations, origin, Some(&error));
-                    }
+                    Some(Ok(Value::Int(-2))) => Err(refused(Error::QueueBytes {
+                        destination: destination.to_string(),
+                        limit: config.max_queue_bytes,
+                    })),
                     // Stored by an earlier try of this pipeline.
-                    Some(Ok(Value::Int(-3))) => confirm(&mut confirmations, origin, None),
+                    Some(Ok(Value::Int(-3))) => Ok(0),
                     Some(Ok(Value::Int(len))) if *len >= 0 => {
                         let full =
                             usize::try_from(*len).unwrap_or(usize::MAX) >= config.max_queue_len;
                         shared.set_full(key, full);
-                        confirm(&mut confirmations, origin, None);
+                        Ok(0)
                     }
                     result => {
                         // An error, or a reply the script never gives: not known to be stored.
@@ -740,14 +740,15 @@ fn report(
                                 .unwrap_or_else(|| format!("unexpected reply {result:?}")),
                             None => "no reply".to_owned(),
                         };
-                        let error = refused(Error::Redis(why));
-                        confirm(&mut confirmations, origin, Some(&error));
+                        Err(refused(Error::Redis(why)))
                     }
-                }
+                };
+                confirm(&mut confirmations, origin, outcome.as_ref().err());
+                outcomes.push_back(outcome);
                 i += 1;
             }
             Cmd::Barrier(_) => {}
         }
     }
-    (confirmations, offsets)
+    (confirmations, outcomes)
 }
