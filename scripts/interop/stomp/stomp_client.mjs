@@ -347,6 +347,54 @@ const cases = {
     await expect.closed();
     await client.deactivate();
   },
+
+  // Topic offsets (x-stream-offset) and resume: a subscriber that left subscribes again with
+  // `x-stream-offset: offset=N` and gets exactly what it missed, in order, then live messages;
+  // `first` replays the history, `last` starts at the newest message.
+  async resume() {
+    const topic = '/topic/interop.resume';
+    const take = async (box, n) => {
+      const got = [];
+      for (let i = 0; i < n; i++) got.push(await box.next(`MESSAGE ${i + 1} of ${n}`));
+      return {
+        offsets: got.map((m) => Number(m.headers['x-stream-offset'])),
+        bodies: got.map((m) => m.body),
+      };
+    };
+    const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+    const { client: producer } = await connect();
+    const { client: live } = await connect();
+    const first = inbox();
+    await subscribeConfirmed(live, topic, (m) => first.push(m));
+    for (let i = 0; i < 3; i++) await publishConfirmed(producer, { destination: topic, body: `m${i}` });
+    let got = await take(first, 3);
+    check(same(got.bodies, ['m0', 'm1', 'm2']), `live bodies ${got.bodies}`);
+    check(same(got.offsets, [1, 2, 3]), `live offsets ${got.offsets}`);
+    await live.deactivate();
+    for (let i = 3; i < 8; i++) await publishConfirmed(producer, { destination: topic, body: `m${i}` });
+    const { client: back } = await connect();
+    const resumed = inbox();
+    await subscribeConfirmed(back, topic, (m) => resumed.push(m), {
+      'x-stream-offset': `offset=${got.offsets[2] + 1}`,
+    });
+    got = await take(resumed, 5);
+    check(same(got.bodies, ['m3', 'm4', 'm5', 'm6', 'm7']), `missed bodies ${got.bodies}`);
+    check(same(got.offsets, [4, 5, 6, 7, 8]), `missed offsets ${got.offsets}`);
+    await publishConfirmed(producer, { destination: topic, body: 'm8' });
+    got = await take(resumed, 1);
+    check(same(got.offsets, [9]) && got.bodies[0] === 'm8', `after the seam ${got.offsets}`);
+    const { client: replay } = await connect();
+    const all = inbox();
+    await subscribeConfirmed(replay, topic, (m) => all.push(m), { 'x-stream-offset': 'first' });
+    got = await take(all, 9);
+    check(same(got.offsets, [1, 2, 3, 4, 5, 6, 7, 8, 9]), `first: offsets ${got.offsets}`);
+    const { client: latest } = await connect();
+    const newest = inbox();
+    await subscribeConfirmed(latest, topic, (m) => newest.push(m), { 'x-stream-offset': 'last' });
+    got = await take(newest, 1);
+    check(same(got.offsets, [9]) && got.bodies[0] === 'm8', `last: ${got.offsets} ${got.bodies}`);
+    for (const c of [producer, back, replay, latest]) await c.deactivate();
+  },
 };
 
 let failed = 0;

@@ -153,6 +153,54 @@ def case_auth_refused():
     check(inbox.connected.empty(), "CONNECTED to a refused client")
 
 
+def subscribe_from(conn, inbox, destination, sub_id, start):
+    """SUBSCRIBE with `x-stream-offset: start` (RabbitMQ's convention), confirmed."""
+    confirmed(inbox, lambda r: conn.subscribe(destination, sub_id, ack="auto",
+                                              headers={"receipt": r, "x-stream-offset": start}))
+
+
+def offsets_and_bodies(inbox, n):
+    frames = [inbox.message(f"MESSAGE {i + 1} of {n}") for i in range(n)]
+    return [int(f.headers.get("x-stream-offset", "0")) for f in frames], [f.body for f in frames]
+
+
+def case_resume():
+    # Offsets on topic MESSAGEs; a subscriber that left resumes with offset=N: exactly what it
+    # missed, in order, then live; `first` and `last` from the history.
+    topic = "/topic/py.resume"
+    producer, pinbox = connect("resume-producer")
+    sub, inbox = connect("resume-sub")
+    subscribe(sub, inbox, topic, "live")
+    for i in range(3):
+        confirmed(pinbox, lambda r, i=i: producer.send(topic, f"m{i}", headers={"receipt": r}))
+    offsets, bodies = offsets_and_bodies(inbox, 3)
+    check(bodies == ["m0", "m1", "m2"], f"live bodies {bodies}")
+    check(offsets == [1, 2, 3], f"live offsets {offsets}")
+    sub.disconnect()
+    for i in range(3, 8):
+        confirmed(pinbox, lambda r, i=i: producer.send(topic, f"m{i}", headers={"receipt": r}))
+    back, binbox = connect("resume-sub")
+    subscribe_from(back, binbox, topic, "again", f"offset={offsets[-1] + 1}")
+    offsets, bodies = offsets_and_bodies(binbox, 5)
+    check(bodies == [f"m{i}" for i in range(3, 8)], f"missed bodies {bodies}")
+    check(offsets == [4, 5, 6, 7, 8], f"missed offsets {offsets}")
+    confirmed(pinbox, lambda r: producer.send(topic, "m8", headers={"receipt": r}))
+    offsets, bodies = offsets_and_bodies(binbox, 1)
+    check((offsets, bodies) == ([9], ["m8"]), f"live after the seam {offsets} {bodies}")
+    binbox.nothing_more("the resumed subscriber")
+    first, finbox = connect("resume-first")
+    subscribe_from(first, finbox, topic, "first", "first")
+    offsets, bodies = offsets_and_bodies(finbox, 9)
+    check(offsets == list(range(1, 10)), f"first: offsets {offsets}")
+    last, linbox = connect("resume-last")
+    subscribe_from(last, linbox, topic, "last", "last")
+    offsets, bodies = offsets_and_bodies(linbox, 1)
+    check((offsets, bodies) == ([9], ["m8"]), f"last: {offsets} {bodies}")
+    linbox.nothing_more("a subscriber from last")
+    for conn in (producer, back, first, last):
+        conn.disconnect()
+
+
 CASES = {
     "connect": case_connect,
     "publish-subscribe": case_publish_subscribe,
@@ -162,6 +210,7 @@ CASES = {
     "heart-beats-kept": case_heart_beats_kept,
     "heart-beats-missed": case_heart_beats_missed,
     "auth-refused": case_auth_refused,
+    "resume": case_resume,
 }
 
 

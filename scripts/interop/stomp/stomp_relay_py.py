@@ -38,6 +38,7 @@ RUN = uuid.uuid4().hex[:8]
 TOPIC = f"/topic/relay.{RUN}"
 TO_WS = f"/queue/relay.to-ws.{RUN}"
 TO_TCP = f"/queue/relay.to-tcp.{RUN}"
+RESUME = f"/topic/relay.resume.{RUN}"
 
 
 def token(sub):
@@ -153,6 +154,45 @@ def case_websocket_to_tcp():
     check(frame.headers.get("subscription") == "sub-1", f"subscription {frame.headers}")
 
 
+def case_resume():
+    # The application publishes through a TCP session (node A); a WebSocket client (node B on
+    # two nodes) leaves, and subscribes again with `x-stream-offset: offset=N`: exactly what it
+    # missed, in order, then live messages, with no gap or duplicate at the seam.
+    app, app_inbox = relay_session("relay-resume", token("relay-resume"))
+    ws, inbox = websocket_client("carol")
+    subscribe(ws, inbox, RESUME, "r-0")
+    warm_up(lambda body: app.send(RESUME, body), inbox)
+
+    def publish(body):
+        confirmed(app_inbox, lambda r: app.send(RESUME, body, headers={"receipt": r}))
+
+    def take(box, n):
+        frames = [box.message(f"MESSAGE {i + 1} of {n}") for i in range(n)]
+        return [int(f.headers.get("x-stream-offset", "0")) for f in frames], [f.body for f in frames]
+
+    for i in range(3):
+        publish(f"m{i}")
+    offsets, bodies = take(inbox, 3)
+    check(bodies == ["m0", "m1", "m2"], f"live bodies {bodies}")
+    check(offsets == list(range(offsets[0], offsets[0] + 3)), f"live offsets {offsets}")
+    ws.disconnect()
+    for i in range(3, 8):
+        publish(f"m{i}")
+    back, back_inbox = websocket_client("carol")
+    start = offsets[-1] + 1
+    confirmed(back_inbox, lambda r: back.subscribe(
+        RESUME, "r-1", ack="auto", headers={"receipt": r, "x-stream-offset": f"offset={start}"}))
+    offsets, bodies = take(back_inbox, 5)
+    check(bodies == [f"m{i}" for i in range(3, 8)], f"missed bodies {bodies}")
+    check(offsets == list(range(start, start + 5)), f"missed offsets {offsets} from {start}")
+    publish("m8")
+    offsets, bodies = take(back_inbox, 1)
+    check((offsets, bodies) == ([start + 5], ["m8"]), f"live after the seam {offsets} {bodies}")
+    back_inbox.nothing_more("the resumed subscriber")
+    back.disconnect()
+    app.disconnect()
+
+
 def case_disconnect():
     for name in ("alice", "system", "bob"):
         conn, _ = STATE.pop(name)
@@ -165,6 +205,7 @@ CASES = {
     "client-session": case_client_session,
     "tcp-to-websocket": case_tcp_to_websocket,
     "websocket-to-tcp": case_websocket_to_tcp,
+    "resume": case_resume,
     "disconnect": case_disconnect,
 }
 
