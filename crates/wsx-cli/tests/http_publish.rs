@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{
-    Client, RedisServer, Response, Server, WAIT, body, free_port, http_exchange, redis_url,
-    unique_prefix, wait_metric,
+    Client, RedisServer, Response, Server, WAIT, body, free_port, http_exchange, http_post,
+    redis_url, unique_prefix, wait_metric,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -44,21 +44,6 @@ fn token_with(secret: &str, send: &[&str], exp_in: i64) -> String {
     .expect("encode a token")
 }
 
-/// `POST path` with `headers` and `body` (a `Content-Length` added); the whole response.
-async fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    let mut bytes = request.into_bytes();
-    bytes.extend_from_slice(body);
-    http_exchange(addr, &bytes).await
-}
-
 /// Publish `body` to `destination` as `bearer` (if any) with more headers.
 async fn publish(
     server: &Server,
@@ -73,7 +58,7 @@ async fn publish(
         all.push(("Authorization", authorization));
     }
     let path = format!("/api/publish?destination={destination}");
-    post(server.addr, &path, &all, body.as_bytes()).await
+    http_post(server.addr, &path, &all, body.as_bytes()).await
 }
 
 /// The JSON body of `response`.
@@ -192,7 +177,7 @@ async fn http_publish_auth_table() {
     );
 
     // No destination, a body past the broker's limit (1 MiB), another method.
-    let response = post(
+    let response = http_post(
         server.addr,
         "/api/publish",
         &[("Authorization", &format!("Bearer {API_TOKEN}"))],
@@ -249,7 +234,7 @@ async fn without_auth_only_loopback_clients_publish() {
         eprintln!("no non-loopback address here: the 403 case is covered by wsx-broker's tests");
         return;
     };
-    let response = post(
+    let response = http_post(
         SocketAddr::new(ip, port),
         "/api/publish?destination=/topic/news",
         &[],

@@ -4,15 +4,16 @@
 //! for is no longer retained.
 //!
 //! On two nodes sharing Redis (`WSX_TEST_REDIS_URL`, skipped without it outside CI): a
-//! subscriber on node A leaves, 500 messages are published, node A is killed with SIGKILL,
-//! and the subscriber resumes on node B with `offset=N`. On one node in memory: the same
+//! subscriber on node A leaves, 500 messages are published (250 over STOMP on node B, then 250
+//! with `POST /api/publish` on node A, each answered with its offset), node A is killed with
+//! SIGKILL, and the subscriber resumes on node B with `offset=N`. On one node in memory: the same
 //! without the kill.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Client, Server, WAIT, body, redis_url, unique_prefix};
+use common::{Client, Server, WAIT, body, http_post, redis_url, unique_prefix};
 use tokio::time::Instant;
 use wsx_stomp::{Command, Frame};
 
@@ -112,16 +113,39 @@ async fn publish_many(publisher: &mut Client, topic: &str, count: usize) {
 
 const TOPIC: &str = "/topic/resume";
 
+/// Publish `m{from}`..`m{to - 1}` to `topic` with `POST /api/publish` on `server` (a loopback
+/// client: no auth needed), one after the other; each answer's offset is checked against
+/// `first_offset`, counting up.
+async fn publish_over_http(
+    server: &Server,
+    topic: &str,
+    from: usize,
+    to: usize,
+    first_offset: u64,
+) {
+    for (i, offset) in (from..to).zip(first_offset..) {
+        let path = format!("/api/publish?destination={topic}");
+        let response = http_post(server.addr, &path, &[], format!("m{i}").as_bytes()).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert!(
+            response.body.contains(&format!("\"offset\":{offset}")),
+            "m{i}: {}",
+            response.body
+        );
+    }
+}
+
 /// The first half of the scenario: a subscriber on `a` gets live messages, leaves, and 500
-/// messages are published on `b`. Returns the publisher and the last offset the subscriber
-/// got.
+/// messages are published: 250 over STOMP on `b`, 250 over HTTP on `a`. Returns the
+/// publisher and the last offset the subscriber got.
 async fn leave_and_miss(a: &Server, b: &Server) -> (Client, u64) {
     let mut publisher = Client::connect_anonymous(b, "publisher").await;
     let mut subscriber = Client::connect_anonymous(a, "subscriber").await;
     subscriber.subscribe("s", TOPIC, "auto").await;
     let last_seen = warm_up(&mut publisher, TOPIC, &mut subscriber).await;
     drop(subscriber);
-    publish_many(&mut publisher, TOPIC, 500).await;
+    publish_many(&mut publisher, TOPIC, 250).await;
+    publish_over_http(a, TOPIC, 250, 500, last_seen + 251).await;
     (publisher, last_seen)
 }
 

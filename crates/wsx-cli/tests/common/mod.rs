@@ -175,6 +175,26 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str) -> Response {
     http_exchange(addr, req.as_bytes()).await
 }
 
+/// `POST path` with `headers` and `body` (a `Content-Length` added); the whole response.
+pub async fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    http_exchange(addr, &bytes).await
+}
+
 /// Send `request` (head and body, as they go on the wire) and read the whole response (the
 /// server closes it).
 pub async fn http_exchange(addr: SocketAddr, request: &[u8]) -> Response {
