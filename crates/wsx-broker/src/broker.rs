@@ -88,6 +88,8 @@ pub struct Broker {
     /// The prefixes [`crate::BrokerBuilder::reserve`] keeps for the server's own traffic,
     /// which clients may not publish to (over STOMP or HTTP).
     pub(crate) reserved: Arc<[String]>,
+    /// The bytes of HTTP publish bodies being read ([`crate::PUBLISH_BODIES_BUDGET`]).
+    pub(crate) publish_bodies: Arc<tokio::sync::Semaphore>,
 }
 
 impl Broker {

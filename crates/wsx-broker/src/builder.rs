@@ -316,6 +316,9 @@ impl<'a> BrokerBuilder<'a> {
                 jwt,
                 max_body_size: limits.max_body_size,
                 reserved: reserved_prefixes,
+                publish_bodies: Arc::new(tokio::sync::Semaphore::new(
+                    crate::PUBLISH_BODIES_BUDGET.max(limits.max_body_size),
+                )),
             }
         });
         if let Some(events) = redis_events {

@@ -2,20 +2,25 @@
 //! body to a topic or queue of the broker, for a backend that does not speak STOMP.
 //!
 //! Where it sits in the flow: the HTTP server (`wsx serve`'s router, or an application's)
-//! reads the request and its body (at most [`Broker::max_publish_body`], the broker's body
-//! limit: 413 past it) and hands them over as a [`PublishRequest`]; [`Broker::publish_http`]
-//! checks the destination and the caller's right to publish, publishes like
-//! [`Broker::publish`] (through the engine: with Redis, to every node) and returns the
-//! [`PublishAnswer`] to send, always JSON:
+//! reads the request head and asks [`Broker::admit_publish`] whether to read the body at all:
+//! the destination, the caller's right to publish and the announced length are checked before
+//! a byte of the body is held, and the length is reserved from the broker's budget of bodies
+//! being read ([`PUBLISH_BODIES_BUDGET`]); then it reads the body (at most
+//! [`Broker::max_publish_body`], the broker's body limit) and hands head and body over as a
+//! [`PublishRequest`]; [`Broker::publish_http`] checks again (it also serves servers that skip
+//! the admission), publishes like [`Broker::publish`] (through the engine: with Redis, to every
+//! node) and returns the [`PublishAnswer`] to send, always JSON:
 //!
 //! | case | status | body |
 //! | --- | --- | --- |
-//! | published to a topic | 200 | `{"destination": "/topic/NAME", "offset": N}` (`null` while topics have no offsets) |
-//! | accepted by the engine for a queue | 202 | `{"destination": "/queue/NAME"}` |
+//! | published to a topic | 200 | `{"destination": "/topic/NAME", "offset": N}` once stored (`null`: stored, offset unknown) |
+//! | published to a queue | 202 | `{"destination": "/queue/NAME"}` once stored (with Redis: once Redis answered) |
 //! | no, or a bad, destination (only `/topic/NAME`, `/queue/NAME`) | 400 | `{"error": "…"}` |
 //! | auth configured and no token, or a token that is neither the API token nor a valid JWT | 401 | `{"error": "…"}` (with `WWW-Authenticate: Bearer`) |
 //! | a JWT whose `send` claim does not allow the destination; no auth configured and a client not on loopback | 403 | `{"error": "…"}` |
-//! | the engine refuses (a budget crossed, Redis unreachable with its backlog full) | 503 | `{"error": "…"}` |
+//! | a destination the server reserves for itself ([`crate::BrokerBuilder::reserve`]) | 403 | `{"error": "…"}` |
+//! | a body longer than the broker's body limit | 413 | `{"error": "…"}` |
+//! | the engine refuses (a budget crossed, Redis unreachable with its backlog full); the budget of bodies being read is spent | 503 | `{"error": "…"}` |
 //!
 //! Auth: `Authorization: Bearer TOKEN` where TOKEN is the API token (`--api-token`: allowed to
 //! publish anywhere) or a JWT the broker's `--jwt-*` settings accept whose `send` claim allows
@@ -28,6 +33,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::sync::OwnedSemaphorePermit;
 use wsx_stomp::{CONFLATION_KEY, Destination, DestinationKind, Headers, Publish};
 
 use crate::broker::Broker;
@@ -48,6 +54,33 @@ pub struct PublishRequest<'a> {
     pub peer: IpAddr,
     /// The body: the message's body.
     pub body: Bytes,
+}
+
+/// The bytes of request bodies all HTTP publishes of a broker may be reading at once (or the
+/// broker's body limit, if larger): what each request's `Content-Length` announces is reserved
+/// by [`Broker::admit_publish`] before its body is read, and released when the answer is made.
+/// Past it a request is answered `503` at once: slow uploads cannot make the server hold more.
+pub const PUBLISH_BODIES_BUDGET: usize = 16 << 20;
+
+/// A publish request's head, before its body is read ([`Broker::admit_publish`]).
+#[derive(Debug, Clone)]
+pub struct PublishHead<'a> {
+    /// The request's query string (`destination=/topic/NAME`, percent-encoded or not).
+    pub query: Option<&'a str>,
+    /// The `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// The client's address.
+    pub peer: IpAddr,
+    /// The body's length as `Content-Length` announces it (`None`: no or a malformed header,
+    /// which the body reader refuses itself).
+    pub content_length: Option<usize>,
+}
+
+/// A request admitted to have its body read: holds its share of [`PUBLISH_BODIES_BUDGET`]
+/// until dropped (keep it until the answer is made).
+#[derive(Debug)]
+pub struct PublishAdmission {
+    _reserved: Option<OwnedSemaphorePermit>,
 }
 
 /// What to answer to an HTTP publish request: a status and a JSON body.
@@ -76,27 +109,47 @@ impl Broker {
         self.max_body_size
     }
 
+    /// Whether to read the body of a publish request with this head (see the module docs):
+    /// `Err` with the answer to make at once (400, 401, 403, 413, or 503 when the bodies being
+    /// read already hold [`PUBLISH_BODIES_BUDGET`]), else the admission to keep until the
+    /// answer is made. `api_token` is `--api-token`.
+    pub fn admit_publish(
+        &self,
+        head: PublishHead<'_>,
+        api_token: Option<&str>,
+    ) -> Result<PublishAdmission, PublishAnswer> {
+        self.check_head(head.query, head.authorization, head.peer, api_token)?;
+        let length = head.content_length.unwrap_or(0);
+        if length > self.max_body_size {
+            return Err(PublishAnswer::error(413, "request body too large"));
+        }
+        let permits = u32::try_from(length).unwrap_or(u32::MAX);
+        match self.publish_bodies.clone().try_acquire_many_owned(permits) {
+            Ok(permit) => Ok(PublishAdmission {
+                _reserved: Some(permit),
+            }),
+            Err(_) => Err(PublishAnswer::error(
+                503,
+                "too many request bodies being received: try again",
+            )),
+        }
+    }
+
     /// Answer one `POST /api/publish` (see the module docs); `api_token` is `--api-token`.
     pub async fn publish_http(
         &self,
         request: PublishRequest<'_>,
         api_token: Option<&str>,
     ) -> PublishAnswer {
-        let destination = match destination_of(request.query) {
+        let destination = match self.check_head(
+            request.query,
+            request.authorization,
+            request.peer,
+            api_token,
+        ) {
             Ok(destination) => destination,
-            Err(reason) => return PublishAnswer::error(400, &reason),
+            Err(answer) => return answer,
         };
-        if let Err((status, reason)) = self.may_publish(&request, api_token, &destination) {
-            return PublishAnswer::error(status, &reason);
-        }
-        if let Some(prefix) = self
-            .reserved
-            .iter()
-            .find(|p| destination.as_str().starts_with(p.as_str()))
-        {
-            let reason = format!("{prefix}... is reserved for the server's own traffic");
-            return PublishAnswer::error(403, &reason);
-        }
         if request.body.len() > self.max_body_size {
             return PublishAnswer::error(413, "request body too large");
         }
@@ -148,16 +201,41 @@ impl Broker {
         pending.stored().await.map(|_| None)
     }
 
-    /// Whether the client of `request` may publish to `destination`: `Err` with the status
-    /// and reason otherwise.
+    /// The destination a request's head names, if the caller may publish there; else the
+    /// answer to make (400, 401 or 403).
+    fn check_head(
+        &self,
+        query: Option<&str>,
+        authorization: Option<&str>,
+        peer: IpAddr,
+        api_token: Option<&str>,
+    ) -> Result<Destination, PublishAnswer> {
+        let destination =
+            destination_of(query).map_err(|reason| PublishAnswer::error(400, &reason))?;
+        self.may_publish(authorization, peer, api_token, &destination)
+            .map_err(|(status, reason)| PublishAnswer::error(status, &reason))?;
+        if let Some(prefix) = self
+            .reserved
+            .iter()
+            .find(|p| destination.as_str().starts_with(p.as_str()))
+        {
+            let reason = format!("{prefix}... is reserved for the server's own traffic");
+            return Err(PublishAnswer::error(403, &reason));
+        }
+        Ok(destination)
+    }
+
+    /// Whether the client at `peer` with `authorization` may publish to `destination`: `Err`
+    /// with the status and reason otherwise.
     fn may_publish(
         &self,
-        request: &PublishRequest<'_>,
+        authorization: Option<&str>,
+        peer: IpAddr,
         api_token: Option<&str>,
         destination: &Destination,
     ) -> Result<(), (u16, String)> {
         if api_token.is_none() && self.jwt.is_none() {
-            return if request.peer.to_canonical().is_loopback() {
+            return if peer.to_canonical().is_loopback() {
                 Ok(())
             } else {
                 Err((
@@ -168,7 +246,7 @@ impl Broker {
                 ))
             };
         }
-        let Some(token) = request.authorization.and_then(bearer) else {
+        let Some(token) = authorization.and_then(bearer) else {
             return Err((
                 401,
                 "authentication required: Authorization: Bearer TOKEN".to_owned(),

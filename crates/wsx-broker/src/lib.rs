@@ -61,7 +61,9 @@ pub use broker::{Broker, connection_info};
 pub use builder::BrokerBuilder;
 pub use error::Error;
 pub use escaped::Escaped;
-pub use http_publish::{PublishAnswer, PublishRequest};
+pub use http_publish::{
+    PUBLISH_BODIES_BUDGET, PublishAdmission, PublishAnswer, PublishHead, PublishRequest,
+};
 pub use jwt::{DEFAULT_LEEWAY_SECS as DEFAULT_JWT_LEEWAY_SECS, JwtOptions};
 pub use metrics::BrokerMetrics;
 pub use options::{BrokerOptions, HeartBeatMs, JwtSecret};

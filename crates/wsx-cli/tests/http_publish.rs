@@ -15,6 +15,8 @@ use common::{
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use wsx_stomp::Command;
 
@@ -376,4 +378,75 @@ async fn a_queue_publish_is_answered_once_redis_has_stored_it() {
     consumer.subscribe("q", "/queue/orders", "auto").await;
     let message = consumer.expect(Command::Message).await;
     assert_eq!(body(&message), "during");
+}
+
+/// Send a publish request's head (the body announced, not sent) and read what the server
+/// answers before the body: `100 Continue` (admitted: the body may come) or a final answer.
+async fn head_only(server: &Server, bearer: Option<&str>, length: usize) -> (TcpStream, String) {
+    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+    let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "POST /api/publish?destination=/topic/uploads HTTP/1.1\r\nHost: x\r\n{auth}\
+         Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.expect("write head");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Until a complete head comes (a 100 Continue, or the final answer's head).
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .expect("an answer before the body, long before --handshake-timeout")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed without an answer: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    (tcp, String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Nothing of a publish body is held for a request its head already refuses, nor past the
+/// budget of bodies being read (16 MiB): a client announcing bodies it sends slowly, or never,
+/// gets `503` once sixteen 1 MiB bodies are on their way, and room again once one is done.
+#[tokio::test]
+async fn publish_bodies_are_read_only_when_admitted_and_within_the_budget() {
+    // A late body would be answered 408 only after a minute: every answer below comes first.
+    let server = Server::start(&["--api-token", API_TOKEN, "--handshake-timeout", "60"]);
+    let mb = 1 << 20;
+    let (_refused, answer) = head_only(&server, None, mb).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    let (_refused, answer) = head_only(&server, Some("wrong"), mb).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+
+    let mut uploads = Vec::new();
+    for n in 0..16 {
+        let (tcp, answer) = head_only(&server, Some(API_TOKEN), mb).await;
+        assert!(answer.starts_with("HTTP/1.1 100"), "upload {n}: {answer}");
+        uploads.push(tcp);
+    }
+    let (_refused, answer) = head_only(&server, Some(API_TOKEN), mb).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 503"),
+        "past the budget: {answer}"
+    );
+    assert!(answer.contains("too many request bodies"), "{answer}");
+    // A small one does not fit either: the budget is spent.
+    let (_refused, answer) = head_only(&server, Some(API_TOKEN), 10).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+
+    // One upload completes: published, and its share of the budget is free again.
+    let mut done = uploads.pop().expect("an upload");
+    done.write_all(&vec![b'x'; mb]).await.expect("write body");
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, done.read_to_end(&mut rest))
+        .await
+        .expect("the answer")
+        .expect("read");
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+    let (_next, answer) = head_only(&server, Some(API_TOKEN), mb).await;
+    assert!(answer.starts_with("HTTP/1.1 100"), "room again: {answer}");
 }

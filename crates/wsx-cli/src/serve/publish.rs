@@ -1,6 +1,8 @@
 //! `POST /api/publish`: the HTTP publish API of `wsx serve`, on the STOMP broker (see
 //! [`wsx_broker::PublishRequest`] for what it answers and who may publish). This module adapts
-//! it to the router: the request's head and body (read by the server, at most the broker's body
+//! it to the router: the request's head is admitted first ([`wsx_broker::Broker::admit_publish`]:
+//! auth, destination and the announced length against the budget of bodies being read, before
+//! any of the body is read), then head and body (read by the server, at most the broker's body
 //! limit) become a [`PublishRequest`], the answer a JSON response; `--api-token` is the
 //! [`ApiToken`].
 
@@ -8,7 +10,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use wsx::{Answer, HttpResponse, ReadBody};
-use wsx_broker::{PublishAnswer, PublishRequest};
+use wsx_broker::{PublishAnswer, PublishHead, PublishRequest};
 
 use super::State;
 use super::stomp::Stomp;
@@ -57,8 +59,23 @@ pub fn answer(info: &wsx::ConnectionInfo, stomp: &Arc<Stomp>, state: &Arc<State>
         header("x-conflation-key"),
     );
     let peer = info.peer.ip();
+    let api_token = state.api_token.as_ref().map(ApiToken::as_str);
+    // Nothing of the body is held for a request refused by its head, nor past the budget.
+    let head = PublishHead {
+        query: query.as_deref(),
+        authorization: authorization.as_deref(),
+        peer,
+        content_length: req
+            .header_str("content-length")
+            .and_then(|v| v.trim().parse().ok()),
+    };
+    let admission = match stomp.admit_publish(head, api_token) {
+        Ok(admission) => admission,
+        Err(answer) => return json(answer).into(),
+    };
     let (stomp, state) = (stomp.clone(), state.clone());
     ReadBody::new(stomp.max_publish_body(), move |body| async move {
+        let _admission = admission;
         let answer = match body {
             Err(refused) => PublishAnswer::error(refused.status, refused.reason),
             Ok(body) => {
