@@ -2,8 +2,9 @@
 //! and across two nodes on one Redis: every `message` event carries its offset, a member coming
 //! back with `since` gets exactly what it missed (from the room's history, or replayed from the
 //! topic when the room keeps fewer), on any node, also after the node it was on was killed;
-//! messages, files and presence cross the nodes, a killed node's members expire; STOMP clients
-//! may read the rooms' topics but not SEND to them.
+//! messages, files and presence cross the nodes (a name taken on one node is not given out on
+//! another), a killed node's members expire; STOMP clients may read the rooms' topics but not
+//! SEND to them.
 //!
 //! Redis: `WSX_TEST_REDIS_URL` (scripts/test.sh starts one), each test under a key prefix of
 //! its own; without it the Redis tests print a skip line, or fail under `CI=true`.
@@ -256,4 +257,25 @@ async fn since_across_nodes_after_the_members_node_was_killed() {
     assert_eq!(messages(&mut cat, 5).await, numbered(first + 2, &missed));
     say(&mut dan, "live").await;
     assert_eq!(messages(&mut cat, 1).await, numbered(first + 7, &["live"]));
+}
+
+#[tokio::test]
+async fn a_name_taken_on_another_node_is_not_given_out_again() {
+    let Some(redis) = redis_url("a_name_taken_on_another_node_is_not_given_out_again") else {
+        return;
+    };
+    let prefix = unique_prefix("chat-names");
+    let a = node(&redis, &prefix, "names-a", &[]);
+    let b = node(&redis, &prefix, "names-b", &[]);
+    let (mut ann, welcome) = join(&a, "names", "ann").await;
+    assert_eq!(welcome["name"], "ann");
+    until(&mut ann, "presence").await;
+    let (mut bob, _) = join(&b, "names", "bob").await;
+    // Node B knows ann once its member sees her in the room.
+    until_join(&mut bob, "ann").await;
+    let (mut second, welcome) = join(&b, "names", "ANN").await;
+    assert_eq!(welcome["name"], "ANN 2", "{welcome}");
+    let presence = until(&mut second, "presence").await;
+    assert_eq!(presence["users"], json!(["bob", "ANN 2", "ann"]));
+    until_join(&mut ann, "ANN 2").await;
 }

@@ -8,6 +8,10 @@
 //! suffix plus one, so no join probes the names one by one (a long name is cut to keep the
 //! suffixed name within [`MAX_NAME_CHARS`]; its family is that of the cut name). Everything is
 //! released when its member leaves: the registry holds only the names of present members.
+//!
+//! With rooms spanning nodes, a join also passes over the names the room's members have on the
+//! other nodes, as far as this node knows them ([`Names::claim_avoiding`]); two members who join
+//! two nodes under one name within the same instant may still both get it.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -32,8 +36,18 @@ pub struct Names {
 impl Names {
     /// Take `wanted` (already validated), or its first free suffixed form; returns the name
     /// taken.
+    #[cfg(test)]
     pub fn claim(&mut self, wanted: &str) -> String {
-        if self.is_free(wanted) {
+        self.claim_avoiding(wanted, |_| false)
+    }
+
+    /// [`Names::claim`], also passing over the names `elsewhere` says are taken (given
+    /// lowercased): the room's members on other nodes. Each of those costs one more probe.
+    pub fn claim_avoiding(&mut self, wanted: &str, elsewhere: impl Fn(&str) -> bool) -> String {
+        let is_free = |names: &mut Self, name: &str| {
+            names.is_free(name) && !elsewhere(&name.to_ascii_lowercase())
+        };
+        if is_free(self, wanted) {
             self.insert(wanted);
             return wanted.to_owned();
         }
@@ -56,11 +70,11 @@ impl Names {
                 continue;
             }
             let candidate = format!("{prefix}{suffix}");
-            if self.is_free(&candidate) {
+            if is_free(self, &candidate) {
                 self.insert(&candidate);
                 return candidate;
             }
-            // Only past MAX_FAMILY_SUFFIX, where families record nothing.
+            // Taken on another node, or past MAX_FAMILY_SUFFIX, where families record nothing.
             k += 1;
         }
     }
@@ -118,6 +132,17 @@ fn split_suffix(name: &str) -> Option<(&str, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_taken_on_other_nodes_are_passed_over() {
+        let mut names = Names::default();
+        let remote = ["bob", "bob 2", "carol"];
+        let elsewhere = |n: &str| remote.contains(&n);
+        assert_eq!(names.claim_avoiding("Bob", elsewhere), "Bob 3");
+        assert_eq!(names.claim_avoiding("bob", elsewhere), "bob 4");
+        assert_eq!(names.claim_avoiding("CAROL", elsewhere), "CAROL 2");
+        assert_eq!(names.claim_avoiding("dave", elsewhere), "dave");
+    }
 
     #[test]
     fn same_name_gets_the_next_suffix() {

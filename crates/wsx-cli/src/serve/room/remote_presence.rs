@@ -8,8 +8,9 @@
 //! nodes within `PRESENCE_EXPIRY` + `PRESENCE_REFRESH` of the node's last word. A node whose
 //! last member left says `here` with an empty list, and is forgotten at once.
 //!
-//! Names are unique per node (see [`super::names`]); two nodes may each have a `bob`, and
-//! presence lists then show both.
+//! A node gives a joining member a name none of the members it knows of has, here or on the
+//! other nodes (see [`super::names`]); only two joins under one name on two nodes at the same
+//! moment can both get it, and presence lists then show both.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

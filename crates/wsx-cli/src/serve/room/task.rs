@@ -357,7 +357,11 @@ impl Room {
     }
 
     fn join(&mut self, joiner: Joiner) {
-        let name = self.names.claim(&joiner.name);
+        let remote: std::collections::HashSet<String> =
+            self.remote.names().map(str::to_ascii_lowercase).collect();
+        let name = self
+            .names
+            .claim_avoiding(&joiner.name, |n| remote.contains(n));
         info!(room = %Escaped(&self.name), name = %Escaped(&name), since = ?joiner.since, "joined");
         let mut member = Member {
             id: joiner.id,
