@@ -53,6 +53,15 @@ pub enum Error {
     /// (see [`ProxyConfig`](crate::ProxyConfig)); the message says which proxy and why.
     #[error("proxy: {0}")]
     Proxy(String),
+    /// The HTTP/2 connection failed or the peer broke HTTP/2 (feature `http2`): a
+    /// `GOAWAY` with an error, a refused or reset stream before its response, a malformed
+    /// response.
+    #[error("HTTP/2: {0}")]
+    Http2(String),
+    /// The HTTP/2 server does not advertise `SETTINGS_ENABLE_CONNECT_PROTOCOL` (RFC 8441), so it
+    /// cannot carry WebSockets: connect over HTTP/1.1 instead.
+    #[error("the HTTP/2 server does not accept WebSockets (no SETTINGS_ENABLE_CONNECT_PROTOCOL)")]
+    NoExtendedConnect,
 }
 
 impl Error {

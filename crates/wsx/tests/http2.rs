@@ -1,0 +1,333 @@
+//! WebSocket over HTTP/2 (RFC 8441, feature `http2`): the wsx client against the wsx server,
+//! over real TCP connections on 127.0.0.1 (h2c with prior knowledge).
+#![cfg(feature = "http2")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+use wsx::http2::{H2WebSocket, Http2Client, Http2Limits, Http2Server};
+use wsx::{
+    Accept, ClientBuilder, CloseCode, Error, HandshakeError, Message, Policy, Reject,
+    WebSocketConfig,
+};
+
+const ORIGIN: &str = "https://app.example";
+
+/// A wsx HTTP/2 server on 127.0.0.1 with a few routes; its sessions report what they saw.
+struct TestServer {
+    addr: SocketAddr,
+    /// TCP connections accepted.
+    connections: Arc<AtomicUsize>,
+    /// What the sessions saw (the peer's close, an error …).
+    events: mpsc::UnboundedReceiver<String>,
+    /// Lets the `/hold` session start reading.
+    release: Arc<Notify>,
+}
+
+impl TestServer {
+    async fn start() -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (tx, events) = mpsc::unbounded_channel();
+        let release = Arc::new(Notify::new());
+        let policy = Policy::default()
+            .allow_origin(ORIGIN)
+            .subprotocol("chat")
+            .auth(|req, _peer| {
+                if req.path() == "/private" && req.header_str("authorization") != Some("Bearer ok")
+                {
+                    return Err(Reject::new(401, "who are you?"));
+                }
+                Ok(Accept::default())
+            });
+        let server = Http2Server::new()
+            .config(WebSocketConfig::default().compression(Default::default()))
+            .policy(policy);
+        let counted = connections.clone();
+        let held = release.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, peer)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let (server, tx, held) = (server.clone(), tx.clone(), held.clone());
+                tokio::spawn(async move {
+                    let _ = server
+                        .serve_connection(tcp, peer, |info| route(info.request.path(), &tx, &held))
+                        .await;
+                });
+            }
+        });
+        TestServer {
+            addr,
+            connections,
+            events,
+            release,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    async fn client(&self) -> Http2Client {
+        Http2Client::connect(&self.url("/"), &Http2Limits::default())
+            .await
+            .unwrap()
+    }
+
+    async fn event(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(10), self.events.recv())
+            .await
+            .expect("a session event")
+            .expect("the server runs")
+    }
+}
+
+type Session = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn route(
+    path: &str,
+    tx: &mpsc::UnboundedSender<String>,
+    release: &Arc<Notify>,
+) -> Result<Box<dyn FnOnce(H2WebSocket, wsx::ConnectionInfo) -> Session + Send>, Reject> {
+    let tx = tx.clone();
+    let release = release.clone();
+    Ok(match path {
+        "/echo" | "/private" => Box::new(move |mut ws, _| {
+            Box::pin(async move {
+                let end = loop {
+                    match ws.recv().await {
+                        Some(Ok(msg)) if msg.is_data() => {
+                            if ws.send(msg).await.is_err() {
+                                break "send failed".to_owned();
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => break format!("error: {e:?}"),
+                        None => break format!("closed: {:?}", ws.peer_close_frame()),
+                    }
+                };
+                let _ = tx.send(end);
+            })
+        }),
+        // Reads nothing until released, then answers the size of the one message it reads.
+        "/hold" => Box::new(move |mut ws, _| {
+            Box::pin(async move {
+                release.notified().await;
+                if let Some(Ok(msg)) = ws.recv().await {
+                    let _ = ws
+                        .send(Message::text(msg.payload().len().to_string()))
+                        .await;
+                }
+                let _ = tx.send("released".into());
+            })
+        }),
+        // Drops the WebSocket at once, without a close handshake: RST_STREAM.
+        "/drop" => Box::new(move |ws, _| {
+            Box::pin(async move {
+                drop(ws);
+                let _ = tx.send("dropped".into());
+            })
+        }),
+        _ => return Err(Reject::new(404, "no such route")),
+    })
+}
+
+fn builder(server: &TestServer, path: &str) -> ClientBuilder {
+    ClientBuilder::new(server.url(path)).origin(ORIGIN)
+}
+
+fn rejected_status(err: &Error) -> Option<u16> {
+    match err.as_handshake() {
+        Some(HandshakeError::Rejected { status, .. }) => Some(*status),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn echo_ping_subprotocol_deflate_and_close_code() {
+    let mut server = TestServer::start().await;
+    let client = server.client().await;
+    let (mut ws, resp) = client
+        .open(
+            builder(&server, "/echo")
+                .subprotocol("chat")
+                .config(WebSocketConfig::default().compression(Default::default())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(ws.subprotocol(), Some("chat"));
+    assert!(ws.is_compressed(), "permessage-deflate over HTTP/2");
+
+    let text = "hello over h2 ".repeat(1000);
+    ws.send(Message::text(text.clone())).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text(text));
+    let binary: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+    ws.send(Message::binary(binary.clone())).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::binary(binary));
+    ws.send(Message::Ping("are you there".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        Message::Pong("are you there".into())
+    );
+
+    // `close` waits for the server's close frame and its END_STREAM.
+    ws.close(CloseCode(4001), "bye").await.unwrap();
+    assert_eq!(ws.peer_close_frame().map(|f| f.code), Some(CloseCode(4001)));
+    assert!(ws.recv().await.is_none(), "nothing after the close");
+    let seen = server.event().await;
+    assert!(seen.contains("4001") && seen.contains("bye"), "{seen}");
+}
+
+#[tokio::test]
+async fn eight_websockets_share_one_tcp_connection() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let mut sessions = Vec::new();
+    for i in 0..8 {
+        let client = client.clone();
+        let builder = builder(&server, "/echo");
+        sessions.push(tokio::spawn(async move {
+            let (mut ws, _) = client.open(builder).await.unwrap();
+            let id = ws.get_ref().stream_id();
+            for n in 0..20 {
+                let msg = Message::text(format!("socket {i} message {n}"));
+                ws.send(msg.clone()).await.unwrap();
+                assert_eq!(ws.recv().await.unwrap().unwrap(), msg);
+            }
+            ws.close(CloseCode::NORMAL, "").await.unwrap();
+            while ws.recv().await.is_some() {}
+            id
+        }));
+    }
+    let mut ids = Vec::new();
+    for s in sessions {
+        ids.push(s.await.unwrap());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "eight streams");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn refusals_carry_their_http_status_and_leave_the_connection_usable() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+
+    let err = client.open(builder(&server, "/nowhere")).await.unwrap_err();
+    assert_eq!(rejected_status(&err), Some(404), "{err:?}");
+
+    let wrong_origin = ClientBuilder::new(server.url("/echo")).origin("https://evil.example");
+    let err = client.open(wrong_origin).await.unwrap_err();
+    assert_eq!(rejected_status(&err), Some(403), "{err:?}");
+    let no_origin = ClientBuilder::new(server.url("/echo"));
+    let err = client.open(no_origin).await.unwrap_err();
+    assert_eq!(rejected_status(&err), Some(403), "{err:?}");
+
+    let err = client.open(builder(&server, "/private")).await.unwrap_err();
+    assert_eq!(rejected_status(&err), Some(401), "{err:?}");
+    let authorized = builder(&server, "/private").header("Authorization", "Bearer ok");
+    let (mut ws, _) = client.open(authorized).await.unwrap();
+    ws.send(Message::text("in")).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("in"));
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_reset_stream_is_an_abnormal_close_on_both_sides() {
+    let mut server = TestServer::start().await;
+    let client = server.client().await;
+
+    // The server drops its WebSocket: the client's read ends without a close frame
+    // (END_STREAM then RST_STREAM NO_ERROR, as a TCP socket dropped without a close).
+    let (mut ws, _) = client.open(builder(&server, "/drop")).await.unwrap();
+    assert_eq!(server.event().await, "dropped");
+    match ws.recv().await {
+        Some(Err(Error::ConnectionReset)) => {}
+        other => panic!("expected an abnormal close, got {other:?}"),
+    }
+
+    // The client drops its WebSocket (RST_STREAM CANCEL): the server's session sees the same.
+    let (mut ws, _) = client.open(builder(&server, "/echo")).await.unwrap();
+    ws.send(Message::text("x")).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("x"));
+    drop(ws);
+    assert_eq!(server.event().await, "error: ConnectionReset");
+
+    // Streams end, the connection stays.
+    let (mut ws, _) = client.open(builder(&server, "/echo")).await.unwrap();
+    ws.send(Message::text("still here")).await.unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        Message::text("still here")
+    );
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn flow_control_holds_a_peer_whose_reader_does_not_read() {
+    let mut server = TestServer::start().await;
+    let client = server.client().await;
+    let (mut ws, _) = client.open(builder(&server, "/hold")).await.unwrap();
+    const SIZE: usize = 8 << 20;
+    let payload = vec![b'x'; SIZE];
+    // The server reads nothing: once its stream window and our send buffer are full, the
+    // send cannot finish, and the rest stays queued in our WebSocket.
+    let sent = tokio::time::timeout(
+        Duration::from_millis(500),
+        ws.send(Message::binary(payload)),
+    )
+    .await;
+    assert!(sent.is_err(), "the send was held by flow control");
+    let limits = Http2Limits::default();
+    let in_flight = SIZE - ws.buffered_amount();
+    let bound = limits.initial_stream_window as usize + limits.max_send_buffer + (64 << 10);
+    assert!(
+        in_flight <= bound,
+        "{in_flight} bytes left the WebSocket with a window of {bound}"
+    );
+
+    // Once the server reads, everything arrives.
+    server.release.notify_one();
+    ws.flush().await.unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        Message::text(SIZE.to_string())
+    );
+    assert_eq!(server.event().await, "released");
+}
+
+#[tokio::test]
+async fn a_server_without_extended_connect_is_refused() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut conn = h2::server::handshake(tcp).await.unwrap();
+        while let Some(Ok(_)) = conn.accept().await {}
+    });
+    let err = Http2Client::connect(&format!("ws://{addr}/"), &Http2Limits::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NoExtendedConnect), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_http1_server_is_not_an_http2_one() {
+    // The HTTP/1.1 echo server answers the HTTP/2 preface with a 400 and closes.
+    let addr = common::echo_server().await;
+    let err = Http2Client::connect(&format!("ws://{addr}/"), &Http2Limits::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Http2(_) | Error::Io(_)), "{err:?}");
+}
