@@ -1,10 +1,13 @@
 //! WebSocket over HTTP/2 (RFC 8441, feature `http2`): the wsx client against the wsx server,
-//! over real TCP connections on 127.0.0.1 (h2c with prior knowledge).
+//! over real TCP connections on 127.0.0.1 (h2c with prior knowledge); and Python's `h2` as a
+//! raw RFC 8441 client (scripts/interop/h2_peer.py, run by the interop venv's Python or
+//! `WSX_TEST_PYTHON`; skipped without it, except under `CI=true`).
 #![cfg(feature = "http2")]
 
 mod common;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -330,4 +333,85 @@ async fn an_http1_server_is_not_an_http2_one() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Http2(_) | Error::Io(_)), "{err:?}");
+}
+
+/// The interop venv's Python (which has `h2`), or `WSX_TEST_PYTHON`; `None` outside CI when it
+/// is missing.
+fn interop_python() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = match std::env::var_os("WSX_TEST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => root.join(".tools/interop-venv/bin/python"),
+    };
+    let in_ci = std::env::var("CI").as_deref() == Ok("true");
+    match (python.exists(), in_ci) {
+        (true, _) => Some(python),
+        (false, true) => panic!("no interop Python at {}", python.display()),
+        (false, false) => {
+            eprintln!("skipping the Python h2 peer: no {}", python.display());
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn python_h2_speaks_rfc8441_to_the_server() {
+    let Some(python) = interop_python() else {
+        return;
+    };
+    let mut server = TestServer::start().await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/interop/h2_peer.py");
+    let (ip, port) = (server.addr.ip().to_string(), server.addr.port().to_string());
+    // The peer's socket times out after 10 s, so it cannot hang the test.
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .args([ip, port])
+            .output()
+    });
+    let output = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the Python peer finishes")
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "h2_peer.py failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let checks: std::collections::HashMap<String, serde_json::Value> = stdout
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            (v["check"].as_str().unwrap().to_owned(), v)
+        })
+        .collect();
+    assert_eq!(checks["settings"]["enable_connect_protocol"], 1);
+    let echo = &checks["echo"];
+    assert_eq!(echo["status"], "200");
+    assert!(
+        echo["extensions"]
+            .as_str()
+            .unwrap()
+            .starts_with("permessage-deflate"),
+        "{echo}"
+    );
+    assert_eq!(echo["compressed"], true);
+    assert_eq!(echo["opcode"], 1);
+    assert_eq!(echo["reply_matches"], true);
+    assert_eq!(echo["close_opcode"], 8);
+    assert_eq!(echo["close_code"], 1000);
+    assert_eq!(checks["not found"]["status"], "404");
+    assert_eq!(checks["wrong version"]["status"], "400");
+    assert_eq!(checks["wrong version"]["version"], "13");
+    assert_eq!(checks["plain GET"]["status"], "400");
+    assert_eq!(checks["reset"]["status"], "200");
+
+    // The server's sessions: the echo saw the close 1000, the reset stream an abnormal close.
+    let mut events = vec![server.event().await, server.event().await];
+    events.sort();
+    assert!(events[0].contains("1000"), "{events:?}");
+    assert_eq!(events[1], "error: ConnectionReset");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
 }
