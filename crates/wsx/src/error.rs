@@ -58,9 +58,12 @@ pub enum Error {
     /// response.
     #[error("HTTP/2: {0}")]
     Http2(String),
-    /// The HTTP/2 server does not advertise `SETTINGS_ENABLE_CONNECT_PROTOCOL` (RFC 8441), so it
-    /// cannot carry WebSockets: connect over HTTP/1.1 instead.
-    #[error("the HTTP/2 server does not accept WebSockets (no SETTINGS_ENABLE_CONNECT_PROTOCOL)")]
+    /// The server does not carry WebSockets over HTTP/2 (feature `http2`): it did not choose
+    /// `h2` in TLS ALPN, or does not advertise `SETTINGS_ENABLE_CONNECT_PROTOCOL` (RFC 8441).
+    /// Connect over HTTP/1.1 instead.
+    #[error(
+        "the server does not accept WebSockets over HTTP/2 (no ALPN h2, or no SETTINGS_ENABLE_CONNECT_PROTOCOL)"
+    )]
     NoExtendedConnect,
 }
 

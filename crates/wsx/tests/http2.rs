@@ -2,7 +2,7 @@
 //! over real TCP connections on 127.0.0.1 (h2c with prior knowledge); and Python's `h2` as a
 //! raw RFC 8441 client (scripts/interop/h2_peer.py, run by the interop venv's Python or
 //! `WSX_TEST_PYTHON`; skipped without it, except under `CI=true`).
-#![cfg(feature = "http2")]
+#![cfg(all(feature = "http2", feature = "rustls"))]
 
 mod common;
 
@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use wsx::http2::{H2WebSocket, Http2Client, Http2Limits, Http2Server};
+use wsx::tls::{ALPN_H2, ALPN_HTTP11, ClientTlsConfig, TlsAcceptor};
 use wsx::{
     Accept, ClientBuilder, CloseCode, Error, HandshakeError, Message, Policy, Reject,
     WebSocketConfig,
@@ -79,7 +80,7 @@ impl TestServer {
     }
 
     async fn client(&self) -> Http2Client {
-        Http2Client::connect(&self.url("/"), &Http2Limits::default())
+        Http2Client::connect(&ClientBuilder::new(self.url("/")), &Http2Limits::default())
             .await
             .unwrap()
     }
@@ -319,9 +320,12 @@ async fn a_server_without_extended_connect_is_refused() {
         let mut conn = h2::server::handshake(tcp).await.unwrap();
         while let Some(Ok(_)) = conn.accept().await {}
     });
-    let err = Http2Client::connect(&format!("ws://{addr}/"), &Http2Limits::default())
-        .await
-        .unwrap_err();
+    let err = Http2Client::connect(
+        &ClientBuilder::new(format!("ws://{addr}/")),
+        &Http2Limits::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, Error::NoExtendedConnect), "{err:?}");
 }
 
@@ -329,9 +333,12 @@ async fn a_server_without_extended_connect_is_refused() {
 async fn an_http1_server_is_not_an_http2_one() {
     // The HTTP/1.1 echo server answers the HTTP/2 preface with a 400 and closes.
     let addr = common::echo_server().await;
-    let err = Http2Client::connect(&format!("ws://{addr}/"), &Http2Limits::default())
-        .await
-        .unwrap_err();
+    let err = Http2Client::connect(
+        &ClientBuilder::new(format!("ws://{addr}/")),
+        &Http2Limits::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, Error::Http2(_) | Error::Io(_)), "{err:?}");
 }
 
@@ -414,4 +421,98 @@ async fn python_h2_speaks_rfc8441_to_the_server() {
     assert!(events[0].contains("1000"), "{events:?}");
     assert_eq!(events[1], "error: ConnectionReset");
     assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+}
+
+/// A self-signed certificate for `localhost`: (cert PEM, key PEM).
+fn localhost_certificate() -> (String, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    (certified.cert.pem(), certified.signing_key.serialize_pem())
+}
+
+#[tokio::test]
+async fn wss_over_http2_with_alpn_h2() {
+    let (cert, key) = localhost_certificate();
+    let acceptor = TlsAcceptor::from_pem(cert.as_bytes(), key.as_bytes())
+        .unwrap()
+        .offer_http2();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (alpn_tx, mut alpn) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, peer)) = listener.accept().await {
+            let tls = acceptor.accept_tls(tcp).await.unwrap();
+            let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            alpn_tx.send(negotiated.clone()).unwrap();
+            if negotiated.as_deref() == Some(ALPN_H2) {
+                tokio::spawn(async move {
+                    let server = Http2Server::new();
+                    let _ = server
+                        .serve_connection(tls, peer, |_| {
+                            Ok(|ws, _| async move {
+                                let _ = common::echo(ws).await;
+                            })
+                        })
+                        .await;
+                });
+            } else {
+                // The HTTP/1.1 path, as a server offering both would have.
+                tokio::spawn(async move {
+                    let ws = wsx::accept(tls).await?;
+                    common::echo(ws).await
+                });
+            }
+        }
+    });
+    let tls = ClientTlsConfig::new()
+        .webpki_roots(false)
+        .add_ca_pem(cert.clone())
+        .build()
+        .unwrap();
+    let url = format!("wss://localhost:{port}/echo");
+
+    let client = Http2Client::connect(
+        &ClientBuilder::new(url.clone()).tls(tls.clone()),
+        &Http2Limits::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(alpn.recv().await.unwrap().as_deref(), Some(ALPN_H2));
+    for _ in 0..2 {
+        let (mut ws, _) = client.open(ClientBuilder::new(url.clone())).await.unwrap();
+        ws.send(Message::text("secure")).await.unwrap();
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("secure"));
+    }
+
+    // The same acceptor still serves HTTP/1.1 clients (ALPN http/1.1).
+    let (mut ws, _) = ClientBuilder::new(url).tls(tls).connect().await.unwrap();
+    assert_eq!(alpn.recv().await.unwrap().as_deref(), Some(ALPN_HTTP11));
+    ws.send(Message::text("h1")).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("h1"));
+}
+
+#[tokio::test]
+async fn wss_to_a_server_without_alpn_h2_is_refused_for_http2() {
+    let (cert, key) = localhost_certificate();
+    // The default acceptor offers http/1.1 only.
+    let acceptor = TlsAcceptor::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let _ = acceptor.accept_tls(tcp).await;
+    });
+    let tls = ClientTlsConfig::new()
+        .webpki_roots(false)
+        .add_ca_pem(cert)
+        .build()
+        .unwrap();
+    let builder = ClientBuilder::new(format!("wss://localhost:{port}/")).tls(tls);
+    let err = Http2Client::connect(&builder, &Http2Limits::default())
+        .await
+        .unwrap_err();
+    // rustls refuses a handshake whose ALPN lists do not meet (no_application_protocol).
+    assert!(
+        matches!(err, Error::NoExtendedConnect) || wsx::tls::rustls_error(&err).is_some(),
+        "{err:?}"
+    );
 }

@@ -12,6 +12,9 @@
 //! refused the same way. The client is a cheap handle: clones open more WebSockets on the same
 //! connection, which ends once every handle and WebSocket is dropped.
 
+#[cfg(feature = "rustls")]
+use std::sync::Arc;
+
 use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::ext::Protocol;
@@ -25,9 +28,11 @@ use wsx_proto::handshake::{
 use wsx_proto::{Connection, Role};
 
 use super::ClientBuilder;
-use super::proxy::{ProxyChoice, open_tcp};
+use super::proxy::open_tcp;
 use crate::error::{Error, Result};
 use crate::http2::{H2Stream, H2WebSocket, Http2Limits, h2_error, is_connection_specific};
+#[cfg(feature = "rustls")]
+use crate::tls::{ALPN_H2, TlsConnector};
 use crate::websocket::WebSocket;
 
 /// Request headers the handshake sets itself (`host` is `:authority`), besides those HTTP/2
@@ -43,23 +48,55 @@ pub struct Http2Client {
 }
 
 impl Http2Client {
-    /// Connect to the host and port of a `ws://` URL over TCP and speak HTTP/2 with prior
-    /// knowledge (h2c). For `wss://`, make the TLS connection yourself with ALPN `h2` and call
-    /// [`handshake`](Self::handshake).
+    /// Connect to the host and port of `builder`'s URL (through its proxy, if one is set) and
+    /// start HTTP/2: with prior knowledge (h2c) for `ws://`; for `wss://`, over TLS with ALPN
+    /// `h2` (`builder`'s [`tls`](ClientBuilder::tls) connector, or Mozilla's roots), which the
+    /// server must choose. Bounded by `builder`'s
+    /// [`connect_timeout`](ClientBuilder::connect_timeout). Only the connection settings of
+    /// `builder` are used here; [`open`](Self::open) takes the per-WebSocket ones.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidUrl`] for a malformed or `wss://` URL; [`Error::Io`] when the TCP
-    /// connection fails; those of [`handshake`](Self::handshake).
-    pub async fn connect(url: &str, limits: &Http2Limits) -> Result<Http2Client> {
-        let url = WsUrl::parse(url)?;
-        if url.secure {
-            return Err(Error::InvalidUrl(
-                "Http2Client::connect speaks h2c: for wss://, run TLS with ALPN h2 and call Http2Client::handshake".into(),
-            ));
+    /// [`Error::NoExtendedConnect`] when the server does not choose `h2` in ALPN, or does not
+    /// accept WebSockets over HTTP/2 (fall back to HTTP/1.1); [`Error::InvalidUrl`] for a
+    /// malformed URL, or `wss://` without the `rustls` feature; [`Error::Io`] when the TCP
+    /// connection or the TLS handshake fails; [`Error::Timeout`]; those of
+    /// [`handshake`](Self::handshake).
+    pub async fn connect(builder: &ClientBuilder, limits: &Http2Limits) -> Result<Http2Client> {
+        match builder.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, Self::connect_inner(builder, limits))
+                .await
+                .map_err(|_| Error::Timeout("connect (TCP, proxy, TLS and HTTP/2 SETTINGS)"))?,
+            None => Self::connect_inner(builder, limits).await,
         }
-        let tcp = open_tcp(&url, &ProxyChoice::Direct).await?;
-        Self::handshake(tcp, false, limits).await
+    }
+
+    async fn connect_inner(builder: &ClientBuilder, limits: &Http2Limits) -> Result<Http2Client> {
+        let url = WsUrl::parse(&builder.url)?;
+        let tcp = open_tcp(&url, &builder.proxy).await?;
+        if !url.secure {
+            return Self::handshake(tcp, false, limits).await;
+        }
+        #[cfg(feature = "rustls")]
+        {
+            let connector = match &builder.tls {
+                Some(c) => c.clone(),
+                None => TlsConnector::with_default_roots()?,
+            };
+            let mut config = (**connector.config()).clone();
+            config.alpn_protocols = vec![ALPN_H2.to_vec()];
+            let tls = TlsConnector::from_config(Arc::new(config))
+                .connect(&url.host, tcp)
+                .await?;
+            if tls.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
+                return Err(Error::NoExtendedConnect);
+            }
+            Self::handshake(tls, true, limits).await
+        }
+        #[cfg(not(feature = "rustls"))]
+        Err(Error::InvalidUrl(
+            "wss:// needs TLS: build wsx with the `rustls` feature".into(),
+        ))
     }
 
     /// Start HTTP/2 over a connected transport (`secure`: whether it is TLS, which sets the
