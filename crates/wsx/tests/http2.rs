@@ -301,6 +301,12 @@ async fn flow_control_holds_a_peer_whose_reader_does_not_read() {
         "{in_flight} bytes left the WebSocket with a window of {bound}"
     );
 
+    // The held stream does not stall the others on the connection.
+    let (mut other, _) = client.open(builder(&server, "/echo")).await.unwrap();
+    let large = Message::binary(vec![b'y'; 2 << 20]);
+    other.send(large.clone()).await.unwrap();
+    assert_eq!(other.recv().await.unwrap().unwrap(), large);
+
     // Once the server reads, everything arrives.
     server.release.notify_one();
     ws.flush().await.unwrap();

@@ -35,11 +35,13 @@ pub type H2WebSocket = crate::WebSocket<H2Stream>;
 pub(crate) const PROTOCOL: &str = "websocket";
 
 /// Default of [`Http2Limits::max_concurrent_streams`].
-pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 128;
-/// Default of [`Http2Limits::initial_stream_window`] (256 KiB).
-pub const DEFAULT_STREAM_WINDOW: u32 = 256 * 1024;
-/// Default of [`Http2Limits::initial_connection_window`] (1 MiB).
-pub const DEFAULT_CONNECTION_WINDOW: u32 = 1024 * 1024;
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Default of [`Http2Limits::initial_stream_window`] (128 KiB).
+pub const DEFAULT_STREAM_WINDOW: u32 = 128 * 1024;
+/// Default of [`Http2Limits::initial_connection_window`]: every stream's window
+/// (100 × 128 KiB = 12.5 MiB), so that WebSockets whose application does not read never stall
+/// the others on the connection.
+pub const DEFAULT_CONNECTION_WINDOW: u32 = DEFAULT_MAX_CONCURRENT_STREAMS * DEFAULT_STREAM_WINDOW;
 /// Default of [`Http2Limits::max_header_list_size`] (16 KiB).
 pub const DEFAULT_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
 /// Default of [`Http2Limits::max_send_buffer`] (256 KiB).
@@ -50,13 +52,17 @@ pub const DEFAULT_MAX_SEND_BUFFER: usize = 256 * 1024;
 #[non_exhaustive]
 pub struct Http2Limits {
     /// The most streams (WebSockets) the peer may open at once on the connection
-    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`). Default 128.
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`); past it, the peer's new stream is refused
+    /// (`RST_STREAM REFUSED_STREAM`). Default 100.
     pub max_concurrent_streams: u32,
     /// How much a peer may send on one stream before the application reads it
-    /// (`SETTINGS_INITIAL_WINDOW_SIZE`). Default 256 KiB.
+    /// (`SETTINGS_INITIAL_WINDOW_SIZE`): the most a WebSocket's unread input holds, past its
+    /// own read buffer. Default 128 KiB.
     pub initial_stream_window: u32,
-    /// How much a peer may send on all streams of the connection before they are read.
-    /// Default 1 MiB.
+    /// How much a peer may send on all streams of the connection before they are read: the
+    /// most the connection's unread input holds. Keep it at least `max_concurrent_streams ×
+    /// initial_stream_window`, or a few WebSockets that are not read stall the others.
+    /// Default 12.5 MiB (that product).
     pub initial_connection_window: u32,
     /// The largest request or response head accepted (`SETTINGS_MAX_HEADER_LIST_SIZE`).
     /// Default 16 KiB.
