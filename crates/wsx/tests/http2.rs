@@ -36,6 +36,10 @@ struct TestServer {
 
 impl TestServer {
     async fn start() -> TestServer {
+        Self::start_with(Http2Limits::default()).await
+    }
+
+    async fn start_with(limits: Http2Limits) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -53,7 +57,8 @@ impl TestServer {
             });
         let server = Http2Server::new()
             .config(WebSocketConfig::default().compression(Default::default()))
-            .policy(policy);
+            .policy(policy)
+            .limits(limits);
         let counted = connections.clone();
         let held = release.clone();
         tokio::spawn(async move {
@@ -221,6 +226,25 @@ async fn eight_websockets_share_one_tcp_connection() {
     ids.dedup();
     assert_eq!(ids.len(), 8, "eight streams");
     assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn past_max_concurrent_streams_open_waits_for_a_stream_to_end() {
+    let server = TestServer::start_with(Http2Limits::default().max_concurrent_streams(2)).await;
+    let client = server.client().await;
+    let (mut first, _) = client.open(builder(&server, "/echo")).await.unwrap();
+    let (_second, _) = client.open(builder(&server, "/echo")).await.unwrap();
+    let mut third = tokio::spawn({
+        let (client, builder) = (client.clone(), builder(&server, "/echo"));
+        async move { client.open(builder).await }
+    });
+    // Both streams are open: the third waits (a deadline is all that can show it waits).
+    let early = tokio::time::timeout(Duration::from_millis(200), &mut third).await;
+    assert!(early.is_err(), "a third stream while two are open");
+    first.close(CloseCode::NORMAL, "").await.unwrap();
+    let (mut third, _) = third.await.unwrap().unwrap();
+    third.send(Message::text("third")).await.unwrap();
+    assert_eq!(third.recv().await.unwrap().unwrap(), Message::text("third"));
 }
 
 #[tokio::test]

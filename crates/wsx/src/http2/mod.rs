@@ -52,7 +52,8 @@ pub const DEFAULT_MAX_SEND_BUFFER: usize = 256 * 1024;
 #[non_exhaustive]
 pub struct Http2Limits {
     /// The most streams (WebSockets) the peer may open at once on the connection
-    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`); past it, the peer's new stream is refused
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`); past it, a wsx client's
+    /// [`open`](Http2Client::open) waits until one ends, and a stream opened anyway is refused
     /// (`RST_STREAM REFUSED_STREAM`). Default 100.
     pub max_concurrent_streams: u32,
     /// How much a peer may send on one stream before the application reads it
