@@ -143,7 +143,7 @@ impl Http2Server {
             );
             return;
         }
-        let http1 = as_upgrade_request(&head);
+        let http1 = as_upgrade_request(&head.uri, &head.headers);
         let ws_req = match validate_upgrade(&http1) {
             Ok(r) => r,
             Err(e) => {
@@ -199,16 +199,20 @@ impl Http2Server {
     }
 }
 
-/// The HTTP/1.1 Upgrade request an extended CONNECT stands for (RFC 8441 §5).
-fn as_upgrade_request(head: &http::request::Parts) -> HttpRequest {
-    let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(head.headers.len() + 4);
-    if let Some(authority) = head.uri.authority() {
+/// The HTTP/1.1 Upgrade request an extended CONNECT (its URI and headers) stands for
+/// (RFC 8441 §5).
+pub(crate) fn as_upgrade_request(
+    uri: &http::Uri,
+    request_headers: &http::HeaderMap,
+) -> HttpRequest {
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(request_headers.len() + 4);
+    if let Some(authority) = uri.authority() {
         headers.push(("host".into(), authority.as_str().as_bytes().to_vec()));
     }
     headers.push(("upgrade".into(), PROTOCOL.as_bytes().to_vec()));
     headers.push(("connection".into(), b"Upgrade".to_vec()));
     headers.push(("sec-websocket-key".into(), MAPPED_KEY.as_bytes().to_vec()));
-    for (name, value) in &head.headers {
+    for (name, value) in request_headers {
         // Host is :authority in HTTP/2; the rest is the handshake's, set above.
         if matches!(
             name.as_str(),
@@ -220,8 +224,7 @@ fn as_upgrade_request(head: &http::request::Parts) -> HttpRequest {
     }
     HttpRequest {
         method: "GET".into(),
-        target: head
-            .uri
+        target: uri
             .path_and_query()
             .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
         version: 1,
@@ -304,7 +307,7 @@ mod tests {
                 ("origin", "https://example.com"),
             ],
         );
-        let req = as_upgrade_request(&head);
+        let req = as_upgrade_request(&head.uri, &head.headers);
         assert_eq!(req.path(), "/chat");
         assert_eq!(req.query(), Some("room=1"));
         assert_eq!(req.header_str("host"), Some("example.com"));
@@ -315,7 +318,7 @@ mod tests {
     #[test]
     fn a_wrong_version_is_400_with_the_version_header() {
         let head = connect("https://example.com/", &[("sec-websocket-version", "8")]);
-        let err = validate_upgrade(&as_upgrade_request(&head)).unwrap_err();
+        let err = validate_upgrade(&as_upgrade_request(&head.uri, &head.headers)).unwrap_err();
         let reject = handshake_refusal(&err);
         assert_eq!(reject.status, 400);
         assert_eq!(
