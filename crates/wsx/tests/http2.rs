@@ -546,3 +546,41 @@ async fn wss_to_a_server_without_alpn_h2_is_refused_for_http2() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_graceful_shutdown_sends_goaway_and_closes_websockets_with_1001() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = Http2Server::new().close_on(stop.clone());
+    let served = tokio::spawn(async move {
+        let (tcp, peer) = listener.accept().await.unwrap();
+        server
+            .serve_connection(tcp, peer, |_| {
+                Ok(|ws, _| async move {
+                    let _ = common::echo(ws).await;
+                })
+            })
+            .await
+    });
+    let url = format!("ws://{addr}/echo");
+    let client = Http2Client::connect(&ClientBuilder::new(url.clone()), &Http2Limits::default())
+        .await
+        .unwrap();
+    let (mut ws, _) = client.open(ClientBuilder::new(url.clone())).await.unwrap();
+    ws.send(Message::text("before")).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("before"));
+
+    stop.cancel();
+    match ws.recv().await.unwrap().unwrap() {
+        Message::Close(Some(f)) => {
+            assert_eq!(f.code, CloseCode::GOING_AWAY);
+            assert_eq!(f.reason.as_str(), "server shutting down");
+        }
+        other => panic!("expected the close, got {other:?}"),
+    }
+    assert!(ws.recv().await.is_none());
+    // The connection ends once its last stream has: serve_connection returns.
+    common::within(served).await.unwrap().unwrap();
+    assert!(client.open(ClientBuilder::new(url)).await.is_err());
+}

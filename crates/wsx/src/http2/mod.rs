@@ -26,6 +26,7 @@ mod stream;
 
 pub use crate::client::http2::Http2Client;
 pub use server::Http2Server;
+#[cfg(feature = "hyper")]
 pub(crate) use server::as_upgrade_request;
 pub use stream::H2Stream;
 

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use wsx_proto::deflate::PerMessageDeflate;
 use wsx_proto::handshake::{AcceptResponse, HandshakeError, HttpRequest, validate_upgrade};
@@ -48,6 +49,7 @@ pub struct Http2Server {
     config: WebSocketConfig,
     policy: Policy,
     limits: Http2Limits,
+    shutdown: Option<CancellationToken>,
 }
 
 impl Http2Server {
@@ -72,6 +74,16 @@ impl Http2Server {
     /// The HTTP/2 connection's limits.
     pub fn limits(mut self, limits: Http2Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Shut connections down gracefully when `token` is cancelled: each connection sends
+    /// `GOAWAY` (no new WebSockets), its WebSockets are closed with 1001 "server shutting down"
+    /// (as [`WebSocket::close_on`]), and [`serve_connection`](Self::serve_connection) returns
+    /// once their streams have ended. Bound the wait yourself (the close handshakes have
+    /// [`WebSocketConfig::close_timeout`]).
+    pub fn close_on(mut self, token: CancellationToken) -> Self {
+        self.shutdown = Some(token);
         self
     }
 
@@ -111,11 +123,25 @@ impl Http2Server {
             .await
             .map_err(|_| Error::Timeout("HTTP/2 preface"))?
             .map_err(h2_error)?;
-        while let Some(accepted) = conn.accept().await {
+        let mut going_away = false;
+        loop {
+            let accepted = match &self.shutdown {
+                Some(token) if !going_away => tokio::select! {
+                    () = token.cancelled() => {
+                        going_away = true;
+                        conn.graceful_shutdown();
+                        continue;
+                    }
+                    accepted = conn.accept() => accepted,
+                },
+                _ => conn.accept().await,
+            };
+            let Some(accepted) = accepted else {
+                return Ok(());
+            };
             let (request, respond) = accepted.map_err(h2_error)?;
             self.answer(request, respond, peer, &route);
         }
-        Ok(())
     }
 
     /// Check one request, apply the policy and the route, answer it, start its session.
@@ -194,7 +220,11 @@ impl Http2Server {
                 return;
             }
         };
-        let ws = WebSocket::from_parts(H2Stream::new(send, body), conn, config, accept.subprotocol);
+        let mut ws =
+            WebSocket::from_parts(H2Stream::new(send, body), conn, config, accept.subprotocol);
+        if let Some(token) = &self.shutdown {
+            ws.close_on(token.child_token());
+        }
         tokio::spawn(session(ws, info));
     }
 }
