@@ -264,6 +264,11 @@ async fn refusals_carry_their_http_status_and_leave_the_connection_usable() {
 
     let err = client.open(builder(&server, "/private")).await.unwrap_err();
     assert_eq!(rejected_status(&err), Some(401), "{err:?}");
+    // A request head over max_header_list_size (16 KiB): 431.
+    let oversized = builder(&server, "/echo").header("x-big", "b".repeat(20 * 1024));
+    let err = client.open(oversized).await.unwrap_err();
+    assert_eq!(rejected_status(&err), Some(431), "{err:?}");
+
     let authorized = builder(&server, "/private").header("Authorization", "Bearer ok");
     let (mut ws, _) = client.open(authorized).await.unwrap();
     ws.send(Message::text("in")).await.unwrap();
