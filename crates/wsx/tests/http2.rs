@@ -241,6 +241,10 @@ async fn past_max_concurrent_streams_open_waits_for_a_stream_to_end() {
     // Both streams are open: the third waits (a deadline is all that can show it waits).
     let early = tokio::time::timeout(Duration::from_millis(200), &mut third).await;
     assert!(early.is_err(), "a third stream while two are open");
+    // The builder's connect timeout bounds the wait.
+    let bounded = builder(&server, "/echo").connect_timeout(Duration::from_millis(100));
+    let err = client.open(bounded).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
     first.close(CloseCode::NORMAL, "").await.unwrap();
     let (mut third, _) = third.await.unwrap().unwrap();
     third.send(Message::text("third")).await.unwrap();

@@ -140,15 +140,26 @@ impl Http2Client {
     /// Open a WebSocket on this connection: `builder`'s URL gives the path and authority (its
     /// scheme, TLS and proxy settings are not used: this connection is), and its Origin,
     /// subprotocols, headers and [`WebSocketConfig`](crate::WebSocketConfig) (permessage-deflate
-    /// offer, limits) are used as over HTTP/1.1.
+    /// offer, limits) are used as over HTTP/1.1. Its
+    /// [`connect_timeout`](ClientBuilder::connect_timeout) bounds the request and its answer
+    /// (waiting for a free stream included).
     ///
     /// # Errors
     ///
     /// [`Error::Protocol`] with [`HandshakeError::Rejected`] when the server answers another
     /// status than 200 (its status and reason phrase), or another handshake error for an
     /// invalid answer; [`Error::Http2`] when the stream is refused or reset or the connection
-    /// is gone; [`Error::InvalidUrl`] for a malformed URL.
+    /// is gone; [`Error::InvalidUrl`] for a malformed URL; [`Error::Timeout`].
     pub async fn open(&self, builder: ClientBuilder) -> Result<(H2WebSocket, ClientResponse)> {
+        match builder.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, self.open_inner(builder))
+                .await
+                .map_err(|_| Error::Timeout("opening a WebSocket over HTTP/2"))?,
+            None => self.open_inner(builder).await,
+        }
+    }
+
+    async fn open_inner(&self, builder: ClientBuilder) -> Result<(H2WebSocket, ClientResponse)> {
         let url = WsUrl::parse(&builder.url)?;
         let req = builder.request(&url);
         let request = self.connect_request(&req)?;
