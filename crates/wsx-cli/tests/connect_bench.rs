@@ -4,7 +4,8 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -88,11 +89,15 @@ async fn serve(tcp: tokio::net::TcpStream, kind: Server) {
 }
 
 /// Start a WebSocket-over-HTTP/2 echo server (h2c, RFC 8441) on a 127.0.0.1 ephemeral port,
-/// on its own thread; `/echo` only (404 elsewhere).
-fn start_http2() -> SocketAddr {
+/// on its own thread; `/echo` only (404 elsewhere). Also returns the count of TCP connections
+/// accepted.
+fn start_http2() -> (SocketAddr, Arc<AtomicUsize>) {
     let server = wsx::http2::Http2Server::new()
         .config(WebSocketConfig::default().compression(wsx::DeflateConfig::default()));
-    spawn_server(move |tcp, peer| {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    let addr = spawn_server(move |tcp, peer| {
+        counted.fetch_add(1, Ordering::SeqCst);
         let server = server.clone();
         async move {
             let route = |info: &wsx::ConnectionInfo| match info.request.path() {
@@ -101,7 +106,8 @@ fn start_http2() -> SocketAddr {
             };
             let _ = server.serve_connection(tcp, peer, route).await;
         }
-    })
+    });
+    (addr, accepted)
 }
 
 /// Run `wsx ARGS` with `stdin` as its input; fails the test if it runs past [`RUN_LIMIT`].
@@ -153,20 +159,12 @@ fn piped_lines_are_echoed_and_exit_0() {
 
 #[test]
 fn http2_lines_are_echoed_over_an_extended_connect() {
-    let addr = start_http2();
-    let out = wsx(
-        &[
-            "connect",
-            "-n",
-            "--wait",
-            "0.5",
-            "--http2",
-            "--compression",
-            "on",
-            &url(addr),
-        ],
-        "hello\nworld\n",
+    let (addr, _) = start_http2();
+    let command = format!(
+        "connect -n --wait 0.5 --http2 --compression on {}",
+        url(addr)
     );
+    let out = wsx(&command.split(' ').collect::<Vec<_>>(), "hello\nworld\n");
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(stdout, "< hello\n< world\n", "stderr: {stderr}");
     assert!(stderr.contains("close from server: 1000"), "{stderr}");
@@ -280,6 +278,17 @@ fn server_close_code_and_abnormal_end() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
 }
 
+/// The JSON report of a `wsx bench --json` run that exited 0, exchanged messages and
+/// counted no error.
+fn completed_run(out: &Output) -> serde_json::Value {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert!(v["messages"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert_eq!(v["errors"].as_u64(), Some(0), "{v}");
+    v
+}
+
 #[test]
 fn bench_reports_json() {
     let addr = start(Server::Echo);
@@ -300,11 +309,7 @@ fn bench_reports_json() {
         ],
         "",
     );
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    assert!(v["messages"].as_u64().unwrap_or(0) > 0, "{v}");
-    assert_eq!(v["errors"].as_u64(), Some(0), "{v}");
+    let v = completed_run(&out);
     assert_eq!(v["connections"].as_u64(), Some(4), "{v}");
     assert_eq!(v["size"].as_u64(), Some(64), "{v}");
     assert_eq!(v["mode"].as_str(), Some("binary"), "{v}");
@@ -325,6 +330,16 @@ fn bench_reports_json() {
         "{v}"
     );
     assert!(lat["p99"].as_f64() <= lat["max"].as_f64(), "{v}");
+}
+
+#[test]
+fn bench_over_http2_multiplexes_one_connection_per_thread() {
+    let (addr, tcp_connections) = start_http2();
+    let command = format!("bench -d 0.5 -w 0 -c 8 -t 2 --http2 --json {}", url(addr));
+    let out = wsx(&command.split(' ').collect::<Vec<_>>(), "");
+    let v = completed_run(&out);
+    assert_eq!(v["connections"].as_u64(), Some(8), "{v}");
+    assert_eq!(tcp_connections.load(Ordering::SeqCst), 2, "one per thread");
 }
 
 #[test]
