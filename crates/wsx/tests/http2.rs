@@ -258,6 +258,10 @@ async fn refusals_carry_their_http_status_and_leave_the_connection_usable() {
 
     let err = client.open(builder(&server, "/nowhere")).await.unwrap_err();
     assert_eq!(rejected_status(&err), Some(404), "{err:?}");
+    // The route answers before the policy, as over HTTP/1.1.
+    let nowhere = ClientBuilder::new(server.url("/nowhere")).origin("https://evil.example");
+    let err = client.open(nowhere).await.unwrap_err();
+    assert_eq!(rejected_status(&err), Some(404), "{err:?}");
 
     let wrong_origin = ClientBuilder::new(server.url("/echo")).origin("https://evil.example");
     let err = client.open(wrong_origin).await.unwrap_err();

@@ -5,8 +5,8 @@
 //! advertise `SETTINGS_ENABLE_CONNECT_PROTOCOL` and the [`Http2Limits`]. Each extended CONNECT
 //! request (`:protocol websocket`) is mapped to the HTTP/1.1 Upgrade request it stands for
 //! (RFC 8441 §5: `:authority` is `Host`, `:protocol` is `Upgrade`) and goes through the same
-//! checks as over HTTP/1.1 ([`wsx_proto::handshake::validate_upgrade`]), the same
-//! [`Policy`] (Origin 403, subprotocol, auth hook) and the route; it is answered `:status 200`
+//! route, checks ([`wsx_proto::handshake::validate_upgrade`]) and [`Policy`] (Origin 403,
+//! subprotocol, auth hook) as over HTTP/1.1, in the same order; it is answered `:status 200`
 //! with the chosen subprotocol and the negotiated permessage-deflate, and the route's session
 //! runs in its own task over an [`H2WebSocket`]. Refusals carry the same statuses as over
 //! HTTP/1.1 (400, 403, 404 …), except that a wrong `sec-websocket-version` is 400 (with
@@ -89,8 +89,9 @@ impl Http2Server {
 
     /// Serve one HTTP/2 connection (the client's preface comes first: h2c with prior knowledge,
     /// or TLS after ALPN chose `h2`) until the client closes it. For each WebSocket request,
-    /// once the checks and the policy passed, `route` sees it ([`ConnectionInfo`]) and returns
-    /// the session to run, or a [`Reject`] (such as 404); the session runs in its own task.
+    /// `route` sees it first ([`ConnectionInfo`]) and returns the session to run, or a
+    /// [`Reject`] (such as 404); then come the handshake checks and the policy, as over
+    /// HTTP/1.1; the session runs in its own task.
     ///
     /// # Errors
     ///
@@ -170,29 +171,30 @@ impl Http2Server {
             return;
         }
         let http1 = as_upgrade_request(&head.uri, &head.headers);
-        let ws_req = match validate_upgrade(&http1) {
-            Ok(r) => r,
-            Err(e) => {
-                debug!(%peer, error = %e, "HTTP/2 WebSocket request refused");
-                refuse(&mut respond, handshake_refusal(&e));
-                return;
-            }
-        };
         let info = ConnectionInfo {
             peer,
             request: HttpRequest {
                 // What the application sees is the request as sent, over HTTP/2.
                 version: 2,
                 method: head.method.as_str().to_owned(),
-                ..http1
+                ..http1.clone()
             },
         };
-        let decided = self
-            .policy
-            .evaluate(&info.request, peer)
-            .and_then(|accept| Ok((accept, route(&info)?)));
-        let (accept, session) = match decided {
-            Ok(d) => d,
+        // In the order of the HTTP/1.1 server: the route (404 …), the handshake checks (400 …),
+        // then the policy (403, the auth hook's statuses).
+        let session = match route(&info) {
+            Ok(session) => session,
+            Err(reject) => return refuse(&mut respond, reject),
+        };
+        let ws_req = match validate_upgrade(&http1) {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(%peer, error = %e, "HTTP/2 WebSocket request refused");
+                return refuse(&mut respond, handshake_refusal(&e));
+            }
+        };
+        let accept = match self.policy.evaluate(&info.request, peer) {
+            Ok(accept) => accept,
             Err(reject) => return refuse(&mut respond, reject),
         };
         let config = &self.config;
