@@ -23,11 +23,11 @@
 //! (`RST_STREAM`: `NO_ERROR` from a server, after the queued data; `CANCEL` from a client,
 //! which drops what is still queued). The peer's WebSocket sees an abnormal close either way.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -113,28 +113,30 @@ impl AsyncRead for H2Stream {
     }
 }
 
-impl AsyncWrite for H2Stream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
+impl H2Stream {
+    /// Wait for send capacity for up to `len` bytes, then send as much as it allows, copied by
+    /// `take(n)` into one DATA frame's payload.
+    fn poll_send(
+        &mut self,
         cx: &mut Context<'_>,
-        buf: &[u8],
+        len: usize,
+        take: impl FnOnce(usize) -> Bytes,
     ) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
+        if len == 0 {
             return Poll::Ready(Ok(0));
         }
         if self.ended {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        self.send.reserve_capacity(buf.len().min(MAX_WRITE_CHUNK));
+        self.send.reserve_capacity(len.min(MAX_WRITE_CHUNK));
         loop {
             match ready!(self.send.poll_capacity(cx)) {
                 Some(Ok(0)) => continue,
                 Some(Ok(n)) => {
-                    let n = n.min(buf.len());
-                    self.send
-                        .send_data(Bytes::copy_from_slice(&buf[..n]), false)
-                        .map_err(io_error)?;
-                    return Poll::Ready(Ok(n));
+                    let data = take(n.min(len));
+                    let sent = data.len();
+                    self.send.send_data(data, false).map_err(io_error)?;
+                    return Poll::Ready(Ok(sent));
                 }
                 Some(Err(e)) => return Poll::Ready(Err(io_error(e))),
                 // The stream can no longer send (reset, or the connection is gone).
@@ -146,6 +148,40 @@ impl AsyncWrite for H2Stream {
                 }
             }
         }
+    }
+}
+
+impl AsyncWrite for H2Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_send(cx, buf.len(), |n| Bytes::copy_from_slice(&buf[..n]))
+    }
+
+    /// Several slices (queued frames) go out in one DATA frame, as far as the window allows.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.poll_send(cx, len, |n| {
+            let mut data = BytesMut::with_capacity(n);
+            for buf in bufs {
+                let room = n - data.len();
+                if room == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..buf.len().min(room)]);
+            }
+            data.freeze()
+        })
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
