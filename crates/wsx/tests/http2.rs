@@ -560,12 +560,17 @@ async fn wss_to_a_server_without_alpn_h2_is_refused_for_http2() {
     );
 }
 
-#[tokio::test]
-async fn a_graceful_shutdown_sends_goaway_and_closes_websockets_with_1001() {
+/// `server` serving one connection whose WebSockets echo, and a client connected to it: the
+/// URL of its echo, the client, and the task serving the connection.
+async fn one_echo_connection(
+    server: Http2Server,
+) -> (
+    String,
+    Http2Client,
+    tokio::task::JoinHandle<wsx::Result<()>>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let server = Http2Server::new().close_on(stop.clone());
     let served = tokio::spawn(async move {
         let (tcp, peer) = listener.accept().await.unwrap();
         server
@@ -580,6 +585,14 @@ async fn a_graceful_shutdown_sends_goaway_and_closes_websockets_with_1001() {
     let client = Http2Client::connect(&ClientBuilder::new(url.clone()), &Http2Limits::default())
         .await
         .unwrap();
+    (url, client, served)
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_sends_goaway_and_closes_websockets_with_1001() {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (url, client, served) =
+        one_echo_connection(Http2Server::new().close_on(stop.clone())).await;
     let (mut ws, _) = client.open(ClientBuilder::new(url.clone())).await.unwrap();
     ws.send(Message::text("before")).await.unwrap();
     assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("before"));
@@ -594,6 +607,25 @@ async fn a_graceful_shutdown_sends_goaway_and_closes_websockets_with_1001() {
     }
     assert!(ws.recv().await.is_none());
     // The connection ends once its last stream has: serve_connection returns.
+    common::within(served).await.unwrap().unwrap();
+    assert!(client.open(ClientBuilder::new(url)).await.is_err());
+}
+
+#[tokio::test]
+async fn a_connection_without_websockets_is_closed_after_the_handshake_timeout() {
+    let policy = Policy::default().handshake_timeout(Duration::from_millis(300));
+    let (url, client, mut served) = one_echo_connection(Http2Server::new().policy(policy)).await;
+    let (mut ws, _) = client.open(ClientBuilder::new(url.clone())).await.unwrap();
+    // An open WebSocket keeps the connection, however long it is quiet.
+    let early = tokio::time::timeout(Duration::from_millis(900), &mut served).await;
+    assert!(early.is_err(), "closed with a WebSocket open");
+    ws.send(Message::text("still open")).await.unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        Message::text("still open")
+    );
+    ws.close(CloseCode::NORMAL, "").await.unwrap();
+    // Without one, GOAWAY after the timeout: serve_connection returns.
     common::within(served).await.unwrap().unwrap();
     assert!(client.open(ClientBuilder::new(url)).await.is_err());
 }

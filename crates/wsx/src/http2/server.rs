@@ -15,11 +15,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use h2::server::SendResponse;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use wsx_proto::deflate::PerMessageDeflate;
@@ -65,7 +67,8 @@ impl Http2Server {
     }
 
     /// The connect-time policy: Origin allow-list, subprotocols, auth hook, handshake timeout
-    /// (which bounds the HTTP/2 preface and SETTINGS exchange).
+    /// (which bounds the HTTP/2 preface, and how long a connection may stay without a
+    /// WebSocket before it is closed with `GOAWAY`).
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
         self
@@ -124,24 +127,43 @@ impl Http2Server {
             .await
             .map_err(|_| Error::Timeout("HTTP/2 preface"))?
             .map_err(h2_error)?;
+        // A connection without a WebSocket for the handshake timeout is closed: an idle
+        // peer holds nothing for long.
+        let idle_limit = self.policy.handshake_timeout;
+        let mut idle_check = tokio::time::interval((idle_limit / 2).max(Duration::from_millis(1)));
+        idle_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut idle_since: Option<Instant> = None;
         let mut going_away = false;
         loop {
-            let accepted = match &self.shutdown {
-                Some(token) if !going_away => tokio::select! {
-                    () = token.cancelled() => {
+            let shutdown = async {
+                match &self.shutdown {
+                    Some(token) if !going_away => token.cancelled().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown => {
+                    going_away = true;
+                    conn.graceful_shutdown();
+                }
+                _ = idle_check.tick(), if !going_away => {
+                    if conn.has_streams() {
+                        idle_since = None;
+                    } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= idle_limit {
+                        debug!(%peer, "HTTP/2 connection idle: GOAWAY");
                         going_away = true;
                         conn.graceful_shutdown();
-                        continue;
                     }
-                    accepted = conn.accept() => accepted,
-                },
-                _ => conn.accept().await,
-            };
-            let Some(accepted) = accepted else {
-                return Ok(());
-            };
-            let (request, respond) = accepted.map_err(h2_error)?;
-            self.answer(request, respond, peer, &route);
+                }
+                accepted = conn.accept() => {
+                    let Some(accepted) = accepted else {
+                        return Ok(());
+                    };
+                    let (request, respond) = accepted.map_err(h2_error)?;
+                    idle_since = None;
+                    self.answer(request, respond, peer, &route);
+                }
+            }
         }
     }
 
