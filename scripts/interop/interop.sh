@@ -27,7 +27,7 @@ INTEROP_NODE_MISSING=""
 
 # interop_install_python: a venv with the pinned websockets (scripts/lib/common.sh venv_install).
 interop_install_python() {
-    if venv_install "$INTEROP_VENV" "$INTEROP_DIR/requirements.txt" websockets \
+    if venv_install "$INTEROP_VENV" "$INTEROP_DIR/requirements.txt" "websockets, h2" \
         "python websockets" websockets.__version__; then
         INTEROP_PY_READY=1
     else

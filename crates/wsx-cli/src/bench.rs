@@ -37,10 +37,13 @@ use bytes::Bytes;
 use clap::Args;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::task::{JoinSet, LocalSet};
-use wsx::MaybeTlsStream;
-use wsx::{ClientBuilder, CloseCode, DeflateConfig, Message, WebSocket, WebSocketConfig};
+use wsx::http2::{Http2Client, Http2Limits};
+use wsx::{
+    ClientBuilder, ClientResponse, CloseCode, DeflateConfig, Message, WebSocket, WebSocketConfig,
+};
 
 use crate::connect::{Exit, OnOff, parse_positive_secs, parse_secs};
 use cpu::{CpuTime, Process};
@@ -116,6 +119,12 @@ pub struct BenchArgs {
     /// Messages per second the fan-out publisher sends.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate: u32,
+    /// Open the WebSockets over HTTP/2 (RFC 8441; h2c for ws://, ALPN h2 for wss://): each
+    /// client thread opens one HTTP/2 connection and multiplexes its share of the WebSockets
+    /// over it, so --threads is the number of TCP connections (each carries at most the
+    /// server's SETTINGS_MAX_CONCURRENT_STREAMS at once: 100 for wsx).
+    #[arg(long, conflicts_with = "fanout")]
+    pub http2: bool,
 }
 
 /// Where the run is; the controller moves it forward.
@@ -132,6 +141,8 @@ enum Phase {
 /// What the controller and all connections share.
 struct LoadState {
     client: ClientBuilder,
+    /// Whether WebSockets go over one HTTP/2 connection per worker thread (`--http2`).
+    http2: bool,
     payload: Message,
     phase: watch::Receiver<Phase>,
     /// Round trips completed since the start (the controller samples it at the window's edges).
@@ -241,6 +252,7 @@ fn bench(args: &BenchArgs) -> Result<Report, String> {
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
     let shared = Arc::new(LoadState {
         client: ClientBuilder::new(args.url.clone()).config(config),
+        http2: args.http2,
         payload: payload(args.size, args.binary),
         phase: phase_rx,
         completed: AtomicU64::new(0),
@@ -444,10 +456,25 @@ fn worker(shared: &Arc<LoadState>, connections: usize) -> Histogram<u64> {
     let local = LocalSet::new();
     local.block_on(&rt, async {
         let payload = deep_copy(&shared.payload);
+        let http2 = if shared.http2 {
+            match open_http2(shared).await {
+                Ok(client) => Some(client),
+                Err(e) => {
+                    for _ in 0..connections {
+                        shared.error(|| e.clone());
+                        shared.settled.fetch_add(1, Relaxed);
+                    }
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let mut tasks = JoinSet::new();
         for _ in 0..connections {
             tasks.spawn_local(connection(
                 Arc::clone(shared),
+                http2.clone(),
                 payload.clone(),
                 Rc::clone(&hist),
             ));
@@ -473,22 +500,65 @@ fn worker(shared: &Arc<LoadState>, connections: usize) -> Histogram<u64> {
     hist.borrow().clone()
 }
 
-/// One connection: open, wait for the start, ping-pong the payload until told to stop, close.
-async fn connection(shared: Arc<LoadState>, payload: Message, hist: Rc<RefCell<Histogram<u64>>>) {
-    let opened = tokio::time::timeout(CONNECT_TIMEOUT, shared.client.clone().connect()).await;
-    let mut ws = match opened {
-        Ok(Ok((ws, _))) => ws,
-        Ok(Err(e)) => {
-            shared.error(|| format!("connect: {e}"));
-            shared.settled.fetch_add(1, Relaxed);
-            return;
+/// A worker's HTTP/2 connection (`--http2`), within [`CONNECT_TIMEOUT`].
+async fn open_http2(shared: &LoadState) -> Result<Http2Client, String> {
+    let limits = Http2Limits::default();
+    let open = Http2Client::connect(&shared.client, &limits);
+    match tokio::time::timeout(CONNECT_TIMEOUT, open).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(format!("connect (HTTP/2): {e}")),
+        Err(_) => Err(format!(
+            "connect (HTTP/2): no answer within {CONNECT_TIMEOUT:?}"
+        )),
+    }
+}
+
+/// One connection (a stream of the worker's HTTP/2 connection with `--http2`): open, then
+/// [`load`].
+async fn connection(
+    shared: Arc<LoadState>,
+    http2: Option<Http2Client>,
+    payload: Message,
+    hist: Rc<RefCell<Histogram<u64>>>,
+) {
+    match http2 {
+        Some(client) => {
+            let opened = client.open(shared.client.clone());
+            if let Some(ws) = opened_in_time(&shared, opened).await {
+                load(&shared, ws, &payload, &hist).await;
+            }
         }
-        Err(_) => {
-            shared.error(|| format!("connect: no answer within {CONNECT_TIMEOUT:?}"));
-            shared.settled.fetch_add(1, Relaxed);
-            return;
+        None => {
+            let opened = shared.client.clone().connect();
+            if let Some(ws) = opened_in_time(&shared, opened).await {
+                load(&shared, ws, &payload, &hist).await;
+            }
         }
+    }
+}
+
+/// The WebSocket `open` makes within [`CONNECT_TIMEOUT`]; `None` once the failure is counted.
+async fn opened_in_time<S>(
+    shared: &LoadState,
+    open: impl Future<Output = wsx::Result<(WebSocket<S>, ClientResponse)>>,
+) -> Option<WebSocket<S>> {
+    let failure = match tokio::time::timeout(CONNECT_TIMEOUT, open).await {
+        Ok(Ok((ws, _))) => return Some(ws),
+        Ok(Err(e)) => format!("connect: {e}"),
+        Err(_) => format!("connect: no answer within {CONNECT_TIMEOUT:?}"),
     };
+    shared.error(|| failure);
+    shared.settled.fetch_add(1, Relaxed);
+    None
+}
+
+/// An open connection: wait for the start, ping-pong the payload until told to stop, close.
+async fn load<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &LoadState,
+    mut ws: WebSocket<S>,
+    payload: &Message,
+    hist: &RefCell<Histogram<u64>>,
+) {
     if ws.is_compressed() {
         shared.compressed.fetch_add(1, Relaxed);
     }
@@ -499,7 +569,7 @@ async fn connection(shared: Arc<LoadState>, payload: Message, hist: Rc<RefCell<H
         Ok(p) => *p == Phase::Running,
         Err(_) => false,
     };
-    if running && let Err(e) = ping_pong(&shared, &mut ws, &payload, &hist).await {
+    if running && let Err(e) = ping_pong(shared, &mut ws, payload, hist).await {
         shared.error(|| e);
         return;
     }
@@ -512,9 +582,9 @@ async fn connection(shared: Arc<LoadState>, payload: Message, hist: Rc<RefCell<H
 
 /// Send, await the echo, compare, record; until `shared.stop`. An error that ends the
 /// connection is returned; a wrong echo is counted and the loop goes on.
-async fn ping_pong(
+async fn ping_pong<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &LoadState,
-    ws: &mut WebSocket<MaybeTlsStream>,
+    ws: &mut WebSocket<S>,
     payload: &Message,
     hist: &RefCell<Histogram<u64>>,
 ) -> Result<(), String> {
@@ -536,7 +606,10 @@ async fn ping_pong(
 }
 
 /// Wait for the next data message; whether it equals `sent` (same type, same bytes).
-async fn echo(ws: &mut WebSocket<MaybeTlsStream>, sent: &Message) -> Result<bool, String> {
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    sent: &Message,
+) -> Result<bool, String> {
     loop {
         let msg = match ws.recv().await {
             Some(Ok(msg)) => msg,

@@ -1,7 +1,8 @@
 //! `wsx connect URL`: a command-line WebSocket client, like wscat or websocat.
 //!
 //! Where it sits in the `wsx` binary: `main.rs` parses [`ConnectArgs`] and calls [`run`], which
-//! opens the connection with [`wsx::ClientBuilder`] and runs one `tokio::select!` loop over
+//! opens the connection with [`wsx::ClientBuilder`] (over HTTP/2 with `--http2`:
+//! [`wsx::http2::Http2Client`]) and runs one `tokio::select!` loop over
 //! three event sources: messages from the server ([`wsx::WebSocket::recv`], which is
 //! cancel-safe and also writes whatever was queued), complete lines from stdin (turned into
 //! messages or `/` commands by [`line`]) and the optional ping timer. Messages to send are only
@@ -22,12 +23,13 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use wsx::HandshakeError;
-use wsx::MaybeTlsStream;
+use wsx::http2::{Http2Client, Http2Limits};
 use wsx::{
-    ClientBuilder, CloseCode, CloseFrame, DeflateConfig, Message, WebSocket, WebSocketConfig,
+    ClientBuilder, ClientResponse, CloseCode, CloseFrame, DeflateConfig, Message, WebSocket,
+    WebSocketConfig,
 };
 
 use line::Action;
@@ -96,6 +98,10 @@ pub struct ConnectArgs {
     /// With -n: how long to wait for replies after the end of stdin.
     #[arg(short = 'w', long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
     pub wait: Duration,
+    /// Open the WebSocket over HTTP/2 (RFC 8441): prior knowledge (h2c) for ws://, ALPN h2 for
+    /// wss://. Fails (exit 1) when the server does not offer WebSockets over HTTP/2.
+    #[arg(long)]
+    pub http2: bool,
 }
 
 /// How received binary messages are printed.
@@ -225,8 +231,31 @@ async fn connect_and_run(args: &ConnectArgs) -> Exit {
             return Exit::Failure;
         }
     };
-    let (ws, response) = match tokio::time::timeout(CONNECT_TIMEOUT, builder.connect()).await {
-        Ok(Ok(pair)) => pair,
+    if args.http2 {
+        let opened = async {
+            let client = Http2Client::connect(&builder, &Http2Limits::default()).await?;
+            // The connection lives as long as the stream: the handle may go.
+            client.open(builder).await
+        };
+        match opened_in_time(args, opened).await {
+            Some((ws, response)) => run_session(args, ws, &response).await,
+            None => Exit::Failure,
+        }
+    } else {
+        match opened_in_time(args, builder.connect()).await {
+            Some((ws, response)) => run_session(args, ws, &response).await,
+            None => Exit::Failure,
+        }
+    }
+}
+
+/// The connection `open` makes within [`CONNECT_TIMEOUT`]; `None` once the failure is printed.
+async fn opened_in_time<S>(
+    args: &ConnectArgs,
+    open: impl Future<Output = wsx::Result<(WebSocket<S>, ClientResponse)>>,
+) -> Option<(WebSocket<S>, ClientResponse)> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, open).await {
+        Ok(Ok(pair)) => Some(pair),
         Ok(Err(e)) => {
             match e.as_handshake() {
                 Some(HandshakeError::Rejected { status, reason }) => {
@@ -235,7 +264,7 @@ async fn connect_and_run(args: &ConnectArgs) -> Exit {
                 Some(h) => eprintln!("wsx connect: handshake with {} failed: {h}", args.url),
                 None => eprintln!("wsx connect: cannot connect to {}: {e}", args.url),
             }
-            return Exit::Failure;
+            None
         }
         Err(_) => {
             eprintln!(
@@ -243,11 +272,22 @@ async fn connect_and_run(args: &ConnectArgs) -> Exit {
                 args.url,
                 CONNECT_TIMEOUT.as_secs()
             );
-            return Exit::Failure;
+            None
         }
-    };
+    }
+}
+
+/// Say what was negotiated, then run the session.
+async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
+    args: &ConnectArgs,
+    ws: WebSocket<S>,
+    response: &ClientResponse,
+) -> Exit {
     if !args.no_interactive {
         let mut info = format!("connected to {}", args.url);
+        if args.http2 {
+            info.push_str(" over HTTP/2");
+        }
         if let Some(p) = &response.subprotocol {
             info.push_str(&format!(", subprotocol {p}"));
         }
@@ -288,9 +328,9 @@ fn trim_eol(line: &[u8]) -> &[u8] {
 }
 
 /// One connection's state while the loop runs.
-struct Session<'a> {
+struct Session<'a, S> {
     args: &'a ConnectArgs,
-    ws: WebSocket<MaybeTlsStream>,
+    ws: WebSocket<S>,
     /// Pings sent and not yet answered: payload and when it was sent.
     pings: VecDeque<(Bytes, Instant)>,
     ping_seq: u64,
@@ -298,8 +338,8 @@ struct Session<'a> {
     server_close: Option<Option<CloseFrame>>,
 }
 
-impl<'a> Session<'a> {
-    fn new(args: &'a ConnectArgs, ws: WebSocket<MaybeTlsStream>) -> Self {
+impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
+    fn new(args: &'a ConnectArgs, ws: WebSocket<S>) -> Self {
         Session {
             args,
             ws,

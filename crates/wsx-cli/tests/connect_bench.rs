@@ -4,11 +4,13 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use wsx::{Accept, CloseCode, Reject, WebSocketConfig};
+use wsx::{Accept, CloseCode, Reject, WebSocket, WebSocketConfig};
 
 /// How long one run of the binary may take before the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -29,6 +31,16 @@ enum Server {
 /// Start a server on a 127.0.0.1 ephemeral port, on its own thread; it runs until the test
 /// process exits.
 fn start(kind: Server) -> SocketAddr {
+    spawn_server(move |tcp, _| serve(tcp, kind))
+}
+
+/// Accept connections on a 127.0.0.1 ephemeral port, on a thread of its own, and run
+/// `serve_one` for each; returns the address.
+fn spawn_server<F, Fut>(serve_one: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream, SocketAddr) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
     let addr = listener.local_addr().expect("local addr");
@@ -40,14 +52,23 @@ fn start(kind: Server) -> SocketAddr {
         rt.block_on(async move {
             let listener = TcpListener::from_std(listener).expect("tokio listener");
             loop {
-                let Ok((tcp, _)) = listener.accept().await else {
+                let Ok((tcp, peer)) = listener.accept().await else {
                     continue;
                 };
-                tokio::spawn(serve(tcp, kind));
+                tokio::spawn(serve_one(tcp, peer));
             }
         });
     });
     addr
+}
+
+/// Echo every data message until the connection ends.
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) {
+    while let Some(Ok(msg)) = ws.recv().await {
+        if msg.is_data() && ws.send(msg).await.is_err() {
+            break;
+        }
+    }
 }
 
 async fn serve(tcp: tokio::net::TcpStream, kind: Server) {
@@ -59,18 +80,34 @@ async fn serve(tcp: tokio::net::TcpStream, kind: Server) {
     .await;
     let Ok(mut ws) = accepted else { return };
     match kind {
-        Server::Echo => {
-            while let Some(Ok(msg)) = ws.recv().await {
-                if msg.is_data() && ws.send(msg).await.is_err() {
-                    break;
-                }
-            }
-        }
+        Server::Echo => echo(ws).await,
         Server::CloseWith4001 => {
             let _ = ws.close(CloseCode(4001), "go away").await;
         }
         Server::Drop | Server::NotFound => drop(ws),
     }
+}
+
+/// Start a WebSocket-over-HTTP/2 echo server (h2c, RFC 8441) on a 127.0.0.1 ephemeral port,
+/// on its own thread; `/echo` only (404 elsewhere). Also returns the count of TCP connections
+/// accepted.
+fn start_http2() -> (SocketAddr, Arc<AtomicUsize>) {
+    let server = wsx::http2::Http2Server::new()
+        .config(WebSocketConfig::default().compression(wsx::DeflateConfig::default()));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    let addr = spawn_server(move |tcp, peer| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let server = server.clone();
+        async move {
+            let route = |info: &wsx::ConnectionInfo| match info.request.path() {
+                "/echo" => Ok(|ws, _| echo(ws)),
+                _ => Err(Reject::new(404, "no such endpoint")),
+            };
+            let _ = server.serve_connection(tcp, peer, route).await;
+        }
+    });
+    (addr, accepted)
 }
 
 /// Run `wsx ARGS` with `stdin` as its input; fails the test if it runs past [`RUN_LIMIT`].
@@ -118,6 +155,37 @@ fn piped_lines_are_echoed_and_exit_0() {
     assert_eq!(stdout, "< hello\n< world\n", "stderr: {stderr}");
     assert!(stderr.contains("close from server: 1000"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn http2_lines_are_echoed_over_an_extended_connect() {
+    let (addr, _) = start_http2();
+    let command = format!(
+        "connect -n --wait 0.5 --http2 --compression on {}",
+        url(addr)
+    );
+    let out = wsx(&command.split(' ').collect::<Vec<_>>(), "hello\nworld\n");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(stdout, "< hello\n< world\n", "stderr: {stderr}");
+    assert!(stderr.contains("close from server: 1000"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+
+    let out = wsx(
+        &["connect", "-n", "--http2", &format!("ws://{addr}/none")],
+        "",
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("HTTP 404"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+}
+
+#[test]
+fn http2_to_an_http1_server_fails_with_exit_1() {
+    let addr = start(Server::Echo);
+    let out = wsx(&["connect", "-n", "--http2", &url(addr)], "hello\n");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
 }
 
 #[test]
@@ -210,6 +278,17 @@ fn server_close_code_and_abnormal_end() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
 }
 
+/// The JSON report of a `wsx bench --json` run that exited 0, exchanged messages and
+/// counted no error.
+fn completed_run(out: &Output) -> serde_json::Value {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert!(v["messages"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert_eq!(v["errors"].as_u64(), Some(0), "{v}");
+    v
+}
+
 #[test]
 fn bench_reports_json() {
     let addr = start(Server::Echo);
@@ -230,11 +309,7 @@ fn bench_reports_json() {
         ],
         "",
     );
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    assert!(v["messages"].as_u64().unwrap_or(0) > 0, "{v}");
-    assert_eq!(v["errors"].as_u64(), Some(0), "{v}");
+    let v = completed_run(&out);
     assert_eq!(v["connections"].as_u64(), Some(4), "{v}");
     assert_eq!(v["size"].as_u64(), Some(64), "{v}");
     assert_eq!(v["mode"].as_str(), Some("binary"), "{v}");
@@ -255,6 +330,16 @@ fn bench_reports_json() {
         "{v}"
     );
     assert!(lat["p99"].as_f64() <= lat["max"].as_f64(), "{v}");
+}
+
+#[test]
+fn bench_over_http2_multiplexes_one_connection_per_thread() {
+    let (addr, tcp_connections) = start_http2();
+    let command = format!("bench -d 0.5 -w 0 -c 8 -t 2 --http2 --json {}", url(addr));
+    let out = wsx(&command.split(' ').collect::<Vec<_>>(), "");
+    let v = completed_run(&out);
+    assert_eq!(v["connections"].as_u64(), Some(8), "{v}");
+    assert_eq!(tcp_connections.load(Ordering::SeqCst), 2, "one per thread");
 }
 
 #[test]

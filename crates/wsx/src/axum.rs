@@ -29,6 +29,11 @@
 //! # }
 //! ```
 //!
+//! With the feature `http2` as well, the extractor also takes HTTP/2 extended CONNECT requests
+//! (RFC 8441; `axum::serve` advertises `SETTINGS_ENABLE_CONNECT_PROTOCOL`), answered `200`:
+//! route them with `any(...)` (or `.connect(...)` next to `get(...)`), since they are `CONNECT`
+//! requests. The callback gets the same [`HyperWebSocket`], over the HTTP/2 stream.
+//!
 //! `Option<WebSocketUpgrade>` is also an extractor: `None` for requests that do not ask for an
 //! upgrade, so one route can serve both a page and its WebSocket.
 
@@ -46,7 +51,7 @@ use wsx_proto::handshake::{HandshakeError, WebSocketRequest};
 use crate::config::WebSocketConfig;
 use crate::error::Error;
 use crate::hyper_upgrade::{
-    HyperWebSocket, error_response, is_upgrade_headers, negotiate, validate,
+    HyperWebSocket, error_response, is_extended_connect, is_upgrade_headers, negotiate, validate,
 };
 use crate::server::Accept;
 
@@ -58,6 +63,8 @@ use crate::server::Accept;
 #[must_use = "to set up the WebSocket connection, return the response of `on_upgrade`"]
 pub struct WebSocketUpgrade {
     request: WebSocketRequest,
+    /// Whether the request is an HTTP/2 extended CONNECT (RFC 8441), answered 200.
+    http2: bool,
     on_upgrade: OnUpgrade,
     config: WebSocketConfig,
     protocol: Option<String>,
@@ -147,7 +154,7 @@ impl WebSocketUpgrade {
             subprotocol: self.protocol,
             headers: self.headers,
         };
-        let (response, pending) = negotiate(&self.request, &self.config, accept);
+        let (response, pending) = negotiate(&self.request, &self.config, accept, self.http2);
         let on_upgrade = self.on_upgrade;
         let on_failed_upgrade = self.on_failed_upgrade;
         tokio::spawn(async move {
@@ -171,13 +178,21 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
     type Rejection = WebSocketUpgradeRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let request = validate(&parts.method, &parts.uri, parts.version, &parts.headers)?;
+        let http2 = is_extended_connect(&parts.method, parts.version, &parts.extensions);
+        let request = validate(
+            &parts.method,
+            &parts.uri,
+            parts.version,
+            &parts.headers,
+            &parts.extensions,
+        )?;
         let on_upgrade = parts
             .extensions
             .remove::<OnUpgrade>()
             .ok_or(WebSocketUpgradeRejection::NotUpgradable)?;
         Ok(WebSocketUpgrade {
             request,
+            http2,
             on_upgrade,
             config: WebSocketConfig::default(),
             protocol: None,
@@ -197,7 +212,9 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for WebSocketUpgrade {
         parts: &mut Parts,
         state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        if !is_upgrade_headers(&parts.headers) {
+        if !is_upgrade_headers(&parts.headers)
+            && !is_extended_connect(&parts.method, parts.version, &parts.extensions)
+        {
             return Ok(None);
         }
         <Self as FromRequestParts<S>>::from_request_parts(parts, state)

@@ -53,6 +53,18 @@ pub enum Error {
     /// (see [`ProxyConfig`](crate::ProxyConfig)); the message says which proxy and why.
     #[error("proxy: {0}")]
     Proxy(String),
+    /// The HTTP/2 connection failed or the peer broke HTTP/2 (feature `http2`): a
+    /// `GOAWAY` with an error, a refused or reset stream before its response, a malformed
+    /// response.
+    #[error("HTTP/2: {0}")]
+    Http2(String),
+    /// The server does not carry WebSockets over HTTP/2 (feature `http2`): it did not choose
+    /// `h2` in TLS ALPN, or does not advertise `SETTINGS_ENABLE_CONNECT_PROTOCOL` (RFC 8441).
+    /// Connect over HTTP/1.1 instead.
+    #[error(
+        "the server does not accept WebSockets over HTTP/2 (no ALPN h2, or no SETTINGS_ENABLE_CONNECT_PROTOCOL)"
+    )]
+    NoExtendedConnect,
 }
 
 impl Error {

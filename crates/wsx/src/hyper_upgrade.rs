@@ -45,7 +45,11 @@
 //! }
 //! ```
 //!
-//! Only HTTP/1.1 upgrades are supported (RFC 6455); an HTTP/2 request is refused with 400
+//! HTTP/1.1 upgrades (RFC 6455) and, with the feature `http2`, HTTP/2 extended CONNECT requests
+//! (RFC 8441, `:protocol websocket`; serve HTTP/2 with `enable_connect_protocol()`, and route
+//! `CONNECT` as well as `GET`): those are checked as the HTTP/1.1 Upgrade they stand for and
+//! answered `200`, and the WebSocket runs over the HTTP/2 stream, with the same type
+//! ([`HyperWebSocket`]). Any other HTTP/2 request is refused with 400
 //! ([`HandshakeError::NotHttp11`]).
 
 use std::future::Future;
@@ -56,6 +60,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::http::Extensions;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
@@ -73,12 +78,14 @@ use crate::websocket::WebSocket;
 /// A WebSocket over a connection that hyper upgraded.
 pub type HyperWebSocket = WebSocket<TokioIo<Upgraded>>;
 
-/// Whether `req` asks for a WebSocket upgrade (its `Upgrade` header has the `websocket` token).
+/// Whether `req` asks for a WebSocket upgrade (its `Upgrade` header has the `websocket` token),
+/// or, with the feature `http2`, is an HTTP/2 extended CONNECT for a WebSocket (RFC 8441).
 ///
 /// Use it to route: requests for which this is `false` are ordinary HTTP requests. A request
 /// for which it is `true` may still be invalid; [`upgrade`] checks the rest.
 pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
     is_upgrade_headers(req.headers())
+        || is_extended_connect(req.method(), req.version(), req.extensions())
 }
 
 /// The request's head as a [`HttpRequest`], the type the raw-stream server and its accept
@@ -110,8 +117,15 @@ pub fn upgrade<B>(
     config: &WebSocketConfig,
     accept: Accept,
 ) -> std::result::Result<(Response<Full<Bytes>>, HyperWebSocketFuture), HandshakeError> {
-    let ws_req = validate(req.method(), req.uri(), req.version(), req.headers())?;
-    let (response, pending) = negotiate(&ws_req, config, accept);
+    let http2 = is_extended_connect(req.method(), req.version(), req.extensions());
+    let ws_req = validate(
+        req.method(),
+        req.uri(),
+        req.version(),
+        req.headers(),
+        req.extensions(),
+    )?;
+    let (response, pending) = negotiate(&ws_req, config, accept, http2);
     let future = HyperWebSocketFuture {
         on_upgrade: hyper::upgrade::on(req),
         pending: Some(pending),
@@ -174,6 +188,26 @@ impl Pending {
     }
 }
 
+/// Whether a request is an HTTP/2 extended CONNECT for a WebSocket (RFC 8441); never without
+/// the feature `http2`.
+pub(crate) fn is_extended_connect(
+    method: &Method,
+    version: Version,
+    extensions: &Extensions,
+) -> bool {
+    #[cfg(feature = "http2")]
+    return version == Version::HTTP_2
+        && method == Method::CONNECT
+        && extensions
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+    #[cfg(not(feature = "http2"))]
+    {
+        let _ = (method, version, extensions);
+        false
+    }
+}
+
 /// Whether the `Upgrade` headers carry the `websocket` token.
 pub(crate) fn is_upgrade_headers(headers: &HeaderMap) -> bool {
     let values = headers.get_all(hyper::header::UPGRADE);
@@ -206,21 +240,31 @@ pub(crate) fn to_http_request(
     }
 }
 
-/// Validates a request head as a WebSocket upgrade (RFC 6455 §4.2.1).
+/// Validates a request head as a WebSocket upgrade (RFC 6455 §4.2.1), or an HTTP/2 extended
+/// CONNECT as the upgrade it stands for (RFC 8441 §5, feature `http2`).
 pub(crate) fn validate(
     method: &Method,
     uri: &Uri,
     version: Version,
     headers: &HeaderMap,
+    extensions: &Extensions,
 ) -> std::result::Result<WebSocketRequest, HandshakeError> {
+    #[cfg(feature = "http2")]
+    if is_extended_connect(method, version, extensions) {
+        return validate_upgrade(&crate::http2::as_upgrade_request(uri, headers));
+    }
+    #[cfg(not(feature = "http2"))]
+    let _ = extensions;
     validate_upgrade(&to_http_request(method, uri, version, headers))
 }
 
-/// Negotiates permessage-deflate and builds the 101 response for a validated request.
+/// Negotiates permessage-deflate and builds the response for a validated request: 101, or 200
+/// for an HTTP/2 extended CONNECT (`http2`).
 pub(crate) fn negotiate(
     ws_req: &WebSocketRequest,
     config: &WebSocketConfig,
     accept: Accept,
+    http2: bool,
 ) -> (Response<Full<Bytes>>, Pending) {
     let negotiated = config
         .compression
@@ -238,7 +282,7 @@ pub(crate) fn negotiate(
         extensions.as_deref(),
         &accept.headers,
     );
-    let response = accept_to_response(&accepted);
+    let response = accept_to_response(&accepted, http2);
     let pending = Pending {
         config: config.clone(),
         deflate,
@@ -247,12 +291,22 @@ pub(crate) fn negotiate(
     (response, pending)
 }
 
-/// The hyper [`Response`] for a handshake's [`AcceptResponse`] (101, its headers, no body).
-fn accept_to_response(accepted: &AcceptResponse) -> Response<Full<Bytes>> {
+/// The hyper [`Response`] for a handshake's [`AcceptResponse`] (101, its headers, no body);
+/// over HTTP/2, 200 without the HTTP/1.1 handshake's `Upgrade`, `Connection` and
+/// `Sec-WebSocket-Accept`.
+fn accept_to_response(accepted: &AcceptResponse, http2: bool) -> Response<Full<Bytes>> {
+    const NOT_OVER_HTTP2: &[&str] = &["upgrade", "connection", "sec-websocket-accept"];
     let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *response.status_mut() = if http2 {
+        StatusCode::OK
+    } else {
+        StatusCode::SWITCHING_PROTOCOLS
+    };
     let map = response.headers_mut();
     for (name, value) in accepted.headers() {
+        if http2 && NOT_OVER_HTTP2.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+            continue;
+        }
         // Sanitized by `AcceptResponse::new`; a value hyper still refuses is left out.
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),

@@ -15,6 +15,7 @@
 //!   default).
 //! - Inside a hyper 1 server: [`hyper_upgrade`] (feature `hyper`); as an axum extractor:
 //!   [`axum`] (feature `axum`).
+//! - WebSocket over HTTP/2 (RFC 8441), server and client: [`http2`] (feature `http2`).
 //! - A connection: [`WebSocket`], with `recv`/`send`, or as a `Stream` + `Sink` of [`Message`].
 //!
 //! Writes are coalesced: [`WebSocket::feed`] queues a message, [`WebSocket::flush`] writes every
@@ -26,7 +27,7 @@
 //! parameter set instead of once per recipient.
 //!
 //! Every public item has one path: the crate root, or one of the modules [`tls`],
-//! [`hyper_upgrade`] and [`axum`], whose names would be ambiguous at the root. The protocol types
+//! [`hyper_upgrade`], [`axum`] and [`http2`], whose names would be ambiguous at the root. The protocol types
 //! come from [`wsx_proto`] and are re-exported here, so an application needs only this crate.
 //!
 //! Errors ([`Error`]) say whether the peer misbehaved ([`Error::Protocol`]), the transport
@@ -35,7 +36,7 @@
 #![forbid(unsafe_code)]
 // Without the `hyper`/`axum` features, the docs still mention the modules they would link to.
 #![cfg_attr(
-    not(all(feature = "hyper", feature = "axum")),
+    not(all(feature = "hyper", feature = "axum", feature = "http2")),
     allow(rustdoc::broken_intra_doc_links)
 )]
 
@@ -44,6 +45,8 @@ pub mod axum;
 mod client;
 mod config;
 mod error;
+#[cfg(feature = "http2")]
+pub mod http2;
 #[cfg(feature = "hyper")]
 pub mod hyper_upgrade;
 mod listener;

@@ -55,6 +55,11 @@ pub use tokio_rustls;
 #[cfg(feature = "rustls")]
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 
+/// ALPN protocol identifier of HTTP/2 over TLS, offered by [`TlsAcceptor::offer_http2`] and by
+/// the HTTP/2 client (feature `http2`).
+#[cfg(feature = "rustls")]
+pub const ALPN_H2: &[u8] = b"h2";
+
 /// The [`rustls::Error`] behind `err`, if it is a TLS failure: for example
 /// `rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)` when the server's
 /// certificate is not signed by a trusted CA.

@@ -5,51 +5,15 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::echo_server;
+use common::{echo_server, within};
 use tokio::net::TcpListener;
 use wsx::{CloseCode, Message};
-
-async fn within<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(10), f)
-        .await
-        .expect("timed out")
-}
 
 #[tokio::test]
 async fn many_senders_one_receiver() {
     let addr = echo_server().await;
     let (ws, _) = wsx::connect(&format!("ws://{addr}/")).await.unwrap();
-    let (tx, mut rx) = ws.split();
-    let mut tasks = Vec::new();
-    for t in 0..4 {
-        let tx = tx.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..250 {
-                tx.send(Message::text(format!("{t}:{i}"))).await.unwrap();
-            }
-        }));
-    }
-    let mut next = [0usize; 4];
-    for _ in 0..1000 {
-        let m = within(rx.recv()).await.unwrap().unwrap();
-        let text = m.as_text().unwrap().to_string();
-        let (t, i) = text.split_once(':').unwrap();
-        let t: usize = t.parse().unwrap();
-        assert_eq!(
-            i.parse::<usize>().unwrap(),
-            next[t],
-            "per-sender order is kept"
-        );
-        next[t] += 1;
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    tx.close(CloseCode::NORMAL, "done").await.unwrap();
-    let m = within(rx.recv()).await.unwrap().unwrap();
-    assert!(matches!(m, Message::Close(Some(f)) if f.code == CloseCode::NORMAL));
-    assert!(within(rx.recv()).await.is_none());
-    assert!(tx.is_closed());
+    common::four_split_senders_are_echoed_in_order(ws).await;
 }
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 // Without the `rustls` feature, the docs still mention the TLS items they would link to.
 #![cfg_attr(not(feature = "rustls"), allow(rustdoc::broken_intra_doc_links))]
 
+#[cfg(feature = "http2")]
+pub(crate) mod http2;
 pub(crate) mod proxy;
 
 use std::time::Duration;

@@ -96,6 +96,19 @@ impl TlsAcceptor {
         TlsAcceptor { config }
     }
 
+    /// This acceptor, offering HTTP/2 too: ALPN `h2` first, then `http/1.1`. After the TLS
+    /// handshake, the negotiated protocol
+    /// ([`ServerTlsStream`]`.get_ref().1.alpn_protocol()`) says which server to hand the stream
+    /// to: [`ALPN_H2`](super::ALPN_H2) to an HTTP/2 one (such as `wsx::http2::Http2Server`,
+    /// feature `http2`), anything else to the HTTP/1.1 one.
+    pub fn offer_http2(&self) -> TlsAcceptor {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![super::ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+        TlsAcceptor {
+            config: Arc::new(config),
+        }
+    }
+
     /// The rustls configuration.
     pub fn config(&self) -> &Arc<ServerConfig> {
         &self.config
