@@ -189,6 +189,7 @@ mod codec;
 mod connections;
 mod redis_engine;
 mod resumed;
+mod sentinel_url;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -196,6 +197,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub use redis_engine::{RedisEngine, RedisEvent, RedisEvents};
+pub use sentinel_url::SentinelUrl;
 use wsx_stomp::TopicHistory;
 
 /// What can go wrong in this crate.
@@ -255,7 +257,10 @@ pub enum Error {
 /// Settings of one node.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The Redis server, `redis://host:port[/db]`.
+    /// The Redis server, `redis://host:port[/db]`, or the sentinels of a Sentinel
+    /// deployment and its service name, `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE`
+    /// ([`SentinelUrl`]): the node then connects to the primary they name, asked again at
+    /// every reconnect, so it follows a failover.
     pub url: String,
     /// This node's consumer name in the queue groups; unique per node (default: random).
     pub node_id: String,
@@ -297,6 +302,12 @@ pub struct Config {
     /// How much history each topic keeps in Redis (default 1000 messages, 1 MiB per topic;
     /// `max_messages: 0` keeps none). See the crate docs, *Topics*.
     pub topic_history: TopicHistory,
+    /// Replicas that must have a pipeline's writes before its SENDs are confirmed (a
+    /// RECEIPT, an HTTP publish's answer) and its acknowledgements count as done (default 0:
+    /// once the primary answered). Above 0 the writer ends each pipeline with `WAIT N` and
+    /// waits again, as long as it takes, while fewer replicas answer: see the crate docs,
+    /// *Durability across a failover*.
+    pub replicas_ack: usize,
     /// First reconnect delay (default 50 ms); doubles up to [`Config::backoff_max`].
     pub backoff_min: Duration,
     /// Longest reconnect delay (default 2 s).
@@ -321,6 +332,7 @@ impl Config {
             empty_queue_grace: Duration::from_secs(60),
             write_timeout: Duration::from_secs(5),
             topic_history: TopicHistory::default(),
+            replicas_ack: 0,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
         }
@@ -383,6 +395,13 @@ impl Config {
     /// Set how long the writer waits for Redis to answer before writing again.
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Set how many replicas must have a write before it is confirmed (0: the primary
+    /// alone).
+    pub fn replicas_ack(mut self, n: usize) -> Self {
+        self.replicas_ack = n;
         self
     }
 
@@ -455,6 +474,14 @@ type Owned = HashMap<Arc<str>, HashMap<Arc<str>, usize>>;
 /// State shared by the engine and its tasks.
 #[derive(Debug, Default)]
 pub(crate) struct NodeState {
+    /// `single` or `sentinel` ([`RedisMetrics::mode`]).
+    mode: &'static str,
+    /// The address of the Redis the tasks last connected to ([`RedisMetrics::primary`]).
+    primary: Mutex<Option<String>>,
+    /// Changes of that address ([`RedisMetrics::failovers`]).
+    failovers: AtomicU64,
+    /// Times `WAIT` answered with fewer replicas than [`Config::replicas_ack`].
+    replica_waits: AtomicU64,
     connected: AtomicBool,
     reconnects: AtomicU64,
     pending_sends: AtomicUsize,
@@ -483,6 +510,18 @@ pub(crate) struct NodeState {
 }
 
 impl NodeState {
+    /// The tasks connect to `addr`: a failover seen if it differs from the last one.
+    pub(crate) fn set_primary(&self, addr: String) {
+        let mut primary = self.primary.lock().unwrap_or_else(PoisonError::into_inner);
+        if primary.as_ref().is_some_and(|old| *old != addr) {
+            self.failovers.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(primary = %addr, "the redis primary changed (failover)");
+        }
+        if primary.as_deref() != Some(addr.as_str()) {
+            *primary = Some(addr);
+        }
+    }
+
     /// Whether the writer saw stream `key` at its length limit (and has not seen room since).
     pub(crate) fn is_full(&self, key: &str) -> bool {
         self.full.lock().is_ok_and(|full| full.contains(key))
@@ -614,6 +653,34 @@ impl RedisMetrics {
     /// acknowledged). The reader reads nothing more while it is at [`Config::max_held_bytes`].
     pub fn held_bytes(&self) -> usize {
         self.0.held_bytes()
+    }
+
+    /// How the node finds Redis: `single` (`redis://…`) or `sentinel`
+    /// (`redis-sentinel://…`).
+    pub fn mode(&self) -> &'static str {
+        self.0.mode
+    }
+
+    /// The address (`host:port`) of the Redis the node's tasks last connected to: in
+    /// Sentinel mode, the primary the sentinels named. `None` before the first connection.
+    pub fn primary(&self) -> Option<String> {
+        self.0
+            .primary
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Times the node found the primary at another address than before (failovers seen).
+    pub fn failovers(&self) -> u64 {
+        self.0.failovers.load(Ordering::Relaxed)
+    }
+
+    /// Times the writer's `WAIT` answered with fewer replicas than
+    /// [`Config::replicas_ack`], so that it waited again before confirming the pipeline's
+    /// SENDs.
+    pub fn replica_waits(&self) -> u64 {
+        self.0.replica_waits.load(Ordering::Relaxed)
     }
 
     /// Messages read from Redis that were not in this engine's format (skipped).

@@ -48,7 +48,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use redis::{Client, RedisResult, Value};
+use redis::{RedisResult, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -86,7 +86,7 @@ impl StreamToRead {
 
 /// The reader.
 pub(crate) struct Reader {
-    pub client: Client,
+    pub primary: super::Primary,
     pub config: Arc<Config>,
     pub shared: Arc<NodeState>,
     pub events: Events,
@@ -135,8 +135,14 @@ impl Reader {
             let mut conn = loop {
                 self.release_stopped();
                 let mut shutdown = self.shutdown.clone();
-                let connecting =
-                    connect(&self.client, &self.config, timeout, &mut shutdown, "reader");
+                let connecting = connect(
+                    &self.primary,
+                    &self.config,
+                    &self.shared,
+                    timeout,
+                    &mut shutdown,
+                    "reader",
+                );
                 let woken = tokio::select! {
                     c = connecting => match c {
                         Some(c) => Woken::Done(c),

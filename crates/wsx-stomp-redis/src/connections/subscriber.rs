@@ -16,7 +16,6 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use redis::Client;
 use tokio::sync::{mpsc, watch};
 
 use super::{Events, Incoming};
@@ -24,7 +23,7 @@ use crate::{Config, NodeState};
 
 /// The subscriber.
 pub(crate) struct Subscriber {
-    pub client: Client,
+    pub primary: super::Primary,
     pub config: Arc<Config>,
     pub shared: Arc<NodeState>,
     pub events: Events,
@@ -39,7 +38,9 @@ impl Subscriber {
         let mut delay = self.config.backoff_min;
         loop {
             let pubsub = tokio::select! {
-                r = self.client.get_async_pubsub() => r,
+                r = async {
+                    self.primary.client(&self.shared).await?.get_async_pubsub().await
+                } => r,
                 _ = self.shutdown.changed() => return,
             };
             let (mut sink, mut stream) = match pubsub {

@@ -64,11 +64,17 @@ impl RedisServer {
 
     /// Start one on `port` and wait until it accepts connections (a panic if it exits first).
     pub fn start(port: u16) -> RedisServer {
+        RedisServer::start_with(port, &[])
+    }
+
+    /// [`RedisServer::start`] with more arguments (`--replicaof 127.0.0.1 PORT`).
+    pub fn start_with(port: u16, extra: &[&str]) -> RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(std::env::temp_dir())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
