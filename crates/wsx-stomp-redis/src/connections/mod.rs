@@ -105,6 +105,11 @@ pub(crate) enum Cmd {
 }
 
 impl Cmd {
+    /// Whether it writes to Redis (a SEND; not a barrier).
+    pub(crate) fn writes(&self) -> bool {
+        !matches!(self, Cmd::Barrier(_))
+    }
+
     /// The bytes this command counts against [`Config::max_pending_bytes`].
     pub(crate) fn size(&self) -> usize {
         match self {

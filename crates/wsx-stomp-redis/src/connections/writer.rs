@@ -26,7 +26,8 @@
 //!
 //! ## Replicas (`WAIT`)
 //!
-//! With [`crate::Config::replicas_ack`] `N` above 0, each pipeline ends with a small write
+//! With [`crate::Config::replicas_ack`] `N` above 0, each pipeline that writes (SENDs,
+//! acknowledgements, requeues, removals; not one of history reads alone) ends with a small write
 //! of its own (`SET PREFIXwait:INCARNATION BATCH PX 60000`: so that `WAIT` covers the
 //! pipeline even when a replay wrote nothing new, its SENDs recorded as stored before) and
 //! `WAIT N MS`. Only when `WAIT` answers `N` or more are the pipeline's SENDs confirmed and
@@ -214,6 +215,11 @@ struct Chores {
 }
 
 impl Chores {
+    /// Whether they write (acknowledgements, requeues, removals).
+    fn writes(&self) -> bool {
+        !self.acks.is_empty() || !self.requeues.is_empty() || !self.removals.is_empty()
+    }
+
     fn due(outbox: &mut Outbox, now: Instant, applied: u64) -> Chores {
         let (reads, deferred) = std::mem::take(&mut outbox.reads)
             .into_iter()
@@ -339,7 +345,12 @@ impl Writer {
                 if pipe.is_empty() {
                     break (Vec::new(), 0);
                 }
-                let replicas = config.replicas_ack;
+                // Reads, unblocks and barriers alone need no replica.
+                let replicas = if chores.writes() || sends.iter().any(Cmd::writes) {
+                    config.replicas_ack
+                } else {
+                    0
+                };
                 if replicas > 0 {
                     pipe.cmd("SET")
                         .arg(format!("{}wait:{}", config.prefix, self.incarnation))
