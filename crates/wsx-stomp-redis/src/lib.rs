@@ -182,6 +182,31 @@
 //! [`wsx_stomp::Engine::publish`] and [`RedisEngine::offer`] (which have no origin to
 //! confirm to) a SEND refused at once or by Redis is counted in
 //! [`RedisMetrics::send_failures`] and logged.
+//!
+//! ## Sentinel, and durability across a failover
+//!
+//! With [`Config::url`] `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE` ([`SentinelUrl`])
+//! every task, each time it connects or reconnects, asks the sentinels in turn for the
+//! primary (`SENTINEL get-master-addr-by-name SERVICE`) and uses the address one names only
+//! if it answers `ROLE` as a primary. After a failover the tasks' connections to the dead
+//! (or demoted) primary fail; they reconnect to the promoted replica, resubscribe, recreate
+//! their groups and resume reading and claiming, exactly as after a Redis restart, and the
+//! clients stay connected. [`RedisMetrics::mode`], [`RedisMetrics::primary`] and
+//! [`RedisMetrics::failovers`] show it.
+//!
+//! Redis replicates asynchronously: what the primary answered may be missing from the
+//! replica promoted after it died. With [`Config::replicas_ack`] `N` above 0 the writer ends
+//! each pipeline that writes with `WAIT N` and confirms its SENDs (RECEIPTs, HTTP publish
+//! answers, [`RedisEngine::offer_stored`]) and counts its ACKs as done only once `N`
+//! replicas have it; the sentinels promote the most up-to-date replica, so a failover loses
+//! nothing a client was told is stored (with `N` at least 1 and at most one instance lost at
+//! once). While fewer replicas answer, the writer waits (asking again every second) rather
+//! than failing the SENDs: they wait like SENDs while Redis is down, bounded by
+//! [`Config::max_pending_sends`] and [`Config::max_pending_bytes`]. The cost is a
+//! replication round trip per pipeline (SENDs batched together share it); run at least
+//! `N + 1` replicas so that writes go on after a failover. What the reader read or claimed is
+//! not waited for: after a failover the promoted replica may deliver an entry again (at
+//! least once holds; a duplicate, never a loss).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -36,6 +36,11 @@ async fn a_send_is_confirmed_only_once_a_replica_has_it() {
         .try_publish_from(publish("/queue/orders", "first"), sent.clone(), &mut out)
         .expect("accepted");
     assert_eq!(outcome, Outcome::Pending);
+    // A server-side publish (an HTTP publish's 202) waits the same way.
+    let mut stored = node
+        .engine
+        .offer_stored(publish("/queue/orders", "second"))
+        .expect("accepted");
     // The primary stores it at once, but no replica has it: no confirmation.
     let mut conn = admin(&url).await;
     let key = format!("{prefix}q:orders");
@@ -55,8 +60,12 @@ async fn a_send_is_confirmed_only_once_a_replica_has_it() {
         None,
         "no confirmation while no replica has the write"
     );
+    assert!(
+        stored.try_recv().is_err(),
+        "not answered while no replica has it"
+    );
     assert!(node.engine.metrics().replica_waits() >= 1);
-    assert_eq!(node.engine.metrics().pending_sends(), 1);
+    assert_eq!(node.engine.metrics().pending_sends(), 2);
 
     // A replica comes and syncs: the SEND is confirmed.
     let primary_port = port.to_string();
@@ -79,6 +88,11 @@ async fn a_send_is_confirmed_only_once_a_replica_has_it() {
         .await
         .expect("confirmed once a replica has it");
     assert_eq!(confirmed, Confirmation::Stored(sent));
+    let answer = tokio::time::timeout(WAIT, stored)
+        .await
+        .expect("answered once a replica has it")
+        .expect("an answer");
+    assert_eq!(answer.expect("stored"), 0);
     node.engine.flushed().await;
     assert_eq!(node.engine.metrics().pending_sends(), 0);
     assert_eq!(node.engine.metrics().send_failures(), 0);
