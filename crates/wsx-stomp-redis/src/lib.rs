@@ -335,7 +335,8 @@ pub struct Config {
     pub replicas_ack: usize,
     /// First reconnect delay (default 50 ms); doubles up to [`Config::backoff_max`].
     pub backoff_min: Duration,
-    /// Longest reconnect delay (default 2 s).
+    /// Longest reconnect delay (default 2 s; in Sentinel mode at most 250 ms, so that a node
+    /// reaches the promoted replica soon after a failover).
     pub backoff_max: Duration,
 }
 

@@ -406,7 +406,7 @@ pub(crate) async fn connect(
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => return None,
         }
-        delay = (delay * 2).min(config.backoff_max);
+        delay = (delay * 2).min(primary.backoff_max(config));
     }
 }
 

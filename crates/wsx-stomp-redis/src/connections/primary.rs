@@ -13,10 +13,15 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, RedisResult, Value};
 
-use crate::{Error, NodeState, SentinelUrl};
+use crate::{Config, Error, NodeState, SentinelUrl};
 
 /// How long a sentinel, or the primary it names, may take to connect and to answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The longest reconnect delay in Sentinel mode: while the sentinels still name the dead
+/// primary, a node asks them again this often, so that it reaches the promoted replica soon
+/// after the promotion (asking costs a sentinel two short connections).
+pub(crate) const SENTINEL_BACKOFF_MAX: Duration = Duration::from_millis(250);
 
 /// The Redis the tasks connect to.
 #[derive(Debug, Clone)]
@@ -49,6 +54,15 @@ impl Primary {
             sentinels,
             service: parsed.service,
         })
+    }
+
+    /// The longest reconnect delay: [`Config::backoff_max`], at most
+    /// [`SENTINEL_BACKOFF_MAX`] in Sentinel mode.
+    pub(crate) fn backoff_max(&self, config: &Config) -> Duration {
+        match self {
+            Primary::Single(_) => config.backoff_max,
+            Primary::Sentinel { .. } => config.backoff_max.min(SENTINEL_BACKOFF_MAX),
+        }
     }
 
     /// The mode, for the metrics: `single` or `sentinel`.

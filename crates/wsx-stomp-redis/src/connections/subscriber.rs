@@ -51,7 +51,7 @@ impl Subscriber {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.shutdown.changed() => return,
                     }
-                    delay = (delay * 2).min(self.config.backoff_max);
+                    delay = (delay * 2).min(self.primary.backoff_max(&self.config));
                     continue;
                 }
             };
