@@ -198,9 +198,12 @@
 //! replica promoted after it died. With [`Config::replicas_ack`] `N` above 0 the writer ends
 //! each pipeline that writes with `WAIT N` and confirms its SENDs (RECEIPTs, HTTP publish
 //! answers, [`RedisEngine::offer_stored`]) and counts its ACKs as done only once `N`
-//! replicas have it; the sentinels promote the most up-to-date replica, so a failover loses
-//! nothing a client was told is stored (with `N` at least 1 and at most one instance lost at
-//! once). While fewer replicas answer, the writer waits (asking again every second) rather
+//! replicas have it; the sentinels promote the most up-to-date replica (by the offsets they
+//! last saw), so a primary that dies loses nothing a client was told is stored (strictly so
+//! when `N` is the number of replicas). When the old primary stays up (a manual failover, a
+//! partition), the node moves to the new one within about 0.5 s (it watches the sentinels);
+//! a write the old primary confirmed in between, through a replica that was not promoted,
+//! can be lost, unless `N` is the number of replicas. While fewer replicas answer, the writer waits (asking again every second) rather
 //! than failing the SENDs: they wait like SENDs while Redis is down, bounded by
 //! [`Config::max_pending_sends`] and [`Config::max_pending_bytes`]. The cost is a
 //! replication round trip per pipeline (SENDs batched together share it); run at least
@@ -506,6 +509,9 @@ pub(crate) struct NodeState {
     primary: Mutex<Option<String>>,
     /// Changes of that address ([`RedisMetrics::failovers`]).
     failovers: AtomicU64,
+    /// Bumped when the sentinels name another primary than the one the tasks use (see the
+    /// `connections` module's `primary`): a task connected under an older value reconnects.
+    primary_epoch: AtomicU64,
     /// Times `WAIT` answered with fewer replicas than [`Config::replicas_ack`].
     replica_waits: AtomicU64,
     connected: AtomicBool,
@@ -536,6 +542,24 @@ pub(crate) struct NodeState {
 }
 
 impl NodeState {
+    /// The current [`NodeState::primary_epoch`]: read before connecting, compared later.
+    pub(crate) fn primary_epoch(&self) -> u64 {
+        self.primary_epoch.load(Ordering::Relaxed)
+    }
+
+    /// The sentinels name another primary: the tasks reconnect.
+    pub(crate) fn bump_primary_epoch(&self) {
+        self.primary_epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The address the tasks last connected to.
+    pub(crate) fn primary_addr(&self) -> Option<String> {
+        self.primary
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// The tasks connect to `addr`: a failover seen if it differs from the last one.
     pub(crate) fn set_primary(&self, addr: String) {
         let mut primary = self.primary.lock().unwrap_or_else(PoisonError::into_inner);

@@ -158,6 +158,11 @@ impl RedisEngine {
             }
             .run(),
         );
+        runtime.spawn(connections::primary::watch(
+            primary.clone(),
+            shared.clone(),
+            shutdown.clone(),
+        ));
         runtime.spawn(
             connections::reader::Reader {
                 primary,

@@ -7,6 +7,16 @@
 //! it says it is a primary (`ROLE`), so a sentinel that has not seen the failover yet does
 //! not send the node to the demoted one. The address in use is kept in the node's state for
 //! the metrics, which count a change of address as a failover seen.
+//!
+//! A connection to a primary that was demoted while it stayed up (a manual failover, a
+//! network partition) does not fail by itself until the sentinels turn it into a replica,
+//! which can take many seconds: meanwhile the node would write where no one reads (and,
+//! with [`crate::Config::replicas_ack`], wait for replicas it no longer has). So in
+//! Sentinel mode [`watch`] asks the sentinels every [`WATCH_EVERY`]; when they name another
+//! primary (and it answers as one) it bumps the node's primary epoch, and each task
+//! connected under an older epoch drops its connection and connects again (the writer at its
+//! next check or `WAIT`, the reader before its next read, the subscriber within
+//! [`WATCH_EVERY`]).
 
 use std::time::Duration;
 
@@ -22,6 +32,9 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(1);
 /// primary, a node asks them again this often, so that it reaches the promoted replica soon
 /// after the promotion (asking costs a sentinel two short connections).
 pub(crate) const SENTINEL_BACKOFF_MAX: Duration = Duration::from_millis(250);
+
+/// How often [`watch`] asks the sentinels which primary they name.
+pub(crate) const WATCH_EVERY: Duration = Duration::from_millis(500);
 
 /// The Redis the tasks connect to.
 #[derive(Debug, Clone)]
@@ -76,6 +89,13 @@ impl Primary {
     /// A client for the current primary (asking the sentinels in Sentinel mode); records its
     /// address in `shared`.
     pub(crate) async fn client(&self, shared: &NodeState) -> RedisResult<Client> {
+        let client = self.resolve().await?;
+        shared.set_primary(client.get_connection_info().addr().to_string());
+        Ok(client)
+    }
+
+    /// A client for the current primary.
+    async fn resolve(&self) -> RedisResult<Client> {
         let client = match self {
             Primary::Single(client) => client.clone(),
             Primary::Sentinel { sentinels, service } => {
@@ -100,8 +120,39 @@ impl Primary {
                 }
             }
         };
-        shared.set_primary(client.get_connection_info().addr().to_string());
         Ok(client)
+    }
+}
+
+/// In Sentinel mode, until the engine goes away: every [`WATCH_EVERY`], bump the node's
+/// primary epoch if the sentinels name another primary than the one the tasks last
+/// connected to (see the module docs).
+pub(crate) async fn watch(
+    primary: Primary,
+    shared: std::sync::Arc<NodeState>,
+    mut shutdown: tokio::sync::watch::Receiver<()>,
+) {
+    if matches!(primary, Primary::Single(_)) {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(WATCH_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        let named = tokio::select! {
+            r = primary.resolve() => r,
+            _ = shutdown.changed() => return,
+        };
+        let Ok(named) = named else { continue };
+        let named = named.get_connection_info().addr().to_string();
+        if shared
+            .primary_addr()
+            .is_some_and(|current| current != named)
+        {
+            tracing::warn!(primary = %named, "the sentinels name another redis primary; reconnecting");
+            shared.bump_primary_epoch();
+        }
     }
 }
 

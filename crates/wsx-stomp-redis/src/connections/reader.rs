@@ -132,6 +132,7 @@ impl Reader {
         let mut seq = 0u64;
         'connect: loop {
             self.client_id.store(0, Ordering::Relaxed);
+            let epoch = self.shared.primary_epoch();
             let mut conn = loop {
                 self.release_stopped();
                 let mut shutdown = self.shutdown.clone();
@@ -174,6 +175,11 @@ impl Reader {
             let mut next_tick = Instant::now() + tick;
             loop {
                 self.release_stopped();
+                if self.shared.primary_epoch() != epoch {
+                    // The sentinels name another primary.
+                    lost = true;
+                    continue 'connect;
+                }
                 if Instant::now() >= next_tick {
                     next_tick = Instant::now() + tick;
                     failed.clear();

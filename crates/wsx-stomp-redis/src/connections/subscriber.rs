@@ -36,7 +36,9 @@ impl Subscriber {
     pub(crate) async fn run(mut self) {
         let mut lost = false;
         let mut delay = self.config.backoff_min;
+        let mut check = tokio::time::interval(super::primary::WATCH_EVERY);
         loop {
+            let epoch = self.shared.primary_epoch();
             let pubsub = tokio::select! {
                 r = async {
                     self.primary.client(&self.shared).await?.get_async_pubsub().await
@@ -85,6 +87,8 @@ impl Subscriber {
                 }
                 tokio::select! {
                     () = self.shared.topics.changed() => dirty = true,
+                    // The sentinels name another primary: connect to it.
+                    _ = check.tick() => ok = self.shared.primary_epoch() == epoch,
                     msg = stream.next() => match msg {
                         Some(msg) => {
                             let payload = Bytes::copy_from_slice(msg.get_payload_bytes());

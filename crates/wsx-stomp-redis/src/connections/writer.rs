@@ -89,6 +89,8 @@ struct WriterConn<'a> {
     lost: bool,
     /// When Redis last answered on `conn`.
     last_ok: Instant,
+    /// [`NodeState::primary_epoch`] when `conn` was made.
+    epoch: u64,
     /// The SHA1 of the `XADD` script once loaded (`SCRIPT LOAD`) since connecting: SENDs
     /// then name it (`EVALSHA`) instead of carrying it.
     xadd_sha: Option<String>,
@@ -101,6 +103,7 @@ impl WriterConn<'_> {
         shutdown: &mut watch::Receiver<()>,
     ) -> Option<&mut MultiplexedConnection> {
         if self.conn.is_none() {
+            self.epoch = self.shared.primary_epoch();
             let c = connect(
                 self.primary,
                 self.config,
@@ -169,6 +172,9 @@ impl WriterConn<'_> {
                 Ok(_) => {
                     self.ok();
                     self.shared.replica_waits.fetch_add(1, Ordering::Relaxed);
+                    if self.switched() {
+                        return Some(false);
+                    }
                 }
                 Err(error) => {
                     self.failed(&error);
@@ -176,6 +182,20 @@ impl WriterConn<'_> {
                 }
             }
         }
+    }
+
+    /// Whether the sentinels named another primary since `conn` was made: it is dropped then
+    /// (`true`).
+    fn switched(&mut self) -> bool {
+        if self.conn.is_some() && self.epoch != self.shared.primary_epoch() {
+            self.failed(&redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "primary switched",
+                "the sentinels name another primary".to_owned(),
+            )));
+            return true;
+        }
+        false
     }
 
     /// The connection failed: drop it.
@@ -264,6 +284,7 @@ impl Writer {
             conn: None,
             lost: false,
             last_ok: Instant::now(),
+            epoch: 0,
             xadd_sha: None,
         };
         // Connect at once, so that `connected` tells the truth before the first SEND.
@@ -296,7 +317,9 @@ impl Writer {
                     // reach the writer); an idle connection is checked, a lost one
                     // re-established.
                     let full = !shared.full_streams().is_empty();
-                    if !full && w.conn.is_some() && w.last_ok.elapsed() < KEEPALIVE {
+                    if w.switched() {
+                        // Connects to the new primary below.
+                    } else if !full && w.conn.is_some() && w.last_ok.elapsed() < KEEPALIVE {
                         continue;
                     }
                     let Some(c) = w.get(&mut self.shutdown).await else {
