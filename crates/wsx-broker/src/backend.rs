@@ -1,8 +1,9 @@
 //! The engine behind `/stomp`, chosen at startup by `--broker`.
 //!
 //! `--broker memory` (the default) keeps topics and queues in this process
-//! ([`wsx_stomp::MemoryEngine`]); `--broker redis://HOST:PORT[/DB]` makes the server one node
-//! of a broker shared through Redis ([`wsx_stomp_redis::RedisEngine`]): clients on any node
+//! ([`wsx_stomp::MemoryEngine`]); `--broker redis://HOST:PORT[/DB]` (or
+//! `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE`, the primary its sentinels name) makes
+//! the server one node of a broker shared through Redis ([`wsx_stomp_redis::RedisEngine`]): clients on any node
 //! see the same topics and queues. [`Backend`] is either one behind the
 //! [`wsx_stomp::Engine`] trait, so the [`crate::hub::Hub`] and the sessions do not care which.
 //!
@@ -26,14 +27,15 @@ use wsx_stomp::{
     Delivery, Destination, Engine, MemoryEngine, MessageId, Origin, Outcome, Publish, Selector,
     StreamStart, SubscriberKey, TopicHistory,
 };
-use wsx_stomp_redis::{Config, RedisEngine, RedisEvents, RedisMetrics};
+use wsx_stomp_redis::{Config, RedisEngine, RedisEvents, RedisMetrics, SentinelUrl};
 
 /// The `--broker` value: `memory`, or the Redis server of a shared broker.
 #[derive(Clone, PartialEq, Eq)]
 pub enum BrokerUrl {
     /// The in-process broker.
     Memory,
-    /// A broker shared through Redis at this URL (`redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`).
+    /// A broker shared through Redis at this URL (`redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`,
+    /// or `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE`: see [`SentinelUrl`]).
     Redis(String),
 }
 
@@ -78,9 +80,13 @@ impl FromStr for BrokerUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        const EXPECTED: &str = "expected `memory` or `redis://HOST:PORT[/DB]`";
+        const EXPECTED: &str = "expected `memory`, `redis://HOST:PORT[/DB]` or `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE`";
         if s.eq_ignore_ascii_case("memory") {
             return Ok(BrokerUrl::Memory);
+        }
+        if SentinelUrl::is_sentinel(s) {
+            let url = s.parse::<SentinelUrl>().map_err(|e| e.to_string())?;
+            return Ok(BrokerUrl::Redis(url.to_string()));
         }
         if s.starts_with("rediss://") || s.starts_with("redis+unix://") || s.starts_with("unix:") {
             return Err(format!(
@@ -186,6 +192,10 @@ pub struct RedisSettings {
     pub queue_grace: Duration,
     /// History each topic keeps in Redis (`--topic-history`, `--topic-history-bytes`).
     pub topic_history: TopicHistory,
+    /// Replicas that must have a write before a SEND is confirmed (RECEIPT, an HTTP
+    /// publish's answer) and an ACK counts as done (`--redis-replicas-ack`; 0: the primary
+    /// alone).
+    pub replicas_ack: usize,
 }
 
 /// The engine of `/stomp`: in memory or on Redis. Every [`Engine`] method goes to the one
@@ -227,7 +237,8 @@ impl Backend {
                     .max_queue_bytes(settings.max_queue_bytes)
                     .max_held_bytes(settings.max_held_bytes)
                     .empty_queue_grace(settings.queue_grace)
-                    .topic_history(settings.topic_history);
+                    .topic_history(settings.topic_history)
+                    .replicas_ack(settings.replicas_ack);
                 if let Some(id) = &settings.node_id {
                     config = config.node_id(id.clone());
                 }
@@ -439,6 +450,7 @@ mod tests {
             "redis://:secret@redis.internal:6380/0",
             "redis://user:secret@redis.internal:6380",
             "redis://[::1]:6379/1",
+            "redis-sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster",
         ] {
             assert_eq!(ok.parse(), Ok(BrokerUrl::Redis(ok.to_owned())), "{ok}");
         }
@@ -454,6 +466,8 @@ mod tests {
             "redis://host:6379/db",
             "redis://[::1",
             "rediss://host:6379",
+            "redis-sentinel://h:26379",
+            "redis-sentinel://h/mymaster",
         ] {
             assert!(bad.parse::<BrokerUrl>().is_err(), "{bad}");
         }
@@ -483,6 +497,7 @@ mod tests {
             max_held_bytes: 1 << 20,
             queue_grace: Duration::from_secs(60),
             topic_history: TopicHistory::default(),
+            replicas_ack: 0,
         };
         let memory = MemorySettings::default();
         let (engine, events) = Backend::start(&BrokerUrl::Memory, &memory, &settings).expect("ok");

@@ -95,6 +95,7 @@ impl Default for RedisSettings {
             max_held_bytes: 64 << 20,
             queue_grace: Duration::from_secs(60),
             topic_history: wsx_stomp::TopicHistory::default(),
+            replicas_ack: 0,
         }
     }
 }

@@ -243,6 +243,27 @@ impl BrokerMetrics {
                 "Messages read from Redis that were not in the broker's format (skipped).",
                 redis.malformed(),
             );
+            metric(
+                "wsx_stomp_redis_failovers_total",
+                "counter",
+                "Times the node found the Redis primary at a new address (failovers seen).",
+                redis.failovers(),
+            );
+            metric(
+                "wsx_stomp_redis_replica_waits_total",
+                "counter",
+                "Times WAIT answered with fewer replicas than --redis-replicas-ack (confirmations waited).",
+                redis.replica_waits(),
+            );
+            let _ = writeln!(
+                out,
+                "# HELP wsx_stomp_redis_primary The Redis the node uses: mode (single, sentinel) \
+                 and the primary's address (empty before the first connection).\n\
+                 # TYPE wsx_stomp_redis_primary gauge\n\
+                 wsx_stomp_redis_primary{{mode=\"{}\",address=\"{}\"}} 1",
+                redis.mode(),
+                label_value(&redis.primary().unwrap_or_default()),
+            );
         }
         for (name, help, counts) in [
             (
@@ -271,6 +292,14 @@ impl BrokerMetrics {
         self.render_into(&mut out);
         out
     }
+}
+
+/// `value` as a Prometheus label value: backslash, quote and newline escaped.
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn add_signed(a: &AtomicU64, delta: i64) {
@@ -308,6 +337,9 @@ mod tests {
             "wsx_stomp_redis_send_failures_total 0\n",
             "wsx_stomp_redis_dropped_total 0\n",
             "# TYPE wsx_stomp_redis_connected gauge\n",
+            "wsx_stomp_redis_failovers_total 0\n",
+            "wsx_stomp_redis_replica_waits_total 0\n",
+            "wsx_stomp_redis_primary{mode=\"single\",address=\"",
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }

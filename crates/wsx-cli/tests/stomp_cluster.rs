@@ -530,7 +530,15 @@ fn an_invalid_broker_url_is_a_usage_error() {
         ("redis://localhost:port", "the port must be a number"),
         (
             "amqp://localhost",
-            "expected `memory` or `redis://HOST:PORT[/DB]`",
+            "expected `memory`, `redis://HOST:PORT[/DB]` or `redis-sentinel://",
+        ),
+        (
+            "redis-sentinel://127.0.0.1:26379",
+            "the service name is missing",
+        ),
+        (
+            "redis-sentinel://127.0.0.1/mymaster",
+            "every sentinel needs HOST:PORT",
         ),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsx"))

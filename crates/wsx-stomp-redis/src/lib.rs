@@ -182,6 +182,34 @@
 //! [`wsx_stomp::Engine::publish`] and [`RedisEngine::offer`] (which have no origin to
 //! confirm to) a SEND refused at once or by Redis is counted in
 //! [`RedisMetrics::send_failures`] and logged.
+//!
+//! ## Sentinel, and durability across a failover
+//!
+//! With [`Config::url`] `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE` ([`SentinelUrl`])
+//! every task, each time it connects or reconnects, asks the sentinels in turn for the
+//! primary (`SENTINEL get-master-addr-by-name SERVICE`) and uses the address one names only
+//! if it answers `ROLE` as a primary. After a failover the tasks' connections to the dead
+//! (or demoted) primary fail; they reconnect to the promoted replica, resubscribe, recreate
+//! their groups and resume reading and claiming, exactly as after a Redis restart, and the
+//! clients stay connected. [`RedisMetrics::mode`], [`RedisMetrics::primary`] and
+//! [`RedisMetrics::failovers`] show it.
+//!
+//! Redis replicates asynchronously: what the primary answered may be missing from the
+//! replica promoted after it died. With [`Config::replicas_ack`] `N` above 0 the writer ends
+//! each pipeline that writes with `WAIT N` and confirms its SENDs (RECEIPTs, HTTP publish
+//! answers, [`RedisEngine::offer_stored`]) and counts its ACKs as done only once `N`
+//! replicas have it; the sentinels promote the most up-to-date replica (by the offsets they
+//! last saw), so a primary that dies loses nothing a client was told is stored (strictly so
+//! when `N` is the number of replicas). When the old primary stays up (a manual failover, a
+//! partition), the node moves to the new one within about 0.5 s (it watches the sentinels);
+//! a write the old primary confirmed in between, through a replica that was not promoted,
+//! can be lost, unless `N` is the number of replicas. While fewer replicas answer, the writer waits (asking again every second) rather
+//! than failing the SENDs: they wait like SENDs while Redis is down, bounded by
+//! [`Config::max_pending_sends`] and [`Config::max_pending_bytes`]. The cost is a
+//! replication round trip per pipeline (SENDs batched together share it); run at least
+//! `N + 1` replicas so that writes go on after a failover. What the reader read or claimed is
+//! not waited for: after a failover the promoted replica may deliver an entry again (at
+//! least once holds; a duplicate, never a loss).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -189,6 +217,7 @@ mod codec;
 mod connections;
 mod redis_engine;
 mod resumed;
+mod sentinel_url;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -196,6 +225,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub use redis_engine::{RedisEngine, RedisEvent, RedisEvents};
+pub use sentinel_url::SentinelUrl;
 use wsx_stomp::TopicHistory;
 
 /// What can go wrong in this crate.
@@ -255,7 +285,10 @@ pub enum Error {
 /// Settings of one node.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The Redis server, `redis://host:port[/db]`.
+    /// The Redis server, `redis://host:port[/db]`, or the sentinels of a Sentinel
+    /// deployment and its service name, `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE`
+    /// ([`SentinelUrl`]): the node then connects to the primary they name, asked again at
+    /// every reconnect, so it follows a failover.
     pub url: String,
     /// This node's consumer name in the queue groups; unique per node (default: random).
     pub node_id: String,
@@ -297,9 +330,16 @@ pub struct Config {
     /// How much history each topic keeps in Redis (default 1000 messages, 1 MiB per topic;
     /// `max_messages: 0` keeps none). See the crate docs, *Topics*.
     pub topic_history: TopicHistory,
+    /// Replicas that must have a pipeline's writes before its SENDs are confirmed (a
+    /// RECEIPT, an HTTP publish's answer) and its acknowledgements count as done (default 0:
+    /// once the primary answered). Above 0 the writer ends each pipeline with `WAIT N` and
+    /// waits again, as long as it takes, while fewer replicas answer: see the crate docs,
+    /// *Durability across a failover*.
+    pub replicas_ack: usize,
     /// First reconnect delay (default 50 ms); doubles up to [`Config::backoff_max`].
     pub backoff_min: Duration,
-    /// Longest reconnect delay (default 2 s).
+    /// Longest reconnect delay (default 2 s; in Sentinel mode at most 250 ms, so that a node
+    /// reaches the promoted replica soon after a failover).
     pub backoff_max: Duration,
 }
 
@@ -321,6 +361,7 @@ impl Config {
             empty_queue_grace: Duration::from_secs(60),
             write_timeout: Duration::from_secs(5),
             topic_history: TopicHistory::default(),
+            replicas_ack: 0,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
         }
@@ -383,6 +424,13 @@ impl Config {
     /// Set how long the writer waits for Redis to answer before writing again.
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Set how many replicas must have a write before it is confirmed (0: the primary
+    /// alone).
+    pub fn replicas_ack(mut self, n: usize) -> Self {
+        self.replicas_ack = n;
         self
     }
 
@@ -455,6 +503,17 @@ type Owned = HashMap<Arc<str>, HashMap<Arc<str>, usize>>;
 /// State shared by the engine and its tasks.
 #[derive(Debug, Default)]
 pub(crate) struct NodeState {
+    /// `single` or `sentinel` ([`RedisMetrics::mode`]).
+    mode: &'static str,
+    /// The address of the Redis the tasks last connected to ([`RedisMetrics::primary`]).
+    primary: Mutex<Option<String>>,
+    /// Changes of that address ([`RedisMetrics::failovers`]).
+    failovers: AtomicU64,
+    /// Bumped when the sentinels name another primary than the one the tasks use (see the
+    /// `connections` module's `primary`): a task connected under an older value reconnects.
+    primary_epoch: AtomicU64,
+    /// Times `WAIT` answered with fewer replicas than [`Config::replicas_ack`].
+    replica_waits: AtomicU64,
     connected: AtomicBool,
     reconnects: AtomicU64,
     pending_sends: AtomicUsize,
@@ -483,6 +542,36 @@ pub(crate) struct NodeState {
 }
 
 impl NodeState {
+    /// The current [`NodeState::primary_epoch`]: read before connecting, compared later.
+    pub(crate) fn primary_epoch(&self) -> u64 {
+        self.primary_epoch.load(Ordering::Relaxed)
+    }
+
+    /// The sentinels name another primary: the tasks reconnect.
+    pub(crate) fn bump_primary_epoch(&self) {
+        self.primary_epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The address the tasks last connected to.
+    pub(crate) fn primary_addr(&self) -> Option<String> {
+        self.primary
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The tasks connect to `addr`: a failover seen if it differs from the last one.
+    pub(crate) fn set_primary(&self, addr: String) {
+        let mut primary = self.primary.lock().unwrap_or_else(PoisonError::into_inner);
+        if primary.as_ref().is_some_and(|old| *old != addr) {
+            self.failovers.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(primary = %addr, "the redis primary changed (failover)");
+        }
+        if primary.as_deref() != Some(addr.as_str()) {
+            *primary = Some(addr);
+        }
+    }
+
     /// Whether the writer saw stream `key` at its length limit (and has not seen room since).
     pub(crate) fn is_full(&self, key: &str) -> bool {
         self.full.lock().is_ok_and(|full| full.contains(key))
@@ -614,6 +703,34 @@ impl RedisMetrics {
     /// acknowledged). The reader reads nothing more while it is at [`Config::max_held_bytes`].
     pub fn held_bytes(&self) -> usize {
         self.0.held_bytes()
+    }
+
+    /// How the node finds Redis: `single` (`redis://…`) or `sentinel`
+    /// (`redis-sentinel://…`).
+    pub fn mode(&self) -> &'static str {
+        self.0.mode
+    }
+
+    /// The address (`host:port`) of the Redis the node's tasks last connected to: in
+    /// Sentinel mode, the primary the sentinels named. `None` before the first connection.
+    pub fn primary(&self) -> Option<String> {
+        self.0
+            .primary
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Times the node found the primary at another address than before (failovers seen).
+    pub fn failovers(&self) -> u64 {
+        self.0.failovers.load(Ordering::Relaxed)
+    }
+
+    /// Times the writer's `WAIT` answered with fewer replicas than
+    /// [`Config::replicas_ack`], so that it waited again before confirming the pipeline's
+    /// SENDs.
+    pub fn replica_waits(&self) -> u64 {
+        self.0.replica_waits.load(Ordering::Relaxed)
     }
 
     /// Messages read from Redis that were not in this engine's format (skipped).

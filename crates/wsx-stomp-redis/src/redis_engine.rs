@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use redis::Client;
 use tokio::sync::{mpsc, oneshot, watch};
 use wsx_stomp::{
     Confirmation, Delivery, Destination, DestinationKind, Engine, Message, MessageId, Origin,
@@ -119,9 +118,12 @@ impl RedisEngine {
     /// [`RedisEngine::handle_event`].
     pub fn start(config: Config) -> Result<(RedisEngine, RedisEvents), Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let client = Client::open(config.url.as_str()).map_err(|e| Error::Url(e.to_string()))?;
+        let primary = connections::Primary::from_url(&config.url)?;
         let config = Arc::new(config);
-        let shared = Arc::new(NodeState::default());
+        let shared = Arc::new(NodeState {
+            mode: primary.mode(),
+            ..NodeState::default()
+        });
         shared
             .held_budget
             .store(config.max_held_bytes, Ordering::Relaxed);
@@ -133,7 +135,7 @@ impl RedisEngine {
         let (applied, topics_applied) = watch::channel(0);
         runtime.spawn(
             connections::writer::Writer {
-                client: client.clone(),
+                primary: primary.clone(),
                 config: config.clone(),
                 shared: shared.clone(),
                 rx: writer_rx,
@@ -147,7 +149,7 @@ impl RedisEngine {
         );
         runtime.spawn(
             connections::subscriber::Subscriber {
-                client: client.clone(),
+                primary: primary.clone(),
                 config: config.clone(),
                 shared: shared.clone(),
                 events: events.clone(),
@@ -156,9 +158,14 @@ impl RedisEngine {
             }
             .run(),
         );
+        runtime.spawn(connections::primary::watch(
+            primary.clone(),
+            shared.clone(),
+            shutdown.clone(),
+        ));
         runtime.spawn(
             connections::reader::Reader {
-                client,
+                primary,
                 config: config.clone(),
                 shared: shared.clone(),
                 events,

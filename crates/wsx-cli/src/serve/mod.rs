@@ -125,9 +125,11 @@ pub struct ServeArgs {
     /// server one node of a broker shared by every `wsx serve` on that Redis (same
     /// --redis-prefix): topics through pub/sub (at most once), queues through streams (at least
     /// once). The server starts without waiting for Redis and reconnects on its own.
+    /// `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE`: the Redis primary the sentinels
+    /// name, found again at every reconnect (follows a failover).
     #[arg(
         long,
-        value_name = "memory|redis://HOST:PORT[/DB]",
+        value_name = "memory|redis://HOST:PORT[/DB]|redis-sentinel://HOST:PORT,…/SERVICE",
         default_value = "memory"
     )]
     pub broker: stomp::BrokerUrl,
@@ -177,6 +179,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub redis_queue_grace: u64,
+    /// Replicas that must have a write before a SEND's RECEIPT, an HTTP publish's answer
+    /// or an ACK's effect (Redis `WAIT`): with Sentinel, a failover then loses nothing a
+    /// client was told is stored. Costs a replication round trip per write batch. 0: once
+    /// the primary stored it.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=16))]
+    pub redis_replicas_ack: u64,
     /// Require STOMP clients to present a JWT signed with this HS256 secret (see
     /// `--jwt-public-key`). Without either flag, anyone may connect to `/stomp` and use every
     /// destination.
@@ -329,6 +338,7 @@ impl Default for ServeArgs {
             redis_max_queue_bytes: 256 << 20,
             redis_max_held_bytes: 64 << 20,
             redis_queue_grace: 60,
+            redis_replicas_ack: 0,
             demo_quotes: false,
             demo_quotes_rate: demo_quotes::DEFAULT_RATE,
         }
@@ -480,6 +490,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                 max_held_bytes: usize::try_from(args.redis_max_held_bytes).unwrap_or(usize::MAX),
                 queue_grace: Duration::from_secs(args.redis_queue_grace),
                 topic_history,
+                replicas_ack: usize::try_from(args.redis_replicas_ack).unwrap_or(16),
             },
         };
         let broker = stomp::Stomp::builder()

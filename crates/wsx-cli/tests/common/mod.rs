@@ -632,11 +632,38 @@ impl RedisServer {
 
     /// Start `redis-server` on `port` (no persistence) and wait until it accepts connections.
     pub fn start(port: u16) -> RedisServer {
-        let child = Command::new("redis-server")
+        RedisServer::start_with(port, &[])
+    }
+
+    /// [`RedisServer::start`] with more arguments (`--replicaof 127.0.0.1 PORT`).
+    pub fn start_with(port: u16, extra: &[&str]) -> RedisServer {
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(std::env::temp_dir())
+            .args(extra);
+        RedisServer::spawn(command, port)
+    }
+
+    /// A sentinel on `port` with the configuration file `conf` (it must be writable: the
+    /// sentinel rewrites it), `redis-server CONF --sentinel`.
+    pub fn start_sentinel(port: u16, conf: &std::path::Path) -> RedisServer {
+        let mut command = Command::new("redis-server");
+        command.arg(conf).arg("--sentinel").args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ]);
+        RedisServer::spawn(command, port)
+    }
+
+    /// Run `command` (a redis-server listening on `port`) and wait until it accepts
+    /// connections.
+    fn spawn(mut command: Command, port: u16) -> RedisServer {
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

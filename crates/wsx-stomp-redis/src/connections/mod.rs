@@ -36,6 +36,7 @@
 //! Every task reconnects with exponential backoff and counts re-established connections in
 //! [`crate::RedisMetrics::reconnects`]. All of them stop when the engine is dropped.
 
+pub(crate) mod primary;
 pub(crate) mod reader;
 mod scripts;
 pub(crate) mod subscriber;
@@ -48,12 +49,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamId;
-use redis::{AsyncConnectionConfig, Client, RedisResult, Value};
+use redis::{AsyncConnectionConfig, RedisResult, Value};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use wsx_stomp::{Confirmation, Origin, SubscriberKey};
 
-use crate::Config;
+use crate::{Config, NodeState};
+pub(crate) use primary::Primary;
 
 /// Events the tasks may have on their way to the engine before they wait (or, topic
 /// messages, are dropped): [`crate::RedisEvents::CAPACITY`].
@@ -103,6 +105,11 @@ pub(crate) enum Cmd {
 }
 
 impl Cmd {
+    /// Whether it writes to Redis (a SEND; not a barrier).
+    pub(crate) fn writes(&self) -> bool {
+        !matches!(self, Cmd::Barrier(_))
+    }
+
     /// The bytes this command counts against [`Config::max_pending_bytes`].
     pub(crate) fn size(&self) -> usize {
         match self {
@@ -366,10 +373,12 @@ pub(crate) struct Topics {
     pub generation: u64,
 }
 
-/// Connect with backoff until it works or the engine goes away (`None`).
+/// Connect with backoff until it works or the engine goes away (`None`), to the current
+/// primary ([`Primary::client`]: asked again at every try).
 pub(crate) async fn connect(
-    client: &Client,
+    primary: &Primary,
     config: &Config,
+    shared: &NodeState,
     response_timeout: Option<Duration>,
     shutdown: &mut watch::Receiver<()>,
     what: &str,
@@ -379,10 +388,15 @@ pub(crate) async fn connect(
         let settings = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(response_timeout);
-        match client
-            .get_multiplexed_async_connection_with_config(&settings)
-            .await
-        {
+        let connected = match primary.client(shared).await {
+            Ok(client) => {
+                client
+                    .get_multiplexed_async_connection_with_config(&settings)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        match connected {
             Ok(conn) => return Some(conn),
             Err(error) => {
                 tracing::debug!(%error, what, "redis connect failed; retrying in {delay:?}");
@@ -392,7 +406,7 @@ pub(crate) async fn connect(
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => return None,
         }
-        delay = (delay * 2).min(config.backoff_max);
+        delay = (delay * 2).min(primary.backoff_max(config));
     }
 }
 

@@ -48,7 +48,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use redis::{Client, RedisResult, Value};
+use redis::{RedisResult, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -86,7 +86,7 @@ impl StreamToRead {
 
 /// The reader.
 pub(crate) struct Reader {
-    pub client: Client,
+    pub primary: super::Primary,
     pub config: Arc<Config>,
     pub shared: Arc<NodeState>,
     pub events: Events,
@@ -132,11 +132,18 @@ impl Reader {
         let mut seq = 0u64;
         'connect: loop {
             self.client_id.store(0, Ordering::Relaxed);
+            let epoch = self.shared.primary_epoch();
             let mut conn = loop {
                 self.release_stopped();
                 let mut shutdown = self.shutdown.clone();
-                let connecting =
-                    connect(&self.client, &self.config, timeout, &mut shutdown, "reader");
+                let connecting = connect(
+                    &self.primary,
+                    &self.config,
+                    &self.shared,
+                    timeout,
+                    &mut shutdown,
+                    "reader",
+                );
                 let woken = tokio::select! {
                     c = connecting => match c {
                         Some(c) => Woken::Done(c),
@@ -168,6 +175,11 @@ impl Reader {
             let mut next_tick = Instant::now() + tick;
             loop {
                 self.release_stopped();
+                if self.shared.primary_epoch() != epoch {
+                    // The sentinels name another primary.
+                    lost = true;
+                    continue 'connect;
+                }
                 if Instant::now() >= next_tick {
                     next_tick = Instant::now() + tick;
                     failed.clear();

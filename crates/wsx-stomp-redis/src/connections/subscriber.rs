@@ -16,7 +16,6 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use redis::Client;
 use tokio::sync::{mpsc, watch};
 
 use super::{Events, Incoming};
@@ -24,7 +23,7 @@ use crate::{Config, NodeState};
 
 /// The subscriber.
 pub(crate) struct Subscriber {
-    pub client: Client,
+    pub primary: super::Primary,
     pub config: Arc<Config>,
     pub shared: Arc<NodeState>,
     pub events: Events,
@@ -37,9 +36,13 @@ impl Subscriber {
     pub(crate) async fn run(mut self) {
         let mut lost = false;
         let mut delay = self.config.backoff_min;
+        let mut check = tokio::time::interval(super::primary::WATCH_EVERY);
         loop {
+            let epoch = self.shared.primary_epoch();
             let pubsub = tokio::select! {
-                r = self.client.get_async_pubsub() => r,
+                r = async {
+                    self.primary.client(&self.shared).await?.get_async_pubsub().await
+                } => r,
                 _ = self.shutdown.changed() => return,
             };
             let (mut sink, mut stream) = match pubsub {
@@ -50,7 +53,7 @@ impl Subscriber {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.shutdown.changed() => return,
                     }
-                    delay = (delay * 2).min(self.config.backoff_max);
+                    delay = (delay * 2).min(self.primary.backoff_max(&self.config));
                     continue;
                 }
             };
@@ -84,6 +87,8 @@ impl Subscriber {
                 }
                 tokio::select! {
                     () = self.shared.topics.changed() => dirty = true,
+                    // The sentinels name another primary: connect to it.
+                    _ = check.tick() => ok = self.shared.primary_epoch() == epoch,
                     msg = stream.next() => match msg {
                         Some(msg) => {
                             let payload = Bytes::copy_from_slice(msg.get_payload_bytes());

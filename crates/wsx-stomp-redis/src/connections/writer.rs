@@ -23,13 +23,29 @@
 //!   its writer's incarnation and sequence number ([`crate::codec`]), which grow in pipeline
 //!   order, and each node delivers a message only if its sequence number is above the last it
 //!   saw from that incarnation ([`crate::RedisMetrics::duplicates`] counts those dropped).
+//!
+//! ## Replicas (`WAIT`)
+//!
+//! With [`crate::Config::replicas_ack`] `N` above 0, each pipeline that writes (SENDs,
+//! acknowledgements, requeues, removals; not one of history reads alone) ends with a small write
+//! of its own (`SET PREFIXwait:INCARNATION BATCH PX 60000`: so that `WAIT` covers the
+//! pipeline even when a replay wrote nothing new, its SENDs recorded as stored before) and
+//! `WAIT N MS`. Only when `WAIT` answers `N` or more are the pipeline's SENDs confirmed and
+//! its waiters answered; while fewer replicas have the writes, the writer sends `WAIT`
+//! again ([`WAIT_TRY`] each), as long as it takes, and writes nothing else meanwhile: SENDs
+//! wait in its channel as when Redis is down, up to the node's backlog limits, past which
+//! new ones are refused ([`crate::RedisMetrics::replica_waits`] counts the short answers).
+//! If the connection fails meanwhile (the primary died), the pipeline is written again on
+//! the next primary, as after any connection loss, and waited for there. A reply `READONLY`
+//! (the primary was demoted) counts as a connection loss: the writer reconnects to the
+//! primary of the moment.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{Client, RedisResult, Value};
+use redis::{RedisResult, Value};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use wsx_stomp::{Confirmation, Origin};
@@ -52,6 +68,10 @@ const IDS_PER_CALL: usize = 256;
 /// How often the writer checks whether streams marked full have room again.
 const FULL_RECHECK: Duration = Duration::from_millis(500);
 
+/// How long one `WAIT` may block before the writer asks again (so that the connection's
+/// response timeout, [`crate::Config::write_timeout`], does not end it first).
+const WAIT_TRY: Duration = Duration::from_secs(1);
+
 /// How long the writer's connection may go unused before the writer checks it (`PING`), so
 /// that [`crate::RedisMetrics::connected`] turns false when Redis goes away, and the writer
 /// reconnects when it comes back, even without SENDs.
@@ -60,7 +80,7 @@ const KEEPALIVE: Duration = Duration::from_secs(1);
 /// The writer's connection, and the node's `connected` flag, which only the writer sets: it
 /// tells whether the writer's connection is up (as of its last use or check).
 struct WriterConn<'a> {
-    client: &'a Client,
+    primary: &'a super::Primary,
     config: &'a Config,
     shared: &'a NodeState,
     timeout: Duration,
@@ -69,6 +89,8 @@ struct WriterConn<'a> {
     lost: bool,
     /// When Redis last answered on `conn`.
     last_ok: Instant,
+    /// [`NodeState::primary_epoch`] when `conn` was made.
+    epoch: u64,
     /// The SHA1 of the `XADD` script once loaded (`SCRIPT LOAD`) since connecting: SENDs
     /// then name it (`EVALSHA`) instead of carrying it.
     xadd_sha: Option<String>,
@@ -81,9 +103,11 @@ impl WriterConn<'_> {
         shutdown: &mut watch::Receiver<()>,
     ) -> Option<&mut MultiplexedConnection> {
         if self.conn.is_none() {
+            self.epoch = self.shared.primary_epoch();
             let c = connect(
-                self.client,
+                self.primary,
                 self.config,
+                self.shared,
                 Some(self.timeout),
                 shutdown,
                 "writer",
@@ -120,6 +144,60 @@ impl WriterConn<'_> {
         self.last_ok = Instant::now();
     }
 
+    /// Wait until [`Config::replicas_ack`] replicas have the writes made on the connection
+    /// so far: `true` then, `false` when the connection failed (it is dropped), `None` once
+    /// the engine is gone.
+    async fn wait_replicas(&mut self, shutdown: &mut watch::Receiver<()>) -> Option<bool> {
+        let wanted = self.config.replicas_ack;
+        let try_ms = wait_ms(self.timeout);
+        self.shared.replica_waits.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            wanted,
+            "fewer redis replicas than --redis-replicas-ack have the writes; waiting"
+        );
+        loop {
+            let conn = self.conn.as_mut()?;
+            let mut wait = redis::cmd("WAIT");
+            wait.arg(wanted).arg(try_ms);
+            let reply = tokio::select! {
+                r = wait.query_async::<usize>(conn) => r,
+                _ = shutdown.changed() => return None,
+            };
+            match reply {
+                Ok(n) if n >= wanted => {
+                    self.ok();
+                    tracing::info!(replicas = n, "redis replicas caught up");
+                    return Some(true);
+                }
+                Ok(_) => {
+                    self.ok();
+                    self.shared.replica_waits.fetch_add(1, Ordering::Relaxed);
+                    if self.switched() {
+                        return Some(false);
+                    }
+                }
+                Err(error) => {
+                    self.failed(&error);
+                    return Some(false);
+                }
+            }
+        }
+    }
+
+    /// Whether the sentinels named another primary since `conn` was made: it is dropped then
+    /// (`true`).
+    fn switched(&mut self) -> bool {
+        if self.conn.is_some() && self.epoch != self.shared.primary_epoch() {
+            self.failed(&redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "primary switched",
+                "the sentinels name another primary".to_owned(),
+            )));
+            return true;
+        }
+        false
+    }
+
     /// The connection failed: drop it.
     fn failed(&mut self, error: &redis::RedisError) {
         tracing::warn!(%error, "redis writer lost its connection; reconnecting");
@@ -132,7 +210,7 @@ impl WriterConn<'_> {
 
 /// What the writer's channel and outbox hand it, and where it reports.
 pub(crate) struct Writer {
-    pub client: Client,
+    pub primary: super::Primary,
     pub config: Arc<Config>,
     pub shared: Arc<NodeState>,
     pub rx: mpsc::Receiver<Cmd>,
@@ -157,6 +235,11 @@ struct Chores {
 }
 
 impl Chores {
+    /// Whether they write (acknowledgements, requeues, removals).
+    fn writes(&self) -> bool {
+        !self.acks.is_empty() || !self.requeues.is_empty() || !self.removals.is_empty()
+    }
+
     fn due(outbox: &mut Outbox, now: Instant, applied: u64) -> Chores {
         let (reads, deferred) = std::mem::take(&mut outbox.reads)
             .into_iter()
@@ -188,19 +271,20 @@ impl Chores {
 impl Writer {
     /// Run until the engine is dropped.
     pub(crate) async fn run(mut self) {
-        let (client, config, shared) = (
-            self.client.clone(),
+        let (primary, config, shared) = (
+            self.primary.clone(),
             self.config.clone(),
             self.shared.clone(),
         );
         let mut w = WriterConn {
-            client: &client,
+            primary: &primary,
             config: &config,
             shared: &shared,
             timeout: self.timeout,
             conn: None,
             lost: false,
             last_ok: Instant::now(),
+            epoch: 0,
             xadd_sha: None,
         };
         // Connect at once, so that `connected` tells the truth before the first SEND.
@@ -233,7 +317,9 @@ impl Writer {
                     // reach the writer); an idle connection is checked, a lost one
                     // re-established.
                     let full = !shared.full_streams().is_empty();
-                    if !full && w.conn.is_some() && w.last_ok.elapsed() < KEEPALIVE {
+                    if w.switched() {
+                        // Connects to the new primary below.
+                    } else if !full && w.conn.is_some() && w.last_ok.elapsed() < KEEPALIVE {
                         continue;
                     }
                     let Some(c) = w.get(&mut self.shutdown).await else {
@@ -274,7 +360,7 @@ impl Writer {
                     return;
                 }
                 w.load_scripts().await;
-                let (pipe, n_chores) =
+                let (mut pipe, n_chores) =
                     self.pipeline(&chores, &sends, batch_no, w.xadd_sha.as_deref());
                 let Some(c) = w.conn.as_mut() else {
                     continue;
@@ -282,14 +368,49 @@ impl Writer {
                 if pipe.is_empty() {
                     break (Vec::new(), 0);
                 }
+                // Reads, unblocks and barriers alone need no replica.
+                let replicas = if chores.writes() || sends.iter().any(Cmd::writes) {
+                    config.replicas_ack
+                } else {
+                    0
+                };
+                if replicas > 0 {
+                    pipe.cmd("SET")
+                        .arg(format!("{}wait:{}", config.prefix, self.incarnation))
+                        .arg(batch_no)
+                        .arg("PX")
+                        .arg(60_000)
+                        .cmd("WAIT")
+                        .arg(replicas)
+                        .arg(wait_ms(self.timeout));
+                }
                 match pipe.query_async::<Vec<RedisResult<Value>>>(c).await {
                     Ok(results) if results.iter().any(no_script) => {
                         // The script cache was flushed: load it again, write again.
                         w.xadd_sha = None;
                     }
+                    Ok(results) if results.iter().any(read_only) => {
+                        // The primary was demoted: find the new one, write again.
+                        w.failed(&redis::RedisError::from((
+                            redis::ErrorKind::Io,
+                            "READONLY",
+                            "the redis primary became a replica".to_owned(),
+                        )));
+                    }
                     Ok(results) => {
                         w.ok();
-                        break (results, n_chores);
+                        let enough = replicas == 0
+                            || matches!(results.last(), Some(Ok(Value::Int(n)))
+                                if usize::try_from(*n).is_ok_and(|n| n >= replicas));
+                        if enough {
+                            break (results, n_chores);
+                        }
+                        match w.wait_replicas(&mut self.shutdown).await {
+                            Some(true) => break (results, n_chores),
+                            // Lost: written again on the next connection.
+                            Some(false) => {}
+                            None => return,
+                        }
                     }
                     Err(error) => w.failed(&error),
                 }
@@ -474,6 +595,22 @@ impl Writer {
             }
         }
         (pipe, n)
+    }
+}
+
+/// The timeout of one `WAIT`, in milliseconds: [`WAIT_TRY`], or less when the connection's
+/// response timeout is shorter (never 0, which would block for ever).
+fn wait_ms(response_timeout: Duration) -> u64 {
+    let ms = WAIT_TRY.min(response_timeout / 2).as_millis();
+    u64::try_from(ms).unwrap_or(1000).max(1)
+}
+
+/// Whether a reply says the server is a replica now (writes refused).
+fn read_only(result: &RedisResult<Value>) -> bool {
+    match result {
+        Ok(Value::ServerError(e)) => e.code() == "READONLY",
+        Err(e) => e.code() == Some("READONLY"),
+        Ok(_) => false,
     }
 }
 

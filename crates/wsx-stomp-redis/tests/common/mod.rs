@@ -64,11 +64,25 @@ impl RedisServer {
 
     /// Start one on `port` and wait until it accepts connections (a panic if it exits first).
     pub fn start(port: u16) -> RedisServer {
-        let child = Command::new("redis-server")
+        RedisServer::start_with(port, &[])
+    }
+
+    /// [`RedisServer::start`] with more arguments (`--replicaof 127.0.0.1 PORT`).
+    pub fn start_with(port: u16, extra: &[&str]) -> RedisServer {
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(std::env::temp_dir())
+            .args(extra);
+        RedisServer::spawn(command, port)
+    }
+
+    /// Run `command` (a redis-server listening on `port`) and wait until it accepts
+    /// connections (a panic if it exits first).
+    fn spawn(mut command: Command, port: u16) -> RedisServer {
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -94,6 +108,66 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A replica of the Redis on `primary` (see [`RedisServer::start`]), loading what it
+/// replicates without touching the disk.
+pub fn replica(port: u16, primary: u16) -> RedisServer {
+    let primary = primary.to_string();
+    let dbfile = format!("wsx-replica-{port}.rdb");
+    RedisServer::start_with(
+        port,
+        &[
+            "--replicaof",
+            "127.0.0.1",
+            &primary,
+            "--repl-diskless-load",
+            "on-empty-db",
+            "--dbfilename",
+            &dbfile,
+        ],
+    )
+}
+
+/// A sentinel of the test's own (`redis-server CONF --sentinel`) on `port`, watching the
+/// primary on `primary` as `service` (quorum 1, down after 1 s); killed, and its directory
+/// removed, when dropped.
+pub struct Sentinel {
+    // Dropped first: the process is killed before its directory goes.
+    _server: RedisServer,
+    dir: std::path::PathBuf,
+}
+
+impl Sentinel {
+    pub fn start(port: u16, service: &str, primary: u16) -> Sentinel {
+        let dir = std::env::temp_dir().join(format!("wsx-sentinel-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the sentinel");
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {service} 127.0.0.1 {primary} 1\n\
+                 sentinel down-after-milliseconds {service} 1000\n\
+                 sentinel failover-timeout {service} 5000\n",
+                dir.display()
+            ),
+        )
+        .expect("write the sentinel configuration");
+        // The configuration file comes first.
+        let mut command = Command::new("redis-server");
+        command.arg(&conf).arg("--sentinel");
+        Sentinel {
+            _server: RedisServer::spawn(command, port),
+            dir,
+        }
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
