@@ -13,22 +13,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Server, WAIT, body, http_post, redis_url, unique_prefix};
+use common::{Client, Server, WAIT, body, cluster_node, http_post, redis_url, unique_prefix};
 use tokio::time::Instant;
 use wsx_stomp::{Command, Frame};
-
-fn redis_node(redis: &str, prefix: &str, name: &str, extra: &[&str]) -> Server {
-    let mut args = vec![
-        "--broker",
-        redis,
-        "--redis-prefix",
-        prefix,
-        "--node-id",
-        name,
-    ];
-    args.extend_from_slice(extra);
-    Server::start(&args)
-}
 
 /// SUBSCRIBE to `topic` from `start` (`x-stream-offset`), `ack:auto`, and wait for the receipt.
 async fn resume(client: &mut Client, id: &str, topic: &str, start: &str) {
@@ -226,8 +213,8 @@ async fn a_subscriber_resumes_on_another_node_after_its_node_is_killed() {
         return;
     };
     let prefix = unique_prefix("resume-kill");
-    let mut a = redis_node(&redis, &prefix, "resume-a", &[]);
-    let b = redis_node(&redis, &prefix, "resume-b", &[]);
+    let mut a = cluster_node(&redis, &prefix, "resume-a", &[]);
+    let b = cluster_node(&redis, &prefix, "resume-b", &[]);
     let (publisher, last_seen) = leave_and_miss(&a, &b).await;
     a.kill(); // SIGKILL: no graceful shutdown
     resume_and_catch_up(&b, publisher, last_seen).await;
@@ -239,8 +226,8 @@ async fn first_last_next_and_a_gap_across_nodes() {
         return;
     };
     let prefix = unique_prefix("resume-starts");
-    let a = redis_node(&redis, &prefix, "starts-a", &["--topic-history", "10"]);
-    let b = redis_node(&redis, &prefix, "starts-b", &["--topic-history", "10"]);
+    let a = cluster_node(&redis, &prefix, "starts-a", &["--topic-history", "10"]);
+    let b = cluster_node(&redis, &prefix, "starts-b", &["--topic-history", "10"]);
     starts_and_gap(&a, &b).await;
 }
 
