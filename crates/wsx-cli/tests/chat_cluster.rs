@@ -3,8 +3,8 @@
 //! back with `since` gets exactly what it missed (from the room's history, or replayed from the
 //! topic when the room keeps fewer), on any node, also after the node it was on was killed;
 //! messages, files and presence cross the nodes (a name taken on one node is not given out on
-//! another), a killed node's members expire; STOMP clients may read the rooms' topics but not
-//! SEND to them.
+//! another; a member joining where the room is new gets its recent messages), a killed node's
+//! members expire; STOMP clients may read the rooms' topics but not SEND to them.
 //!
 //! Redis: `WSX_TEST_REDIS_URL` (scripts/test.sh starts one), each test under a key prefix of
 //! its own; without it the Redis tests print a skip line, or fail under `CI=true`.
@@ -257,6 +257,34 @@ async fn since_across_nodes_after_the_members_node_was_killed() {
     assert_eq!(messages(&mut cat, 5).await, numbered(first + 2, &missed));
     say(&mut dan, "live").await;
     assert_eq!(messages(&mut cat, 1).await, numbered(first + 7, &["live"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joining_where_the_room_is_new_gets_its_recent_messages() {
+    let Some(redis) = redis_url("a_member_joining_where_the_room_is_new_gets_its_recent_messages")
+    else {
+        return;
+    };
+    let prefix = unique_prefix("chat-recent");
+    let a = node(&redis, &prefix, "recent-a", &["--history", "3"]);
+    let b = node(&redis, &prefix, "recent-b", &["--history", "3"]);
+    let (mut ann, _) = join(&a, "recent", "ann").await;
+    until(&mut ann, "presence").await;
+    let sent = ["m0", "m1", "m2", "m3", "m4"];
+    let first = say(&mut ann, sent[0]).await;
+    for text in &sent[1..] {
+        say(&mut ann, text).await;
+    }
+
+    // Node B has no member in the room yet: joining without `since`, bob gets the room's last
+    // three messages from the topic, as he would on node A, then live ones.
+    let (mut bob, _) = join(&b, "recent", "bob").await;
+    assert_eq!(
+        messages(&mut bob, 3).await,
+        numbered(first + 2, &["m2", "m3", "m4"])
+    );
+    say(&mut ann, "live").await;
+    assert_eq!(messages(&mut bob, 1).await, numbered(first + 5, &["live"]));
 }
 
 #[tokio::test]

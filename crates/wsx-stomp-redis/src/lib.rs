@@ -55,7 +55,7 @@
 //! published while a node's pub/sub connection is down (or while a subscriber's window is
 //! full) is not delivered to them: **plain topic subscriptions are at-most-once**.
 //!
-//! A subscription resumed with `x-stream-offset` (`first`, `last`, `offset=N`) reads the
+//! A subscription resumed with `x-stream-offset` (`first`, `last`, `last=K`, `offset=N`) reads the
 //! history from there on the writer's connection (no connection per subscriber: a node
 //! keeps its three connections), once its channel subscription is live, buffers the live
 //! messages meanwhile and delivers in offset order with no gap and no duplicate at the seam,

@@ -112,6 +112,7 @@ impl ResumedSet {
         let from = match start {
             StreamStart::First => 0,
             StreamStart::Last => -1,
+            StreamStart::Latest(k) => -i64::try_from(k).unwrap_or(i64::MAX),
             StreamStart::Next => -1,
             StreamStart::Offset(n) => i64::try_from(n).unwrap_or(i64::MAX),
         };

@@ -77,7 +77,7 @@ fn every_topic_message_carries_its_offset_starting_at_1() {
 }
 
 #[test]
-fn first_last_next_and_offset() {
+fn first_last_next_last_k_and_offset() {
     let mut h = harness(MemoryEngine::new());
     publish(&mut h, 1..=5);
     let first = resume(&mut h, "first");
@@ -90,9 +90,16 @@ fn first_last_next_and_offset() {
     assert_eq!(offsets(&h.frames(from3)), [3, 4, 5]);
     let beyond = resume(&mut h, "offset=100");
     assert!(h.frames(beyond).is_empty());
+    let last2 = resume(&mut h, "last=2");
+    assert_eq!(
+        seen(&h.frames(last2)),
+        [(4, "m4".into(), false), (5, "m5".into(), false)]
+    );
+    let last9 = resume(&mut h, "last=9");
+    assert_eq!(offsets(&h.frames(last9)), [1, 2, 3, 4, 5]);
     // Then all go on live, no duplicate.
     publish(&mut h, 6..=6);
-    for conn in [first, last, next, from3, beyond] {
+    for conn in [first, last, next, from3, beyond, last2, last9] {
         assert_eq!(offsets(&h.frames(conn)), [6]);
     }
 }

@@ -167,7 +167,7 @@ redis.call('PUBLISH', ARGV[2], 'o' .. offset .. ':' .. ARGV[1])
 return offset";
 
 /// Read a topic's history. `KEYS`: history stream, topic meta. `ARGV`: the first offset
-/// wanted (`-1`: the last one given out), how many entries at most. Returns the last offset
+/// wanted (`-K`: the K-th last one given out, so `-1` is the last), how many entries at most. Returns the last offset
 /// given out, the oldest retained (last + 1 when none is) and the entries from the first
 /// offset wanted (or the oldest retained, if later) on.
 pub(crate) const TOPIC_READ: &str = "\
@@ -176,7 +176,7 @@ local oldest = last + 1
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 if #first > 0 then oldest = tonumber(string.sub(first[1][1], 3)) end
 local from = tonumber(ARGV[1])
-if from < 0 then from = last end
+if from < 0 then from = last + 1 + from end
 if from < oldest then from = oldest end
 if from < 1 then from = 1 end
 local entries = redis.call('XRANGE', KEYS[1], '0-' .. from, '+', 'COUNT', ARGV[2])

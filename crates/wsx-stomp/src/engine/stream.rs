@@ -23,6 +23,10 @@ pub enum StreamStart {
     First,
     /// `last`: the newest message the topic retains (if any), then the live ones.
     Last,
+    /// `last=K` (K >= 1; an extension of RabbitMQ's forms): the newest `K` messages the topic
+    /// retains (fewer if it retains fewer, never marked as a gap), then the live ones.
+    /// `last=1` is `last`.
+    Latest(u64),
     /// `next` (the default, also without the header): only messages published from now on.
     #[default]
     Next,
@@ -33,17 +37,22 @@ pub enum StreamStart {
 }
 
 impl StreamStart {
-    /// Parse `first`, `last`, `next` or `offset=N`.
+    /// Parse `first`, `last`, `next`, `last=K` or `offset=N`.
     pub fn parse(value: &str) -> Option<StreamStart> {
+        let number = |n: &str| {
+            Some(n)
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<u64>().ok())
+        };
         match value {
             "first" => Some(StreamStart::First),
             "last" => Some(StreamStart::Last),
             "next" => Some(StreamStart::Next),
-            _ => value
-                .strip_prefix("offset=")
-                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|n| n.parse().ok())
-                .map(StreamStart::Offset),
+            _ => match value.split_once('=')? {
+                ("offset", n) => number(n).map(StreamStart::Offset),
+                ("last", k) => number(k).filter(|k| *k >= 1).map(StreamStart::Latest),
+                _ => None,
+            },
         }
     }
 
@@ -54,6 +63,7 @@ impl StreamStart {
             StreamStart::First => oldest,
             StreamStart::Last if oldest < next => next - 1,
             StreamStart::Last | StreamStart::Next => next,
+            StreamStart::Latest(k) => next.saturating_sub(k).max(oldest),
             StreamStart::Offset(n) if n > next => next,
             StreamStart::Offset(n) => n.max(FIRST_OFFSET),
         }
@@ -98,7 +108,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_the_four_forms_and_nothing_else() {
+    fn parses_the_five_forms_and_nothing_else() {
         assert_eq!(StreamStart::parse("first"), Some(StreamStart::First));
         assert_eq!(StreamStart::parse("last"), Some(StreamStart::Last));
         assert_eq!(StreamStart::parse("next"), Some(StreamStart::Next));
@@ -106,9 +116,15 @@ mod tests {
             StreamStart::parse("offset=42"),
             Some(StreamStart::Offset(42))
         );
+        assert_eq!(StreamStart::parse("last=50"), Some(StreamStart::Latest(50)));
         for bad in [
             "",
             "offset=",
+            "last=",
+            "last=0",
+            "last=-2",
+            "first=3",
+            "next=1",
             "offset=-1",
             "offset=+1",
             "offset=1x",
@@ -130,8 +146,12 @@ mod tests {
         assert_eq!(StreamStart::Offset(2).resolve(5, 10), 2);
         assert_eq!(StreamStart::Offset(50).resolve(5, 10), 10);
         assert_eq!(StreamStart::Offset(0).resolve(1, 1), 1);
+        assert_eq!(StreamStart::Latest(1).resolve(5, 10), 9);
+        assert_eq!(StreamStart::Latest(3).resolve(5, 10), 7);
+        assert_eq!(StreamStart::Latest(50).resolve(5, 10), 5);
         // Retains nothing.
         assert_eq!(StreamStart::Last.resolve(10, 10), 10);
+        assert_eq!(StreamStart::Latest(4).resolve(10, 10), 10);
         assert_eq!(StreamStart::First.resolve(10, 10), 10);
     }
 }

@@ -16,7 +16,7 @@
 //! ERROR naming the problem) and handed to the engine, which filters before delivering
 //! ([`Engine::subscribe_with_selector`]; an engine that cannot filter refuses with an ERROR).
 //!
-//! A SUBSCRIBE's `x-stream-offset` header (`first`, `last`, `next`, `offset=N`: see
+//! A SUBSCRIBE's `x-stream-offset` header (`first`, `last`, `next`, `last=K`, `offset=N`: see
 //! [`StreamStart`]) resumes a topic subscription from the topic's history
 //! ([`Engine::subscribe_at`]); an invalid value is an ERROR naming the header, and so is the
 //! header on anything but a `/topic/` destination (queues and user destinations keep no
@@ -158,7 +158,7 @@ impl Session {
             }
             Some(value) => StreamStart::parse(value).ok_or_else(|| {
                 Fail::new(format!(
-                    "invalid {STREAM_OFFSET} `{value}`: use first, last, next or offset=N"
+                    "invalid {STREAM_OFFSET} `{value}`: use first, last, next, last=K or offset=N"
                 ))
             })?,
         };

@@ -101,6 +101,8 @@ pub enum Start {
     Next,
     /// With the message at this offset (or the oldest one kept, marked as a gap).
     Offset(u64),
+    /// With the newest this many messages kept (`x-stream-offset: last=K`).
+    Latest(usize),
 }
 
 /// This node's side of the rooms' topics.
@@ -162,6 +164,10 @@ impl Bridge {
             Start::Next => &[],
             Start::Offset(n) => {
                 offset = format!("offset={n}");
+                &[(OFFSET_HEADER, offset.as_str())]
+            }
+            Start::Latest(k) => {
+                offset = format!("last={k}");
                 &[(OFFSET_HEADER, offset.as_str())]
             }
         };

@@ -293,12 +293,15 @@ impl Room {
         debug!(room = %Escaped(&self.name), "room task ended");
     }
 
-    /// Subscribe to the room's message topic: from the message after the last one seen, or
-    /// with the next one published.
+    /// Subscribe to the room's message topic: from the message after the last one seen, or,
+    /// when the room starts on this node, with the topic's newest `--history` messages (sent
+    /// before this node had the room, or on another node), so that a member joining here
+    /// without `since` gets the same recent messages as on a node that had the room all along.
     fn subscribe_lines(&self) -> Option<InProcessSubscription> {
         let bridge = self.bridge.as_ref()?;
         let start = match self.history.last() {
             Some(last) => Start::Offset(last + 1),
+            None if self.settings.history > 0 => Start::Latest(self.settings.history),
             None => Start::Next,
         };
         bridge
