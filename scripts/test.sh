@@ -36,6 +36,13 @@ set -uo pipefail
 
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT_DIR" || exit 1
+
+# Debug builds without incremental caches and with line tables only (backtraces keep file and
+# line): the test build takes ~2.6 GB of target/ instead of ~11 GB, which a CI machine with
+# little disk needs (a run once failed with "No space left on device"). A caller's own
+# settings win.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 # shellcheck source=lib/common.sh
 source "$ROOT_DIR/scripts/lib/common.sh"
 # shellcheck source=lib/autobahn.sh
@@ -239,7 +246,7 @@ main() {
     t_start=$(now_s)
 
     section "environment"
-    info "repo: $ROOT_DIR   CI=${CI:-}"
+    info "repo: $ROOT_DIR   CI=${CI:-}   disk: $(disk_free)"
     info "$(cargo --version 2>/dev/null || echo 'cargo: not found')"
     info "$(rustc --version 2>/dev/null || echo 'rustc: not found')"
     info "$(python3 --version 2>&1 || echo 'python3: not found')"
@@ -272,7 +279,7 @@ main() {
             "$SKIP_RC") skipped=$((skipped + 1)); results+=("SKIP  $name") ;;
             *) failed=$((failed + 1)); results+=("FAIL  $name ($(fmt_duration $(($(now_s) - t0))))") ;;
         esac
-        info "$name: ${results[-1]%% *} in $(fmt_duration $(($(now_s) - t0)))"
+        info "$name: ${results[-1]%% *} in $(fmt_duration $(($(now_s) - t0))); disk: $(disk_free)"
     done
     cleanup_bg
 

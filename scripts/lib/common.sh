@@ -60,6 +60,9 @@ missing() {
 # fmt_duration SECONDS -> "1m23s"
 fmt_duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
+# disk_free: what is free on the file system of the checkout, e.g. "41G free" (for the log).
+disk_free() { df -h --output=avail "$ROOT_DIR" 2>/dev/null | awk 'NR == 2 { print $1 " free" }'; }
+
 # tail_log FILE [LINES]: show the end of a log file, indented.
 tail_log() {
     local f=$1 n=${2:-40}
