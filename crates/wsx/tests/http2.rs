@@ -1,7 +1,8 @@
 //! WebSocket over HTTP/2 (RFC 8441, feature `http2`): the wsx client against the wsx server,
 //! over real TCP connections on 127.0.0.1 (h2c with prior knowledge); and Python's `h2` as a
 //! raw RFC 8441 client (scripts/interop/h2_peer.py, run by the interop venv's Python or
-//! `WSX_TEST_PYTHON`; skipped without it, except under `CI=true`).
+//! `WSX_TEST_PYTHON`; skipped without it, except under `CI=true`); and
+//! `ClientBuilder::connect_prefer_http2` against TLS servers with and without HTTP/2 and RFC 8441.
 #![cfg(all(feature = "http2", feature = "rustls"))]
 
 mod common;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
-use wsx::http2::{H2WebSocket, Http2Client, Http2Limits, Http2Server};
+use wsx::http2::{H2WebSocket, Http2Client, Http2Limits, Http2Server, PreferHttp2Stream};
 use wsx::tls::{ALPN_H2, ALPN_HTTP11, ClientTlsConfig, TlsAcceptor};
 use wsx::{
     Accept, ClientBuilder, CloseCode, Error, HandshakeError, Message, Policy, Reject,
@@ -628,4 +629,108 @@ async fn a_connection_without_websockets_is_closed_after_the_handshake_timeout()
     // Without one, GOAWAY after the timeout: serve_connection returns.
     common::within(served).await.unwrap().unwrap();
     assert!(client.open(ClientBuilder::new(url)).await.is_err());
+}
+
+/// What a TLS listener on `localhost` does with a connection whose ALPN chose `h2`.
+#[derive(Clone, Copy)]
+enum H2Side {
+    /// Not offered: the acceptor offers `http/1.1` only.
+    NotOffered,
+    /// WebSockets over HTTP/2 (the wsx server, RFC 8441).
+    Rfc8441,
+    /// HTTP/2 without `SETTINGS_ENABLE_CONNECT_PROTOCOL` (a plain `h2` server).
+    WithoutExtendedConnect,
+}
+
+/// A TLS echo listener on `localhost` (HTTP/1.1 always; HTTP/2 as `h2`) that reports the ALPN
+/// protocol of every connection: its port, the reports and the certificate to trust.
+async fn tls_echo(h2: H2Side) -> (u16, mpsc::UnboundedReceiver<Option<Vec<u8>>>, String) {
+    let (cert, key) = localhost_certificate();
+    let mut acceptor = TlsAcceptor::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+    if !matches!(h2, H2Side::NotOffered) {
+        acceptor = acceptor.offer_http2();
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (alpn_tx, alpn) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, peer)) = listener.accept().await {
+            let tls = acceptor.accept_tls(tcp).await.unwrap();
+            let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            alpn_tx.send(negotiated.clone()).unwrap();
+            tokio::spawn(async move {
+                match (negotiated.as_deref() == Some(ALPN_H2), h2) {
+                    (true, H2Side::WithoutExtendedConnect) => {
+                        let mut conn = h2::server::handshake(tls).await.unwrap();
+                        while let Some(Ok(_)) = conn.accept().await {}
+                    }
+                    (true, _) => {
+                        let _ = Http2Server::new()
+                            .serve_connection(tls, peer, |_| {
+                                Ok(|ws, _| async move {
+                                    let _ = common::echo(ws).await;
+                                })
+                            })
+                            .await;
+                    }
+                    (false, _) => {
+                        if let Ok(ws) = wsx::accept(tls).await {
+                            let _ = common::echo(ws).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (port, alpn, cert)
+}
+
+#[tokio::test]
+async fn prefer_http2_takes_http2_where_offered_and_http1_elsewhere() {
+    for (h2, alpns, over_http2) in [
+        (H2Side::Rfc8441, vec![Some(ALPN_H2)], true),
+        (H2Side::NotOffered, vec![Some(ALPN_HTTP11)], false),
+        // HTTP/2 without RFC 8441: a second connection, over HTTP/1.1.
+        (
+            H2Side::WithoutExtendedConnect,
+            vec![Some(ALPN_H2), Some(ALPN_HTTP11)],
+            false,
+        ),
+    ] {
+        let (port, mut alpn, cert) = tls_echo(h2).await;
+        let tls = ClientTlsConfig::new()
+            .webpki_roots(false)
+            .add_ca_pem(cert)
+            .build()
+            .unwrap();
+        let (mut ws, _) = ClientBuilder::new(format!("wss://localhost:{port}/echo"))
+            .tls(tls)
+            .connect_timeout(Duration::from_secs(10))
+            .connect_prefer_http2(&Http2Limits::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            matches!(ws.get_ref(), PreferHttp2Stream::Left(_)),
+            over_http2
+        );
+        ws.send(Message::text("either way")).await.unwrap();
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::text("either way")
+        );
+        for expected in alpns {
+            assert_eq!(alpn.recv().await.unwrap().as_deref(), expected);
+        }
+        ws.close(CloseCode::NORMAL, "done").await.unwrap();
+    }
+
+    // `ws://`: HTTP/1.1, no HTTP/2 preface sent to a server that may not speak it.
+    let addr = common::echo_server().await;
+    let (mut ws, _) = ClientBuilder::new(format!("ws://{addr}/"))
+        .connect_prefer_http2(&Http2Limits::default())
+        .await
+        .unwrap();
+    assert!(!matches!(ws.get_ref(), PreferHttp2Stream::Left(_)));
+    ws.send(Message::text("plain")).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("plain"));
 }

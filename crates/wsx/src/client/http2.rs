@@ -29,11 +29,16 @@ use wsx_proto::{Connection, Role};
 
 use super::ClientBuilder;
 use super::proxy::open_tcp;
+use crate::MaybeTlsStream;
 use crate::error::{Error, Result};
 use crate::http2::{H2Stream, H2WebSocket, Http2Limits, h2_error, is_connection_specific};
 #[cfg(feature = "rustls")]
-use crate::tls::{ALPN_H2, TlsConnector};
+use crate::tls::{ALPN_H2, ALPN_HTTP11, TlsConnector};
 use crate::websocket::WebSocket;
+
+/// The transport of a WebSocket opened by [`ClientBuilder::connect_prefer_http2`]: a stream
+/// of an HTTP/2 connection (`Left`) or an HTTP/1.1 connection (`Right`).
+pub type PreferHttp2Stream = tokio_util::either::Either<H2Stream, MaybeTlsStream>;
 
 /// Request headers the handshake sets itself (`host` is `:authority`), besides those HTTP/2
 /// forbids.
@@ -160,6 +165,15 @@ impl Http2Client {
     }
 
     async fn open_inner(&self, builder: ClientBuilder) -> Result<(H2WebSocket, ClientResponse)> {
+        self.open_wrapped(&builder, |io| io).await
+    }
+
+    /// [`open`](Self::open) without its time limit, the stream wrapped by `wrap`.
+    async fn open_wrapped<T>(
+        &self,
+        builder: &ClientBuilder,
+        wrap: impl FnOnce(H2Stream) -> T,
+    ) -> Result<(WebSocket<T>, ClientResponse)> {
         let url = WsUrl::parse(&builder.url)?;
         let req = builder.request(&url);
         let request = self.connect_request(&req)?;
@@ -183,7 +197,7 @@ impl Http2Client {
         {
             conn = conn.with_deflate(PerMessageDeflate::new(Role::Client, params, deflate));
         }
-        let io = H2Stream::new(stream, body);
+        let io = wrap(H2Stream::new(stream, body));
         let ws = WebSocket::from_parts(io, conn, config, resp.subprotocol.clone());
         Ok((ws, resp))
     }
@@ -250,4 +264,70 @@ fn check_response(
     };
     resp.status = 200;
     Ok(resp)
+}
+
+impl ClientBuilder {
+    /// Open the WebSocket over HTTP/2 where the server offers it, else over HTTP/1.1, as
+    /// browsers do. For `wss://`, TLS offers ALPN `h2` and `http/1.1`: when the server chooses
+    /// `h2` and advertises `SETTINGS_ENABLE_CONNECT_PROTOCOL`, the WebSocket is a stream of a
+    /// new HTTP/2 connection (`Left`; the connection ends with the WebSocket: use
+    /// [`Http2Client`] to share one connection between several); when it chooses `http/1.1`
+    /// (or nothing), the Upgrade goes over the same TLS connection (`Right`); when it chooses
+    /// `h2` without RFC 8441, a second connection is made with ALPN `http/1.1` only. `ws://`
+    /// goes over HTTP/1.1: an HTTP/2 connection with prior knowledge (h2c) has no safe
+    /// fallback, so it is only opened on request ([`Http2Client::connect`]). Bounded as a whole
+    /// by [`connect_timeout`](Self::connect_timeout).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`connect`](Self::connect) and of [`Http2Client::open`] (a refusal over
+    /// HTTP/2 is not retried over HTTP/1.1).
+    pub async fn connect_prefer_http2(
+        self,
+        limits: &Http2Limits,
+    ) -> Result<(WebSocket<PreferHttp2Stream>, ClientResponse)> {
+        match self.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, self.prefer_http2(limits))
+                .await
+                .map_err(|_| {
+                    Error::Timeout("connect (TCP, proxy, TLS, HTTP/2 and WebSocket handshake)")
+                })?,
+            None => self.prefer_http2(limits).await,
+        }
+    }
+
+    async fn prefer_http2(
+        self,
+        limits: &Http2Limits,
+    ) -> Result<(WebSocket<PreferHttp2Stream>, ClientResponse)> {
+        let url = WsUrl::parse(&self.url)?;
+        #[cfg(not(feature = "rustls"))]
+        let _ = (url, limits); // `wss://` is refused by `connect_wrapped`
+        #[cfg(feature = "rustls")]
+        if url.secure {
+            let connector = match &self.tls {
+                Some(c) => c.clone(),
+                None => TlsConnector::with_default_roots()?,
+            };
+            let mut config = (**connector.config()).clone();
+            config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+            let tcp = open_tcp(&url, &self.proxy).await?;
+            let tls = TlsConnector::from_config(Arc::new(config))
+                .connect(&url.host, tcp)
+                .await?;
+            if tls.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
+                return self
+                    .connect_on(PreferHttp2Stream::Right(MaybeTlsStream::from(tls)))
+                    .await;
+            }
+            match Http2Client::handshake(tls, true, limits).await {
+                Ok(client) => return client.open_wrapped(&self, PreferHttp2Stream::Left).await,
+                Err(Error::NoExtendedConnect) => {
+                    debug!("the server speaks HTTP/2 without RFC 8441: WebSocket over HTTP/1.1");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.connect_wrapped(PreferHttp2Stream::Right).await
+    }
 }

@@ -170,6 +170,16 @@ impl ClientBuilder {
     }
 
     async fn connect_inner(self) -> Result<(WebSocket<MaybeTlsStream>, ClientResponse)> {
+        self.connect_wrapped(|io| io).await
+    }
+
+    /// [`connect`](Self::connect) without its time limit, the transport wrapped by `wrap`
+    /// before the handshake (the HTTP/1.1 side of
+    /// [`connect_prefer_http2`](Self::connect_prefer_http2)).
+    pub(crate) async fn connect_wrapped<T: AsyncRead + AsyncWrite + Unpin>(
+        self,
+        wrap: impl FnOnce(MaybeTlsStream) -> T,
+    ) -> Result<(WebSocket<T>, ClientResponse)> {
         let url = WsUrl::parse(&self.url)?;
         #[cfg(not(feature = "rustls"))]
         if url.secure {
@@ -187,9 +197,9 @@ impl ClientBuilder {
         #[cfg(feature = "rustls")]
         if let Some(connector) = connector {
             let tls = connector.connect(&url.host, tcp).await?;
-            return self.connect_on(MaybeTlsStream::from(tls)).await;
+            return self.connect_on(wrap(MaybeTlsStream::from(tls))).await;
         }
-        self.connect_on(MaybeTlsStream::Plain(tcp)).await
+        self.connect_on(wrap(MaybeTlsStream::Plain(tcp))).await
     }
 
     /// Perform the handshake over an already connected transport.

@@ -24,7 +24,7 @@
 mod server;
 mod stream;
 
-pub use crate::client::http2::Http2Client;
+pub use crate::client::http2::{Http2Client, PreferHttp2Stream};
 pub use server::Http2Server;
 #[cfg(feature = "hyper")]
 pub(crate) use server::as_upgrade_request;
