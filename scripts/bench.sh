@@ -12,6 +12,7 @@
 #   5. where the time goes: scripts/bench_profile.sh (user/kernel split, system calls, perf);
 #   6. the STOMP broker: scripts/bench_stomp.sh (wsx serve on Redis vs RabbitMQ web-stomp);
 #   7. broadcast fan-out with and without permessage-deflate: scripts/bench_fanout.sh;
+#   8. WebSockets over HTTP/2 vs HTTP/1.1 (echo CPU, idle memory): scripts/bench_http2.sh;
 # and writes bench/RESULTS.md and bench/charts/*.svg (the raw figures go to bench/results/).
 #
 # Server and client are pinned to different cores with taskset when there are two or more.
@@ -36,6 +37,7 @@
 #   PROFILE=0          skip the profiles (scripts/bench_profile.sh, appended)              [1]
 #   STOMP=0            skip the STOMP broker benchmark (scripts/bench_stomp.sh, appended)  [1]
 #   FANOUT=0           skip the fan-out benchmark (scripts/bench_fanout.sh, appended)      [1]
+#   HTTP2=0            skip HTTP/2 vs HTTP/1.1 (scripts/bench_http2.sh, appended)           [1]
 #
 # Usage: scripts/bench.sh            (about 20 minutes on 2 cores)
 #        QUICK=1 scripts/bench.sh    (about 3 minutes)
@@ -421,6 +423,20 @@ if [[ "${FANOUT:-1}" == 1 ]]; then
         { printf '\n'; sed 's/^#/##/' "$fanout_md"; } >>"$BENCH_DIR/RESULTS.md"
     else
         warn "scripts/bench_fanout.sh failed: RESULTS.md has no fan-out section"
+    fi
+fi
+# WebSockets over HTTP/2 vs HTTP/1.1 (scripts/bench_http2.sh), appended to RESULTS.md. HTTP2=0
+# skips it.
+if [[ "${HTTP2:-1}" == 1 ]]; then
+    section "HTTP/2 vs HTTP/1.1 (scripts/bench_http2.sh)"
+    http2_md="$RUN_DIR/http2.md"
+    http2_env=(NICE="$NICE" SKIP_BUILD=1 OUT_MD="$http2_md")
+    [[ "$QUICK" == 1 ]] && http2_env+=(ROUNDS=1 DURATION=3 IDLE=2000)
+    if env "${http2_env[@]}" bash "$ROOT_DIR/scripts/bench_http2.sh"; then
+        [[ "$QUICK" == 1 ]] || cp "$http2_md" "$BENCH_DIR/results/http2.md"
+        { printf '\n'; sed 's/^#/##/' "$http2_md"; } >>"$BENCH_DIR/RESULTS.md"
+    else
+        warn "scripts/bench_http2.sh failed: RESULTS.md has no HTTP/2 section"
     fi
 fi
 info "wrote bench/RESULTS.md, bench/charts/*.svg and bench/results/ (run dir: $RUN_DIR)"

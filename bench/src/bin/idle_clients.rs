@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! idle_clients HOST:PORT --connections N [--deflate] [--concurrency C] --server-pid PID
+//! idle_clients HOST:PORT --connections N --http2 PER_CONN [--deflate] --server-pid PID
 //! idle_clients HOST:PORT --churn SECS [--deflate] [--concurrency C] --server-pid PID
 //! ```
 //!
@@ -13,7 +14,11 @@
 //! socket with a reset (no TIME_WAIT), and prints handshakes per second and the server's CPU
 //! time per handshake.
 //!
-//! The client is a bare-bones HTTP/1.1 upgrade written straight to the socket (with
+//! With `--http2 PER_CONN`, idle mode opens the N WebSockets over HTTP/2 (h2c with prior
+//! knowledge, RFC 8441: the wsx client), PER_CONN of them per connection, so that the figure
+//! is the server's memory per WebSocket over HTTP/2 (its connections' share included).
+//!
+//! The HTTP/1.1 client is a bare-bones upgrade written straight to the socket (with
 //! `Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits` under `--deflate`),
 //! so it measures the server and nothing of a client library.
 
@@ -40,6 +45,8 @@ struct Args {
     deflate: bool,
     concurrency: usize,
     server_pid: u32,
+    /// `--http2 PER_CONN`: WebSockets per HTTP/2 connection.
+    http2: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
     let mut deflate = false;
     let mut concurrency = 64;
     let mut server_pid = None;
+    let mut http2 = None;
     fn value<T: std::str::FromStr>(
         it: &mut impl Iterator<Item = String>,
         flag: &str,
@@ -65,6 +73,7 @@ fn parse_args() -> Result<Args, String> {
             "--deflate" => deflate = true,
             "--concurrency" => concurrency = value(&mut it, "--concurrency")?,
             "--server-pid" => server_pid = Some(value(&mut it, "--server-pid")?),
+            "--http2" => http2 = Some(value::<usize>(&mut it, "--http2")?.max(1)),
             _ if addr.is_none() && !arg.starts_with('-') => {
                 addr = Some(
                     arg.trim_start_matches("ws://")
@@ -82,6 +91,7 @@ fn parse_args() -> Result<Args, String> {
         deflate,
         concurrency: concurrency.max(1),
         server_pid: server_pid.ok_or("missing --server-pid")?,
+        http2,
     })
 }
 
@@ -143,6 +153,9 @@ struct IdleReport {
     server_rss_before: u64,
     server_rss_after: u64,
     rss_per_connection: f64,
+    /// HTTP/2 connections carrying the WebSockets (`--http2`), else absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http2_connections: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -173,6 +186,9 @@ async fn settled_rss(pid: u32) -> std::io::Result<u64> {
 }
 
 async fn idle(args: Args) -> Result<String, String> {
+    if let Some(per_connection) = args.http2 {
+        return idle_http2(args, per_connection).await;
+    }
     let pid = args.server_pid;
     let before = settled_rss(pid).await.map_err(|e| e.to_string())?;
     let request = Rc::new(request(&args.addr, args.deflate));
@@ -225,8 +241,81 @@ async fn idle(args: Args) -> Result<String, String> {
         server_rss_before: before,
         server_rss_after: after,
         rss_per_connection: (after as f64 - before as f64) / (opened.max(1) as f64),
+        http2_connections: None,
     };
     drop(held);
+    serde_json::to_string(&report).map_err(|e| e.to_string())
+}
+
+/// Idle mode over HTTP/2: `per_connection` WebSockets on each h2c connection, opened one
+/// connection at a time (its WebSockets `concurrency` at a time).
+async fn idle_http2(args: Args, per_connection: usize) -> Result<String, String> {
+    use wsx::http2::{Http2Client, Http2Limits};
+    use wsx::{ClientBuilder, DeflateConfig, WebSocketConfig};
+
+    let pid = args.server_pid;
+    let before = settled_rss(pid).await.map_err(|e| e.to_string())?;
+    let url = format!("ws://{}/", args.addr);
+    let mut config = WebSocketConfig::default();
+    if args.deflate {
+        config = config.compression(DeflateConfig::default());
+    }
+    let builder = ClientBuilder::new(url)
+        .config(config)
+        .connect_timeout(HANDSHAKE_TIMEOUT);
+    let start = Instant::now();
+    let (mut clients, mut held) = (Vec::new(), Vec::with_capacity(args.connections));
+    let (mut failed, mut negotiated, mut first_error) = (0, 0, None);
+    while held.len() + failed < args.connections {
+        let client = Http2Client::connect(&builder, &Http2Limits::default())
+            .await
+            .map_err(|e| format!("HTTP/2 connection: {e}"))?;
+        let want = per_connection.min(args.connections - held.len() - failed);
+        let mut set = tokio::task::JoinSet::new();
+        let mut launched = 0;
+        while launched < want || !set.is_empty() {
+            while launched < want && set.len() < args.concurrency {
+                let (client, builder) = (client.clone(), builder.clone());
+                set.spawn_local(async move { client.open(builder).await });
+                launched += 1;
+            }
+            match set.join_next().await {
+                Some(Ok(Ok((ws, _)))) => {
+                    negotiated += usize::from(ws.is_compressed());
+                    held.push(ws);
+                }
+                Some(Ok(Err(e))) => {
+                    failed += 1;
+                    first_error.get_or_insert(e.to_string());
+                }
+                Some(Err(e)) => {
+                    failed += 1;
+                    first_error.get_or_insert(e.to_string());
+                }
+                None => {}
+            }
+        }
+        clients.push(client);
+    }
+    let open_secs = start.elapsed().as_secs_f64();
+    let after = settled_rss(pid).await.map_err(|e| e.to_string())?;
+    let opened = held.len();
+    let report = IdleReport {
+        connections: args.connections,
+        opened,
+        failed,
+        first_error,
+        deflate_offered: args.deflate,
+        deflate_negotiated: negotiated,
+        open_secs,
+        handshakes_per_sec: opened as f64 / open_secs.max(1e-9),
+        server_rss_before: before,
+        server_rss_after: after,
+        rss_per_connection: (after as f64 - before as f64) / (opened.max(1) as f64),
+        http2_connections: Some(clients.len()),
+    };
+    drop(held);
+    drop(clients);
     serde_json::to_string(&report).map_err(|e| e.to_string())
 }
 
