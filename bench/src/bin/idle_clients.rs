@@ -226,25 +226,51 @@ async fn idle(args: Args) -> Result<String, String> {
             None => {}
         }
     }
-    let open_secs = start.elapsed().as_secs_f64();
-    let after = settled_rss(pid).await.map_err(|e| e.to_string())?;
-    let opened = held.len();
-    let report = IdleReport {
-        connections: args.connections,
-        opened,
+    let opened = Opened {
+        count: held.len(),
         failed,
+        negotiated,
         first_error,
-        deflate_offered: args.deflate,
-        deflate_negotiated: negotiated,
-        open_secs,
-        handshakes_per_sec: opened as f64 / open_secs.max(1e-9),
-        server_rss_before: before,
-        server_rss_after: after,
-        rss_per_connection: (after as f64 - before as f64) / (opened.max(1) as f64),
         http2_connections: None,
     };
+    let report = opened.report(&args, before, start).await;
     drop(held);
-    serde_json::to_string(&report).map_err(|e| e.to_string())
+    report
+}
+
+/// What an idle run opened, before the server's RSS is sampled again.
+struct Opened {
+    count: usize,
+    failed: usize,
+    negotiated: usize,
+    first_error: Option<String>,
+    http2_connections: Option<usize>,
+}
+
+impl Opened {
+    /// Sample the server's RSS once it settled, and report (while the caller still holds the
+    /// connections).
+    async fn report(self, args: &Args, before: u64, start: Instant) -> Result<String, String> {
+        let open_secs = start.elapsed().as_secs_f64();
+        let after = settled_rss(args.server_pid)
+            .await
+            .map_err(|e| e.to_string())?;
+        let report = IdleReport {
+            connections: args.connections,
+            opened: self.count,
+            failed: self.failed,
+            first_error: self.first_error,
+            deflate_offered: args.deflate,
+            deflate_negotiated: self.negotiated,
+            open_secs,
+            handshakes_per_sec: self.count as f64 / open_secs.max(1e-9),
+            server_rss_before: before,
+            server_rss_after: after,
+            rss_per_connection: (after as f64 - before as f64) / (self.count.max(1) as f64),
+            http2_connections: self.http2_connections,
+        };
+        serde_json::to_string(&report).map_err(|e| e.to_string())
+    }
 }
 
 /// Idle mode over HTTP/2: `per_connection` WebSockets on each h2c connection, opened one
@@ -297,26 +323,17 @@ async fn idle_http2(args: Args, per_connection: usize) -> Result<String, String>
         }
         clients.push(client);
     }
-    let open_secs = start.elapsed().as_secs_f64();
-    let after = settled_rss(pid).await.map_err(|e| e.to_string())?;
-    let opened = held.len();
-    let report = IdleReport {
-        connections: args.connections,
-        opened,
+    let opened = Opened {
+        count: held.len(),
         failed,
+        negotiated,
         first_error,
-        deflate_offered: args.deflate,
-        deflate_negotiated: negotiated,
-        open_secs,
-        handshakes_per_sec: opened as f64 / open_secs.max(1e-9),
-        server_rss_before: before,
-        server_rss_after: after,
-        rss_per_connection: (after as f64 - before as f64) / (opened.max(1) as f64),
         http2_connections: Some(clients.len()),
     };
+    let report = opened.report(&args, before, start).await;
     drop(held);
     drop(clients);
-    serde_json::to_string(&report).map_err(|e| e.to_string())
+    report
 }
 
 async fn churn(args: Args, window: Duration) -> Result<String, String> {
