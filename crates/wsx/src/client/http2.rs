@@ -84,13 +84,7 @@ impl Http2Client {
         }
         #[cfg(feature = "rustls")]
         {
-            let connector = match &builder.tls {
-                Some(c) => c.clone(),
-                None => TlsConnector::with_default_roots()?,
-            };
-            let mut config = (**connector.config()).clone();
-            config.alpn_protocols = vec![ALPN_H2.to_vec()];
-            let tls = TlsConnector::from_config(Arc::new(config))
+            let tls = tls_offering(builder, &[ALPN_H2])?
                 .connect(&url.host, tcp)
                 .await?;
             if tls.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
@@ -305,14 +299,8 @@ impl ClientBuilder {
         let _ = (url, limits); // `wss://` is refused by `connect_wrapped`
         #[cfg(feature = "rustls")]
         if url.secure {
-            let connector = match &self.tls {
-                Some(c) => c.clone(),
-                None => TlsConnector::with_default_roots()?,
-            };
-            let mut config = (**connector.config()).clone();
-            config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
             let tcp = open_tcp(&url, &self.proxy).await?;
-            let tls = TlsConnector::from_config(Arc::new(config))
+            let tls = tls_offering(&self, &[ALPN_H2, ALPN_HTTP11])?
                 .connect(&url.host, tcp)
                 .await?;
             if tls.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
@@ -330,4 +318,16 @@ impl ClientBuilder {
         }
         self.connect_wrapped(PreferHttp2Stream::Right).await
     }
+}
+
+/// `builder`'s TLS connector (or one with Mozilla's roots), offering `protocols` in ALPN.
+#[cfg(feature = "rustls")]
+fn tls_offering(builder: &ClientBuilder, protocols: &[&[u8]]) -> Result<TlsConnector> {
+    let connector = match &builder.tls {
+        Some(c) => c.clone(),
+        None => TlsConnector::with_default_roots()?,
+    };
+    let mut config = (**connector.config()).clone();
+    config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+    Ok(TlsConnector::from_config(Arc::new(config)))
 }
