@@ -5,7 +5,8 @@
 //                   {type:"file",name,mime,size} followed by one binary message
 //   server -> page  {type:"welcome",name,room,max_file_bytes}  {type:"presence",users}
 //                   {type:"join",name}  {type:"leave",name}  {type:"message",name,text,ts,offset}
-//                   (presence: the whole list, once after joining; join and leave: the changes
+//                   (presence: the whole list, once after joining, and again in the place of
+//                   the changes a page that reads slowly missed; join and leave: the changes
 //                   after that, from which the page keeps its list)
 //                   {type:"file",name,mime,size,from,ts} followed by one binary message
 //                   {type:"pong",t}  {type:"error",code,message}

@@ -360,6 +360,11 @@ impl<T> OutboundQueue<T> {
         drained
     }
 
+    /// Counted entries waiting (those [`QueueLimits::items`] bounds).
+    pub fn counted_len(&self) -> usize {
+        self.lock().counted_items
+    }
+
     /// Whether entries are waiting.
     pub fn has_items(&self) -> bool {
         !self.lock().entries.is_empty()

@@ -31,6 +31,9 @@ use crate::serve::metrics::Metrics;
 
 /// How long a room waits before subscribing again when a subscription of its ended.
 const RESUBSCRIBE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Counted entries waiting in a member's queue from which it gets no more `join` and `leave`
+/// events, but the whole list once under it again ([`Room::announce`]).
+const PRESENCE_BACKLOG: usize = super::MEMBER_QUEUE_LEN / 2;
 
 struct Member {
     id: u64,
@@ -40,6 +43,9 @@ struct Member {
     next: u64,
     /// While the member is being caught up: the replay task and the live messages set aside.
     catch_up: Option<CatchUp>,
+    /// Whether presence changes were held back from it (a backlog): it waits for the whole
+    /// list instead ([`Room::announce`]).
+    presence_stale: bool,
 }
 
 struct CatchUp {
@@ -372,6 +378,7 @@ impl Room {
             queue: joiner.queue,
             next: self.history.next_offset(),
             catch_up: None,
+            presence_stale: false,
         };
         let welcome = Outgoing::json(&ServerEvent::Welcome {
             name: &member.name,
@@ -417,7 +424,7 @@ impl Room {
         let joined = Outgoing::json(&ServerEvent::Join { name: &member.name });
         let mut gone = Gone::new();
         if let Some(joined) = &joined {
-            self.broadcast(&[joined], None, &mut gone);
+            self.announce(joined, &mut gone);
         }
         self.publish_live(&LiveEvent::Join(member.name.clone()));
         self.awaiting_presence.push(member.id);
@@ -465,11 +472,23 @@ impl Room {
             return;
         };
         let mut gone = Gone::new();
+        let mut still_waiting = Vec::new();
+        let mut waiting = waiting;
+        waiting.sort_unstable();
+        waiting.dedup();
         for id in waiting {
-            if let Some(member) = self.members.get(id) {
-                record(&mut gone, id, member.deliver(&[presence]));
+            let Some(member) = self.members.get_mut(id) else {
+                continue;
+            };
+            if member.presence_stale && member.queue.counted_len() >= PRESENCE_BACKLOG {
+                // Not yet: the list would only add to the backlog.
+                still_waiting.push(id);
+                continue;
             }
+            member.presence_stale = false;
+            record(&mut gone, id, member.deliver(&[presence]));
         }
+        self.awaiting_presence = still_waiting;
         self.drop_members(gone);
     }
 
@@ -606,7 +625,7 @@ impl Room {
         let mut gone = Gone::new();
         for name in &changes.joined {
             if let Some(joined) = Outgoing::json(&ServerEvent::Join { name }) {
-                self.broadcast(&[&joined], None, &mut gone);
+                self.announce(&joined, &mut gone);
             }
         }
         gone.extend(self.leaves(&changes.left));
@@ -621,6 +640,28 @@ impl Room {
                 record(gone, m.id, m.deliver(frames));
             }
         }
+    }
+
+    /// Queue a presence change (`join`, `leave`) to every member. A member with a backlog
+    /// ([`PRESENCE_BACKLOG`] counted entries waiting) gets no more of them: it is marked stale
+    /// and gets the whole list (`presence`) instead, once its backlog is under the mark again.
+    /// So a join storm costs a member that reads slowly one list, not one event per joiner
+    /// (which would fill its queue and disconnect it as too slow, whose `leave` would then
+    /// fill the others').
+    fn announce(&mut self, frame: &Outgoing, gone: &mut Gone) {
+        let mut stale = Vec::new();
+        for m in self.members.iter_mut() {
+            if m.presence_stale {
+                continue;
+            }
+            if m.queue.counted_len() >= PRESENCE_BACKLOG {
+                m.presence_stale = true;
+                stale.push(m.id);
+                continue;
+            }
+            record(gone, m.id, m.deliver(&[frame]));
+        }
+        self.awaiting_presence.extend(stale);
     }
 
     /// Remove the members in `gone` (their queues already told the slow ones to close), and
@@ -654,12 +695,12 @@ impl Room {
         self.drop_members(gone);
     }
 
-    /// Broadcast a `leave` for each name; returns who could not take them.
-    fn leaves(&self, names: &[String]) -> Gone {
+    /// Announce a `leave` for each name; returns who could not take them.
+    fn leaves(&mut self, names: &[String]) -> Gone {
         let mut gone = Gone::new();
         for name in names {
             if let Some(leave) = Outgoing::json(&ServerEvent::Leave { name }) {
-                self.broadcast(&[&leave], None, &mut gone);
+                self.announce(&leave, &mut gone);
             }
         }
         gone.sort_unstable_by_key(|(id, _)| *id);
@@ -689,4 +730,83 @@ fn now_millis() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wsx_broker::QueueLimits;
+
+    fn queue() -> Arc<OutboundQueue<Outgoing>> {
+        Arc::new(OutboundQueue::new(QueueLimits {
+            items: super::super::MEMBER_QUEUE_LEN,
+            bytes: 256 * 1024,
+        }))
+    }
+
+    fn join(room: &mut Room, id: u64, name: &str, queue: &Arc<OutboundQueue<Outgoing>>) {
+        room.command(Command::Join(Joiner {
+            id,
+            name: name.to_owned(),
+            queue: queue.clone(),
+            since: None,
+        }));
+    }
+
+    /// The events waiting in `queue`, as JSON.
+    fn drain(queue: &OutboundQueue<Outgoing>) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        queue.drain_into(usize::MAX, &mut out);
+        out.iter()
+            .map(|o| serde_json::from_slice(o.payload.bytes()).expect("JSON"))
+            .collect()
+    }
+
+    #[test]
+    fn a_join_storm_holds_back_presence_events_from_a_member_that_does_not_drain() {
+        const JOINERS: u64 = 300;
+        let (inbox, _keep) = mpsc::channel(1);
+        let settings = RoomSettings {
+            max_file_bytes: 1 << 20,
+            history: 0,
+            max_queued_bytes: 256 * 1024,
+        };
+        let mut room = Room::new(
+            "storm",
+            settings,
+            Arc::new(Metrics::default()),
+            None,
+            inbox.downgrade(),
+        );
+        // A member whose connection takes nothing for now: its queue only fills.
+        let slow = queue();
+        join(&mut room, 1, "slow", &slow);
+        room.send_presence();
+        assert_eq!(drain(&slow).len(), 2, "welcome and presence");
+
+        for id in 2..=JOINERS + 1 {
+            join(&mut room, id, &format!("m{id}"), &queue());
+        }
+        // One `join` per joiner would be 300 entries, past the queue's 256: dropped as too
+        // slow. The room stops at the backlog mark instead.
+        assert!(!slow.is_dropped());
+        assert_eq!(slow.counted_len(), PRESENCE_BACKLOG);
+
+        // Still backlogged: no list yet. Once drained: the whole list, once.
+        room.send_presence();
+        assert_eq!(slow.counted_len(), PRESENCE_BACKLOG);
+        let events = drain(&slow);
+        assert!(events.iter().all(|e| e["type"] == "join"), "{events:?}");
+        room.send_presence();
+        let events = drain(&slow);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["type"], "presence");
+        let users = events[0]["users"].as_array().expect("a list");
+        assert_eq!(users.len() as u64, JOINERS + 1);
+        // Then changes one by one again.
+        room.command(Command::Leave { id: 2 });
+        let events = drain(&slow);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0], serde_json::json!({"type": "leave", "name": "m2"}));
+    }
 }
