@@ -12,7 +12,9 @@
 #   5. where the time goes: scripts/bench_profile.sh (user/kernel split, system calls, perf);
 #   6. the STOMP broker: scripts/bench_stomp.sh (wsx serve on Redis vs RabbitMQ web-stomp);
 #   7. broadcast fan-out with and without permessage-deflate: scripts/bench_fanout.sh;
-#   8. WebSockets over HTTP/2 vs HTTP/1.1 (echo CPU, idle memory): scripts/bench_http2.sh;
+#   8. fan-out (quote push) against the Rust peers, CPU per delivery and latency:
+#      scripts/bench_fanout_peers.sh;
+#   9. WebSockets over HTTP/2 vs HTTP/1.1 (echo CPU, idle memory): scripts/bench_http2.sh;
 # and writes bench/RESULTS.md and bench/charts/*.svg (the raw figures go to bench/results/).
 #
 # Server and client are pinned to different cores with taskset when there are two or more.
@@ -37,6 +39,7 @@
 #   PROFILE=0          skip the profiles (scripts/bench_profile.sh, appended)              [1]
 #   STOMP=0            skip the STOMP broker benchmark (scripts/bench_stomp.sh, appended)  [1]
 #   FANOUT=0           skip the fan-out benchmark (scripts/bench_fanout.sh, appended)      [1]
+#   FANOUT_PEERS=0     skip fan-out against the peers (scripts/bench_fanout_peers.sh)      [1]
 #   HTTP2=0            skip HTTP/2 vs HTTP/1.1 (scripts/bench_http2.sh, appended)           [1]
 #
 # Usage: scripts/bench.sh            (about 20 minutes on 2 cores)
@@ -423,6 +426,20 @@ if [[ "${FANOUT:-1}" == 1 ]]; then
         { printf '\n'; sed 's/^#/##/' "$fanout_md"; } >>"$BENCH_DIR/RESULTS.md"
     else
         warn "scripts/bench_fanout.sh failed: RESULTS.md has no fan-out section"
+    fi
+fi
+# Fan-out against the Rust peers (scripts/bench_fanout_peers.sh), appended to RESULTS.md.
+# FANOUT_PEERS=0 skips it.
+if [[ "${FANOUT_PEERS:-1}" == 1 ]]; then
+    section "fan-out against the peers (scripts/bench_fanout_peers.sh)"
+    peers_md="$RUN_DIR/fanout_peers.md"
+    peers_env=(NICE="$NICE" SKIP_BUILD=1 OUT_MD="$peers_md")
+    [[ "$QUICK" == 1 ]] && peers_env+=(ROUNDS=1 DURATION=3 SUBSCRIBERS=1000 SIZES=100)
+    if env "${peers_env[@]}" bash "$ROOT_DIR/scripts/bench_fanout_peers.sh"; then
+        [[ "$QUICK" == 1 ]] || cp "$peers_md" "$BENCH_DIR/results/fanout_peers.md"
+        { printf '\n'; sed 's/^#/##/' "$peers_md"; } >>"$BENCH_DIR/RESULTS.md"
+    else
+        warn "scripts/bench_fanout_peers.sh failed: RESULTS.md has no fan-out-against-peers section"
     fi
 fi
 # WebSockets over HTTP/2 vs HTTP/1.1 (scripts/bench_http2.sh), appended to RESULTS.md. HTTP2=0

@@ -55,9 +55,7 @@ echo_pinning "$NICE"
 # Room for SUBSCRIBERS sockets on each side.
 ulimit -n $((SUBSCRIBERS * 2 + 1024)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-SRV_PID=""
-cleanup() { [[ -n "$SRV_PID" ]] && kill -TERM "$SRV_PID" 2>/dev/null || true; }
-trap cleanup EXIT
+trap stop_run_server EXIT
 
 # run_case KIND COMPRESSION ROUND: one fresh server, one `wsx bench --fanout` run.
 run_case() {
@@ -79,9 +77,7 @@ run_case() {
     else
         warn "$kind deflate=$compression round $round failed: $out"
     fi
-    kill -TERM "$SRV_PID" 2>/dev/null || true
-    wait "$SRV_PID" 2>/dev/null || true
-    SRV_PID=""
+    stop_run_server
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -58,9 +58,7 @@ fi
 echo_pinning "$NICE"
 ulimit -n $((IDLE * 2 + 1024)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-SRV_PID=""
-cleanup() { [[ -n "$SRV_PID" ]] && kill -TERM "$SRV_PID" 2>/dev/null || true; }
-trap cleanup EXIT
+trap stop_run_server EXIT
 
 # start_server: a fresh echo_wsx on a free port; sets PORT and SRV_PID.
 start_server() {
@@ -68,12 +66,6 @@ start_server() {
     "${SERVER_PIN[@]}" "$ECHO" "127.0.0.1:$PORT" </dev/null >>"$RUN_DIR/server.log" 2>&1 &
     SRV_PID=$!
     wait_port "$PORT" 10 "$SRV_PID" || { err "echo_wsx did not start"; return 1; }
-}
-
-stop_server() {
-    kill -TERM "$SRV_PID" 2>/dev/null || true
-    wait "$SRV_PID" 2>/dev/null || true
-    SRV_PID=""
 }
 
 # record CASE KIND ROUND JSON: one result line.
@@ -95,7 +87,7 @@ echo_case() {
     else
         warn "echo $name round $round failed: $out"
     fi
-    stop_server
+    stop_run_server
 }
 
 # idle_case CASE ROUND IDLE_CLIENTS_FLAGS...
@@ -110,7 +102,7 @@ idle_case() {
     else
         warn "idle $name round $round failed: $out"
     fi
-    stop_server
+    stop_run_server
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -5,11 +5,15 @@
 //! `wsx bench` and with `idle_clients` (which uses [`proc`] to sample the server), and finally
 //! renders `bench/RESULTS.md` and the SVG charts with the `report` binary.
 //!
+//! The fan-out servers (`src/bin/fanout_*.rs`, for `scripts/bench_fanout_peers.sh`) share
+//! [`broadcast::relay`]: every message a client sends goes to every client.
+//!
 //! Every echo server is started as `echo_NAME LISTEN_ADDR [--deflate]` (or with
 //! `BENCH_DEFLATE=1` in the environment): it runs on a current-thread tokio runtime, sets
 //! `TCP_NODELAY` on every accepted socket, echoes every text and binary message and, with
 //! `--deflate`, accepts permessage-deflate when the implementation supports it.
 
+pub mod broadcast;
 pub mod proc;
 
 use std::future::Future;

@@ -63,3 +63,14 @@ echo_pinning() {
         PINNING="$PINNING; servers and clients at nice $1"
     fi
 }
+
+# The scripts that run one server at a time (bench_fanout.sh, bench_fanout_peers.sh,
+# bench_http2.sh) keep its pid in SRV_PID; stop_run_server stops it, and runs on exit
+# (`trap stop_run_server EXIT`).
+SRV_PID=""
+stop_run_server() {
+    [[ -n "$SRV_PID" ]] || return 0
+    kill -TERM "$SRV_PID" 2>/dev/null || true
+    wait "$SRV_PID" 2>/dev/null || true
+    SRV_PID=""
+}

@@ -16,7 +16,7 @@
 //! 4. The workers hand back their histograms; the [`report::Report`] is printed as text or
 //!    JSON.
 //!
-//! With `--fanout chat|stomp` it measures broadcast fan-out instead ([`fanout`]).
+//! With `--fanout chat|stomp|raw` it measures broadcast fan-out instead ([`fanout`]).
 //!
 //! The hot path allocates nothing of its own: every connection of a thread sends clones of the
 //! same payload `Bytes`, and echoes are compared without copying.
@@ -111,9 +111,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
     /// Fan-out mode instead of echo: the connections subscribe to a chat room (URL
-    /// ws://HOST/ws/chat/ROOM) or to the STOMP topic /topic/fanout (URL ws://HOST/stomp) and
-    /// one more connection publishes --rate messages/s of about --size bytes of JSON; reports
-    /// deliveries, server CPU and bytes read from the socket per delivery (JSON).
+    /// ws://HOST/ws/chat/ROOM), to the STOMP topic /topic/fanout (URL ws://HOST/stomp), or
+    /// just stay connected to a server that broadcasts what a client sends (raw), and one
+    /// more connection publishes --rate messages/s of about --size bytes of JSON; reports
+    /// deliveries, server CPU and bytes read from the socket per delivery, and the
+    /// publish-to-delivery latency (p50, p99) (JSON).
     #[arg(long, value_enum, value_name = "KIND")]
     pub fanout: Option<FanoutKind>,
     /// Messages per second the fan-out publisher sends.

@@ -1,20 +1,25 @@
-//! `wsx bench --fanout chat|stomp URL`: broadcast fan-out load, for the server's cost per
-//! delivered message with and without permessage-deflate.
+//! `wsx bench --fanout chat|stomp|raw URL`: broadcast fan-out load, for the server's cost per
+//! delivered message (with and without permessage-deflate) and the publish-to-delivery
+//! latency.
 //!
 //! Where it sits: [`super::run`] calls [`run`] instead of the echo load when `--fanout` is
 //! given. The flow of a run:
 //!
 //! 1. `--connections` subscribers open (offering permessage-deflate with `--compression on`)
 //!    over sockets that count the bytes they read, and join the chat room of the URL
-//!    (`/ws/chat/ROOM`) or subscribe to `/topic/fanout` (`/stomp`); each reads everything and
-//!    counts the broadcast messages it gets (chat `message` events, STOMP `MESSAGE` frames).
+//!    (`/ws/chat/ROOM`) or subscribe to `/topic/fanout` (`/stomp`), or just stay connected
+//!    (`raw`: a server that broadcasts every message a client sends to all its clients, such as
+//!    the peers' fan-out servers in bench/); each reads everything and counts the broadcast
+//!    messages it gets (chat `message` events, STOMP `MESSAGE` frames, any text message).
 //! 2. One publisher (no deflate) opens and publishes `--rate` messages per second of about
-//!    `--size` bytes of JSON quotes (different numbers in each message), as chat messages or
-//!    STOMP SENDs.
+//!    `--size` bytes of JSON quotes (different numbers in each message, and `sent_us`: when it
+//!    was sent, in µs from the run's start), as chat messages, STOMP SENDs or plain text.
 //! 3. After the warmup the controller samples the server's CPU time (`--server-pid`, from
 //!    `/proc`), the deliveries, the bytes the subscribers read from their sockets (frame
 //!    headers and payloads as sent: compressed or not) and the payload bytes they decoded;
-//!    again after the measured window. The report divides by the deliveries of the window.
+//!    again after the measured window. The report divides by the deliveries of the window, and
+//!    gives the median and 99th percentile of the latency (delivery time − `sent_us`) of the
+//!    deliveries in the window.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -45,7 +50,22 @@ pub enum FanoutKind {
     Chat,
     /// A STOMP topic, `/topic/fanout` (`ws://HOST/stomp`).
     Stomp,
+    /// Any server that sends every text message a client sends to all its clients.
+    Raw,
 }
+
+impl FanoutKind {
+    fn name(self) -> &'static str {
+        match self {
+            FanoutKind::Chat => "chat",
+            FanoutKind::Stomp => "stomp",
+            FanoutKind::Raw => "raw",
+        }
+    }
+}
+
+/// Latency samples kept at most (deliveries past it in the window are not sampled).
+const MAX_LATENCY_SAMPLES: usize = 2_000_000;
 
 /// What the run counts; shared by every task.
 #[derive(Default)]
@@ -59,6 +79,12 @@ struct Counts {
     compressed: AtomicUsize,
     errors: AtomicU64,
     first_error: Mutex<Option<String>>,
+    /// When the run started: `sent_us` counts from here.
+    epoch: Option<Instant>,
+    /// Whether the measured window is on (latencies are sampled).
+    measuring: std::sync::atomic::AtomicBool,
+    /// Publish-to-delivery latencies in the window, µs.
+    latencies: Mutex<Vec<u32>>,
 }
 
 impl Counts {
@@ -67,6 +93,35 @@ impl Counts {
             && let Ok(mut first) = self.first_error.lock()
         {
             first.get_or_insert(what);
+        }
+    }
+
+    /// µs since the run's start.
+    fn now_us(&self) -> u64 {
+        self.epoch.map_or(0, |e| {
+            u64::try_from(e.elapsed().as_micros()).unwrap_or(u64::MAX)
+        })
+    }
+
+    /// A delivery of a message whose text holds `sent_us:N` (JSON or chat text).
+    fn delivered(&self, text: &str) {
+        if !self.measuring.load(Relaxed) {
+            return;
+        }
+        let Some(at) = text.find("sent_us") else {
+            return;
+        };
+        let digits: String = text[at + 7..]
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if let Ok(sent) = digits.parse::<u64>()
+            && let Ok(mut samples) = self.latencies.lock()
+            && samples.len() < MAX_LATENCY_SAMPLES
+        {
+            let latency = self.now_us().saturating_sub(sent);
+            samples.push(u32::try_from(latency).unwrap_or(u32::MAX));
         }
     }
 
@@ -141,7 +196,10 @@ pub(super) fn run(args: &BenchArgs, kind: FanoutKind) -> Result<serde_json::Valu
 
 async fn fanout(args: &BenchArgs, kind: FanoutKind) -> Result<serde_json::Value, String> {
     let subscribers = args.connections as usize;
-    let counts = Arc::new(Counts::default());
+    let counts = Arc::new(Counts {
+        epoch: Some(Instant::now()),
+        ..Counts::default()
+    });
     let deflate = args.compression == OnOff::On;
     let gate = Arc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
     let mut tasks = JoinSet::new();
@@ -195,8 +253,10 @@ async fn fanout(args: &BenchArgs, kind: FanoutKind) -> Result<serde_json::Value,
     let server = args.server_pid.map(Process::Pid);
     let cpu0 = server.and_then(cpu::cpu_time);
     let before = counts.sample();
+    counts.measuring.store(true, Relaxed);
     let t0 = Instant::now();
     tokio::time::sleep(args.duration).await;
+    counts.measuring.store(false, Relaxed);
     let after = counts.sample();
     let cpu1 = server.and_then(cpu::cpu_time);
     let window = t0.elapsed().as_secs_f64();
@@ -217,9 +277,14 @@ async fn fanout(args: &BenchArgs, kind: FanoutKind) -> Result<serde_json::Value,
         _ => None,
     };
     let first_error = counts.first_error.lock().ok().and_then(|e| e.clone());
+    let (p50, p99) = counts
+        .latencies
+        .lock()
+        .map(|mut l| percentiles(&mut l))
+        .unwrap_or_default();
     Ok(json!({
         "mode": "fanout",
-        "kind": match kind { FanoutKind::Chat => "chat", FanoutKind::Stomp => "stomp" },
+        "kind": kind.name(),
         "url": args.url,
         "subscribers": subscribers,
         "ready": ready,
@@ -236,6 +301,8 @@ async fn fanout(args: &BenchArgs, kind: FanoutKind) -> Result<serde_json::Value,
         "server_cpu_ns_per_delivery": cpu_ns,
         "wire_bytes_per_delivery": per(wire),
         "payload_bytes_per_delivery": per(payload),
+        "latency_p50_us": p50,
+        "latency_p99_us": p99,
         "errors": counts.errors.load(Relaxed),
         "first_error": first_error,
     }))
@@ -288,6 +355,8 @@ async fn join(ws: &mut Ws, kind: FanoutKind, name: &str) -> Result<(), String> {
             ],
             "RECEIPT",
         ),
+        // Connected is joined.
+        FanoutKind::Raw => return Ok(()),
     };
     for r in requests {
         ws.send(Message::text(r))
@@ -316,10 +385,12 @@ async fn subscribe_loop(mut ws: Ws, kind: FanoutKind, counts: &Counts) {
                 let broadcast = match kind {
                     FanoutKind::Chat => t.starts_with("{\"type\":\"message\""),
                     FanoutKind::Stomp => t.starts_with("MESSAGE\n"),
+                    FanoutKind::Raw => true,
                 };
                 if broadcast {
                     counts.deliveries.fetch_add(1, Relaxed);
                     counts.payload_bytes.fetch_add(t.len() as u64, Relaxed);
+                    counts.delivered(&t);
                 }
             }
             Ok(_) => {}
@@ -340,12 +411,14 @@ async fn publish_loop(mut ws: Ws, kind: FanoutKind, rate: u32, size: usize, coun
         tokio::select! {
             _ = tick.tick() => {
                 seq += 1;
+                let sent = counts.now_us();
                 let msg = match kind {
-                    FanoutKind::Chat => json!({"type": "message", "text": quote_text(seq, size)}).to_string(),
+                    FanoutKind::Chat => json!({"type": "message", "text": quote_text(seq, sent, size)}).to_string(),
                     FanoutKind::Stomp => format!(
                         "SEND\ndestination:/topic/fanout\ncontent-type:application/json\n\n{}\0",
-                        quotes_json(seq, size)
+                        quotes_json(seq, sent, size)
                     ),
+                    FanoutKind::Raw => quotes_json(seq, sent, size),
                 };
                 if let Err(e) = ws.send(Message::text(msg)).await {
                     counts.error(format!("publisher: {e}"));
@@ -385,11 +458,21 @@ fn quote(rng: &mut u64, i: usize, seq: u64) -> serde_json::Value {
     })
 }
 
-/// At most about `size` bytes of JSON: `{"seq":N,"quotes":[…]}`.
-fn quotes_json(seq: u64, size: usize) -> String {
+/// The median and 99th percentile of `samples` (sorted here), µs.
+fn percentiles(samples: &mut [u32]) -> (Option<u32>, Option<u32>) {
+    if samples.is_empty() {
+        return (None, None);
+    }
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (Some(at(0.5)), Some(at(0.99)))
+}
+
+/// At most about `size` bytes of JSON: `{"seq":N,"sent_us":T,"quotes":[…]}`.
+fn quotes_json(seq: u64, sent_us: u64, size: usize) -> String {
     let mut rng = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut quotes = Vec::new();
-    let mut len = 24;
+    let mut len = 40;
     loop {
         let q = quote(&mut rng, quotes.len(), seq);
         len += q.to_string().len() + 1;
@@ -398,13 +481,13 @@ fn quotes_json(seq: u64, size: usize) -> String {
         }
         quotes.push(q);
     }
-    json!({"seq": seq, "quotes": quotes}).to_string()
+    json!({"seq": seq, "sent_us": sent_us, "quotes": quotes}).to_string()
 }
 
 /// Chat text whose `message` event is about `size` bytes: the same quotes, written without
 /// JSON's quotes (which would be escaped in the event).
-fn quote_text(seq: u64, size: usize) -> String {
-    let json = quotes_json(seq, (size * 7 / 6).saturating_sub(80));
+fn quote_text(seq: u64, sent_us: u64, size: usize) -> String {
+    let json = quotes_json(seq, sent_us, (size * 7 / 6).saturating_sub(80));
     json.replace('"', "")
 }
 
@@ -414,13 +497,31 @@ mod tests {
 
     #[test]
     fn quotes_are_json_of_about_the_size_and_differ() {
-        let a = quotes_json(1, 1024);
+        let a = quotes_json(1, 123_456, 1024);
         let v: serde_json::Value = serde_json::from_str(&a).expect("JSON");
         assert!(v["quotes"].as_array().is_some_and(|q| q.len() > 5));
         assert!((900..=1024).contains(&a.len()), "{}", a.len());
-        assert_ne!(a, quotes_json(2, 1024));
-        let event = json!({"type": "message", "name": "publisher", "text": quote_text(1, 1024), "ts": 1_760_000_000_000_u64});
+        assert_ne!(a, quotes_json(2, 123_456, 1024));
+        assert_eq!(v["sent_us"], 123_456);
+        let event = json!({"type": "message", "name": "publisher", "text": quote_text(1, 123_456, 1024), "ts": 1_760_000_000_000_u64});
         let len = event.to_string().len();
         assert!((900..1100).contains(&len), "{len}");
+    }
+
+    #[test]
+    fn latencies_are_read_from_json_and_chat_text() {
+        let counts = Counts {
+            epoch: Some(Instant::now()),
+            ..Counts::default()
+        };
+        counts.delivered(&quotes_json(1, 0, 200));
+        counts.measuring.store(true, Relaxed);
+        counts.delivered(&quotes_json(1, 0, 200));
+        counts.delivered(&quote_text(2, 0, 200));
+        counts.delivered("no timestamp");
+        let mut samples = counts.latencies.lock().unwrap().clone();
+        assert_eq!(samples.len(), 2, "only in the window, only with sent_us");
+        assert!(percentiles(&mut samples).1.is_some());
+        assert_eq!(percentiles(&mut [5, 1, 3]), (Some(3), Some(5)));
     }
 }
