@@ -119,6 +119,22 @@ impl RedisEngine {
     pub fn start(config: Config) -> Result<(RedisEngine, RedisEvents), Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let primary = connections::Primary::from_url(&config.url)?;
+        if primary.is_cluster() {
+            if config.replicas_ack > 0 {
+                return Err(Error::Unsupported(
+                    "--redis-replicas-ack with a Redis Cluster (WAIT is per primary; not \
+                     implemented yet)"
+                        .to_owned(),
+                ));
+            }
+            if config.prefix.contains(['{', '}']) {
+                return Err(Error::Unsupported(
+                    "a key prefix with `{` or `}` with a Redis Cluster (the keys of a \
+                     destination would not share a hash slot)"
+                        .to_owned(),
+                ));
+            }
+        }
         let config = Arc::new(config);
         let shared = Arc::new(NodeState {
             mode: primary.mode(),
@@ -403,14 +419,15 @@ impl RedisEngine {
     }
 
     /// The pub/sub channel of a topic (`{prefix}t:NAME`) or a user destination
-    /// (`{prefix}u:PRINCIPAL/queue/NAME`).
+    /// (`{prefix}u:PRINCIPAL/queue/NAME`); in cluster mode a shard channel, its name with a
+    /// hash tag (`{prefix}t:{NAME}`: the slot of the topic's keys).
     fn channel(&self, destination: &Destination) -> String {
         let prefix = &self.config.prefix;
         match destination.as_str().strip_prefix("/user/") {
             Some(user_path) if destination.kind() == DestinationKind::User => {
-                format!("{prefix}u:{user_path}")
+                format!("{prefix}u:{}", self.config.tagged(user_path))
             }
-            _ => format!("{prefix}t:{}", destination.name()),
+            _ => format!("{prefix}t:{}", self.config.tagged(destination.name())),
         }
     }
 
