@@ -183,6 +183,21 @@
 //! confirm to) a SEND refused at once or by Redis is counted in
 //! [`RedisMetrics::send_failures`] and logged.
 //!
+//! ## Redis Cluster
+//!
+//! With [`Config::url`] `redis-cluster://HOST:PORT[,HOST:PORT…]` ([`ClusterUrl`]) the tasks use
+//! the client library's cluster connection (one connection per primary; slots learned from
+//! the nodes named, `MOVED`/`ASK` followed). Every key and channel of a destination carries
+//! its name as a hash tag (`PREFIXq:{NAME}`, `PREFIXqm:{NAME}`, ...), so each script
+//! touches one slot and destinations spread over the shards. Topic messages are published
+//! with `SPUBLISH` and subscribed with `SSUBSCRIBE` (sharded pub/sub: a message stays on its
+//! shard). Pipelines spanning slots are split per slot by the connection (see the
+//! `connections` module's `conn`); the reader cannot block over several slots, so it reads
+//! each queue without `BLOCK` and polls (see the `connections` module's `reader`). A writer's
+//! topic messages reach a node in order per shard only, so duplicates are tracked per writer
+//! and slot. [`Config::replicas_ack`] and a prefix with braces are refused
+//! ([`Error::Unsupported`]).
+//!
 //! ## Sentinel, and durability across a failover
 //!
 //! With [`Config::url`] `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE` ([`SentinelUrl`])
