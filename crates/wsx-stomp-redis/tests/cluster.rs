@@ -237,3 +237,154 @@ async fn topics_and_queues_spread_over_the_shards() {
     assert_eq!(metrics.send_failures(), 0);
     assert_eq!(b.engine.metrics().send_failures(), 0);
 }
+
+/// `CLUSTER NODES` of the node on `port`: per node, its port, whether it is a primary, its id
+/// and (a replica) its primary's id.
+async fn cluster_nodes(port: u16) -> Vec<(u16, bool, String, String)> {
+    let text: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut admin(&format!("redis://127.0.0.1:{port}")).await)
+        .await
+        .expect("CLUSTER NODES");
+    text.lines()
+        .filter_map(|line| {
+            let parts: Vec<&str> = line.split(' ').collect();
+            let addr = parts.get(1)?.split('@').next()?;
+            let node_port = addr.rsplit_once(':')?.1.parse().ok()?;
+            let flags = parts.get(2)?;
+            let primary = flags.contains("master") && !flags.contains("fail");
+            Some((
+                node_port,
+                primary,
+                parts.first()?.to_string(),
+                parts.get(3)?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_failover_is_followed() {
+    let test = "a_shard_failover_is_followed";
+    if !RedisCluster::available(test) {
+        return;
+    }
+    let mut cluster = RedisCluster::start(3, 1);
+    let url = cluster.url();
+    let prefix = unique_prefix("cluster-failover");
+    let mut node = Node::start(Config::new(&url).prefix(&prefix).node_id("a"));
+    let queue = dest("/queue/jobs");
+    let mut out = Vec::new();
+    node.engine
+        .subscribe(key(1, "s"), &queue, Some(100), &mut out);
+    for i in 0..20u64 {
+        node.engine
+            .offer_from(
+                publish("/queue/jobs", format!("before {i}")),
+                common::origin(1, i, "/queue/jobs"),
+            )
+            .expect("accepted");
+    }
+    let before = node.collect(20, WAIT).await;
+    for d in &before {
+        node.engine
+            .ack(&d.subscriber, &[d.message.id().clone()], &mut Vec::new());
+    }
+    // The primary of the queue's slot, and its replica.
+    let stream = format!("{prefix}q:{{jobs}}");
+    let nodes = cluster_nodes(cluster.primaries[0]).await;
+    // `redis-cli` picks which nodes are primaries: ask the cluster.
+    let primaries: Vec<u16> = nodes.iter().filter(|n| n.1).map(|n| n.0).collect();
+    assert_eq!(primaries.len(), 3, "{nodes:?}");
+    let mut owner = None;
+    for port in &primaries {
+        if keys_on(*port, &prefix).await.contains(&stream) {
+            owner = Some(*port);
+        }
+    }
+    let owner = owner.expect("a primary holds the queue");
+    let owner_id = nodes
+        .iter()
+        .find(|n| n.0 == owner)
+        .map(|n| n.2.clone())
+        .expect("the owner in CLUSTER NODES");
+    let replica = nodes
+        .iter()
+        .find(|n| n.3 == owner_id)
+        .map(|n| n.0)
+        .expect("the owner has a replica");
+    let failovers = node.engine.metrics().failovers();
+    cluster.kill(owner);
+    let killed = tokio::time::Instant::now();
+
+    // Its replica is promoted; SENDs made meanwhile are stored there and delivered.
+    let alive = *primaries
+        .iter()
+        .find(|p| **p != owner)
+        .expect("another primary");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !cluster_nodes(alive)
+        .await
+        .iter()
+        .any(|n| n.0 == replica && n.1)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica not promoted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let promoted = killed.elapsed();
+    for i in 0..20u64 {
+        node.engine
+            .offer_from(
+                publish("/queue/jobs", format!("after {i}")),
+                common::origin(1, 100 + i, "/queue/jobs"),
+            )
+            .expect("accepted");
+    }
+    let mut got = HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while got.len() < 20 {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let delivered = node
+            .next(left)
+            .await
+            .unwrap_or_else(|| panic!("{} of 20 delivered after the failover", got.len()));
+        for d in delivered {
+            let body = String::from_utf8(d.message.body().to_vec()).expect("utf8");
+            if body.starts_with("after ") {
+                got.insert(body);
+            }
+            node.engine
+                .ack(&d.subscriber, &[d.message.id().clone()], &mut Vec::new());
+        }
+    }
+    eprintln!(
+        "shard failover: replica promoted {promoted:?} after the kill, 20 SENDs made then \
+         delivered {:?} after the kill",
+        killed.elapsed()
+    );
+    let stored = node
+        .confirmations
+        .iter()
+        .filter(|c| matches!(c, wsx_stomp::Confirmation::Stored(o) if o.seq >= 100))
+        .count();
+    assert!(stored > 0, "{:?}", node.confirmations);
+    // The metrics name the promoted replica among the primaries.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let metrics = node.engine.metrics();
+    while !metrics
+        .primaries()
+        .contains(&format!("127.0.0.1:{replica}"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            metrics.primaries()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics.failovers() > failovers);
+    assert!(!metrics.primaries().contains(&format!("127.0.0.1:{owner}")));
+}

@@ -227,6 +227,9 @@ impl RedisCluster {
                         conf.to_str().expect("utf-8 path"),
                         "--cluster-node-timeout",
                         "1000",
+                        // A replica takes over however long ago it heard from its primary.
+                        "--cluster-replica-validity-factor",
+                        "0",
                         "--dbfilename",
                         &dbfile,
                     ],
