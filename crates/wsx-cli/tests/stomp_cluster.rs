@@ -62,6 +62,24 @@ async fn on_a_redis_cluster_a_topic_message_reaches_the_subscribers_of_both_node
     if RedisCluster::available(test) {
         let cluster = RedisCluster::start(3);
         a_topic_message_reaches_the_subscribers_of_both_nodes_once_on(&cluster.url()).await;
+        // `/metrics` names the mode and every primary.
+        let server = node(&cluster.url(), &unique_prefix("metrics"), "metrics", &[]);
+        let wanted: Vec<String> = cluster
+            .ports()
+            .iter()
+            .map(|p| {
+                format!("wsx_stomp_redis_primary{{mode=\"cluster\",address=\"127.0.0.1:{p}\"}} 1")
+            })
+            .collect();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let body = common::http(server.addr, "GET", "/metrics").await.body;
+            if wanted.iter().all(|line| body.lines().any(|l| l == line)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{wanted:?} not in {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

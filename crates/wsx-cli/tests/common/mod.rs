@@ -794,6 +794,11 @@ impl RedisCluster {
         cluster
     }
 
+    /// The nodes' ports.
+    pub fn ports(&self) -> Vec<u16> {
+        self.servers.iter().map(|s| s.port).collect()
+    }
+
     /// `redis-cluster://…` naming every node.
     pub fn url(&self) -> String {
         let nodes: Vec<String> = self
