@@ -388,3 +388,114 @@ async fn a_shard_failover_is_followed() {
     assert!(metrics.failovers() > failovers);
     assert!(!metrics.primaries().contains(&format!("127.0.0.1:{owner}")));
 }
+
+/// Ask the node on `port` `CLUSTER args…`.
+async fn cluster_cmd(port: u16, args: &[&str]) -> redis::Value {
+    let mut cmd = redis::cmd("CLUSTER");
+    for arg in args {
+        cmd.arg(*arg);
+    }
+    cmd.query_async(&mut admin(&format!("redis://127.0.0.1:{port}")).await)
+        .await
+        .unwrap_or_else(|e| panic!("CLUSTER {args:?} on {port}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_whose_slot_moves_to_another_primary_keeps_working() {
+    let test = "a_queue_whose_slot_moves_to_another_primary_keeps_working";
+    if !RedisCluster::available(test) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let url = cluster.url();
+    let prefix = unique_prefix("cluster-reshard");
+    let mut node = Node::start(Config::new(&url).prefix(&prefix).node_id("a"));
+    let mut out = Vec::new();
+    node.engine
+        .subscribe(key(1, "s"), &dest("/queue/moving"), Some(100), &mut out);
+    let send = |node: &mut Node, text: String| {
+        node.engine
+            .offer(publish("/queue/moving", text))
+            .expect("accepted");
+    };
+    for i in 0..10 {
+        send(&mut node, format!("before {i}"));
+    }
+    for d in node.collect(10, WAIT).await {
+        node.engine
+            .ack(&d.subscriber, &[d.message.id().clone()], &mut Vec::new());
+    }
+    node.engine.flushed().await;
+    // Move the queue's slot (stream and hash) to another primary, as a resharding does.
+    let stream = format!("{prefix}q:{{moving}}");
+    let slot = slot(cluster.primaries[0], &stream).await.to_string();
+    let mut from = None;
+    for port in &cluster.primaries {
+        if keys_on(*port, &prefix).await.contains(&stream) {
+            from = Some(*port);
+        }
+    }
+    let from = from.expect("a primary holds the queue");
+    let to = *cluster
+        .primaries
+        .iter()
+        .find(|p| **p != from)
+        .expect("another primary");
+    let id = |v: redis::Value| match v {
+        redis::Value::BulkString(b) => String::from_utf8(b).expect("utf8"),
+        redis::Value::SimpleString(s) => s,
+        other => panic!("{other:?}"),
+    };
+    let from_id = id(cluster_cmd(from, &["MYID"]).await);
+    let to_id = id(cluster_cmd(to, &["MYID"]).await);
+    cluster_cmd(to, &["SETSLOT", &slot, "IMPORTING", &from_id]).await;
+    cluster_cmd(from, &["SETSLOT", &slot, "MIGRATING", &to_id]).await;
+    let keys: Vec<String> = redis::cmd("CLUSTER")
+        .arg("GETKEYSINSLOT")
+        .arg(&slot)
+        .arg(100)
+        .query_async(&mut admin(&format!("redis://127.0.0.1:{from}")).await)
+        .await
+        .expect("GETKEYSINSLOT");
+    assert!(keys.contains(&stream), "{keys:?}");
+    let mut migrate = redis::cmd("MIGRATE");
+    migrate
+        .arg("127.0.0.1")
+        .arg(to)
+        .arg("")
+        .arg(0)
+        .arg(5000)
+        .arg("KEYS")
+        .arg(&keys);
+    let _: redis::Value = migrate
+        .query_async(&mut admin(&format!("redis://127.0.0.1:{from}")).await)
+        .await
+        .expect("MIGRATE");
+    for port in &cluster.primaries {
+        cluster_cmd(*port, &["SETSLOT", &slot, "NODE", &to_id]).await;
+    }
+    assert!(keys_on(to, &prefix).await.contains(&stream));
+    // SENDs after the move are stored on the new primary (MOVED followed) and delivered.
+    for i in 0..10 {
+        send(&mut node, format!("after {i}"));
+    }
+    let got = node.collect(10, WAIT).await;
+    let bodies: HashSet<String> = got
+        .iter()
+        .map(|d| String::from_utf8(d.message.body().to_vec()).expect("utf8"))
+        .collect();
+    let expected: HashSet<String> = (0..10).map(|i| format!("after {i}")).collect();
+    assert_eq!(bodies, expected);
+    for d in &got {
+        node.engine
+            .ack(&d.subscriber, &[d.message.id().clone()], &mut Vec::new());
+    }
+    node.engine.flushed().await;
+    assert_eq!(node.engine.metrics().send_failures(), 0);
+    let len: i64 = redis::cmd("XLEN")
+        .arg(&stream)
+        .query_async(&mut admin(&format!("redis://127.0.0.1:{to}")).await)
+        .await
+        .expect("XLEN");
+    assert_eq!(len, 0, "acknowledged on the new primary");
+}
