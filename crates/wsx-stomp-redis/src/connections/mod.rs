@@ -33,6 +33,11 @@
 //!   confirmations by the pending SENDs); a topic message that finds it full is dropped at
 //!   this node and counted ([`crate::RedisMetrics::dropped`]: topics are at most once).
 //!
+//! In cluster mode each of these is a cluster connection ([`Conn`], the subscriber's over
+//! RESP3): one connection per primary, so a node has three per shard (and one more per shard
+//! for the 500 ms check of the primaries, see [`primary`]), still whatever the number of
+//! topics and queues.
+//!
 //! Every task reconnects with exponential backoff and counts re-established connections in
 //! [`crate::RedisMetrics::reconnects`]. All of them stop when the engine is dropped.
 
