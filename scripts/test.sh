@@ -96,11 +96,12 @@ install_redis() {
     # and no WSX_TEST_REDIS_URL is given.
     selected "cargo test" || return 0
     [[ -n "${WSX_TEST_REDIS_URL:-}" ]] && { info "redis: using WSX_TEST_REDIS_URL"; return 0; }
-    if command -v redis-server >/dev/null 2>&1; then
+    # redis-cli (Debian redis-tools) joins the Redis Cluster tests' nodes (--cluster create).
+    if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
         info "redis: $(redis-server --version 2>/dev/null)"
         return 0
     fi
-    apt_install redis-server
+    apt_install redis-server redis-tools
 }
 
 install_autobahn() {

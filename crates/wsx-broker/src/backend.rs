@@ -2,7 +2,8 @@
 //!
 //! `--broker memory` (the default) keeps topics and queues in this process
 //! ([`wsx_stomp::MemoryEngine`]); `--broker redis://HOST:PORT[/DB]` (or
-//! `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE`, the primary its sentinels name) makes
+//! `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE`, the primary its sentinels name, or
+//! `redis-cluster://HOST:PORT[,HOST:PORT…]`, a Redis Cluster's primaries) makes
 //! the server one node of a broker shared through Redis ([`wsx_stomp_redis::RedisEngine`]): clients on any node
 //! see the same topics and queues. [`Backend`] is either one behind the
 //! [`wsx_stomp::Engine`] trait, so the [`crate::hub::Hub`] and the sessions do not care which.
@@ -27,7 +28,7 @@ use wsx_stomp::{
     Delivery, Destination, Engine, MemoryEngine, MessageId, Origin, Outcome, Publish, Selector,
     StreamStart, SubscriberKey, TopicHistory,
 };
-use wsx_stomp_redis::{Config, RedisEngine, RedisEvents, RedisMetrics, SentinelUrl};
+use wsx_stomp_redis::{ClusterUrl, Config, RedisEngine, RedisEvents, RedisMetrics, SentinelUrl};
 
 /// The `--broker` value: `memory`, or the Redis server of a shared broker.
 #[derive(Clone, PartialEq, Eq)]
@@ -35,7 +36,8 @@ pub enum BrokerUrl {
     /// The in-process broker.
     Memory,
     /// A broker shared through Redis at this URL (`redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`,
-    /// or `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE`: see [`SentinelUrl`]).
+    /// `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE`: see [`SentinelUrl`], or
+    /// `redis-cluster://HOST:PORT[,HOST:PORT…]`: see [`ClusterUrl`]).
     Redis(String),
 }
 
@@ -80,9 +82,13 @@ impl FromStr for BrokerUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        const EXPECTED: &str = "expected `memory`, `redis://HOST:PORT[/DB]` or `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE`";
+        const EXPECTED: &str = "expected `memory`, `redis://HOST:PORT[/DB]`, `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE` or `redis-cluster://HOST:PORT[,HOST:PORT…]`";
         if s.eq_ignore_ascii_case("memory") {
             return Ok(BrokerUrl::Memory);
+        }
+        if ClusterUrl::is_cluster(s) {
+            let url = s.parse::<ClusterUrl>().map_err(|e| e.to_string())?;
+            return Ok(BrokerUrl::Redis(url.to_string()));
         }
         if SentinelUrl::is_sentinel(s) {
             let url = s.parse::<SentinelUrl>().map_err(|e| e.to_string())?;
@@ -451,6 +457,7 @@ mod tests {
             "redis://user:secret@redis.internal:6380",
             "redis://[::1]:6379/1",
             "redis-sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster",
+            "redis-cluster://10.0.0.1:7000,10.0.0.2:7000",
         ] {
             assert_eq!(ok.parse(), Ok(BrokerUrl::Redis(ok.to_owned())), "{ok}");
         }
@@ -468,6 +475,8 @@ mod tests {
             "rediss://host:6379",
             "redis-sentinel://h:26379",
             "redis-sentinel://h/mymaster",
+            "redis-cluster://h",
+            "redis-cluster://h:7000/0",
         ] {
             assert!(bad.parse::<BrokerUrl>().is_err(), "{bad}");
         }

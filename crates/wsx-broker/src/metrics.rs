@@ -257,13 +257,26 @@ impl BrokerMetrics {
             );
             let _ = writeln!(
                 out,
-                "# HELP wsx_stomp_redis_primary The Redis the node uses: mode (single, sentinel) \
-                 and the primary's address (empty before the first connection).\n\
-                 # TYPE wsx_stomp_redis_primary gauge\n\
-                 wsx_stomp_redis_primary{{mode=\"{}\",address=\"{}\"}} 1",
-                redis.mode(),
-                label_value(&redis.primary().unwrap_or_default()),
+                "# HELP wsx_stomp_redis_primary The Redis the node uses: mode (single, sentinel, \
+                 cluster) and the primary's address, one line per primary in cluster mode \
+                 (empty before the first connection).\n\
+                 # TYPE wsx_stomp_redis_primary gauge"
             );
+            let primaries = redis.primaries();
+            let empty = [String::new()];
+            let shown = if primaries.is_empty() {
+                &empty[..]
+            } else {
+                &primaries[..]
+            };
+            for address in shown {
+                let _ = writeln!(
+                    out,
+                    "wsx_stomp_redis_primary{{mode=\"{}\",address=\"{}\"}} 1",
+                    redis.mode(),
+                    label_value(address),
+                );
+            }
         }
         for (name, help, counts) in [
             (

@@ -7,7 +7,9 @@
 //!
 //! Redis: `WSX_TEST_REDIS_URL` (scripts/test.sh starts one), each test under a key prefix of
 //! its own; the restart test starts its own `redis-server` (from PATH). Without them the tests
-//! print a skip line, or fail under `CI=true`.
+//! print a skip line, or fail under `CI=true`. The topic, queue and killed-node tests run
+//! again, unchanged, with `--broker redis-cluster://…` on a Redis Cluster of three primaries
+//! of their own (`redis-server`, `redis-cli --cluster create`, from PATH).
 
 mod common;
 
@@ -17,8 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{
-    Client, RedisServer, Server, WAIT, body, cluster_node as node, free_port, redis_url,
-    unique_prefix, wait_metric,
+    Client, RedisCluster, RedisServer, Server, WAIT, body, cluster_node as node, free_port,
+    redis_url, unique_prefix, wait_metric,
 };
 use tokio::time::Instant;
 use wsx_stomp::{Command, Frame};
@@ -49,13 +51,42 @@ async fn warm_up(publisher: &mut Client, topic: &str, subscribers: &mut [&mut Cl
 
 #[tokio::test]
 async fn a_topic_message_reaches_the_subscribers_of_both_nodes_once() {
-    let Some(redis) = redis_url("a_topic_message_reaches_the_subscribers_of_both_nodes_once")
-    else {
-        return;
-    };
+    if let Some(redis) = redis_url("a_topic_message_reaches_the_subscribers_of_both_nodes_once") {
+        a_topic_message_reaches_the_subscribers_of_both_nodes_once_on(&redis).await;
+    }
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_a_topic_message_reaches_the_subscribers_of_both_nodes_once() {
+    let test = "on_a_redis_cluster_a_topic_message_reaches_the_subscribers_of_both_nodes_once";
+    if RedisCluster::available(test) {
+        let cluster = RedisCluster::start(3);
+        a_topic_message_reaches_the_subscribers_of_both_nodes_once_on(&cluster.url()).await;
+        // `/metrics` names the mode and every primary.
+        let server = node(&cluster.url(), &unique_prefix("metrics"), "metrics", &[]);
+        let wanted: Vec<String> = cluster
+            .ports()
+            .iter()
+            .map(|p| {
+                format!("wsx_stomp_redis_primary{{mode=\"cluster\",address=\"127.0.0.1:{p}\"}} 1")
+            })
+            .collect();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let body = common::http(server.addr, "GET", "/metrics").await.body;
+            if wanted.iter().all(|line| body.lines().any(|l| l == line)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{wanted:?} not in {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn a_topic_message_reaches_the_subscribers_of_both_nodes_once_on(redis: &str) {
     let prefix = unique_prefix("topic");
-    let a = node(&redis, &prefix, "topic-a", &[]);
-    let b = node(&redis, &prefix, "topic-b", &[]);
+    let a = node(redis, &prefix, "topic-a", &[]);
+    let b = node(redis, &prefix, "topic-b", &[]);
     let mut on_a = Client::connect_anonymous(&a, "sub-a").await;
     let mut on_b = Client::connect_anonymous(&b, "sub-b").await;
     on_a.subscribe("s", "/topic/news", "auto").await;
@@ -148,13 +179,25 @@ async fn produce(client: &mut Client, queue: &str, tag: &str, count: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_messages_are_consumed_once_across_the_nodes() {
+    if let Some(redis) = redis_url("queue_messages_are_consumed_once_across_the_nodes") {
+        queue_messages_are_consumed_once_across_the_nodes_on(&redis).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_queue_messages_are_consumed_once_across_the_nodes() {
+    let test = "on_a_redis_cluster_queue_messages_are_consumed_once_across_the_nodes";
+    if RedisCluster::available(test) {
+        let cluster = RedisCluster::start(3);
+        queue_messages_are_consumed_once_across_the_nodes_on(&cluster.url()).await;
+    }
+}
+
+async fn queue_messages_are_consumed_once_across_the_nodes_on(redis: &str) {
     const EACH: usize = 5_000;
-    let Some(redis) = redis_url("queue_messages_are_consumed_once_across_the_nodes") else {
-        return;
-    };
     let prefix = unique_prefix("queue");
-    let a = node(&redis, &prefix, "queue-a", &[]);
-    let b = node(&redis, &prefix, "queue-b", &[]);
+    let a = node(redis, &prefix, "queue-a", &[]);
+    let b = node(redis, &prefix, "queue-b", &[]);
     let mut consumer_a = Client::connect_anonymous(&a, "consumer-a").await;
     let mut consumer_b = Client::connect_anonymous(&b, "consumer-b").await;
     consumer_a
@@ -214,13 +257,25 @@ async fn queue_messages_are_consumed_once_across_the_nodes() {
 
 #[tokio::test]
 async fn a_killed_nodes_unacknowledged_messages_go_to_another_node() {
-    let Some(redis) = redis_url("a_killed_nodes_unacknowledged_messages_go_to_another_node") else {
-        return;
-    };
+    if let Some(redis) = redis_url("a_killed_nodes_unacknowledged_messages_go_to_another_node") {
+        a_killed_nodes_unacknowledged_messages_go_to_another_node_on(&redis).await;
+    }
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_a_killed_nodes_unacknowledged_messages_go_to_another_node() {
+    let test = "on_a_redis_cluster_a_killed_nodes_unacknowledged_messages_go_to_another_node";
+    if RedisCluster::available(test) {
+        let cluster = RedisCluster::start(3);
+        a_killed_nodes_unacknowledged_messages_go_to_another_node_on(&cluster.url()).await;
+    }
+}
+
+async fn a_killed_nodes_unacknowledged_messages_go_to_another_node_on(redis: &str) {
     let prefix = unique_prefix("claim");
     let claim = ["--redis-claim-timeout", "1"];
-    let mut a = node(&redis, &prefix, "claim-a", &claim);
-    let b = node(&redis, &prefix, "claim-b", &claim);
+    let mut a = node(redis, &prefix, "claim-a", &claim);
+    let b = node(redis, &prefix, "claim-b", &claim);
     let mut doomed = Client::connect_anonymous(&a, "doomed").await;
     doomed
         .subscribe("s", "/queue/jobs", "client-individual")
@@ -530,7 +585,12 @@ fn an_invalid_broker_url_is_a_usage_error() {
         ("redis://localhost:port", "the port must be a number"),
         (
             "amqp://localhost",
-            "expected `memory`, `redis://HOST:PORT[/DB]` or `redis-sentinel://",
+            "expected `memory`, `redis://HOST:PORT[/DB]`, `redis-sentinel://",
+        ),
+        ("redis-cluster://127.0.0.1", "every node needs HOST:PORT"),
+        (
+            "redis-cluster://127.0.0.1:7000/1",
+            "a Cluster URL has no database",
         ),
         (
             "redis-sentinel://127.0.0.1:26379",

@@ -6,14 +6,17 @@
 //! On two nodes sharing Redis (`WSX_TEST_REDIS_URL`, skipped without it outside CI): a
 //! subscriber on node A leaves, 500 messages are published (250 over STOMP on node B, then 250
 //! with `POST /api/publish` on node A, each answered with its offset), node A is killed with
-//! SIGKILL, and the subscriber resumes on node B with `offset=N`. On one node in memory: the same
-//! without the kill.
+//! SIGKILL, and the subscriber resumes on node B with `offset=N`. The same on a Redis Cluster
+//! of three primaries of the tests' own (`redis-server`, `redis-cli --cluster create`, from
+//! PATH). On one node in memory: the same without the kill.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Client, Server, WAIT, body, cluster_node, http_post, redis_url, unique_prefix};
+use common::{
+    Client, RedisCluster, Server, WAIT, body, cluster_node, http_post, redis_url, unique_prefix,
+};
 use tokio::time::Instant;
 use wsx_stomp::{Command, Frame};
 
@@ -226,6 +229,36 @@ async fn first_last_next_and_a_gap_across_nodes() {
         return;
     };
     let prefix = unique_prefix("resume-starts");
+    let a = cluster_node(&redis, &prefix, "starts-a", &["--topic-history", "10"]);
+    let b = cluster_node(&redis, &prefix, "starts-b", &["--topic-history", "10"]);
+    starts_and_gap(&a, &b).await;
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_a_subscriber_resumes_on_another_node_after_its_node_is_killed() {
+    let test = "on_a_redis_cluster_a_subscriber_resumes_on_another_node_after_its_node_is_killed";
+    if !RedisCluster::available(test) {
+        return;
+    }
+    let cluster = RedisCluster::start(3);
+    let redis = cluster.url();
+    let prefix = unique_prefix("cluster-resume-kill");
+    let mut a = cluster_node(&redis, &prefix, "resume-a", &[]);
+    let b = cluster_node(&redis, &prefix, "resume-b", &[]);
+    let (publisher, last_seen) = leave_and_miss(&a, &b).await;
+    a.kill(); // SIGKILL: no graceful shutdown
+    resume_and_catch_up(&b, publisher, last_seen).await;
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_first_last_next_and_a_gap_across_nodes() {
+    let test = "on_a_redis_cluster_first_last_next_and_a_gap_across_nodes";
+    if !RedisCluster::available(test) {
+        return;
+    }
+    let cluster = RedisCluster::start(3);
+    let redis = cluster.url();
+    let prefix = unique_prefix("cluster-resume-starts");
     let a = cluster_node(&redis, &prefix, "starts-a", &["--topic-history", "10"]);
     let b = cluster_node(&redis, &prefix, "starts-b", &["--topic-history", "10"]);
     starts_and_gap(&a, &b).await;

@@ -183,6 +183,21 @@
 //! confirm to) a SEND refused at once or by Redis is counted in
 //! [`RedisMetrics::send_failures`] and logged.
 //!
+//! ## Redis Cluster
+//!
+//! With [`Config::url`] `redis-cluster://HOST:PORT[,HOST:PORT…]` ([`ClusterUrl`]) the tasks use
+//! the client library's cluster connection (one connection per primary; slots learned from
+//! the nodes named, `MOVED`/`ASK` followed). Every key and channel of a destination carries
+//! its name as a hash tag (`PREFIXq:{NAME}`, `PREFIXqm:{NAME}`, ...), so each script
+//! touches one slot and destinations spread over the shards. Topic messages are published
+//! with `SPUBLISH` and subscribed with `SSUBSCRIBE` (sharded pub/sub: a message stays on its
+//! shard). Pipelines spanning slots are split per slot by the connection (see the
+//! `connections` module's `conn`); the reader cannot block over several slots, so it reads
+//! each queue without `BLOCK` and polls (see the `connections` module's `reader`). A writer's
+//! topic messages reach a node in order per shard only, so duplicates are tracked per writer
+//! and slot. [`Config::replicas_ack`] and a prefix with braces are refused
+//! ([`Error::Unsupported`]).
+//!
 //! ## Sentinel, and durability across a failover
 //!
 //! With [`Config::url`] `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE` ([`SentinelUrl`])
@@ -213,6 +228,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod cluster_url;
 mod codec;
 mod connections;
 mod redis_engine;
@@ -224,6 +240,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+pub use cluster_url::ClusterUrl;
 pub use redis_engine::{RedisEngine, RedisEvent, RedisEvents};
 pub use sentinel_url::SentinelUrl;
 use wsx_stomp::TopicHistory;
@@ -234,6 +251,9 @@ pub enum Error {
     /// The Redis URL is invalid.
     #[error("invalid redis url: {0}")]
     Url(String),
+    /// A setting this mode does not support.
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// [`RedisEngine::start`] was called outside a tokio runtime.
     #[error("the redis engine needs a tokio runtime")]
     NoRuntime,
@@ -288,7 +308,9 @@ pub struct Config {
     /// The Redis server, `redis://host:port[/db]`, or the sentinels of a Sentinel
     /// deployment and its service name, `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE`
     /// ([`SentinelUrl`]): the node then connects to the primary they name, asked again at
-    /// every reconnect, so it follows a failover.
+    /// every reconnect, so it follows a failover; or nodes of a Redis Cluster,
+    /// `redis-cluster://HOST:PORT[,HOST:PORT…]` ([`ClusterUrl`]): see the crate docs,
+    /// *Redis Cluster*.
     pub url: String,
     /// This node's consumer name in the queue groups; unique per node (default: random).
     pub node_id: String,
@@ -440,20 +462,37 @@ impl Config {
         self
     }
 
-    /// The history stream of topic `name`: `PREFIXts:NAME`.
+    /// Whether [`Config::url`] is a Redis Cluster (`redis-cluster://…`).
+    pub(crate) fn is_cluster(&self) -> bool {
+        ClusterUrl::is_cluster(&self.url)
+    }
+
+    /// A destination's name as its keys and channel hold it: as it is, or in cluster mode
+    /// with a hash tag, so that all of them are in one hash slot (`{NAME}`: see
+    /// `cluster_url::hash_tagged`).
+    pub(crate) fn tagged<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.is_cluster() {
+            std::borrow::Cow::Owned(cluster_url::hash_tagged(name))
+        } else {
+            std::borrow::Cow::Borrowed(name)
+        }
+    }
+
+    /// The history stream of topic `name`: `PREFIXts:NAME` (`PREFIXts:{NAME}` in cluster
+    /// mode, as every key and channel below).
     pub(crate) fn topic_stream_key(&self, name: &str) -> String {
-        format!("{}ts:{name}", self.prefix)
+        format!("{}ts:{}", self.prefix, self.tagged(name))
     }
 
     /// The companion hash of topic `name` (last offset, bytes retained, writers' last SENDs):
     /// `PREFIXtm:NAME`.
     pub(crate) fn topic_meta_key(&self, name: &str) -> String {
-        format!("{}tm:{name}", self.prefix)
+        format!("{}tm:{}", self.prefix, self.tagged(name))
     }
 
     /// The stream key of queue `name`.
     pub(crate) fn stream_key(&self, name: &str) -> String {
-        format!("{}q:{name}", self.prefix)
+        format!("{}q:{}", self.prefix, self.tagged(name))
     }
 
     /// The companion hash of a queue's stream (bytes held, writers' last batches, nodes
@@ -503,7 +542,7 @@ type Owned = HashMap<Arc<str>, HashMap<Arc<str>, usize>>;
 /// State shared by the engine and its tasks.
 #[derive(Debug, Default)]
 pub(crate) struct NodeState {
-    /// `single` or `sentinel` ([`RedisMetrics::mode`]).
+    /// `single`, `sentinel` or `cluster` ([`RedisMetrics::mode`]).
     mode: &'static str,
     /// The address of the Redis the tasks last connected to ([`RedisMetrics::primary`]).
     primary: Mutex<Option<String>>,
@@ -558,6 +597,14 @@ impl NodeState {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The cluster's primaries (sorted) as last seen: recorded as the node's primary
+    /// address, comma-separated, so that a change of the set counts as a failover seen.
+    pub(crate) fn set_primaries(&self, primaries: Vec<String>) {
+        if !primaries.is_empty() {
+            self.set_primary(primaries.join(","));
+        }
     }
 
     /// The tasks connect to `addr`: a failover seen if it differs from the last one.
@@ -705,14 +752,15 @@ impl RedisMetrics {
         self.0.held_bytes()
     }
 
-    /// How the node finds Redis: `single` (`redis://…`) or `sentinel`
-    /// (`redis-sentinel://…`).
+    /// How the node finds Redis: `single` (`redis://…`), `sentinel`
+    /// (`redis-sentinel://…`) or `cluster` (`redis-cluster://…`).
     pub fn mode(&self) -> &'static str {
         self.0.mode
     }
 
     /// The address (`host:port`) of the Redis the node's tasks last connected to: in
-    /// Sentinel mode, the primary the sentinels named. `None` before the first connection.
+    /// Sentinel mode, the primary the sentinels named; in cluster mode, the primaries,
+    /// comma-separated ([`RedisMetrics::primaries`]). `None` before the first connection.
     pub fn primary(&self) -> Option<String> {
         self.0
             .primary
@@ -721,7 +769,16 @@ impl RedisMetrics {
             .clone()
     }
 
-    /// Times the node found the primary at another address than before (failovers seen).
+    /// The primaries the node uses: the one of [`RedisMetrics::primary`], or in cluster
+    /// mode every primary serving slots (as of the last check, every 500 ms).
+    pub fn primaries(&self) -> Vec<String> {
+        self.primary()
+            .map(|list| list.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// Times the node found the primary at another address than before (failovers seen; in
+    /// cluster mode, times the set of primaries changed).
     pub fn failovers(&self) -> u64 {
         self.0.failovers.load(Ordering::Relaxed)
     }

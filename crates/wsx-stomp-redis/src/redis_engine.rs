@@ -73,9 +73,10 @@ struct Queue {
     done: watch::Receiver<()>,
 }
 
-/// Publishers whose last sequence number a node remembers (to drop topic messages written
-/// twice); past this many, it forgets them all (a duplicate may then pass once).
-const MAX_SEEN_WRITERS: usize = 4096;
+/// Publishers (in cluster mode, publisher and slot pairs) whose last sequence number a node
+/// remembers (to drop topic messages written twice); past this many, it forgets them all (a
+/// duplicate may then pass once).
+const MAX_SEEN_WRITERS: usize = 16_384;
 
 /// The Redis-backed engine of one node. See the crate docs for the guarantees.
 pub struct RedisEngine {
@@ -89,8 +90,10 @@ pub struct RedisEngine {
     /// This start of the engine (random), in the sequence of every message it writes.
     incarnation: u64,
     next_id: u64,
-    /// Per writer incarnation, the last topic message sequence number delivered.
-    seen: HashMap<u64, u64>,
+    /// Per writer incarnation and hash slot of the channel (0 outside cluster mode), the
+    /// last topic message sequence number delivered. Per slot in a cluster: messages of one
+    /// writer reach a node in order per shard, not across shards.
+    seen: HashMap<(u64, u16), u64>,
     /// Local subscriptions, windows, and the messages fetched or held.
     set: ConsumerSet<Entry>,
     /// Queues with local consumers (exactly those with consumers in `set`).
@@ -119,6 +122,22 @@ impl RedisEngine {
     pub fn start(config: Config) -> Result<(RedisEngine, RedisEvents), Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let primary = connections::Primary::from_url(&config.url)?;
+        if primary.is_cluster() {
+            if config.replicas_ack > 0 {
+                return Err(Error::Unsupported(
+                    "--redis-replicas-ack with a Redis Cluster (WAIT is per primary; not \
+                     implemented yet)"
+                        .to_owned(),
+                ));
+            }
+            if config.prefix.contains(['{', '}']) {
+                return Err(Error::Unsupported(
+                    "a key prefix with `{` or `}` with a Redis Cluster (the keys of a \
+                     destination would not share a hash slot)"
+                        .to_owned(),
+                ));
+            }
+        }
         let config = Arc::new(config);
         let shared = Arc::new(NodeState {
             mode: primary.mode(),
@@ -403,14 +422,15 @@ impl RedisEngine {
     }
 
     /// The pub/sub channel of a topic (`{prefix}t:NAME`) or a user destination
-    /// (`{prefix}u:PRINCIPAL/queue/NAME`).
+    /// (`{prefix}u:PRINCIPAL/queue/NAME`); in cluster mode a shard channel, its name with a
+    /// hash tag (`{prefix}t:{NAME}`: the slot of the topic's keys).
     fn channel(&self, destination: &Destination) -> String {
         let prefix = &self.config.prefix;
         match destination.as_str().strip_prefix("/user/") {
             Some(user_path) if destination.kind() == DestinationKind::User => {
-                format!("{prefix}u:{user_path}")
+                format!("{prefix}u:{}", self.config.tagged(user_path))
             }
-            _ => format!("{prefix}t:{}", destination.name()),
+            _ => format!("{prefix}t:{}", self.config.tagged(destination.name())),
         }
     }
 
@@ -419,14 +439,20 @@ impl RedisEngine {
     }
 
     /// Whether a topic message was delivered already (a `PUBLISH` written twice).
-    fn seen_before(&mut self, sequence: Option<Sequence>) -> bool {
+    fn seen_before(&mut self, sequence: Option<Sequence>, destination: &Destination) -> bool {
         let Some(sequence) = sequence else {
             return false;
         };
-        if self.seen.len() >= MAX_SEEN_WRITERS && !self.seen.contains_key(&sequence.incarnation) {
+        let slot = if self.config.is_cluster() {
+            crate::cluster_url::key_slot(self.channel(destination).as_bytes())
+        } else {
+            0
+        };
+        let seen_key = (sequence.incarnation, slot);
+        if self.seen.len() >= MAX_SEEN_WRITERS && !self.seen.contains_key(&seen_key) {
             self.seen.clear();
         }
-        let last = self.seen.entry(sequence.incarnation).or_insert(0);
+        let last = self.seen.entry(seen_key).or_insert(0);
         if sequence.seq <= *last {
             return true;
         }
@@ -503,7 +529,7 @@ impl RedisEngine {
         if self.set.subscriber_count(destination.as_str()) == 0 {
             return;
         }
-        if self.seen_before(wire.sequence) {
+        if self.seen_before(wire.sequence, &destination) {
             self.shared.duplicates.fetch_add(1, Ordering::Relaxed);
             return;
         }

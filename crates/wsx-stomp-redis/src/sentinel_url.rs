@@ -63,24 +63,7 @@ impl FromStr for SentinelUrl {
         }
         let mut sentinels = Vec::new();
         for host_port in hosts.split(',') {
-            let (host, port) = match host_port.strip_prefix('[') {
-                // An IPv6 address: `[::1]:26379`.
-                Some(v6) => match v6.split_once("]:") {
-                    Some((host, port)) => (host, port),
-                    None => return Err(bad("a sentinel is `[IPV6]:PORT`")),
-                },
-                None => match host_port.rsplit_once(':') {
-                    Some((host, port)) if !host.contains(':') => (host, port),
-                    _ => return Err(bad("every sentinel needs HOST:PORT")),
-                },
-            };
-            if host.is_empty() {
-                return Err(bad("a sentinel's host is missing"));
-            }
-            let Some(port) = port.parse::<u16>().ok().filter(|p| *p != 0) else {
-                return Err(bad("a sentinel's port must be a number from 1 to 65535"));
-            };
-            sentinels.push((host.to_owned(), port));
+            sentinels.push(parse_host_port(host_port, "sentinel").map_err(|why| bad(&why))?);
         }
         Ok(SentinelUrl {
             sentinels,
@@ -89,17 +72,46 @@ impl FromStr for SentinelUrl {
     }
 }
 
+/// One `HOST:PORT` (or `[IPV6]:PORT`) of a URL's list; `what` names the item in the error
+/// (`sentinel`, `node`).
+pub(crate) fn parse_host_port(host_port: &str, what: &str) -> Result<(String, u16), String> {
+    let (host, port) = match host_port.strip_prefix('[') {
+        // An IPv6 address: `[::1]:26379`.
+        Some(v6) => match v6.split_once("]:") {
+            Some((host, port)) => (host, port),
+            None => return Err(format!("a {what} is `[IPV6]:PORT`")),
+        },
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => (host, port),
+            _ => return Err(format!("every {what} needs HOST:PORT")),
+        },
+    };
+    if host.is_empty() {
+        return Err(format!("a {what}'s host is missing"));
+    }
+    let Some(port) = port.parse::<u16>().ok().filter(|p| *p != 0) else {
+        return Err(format!("a {what}'s port must be a number from 1 to 65535"));
+    };
+    Ok((host.to_owned(), port))
+}
+
+/// `HOST:PORT,…` as written in a URL (IPv6 hosts in brackets).
+pub(crate) fn write_hosts(f: &mut fmt::Formatter<'_>, hosts: &[(String, u16)]) -> fmt::Result {
+    for (i, (host, port)) in hosts.iter().enumerate() {
+        let comma = if i == 0 { "" } else { "," };
+        if host.contains(':') {
+            write!(f, "{comma}[{host}]:{port}")?;
+        } else {
+            write!(f, "{comma}{host}:{port}")?;
+        }
+    }
+    Ok(())
+}
+
 impl fmt::Display for SentinelUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(SCHEME)?;
-        for (i, (host, port)) in self.sentinels.iter().enumerate() {
-            let comma = if i == 0 { "" } else { "," };
-            if host.contains(':') {
-                write!(f, "{comma}[{host}]:{port}")?;
-            } else {
-                write!(f, "{comma}{host}:{port}")?;
-            }
-        }
+        write_hosts(f, &self.sentinels)?;
         write!(f, "/{}", self.service)
     }
 }

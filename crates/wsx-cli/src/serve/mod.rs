@@ -127,9 +127,11 @@ pub struct ServeArgs {
     /// once). The server starts without waiting for Redis and reconnects on its own.
     /// `redis-sentinel://HOST:PORT[,HOST:PORT…]/SERVICE`: the Redis primary the sentinels
     /// name, found again at every reconnect (follows a failover).
+    /// `redis-cluster://HOST:PORT[,HOST:PORT…]`: a Redis Cluster (7 or later) found from these
+    /// nodes; each destination's keys in one hash slot, topics through sharded pub/sub.
     #[arg(
         long,
-        value_name = "memory|redis://HOST:PORT[/DB]|redis-sentinel://HOST:PORT,…/SERVICE",
+        value_name = "memory|redis://HOST:PORT[/DB]|redis-sentinel://HOST:PORT,…/SERVICE|redis-cluster://HOST:PORT,…",
         default_value = "memory"
     )]
     pub broker: stomp::BrokerUrl,
@@ -182,7 +184,7 @@ pub struct ServeArgs {
     /// Replicas that must have a write before a SEND's RECEIPT, an HTTP publish's answer
     /// or an ACK's effect (Redis `WAIT`): with Sentinel, a failover then loses nothing a
     /// client was told is stored. Costs a replication round trip per write batch. 0: once
-    /// the primary stored it.
+    /// the primary stored it. Not supported with `redis-cluster://` (yet).
     #[arg(long, value_name = "N", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=16))]
     pub redis_replicas_ack: u64,

@@ -711,3 +711,133 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// A Redis Cluster of the test's own (`redis-server --cluster-enabled yes`, joined with
+/// `redis-cli --cluster create`, both from PATH): `primaries` primaries on free ports (each
+/// with its bus port, +10000, free too); killed, and its directory removed, when dropped.
+pub struct RedisCluster {
+    servers: Vec<RedisServer>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    /// Whether `redis-server` and `redis-cli` are on PATH: `false` (after printing a skip
+    /// line) when missing outside CI; a panic when missing under `CI=true`.
+    pub fn available(test: &str) -> bool {
+        if !RedisServer::available(test) {
+            return false;
+        }
+        let found = Command::new("redis-cli")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            assert!(
+                !under_ci(),
+                "redis-cli is missing under CI=true: {test} cannot run"
+            );
+            eprintln!("skipped {test}: redis-cli is not on PATH");
+        }
+        found
+    }
+
+    /// Start the nodes, create the cluster and wait until every node says it is ok.
+    pub fn start(primaries: usize) -> RedisCluster {
+        let ports: Vec<u16> = (0..primaries).map(|_| cluster_port()).collect();
+        let dir = std::env::temp_dir().join(format!(
+            "wsx-cli-cluster-{}-{}",
+            std::process::id(),
+            ports[0]
+        ));
+        std::fs::create_dir_all(&dir).expect("a directory for the cluster");
+        let servers = ports
+            .iter()
+            .map(|port| {
+                let conf = dir.join(format!("nodes-{port}.conf"));
+                RedisServer::start_with(
+                    *port,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        conf.to_str().expect("utf-8 path"),
+                        "--cluster-node-timeout",
+                        "1000",
+                    ],
+                )
+            })
+            .collect();
+        let cluster = RedisCluster { servers, dir };
+        let status = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .expect("run redis-cli --cluster create");
+        assert!(status.success(), "redis-cli --cluster create: {status}");
+        let deadline = std::time::Instant::now() + WAIT;
+        for port in &ports {
+            while !cluster_ok(*port) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "cluster node {port} not ok in time"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        cluster
+    }
+
+    /// The nodes' ports.
+    pub fn ports(&self) -> Vec<u16> {
+        self.servers.iter().map(|s| s.port).collect()
+    }
+
+    /// `redis-cluster://…` naming every node.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        format!("redis-cluster://{}", nodes.join(","))
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.servers.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A free port whose cluster bus port (+10000) is free too.
+fn cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Whether the node on `port` says `cluster_state:ok` (`CLUSTER INFO` over a plain socket).
+fn cluster_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
+    if socket.write_all(b"CLUSTER INFO\r\n").is_err() {
+        return false;
+    }
+    let mut reply = vec![0u8; 4096];
+    let n = socket.read(&mut reply).unwrap_or(0);
+    String::from_utf8_lossy(&reply[..n]).contains("cluster_state:ok")
+}

@@ -33,9 +33,15 @@
 //!   confirmations by the pending SENDs); a topic message that finds it full is dropped at
 //!   this node and counted ([`crate::RedisMetrics::dropped`]: topics are at most once).
 //!
+//! In cluster mode each of these is a cluster connection ([`Conn`], the subscriber's over
+//! RESP3): one connection per primary, so a node has three per shard (and one more per shard
+//! for the 500 ms check of the primaries, see [`primary`]), still whatever the number of
+//! topics and queues.
+//!
 //! Every task reconnects with exponential backoff and counts re-established connections in
 //! [`crate::RedisMetrics::reconnects`]. All of them stop when the engine is dropped.
 
+mod conn;
 pub(crate) mod primary;
 pub(crate) mod reader;
 mod scripts;
@@ -47,14 +53,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::MultiplexedConnection;
 use redis::streams::StreamId;
-use redis::{AsyncConnectionConfig, RedisResult, Value};
+use redis::{RedisResult, Value};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use wsx_stomp::{Confirmation, Origin, SubscriberKey};
 
 use crate::{Config, NodeState};
+pub(crate) use conn::Conn;
 pub(crate) use primary::Primary;
 
 /// Events the tasks may have on their way to the engine before they wait (or, topic
@@ -374,7 +380,7 @@ pub(crate) struct Topics {
 }
 
 /// Connect with backoff until it works or the engine goes away (`None`), to the current
-/// primary ([`Primary::client`]: asked again at every try).
+/// primary ([`Primary::connect`]: asked again at every try), or to the cluster.
 pub(crate) async fn connect(
     primary: &Primary,
     config: &Config,
@@ -382,21 +388,10 @@ pub(crate) async fn connect(
     response_timeout: Option<Duration>,
     shutdown: &mut watch::Receiver<()>,
     what: &str,
-) -> Option<MultiplexedConnection> {
+) -> Option<Conn> {
     let mut delay = config.backoff_min;
     loop {
-        let settings = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(response_timeout);
-        let connected = match primary.client(shared).await {
-            Ok(client) => {
-                client
-                    .get_multiplexed_async_connection_with_config(&settings)
-                    .await
-            }
-            Err(error) => Err(error),
-        };
-        match connected {
+        match primary.connect(shared, response_timeout).await {
             Ok(conn) => return Some(conn),
             Err(error) => {
                 tracing::debug!(%error, what, "redis connect failed; retrying in {delay:?}");

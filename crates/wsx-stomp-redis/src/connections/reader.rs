@@ -16,6 +16,17 @@
 //!   claim timeout — those of a dead node — with `XAUTOCLAIM`, no more per stream than its
 //!   credit.
 //!
+//! ## In a Redis Cluster
+//!
+//! One `XREADGROUP` may name streams of one hash slot only, and every queue has its own
+//! slot: so in cluster mode the reader sends one `XREADGROUP` per stream with credit,
+//! without `BLOCK`, all in one pipeline (split per slot by the connection, sent at once to
+//! the primaries: still one connection per primary, whatever the number of queues). When a
+//! round finds nothing new it waits [`CLUSTER_POLL`] (or for a change of credit) and reads
+//! again: a queue message waits up to that long before a node with room reads it, and
+//! each queue with local consumers costs its primary one cheap read per node per
+//! [`CLUSTER_POLL`] while idle. `CLIENT UNBLOCK` is not needed (no read blocks).
+//!
 //! ## Bytes held
 //!
 //! Credit counts entries; the bytes the node holds (read or claimed, not yet acknowledged or
@@ -46,7 +57,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{RedisResult, Value};
 use tokio::sync::watch;
@@ -60,6 +70,10 @@ use crate::{Config, HeldIds, NodeState};
 
 /// Entries per `XREADGROUP` per stream, at most.
 const MAX_READ: usize = 512;
+
+/// In cluster mode, how long the reader waits before reading again when a read found
+/// nothing new (it cannot block on streams of several slots at once).
+const CLUSTER_POLL: Duration = Duration::from_millis(25);
 
 /// Entries per `XAUTOCLAIM`, at most.
 const MAX_CLAIM: usize = 100;
@@ -158,10 +172,11 @@ impl Reader {
                 }
             };
             // Without it (CLIENT refused) a read ends at its BLOCK timeout only.
-            if let Ok(id) = redis::cmd("CLIENT")
-                .arg("ID")
-                .query_async::<u64>(&mut conn)
-                .await
+            if let super::Conn::Single(_) = conn
+                && let Ok(id) = redis::cmd("CLIENT")
+                    .arg("ID")
+                    .query_async::<u64>(&mut conn)
+                    .await
             {
                 self.client_id.store(id, Ordering::Relaxed);
             }
@@ -214,6 +229,28 @@ impl Reader {
                     .min()
                     .unwrap_or(1)
                     .min(self.room(reading.len()));
+                if let super::Conn::Cluster(_) = conn {
+                    let read = self.read_each(&mut conn, &reading, &mut ready, &mut seq);
+                    match read.await {
+                        Ok(Some(true)) => {}
+                        Ok(Some(false)) => {
+                            // Nothing new: no blocking read in a cluster (see the module docs).
+                            tokio::select! {
+                                () = self.shared.wanted.changed() => {}
+                                _ = tokio::time::sleep(CLUSTER_POLL) => {}
+                                _ = tokio::time::sleep_until(next_tick) => {}
+                                _ = self.shutdown.changed() => return,
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(error) => {
+                            tracing::warn!(%error, "redis reader lost its connection");
+                            lost = true;
+                            continue 'connect;
+                        }
+                    }
+                    continue;
+                }
                 let mut cmd = redis::cmd("XREADGROUP");
                 cmd.arg("GROUP")
                     .arg(&self.config.group)
@@ -288,6 +325,70 @@ impl Reader {
         }
     }
 
+    /// In cluster mode: one `XREADGROUP` per stream, without `BLOCK`, in one pipeline (which
+    /// the connection splits per slot); each reads no more than the stream's credit and the
+    /// room left. Returns whether anything was read; `None` once the engine is gone.
+    async fn read_each(
+        &self,
+        conn: &mut super::Conn,
+        reading: &[StreamToRead],
+        ready: &mut HashMap<Arc<str>, Inflight>,
+        seq: &mut u64,
+    ) -> RedisResult<Option<bool>> {
+        let room = self.room(reading.len());
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for stream in reading {
+            pipe.cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(&self.config.group)
+                .arg(&self.config.node_id)
+                .arg("COUNT")
+                .arg(stream.credit.min(room).clamp(1, MAX_READ))
+                .arg("STREAMS")
+                .arg(&*stream.key)
+                .arg(">");
+        }
+        let results: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
+        let mut any = false;
+        for (stream, result) in reading.iter().zip(results) {
+            let value = match result {
+                Ok(Value::ServerError(error)) if error.code() == "NOGROUP" => {
+                    // Lost with the stream (or the group): created again before the next read.
+                    ready.remove(&stream.key);
+                    continue;
+                }
+                Err(error) if error.code() == Some("NOGROUP") => {
+                    ready.remove(&stream.key);
+                    continue;
+                }
+                Ok(Value::ServerError(error)) => {
+                    tracing::warn!(key = loggable(&stream.key), ?error, "XREADGROUP failed");
+                    continue;
+                }
+                Ok(value) => value,
+                Err(error) => return Err(error),
+            };
+            let reply: Option<StreamReadReply> = match redis::from_redis_value(value) {
+                Ok(reply) => reply,
+                Err(error) => {
+                    tracing::warn!(key = loggable(&stream.key), %error, "unexpected XREADGROUP reply");
+                    continue;
+                }
+            };
+            for read in reply.into_iter().flat_map(|r| r.keys) {
+                any |= !read.ids.is_empty();
+                if !self
+                    .forward(&stream.key, &stream.inflight, read.ids, false, seq)
+                    .await
+                {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(any))
+    }
+
     /// Entries to read (or claim) per stream, over `streams` streams, so that the entries held
     /// stay under [`Config::max_held_bytes`] at the largest entry size seen: at least 1 (so one
     /// read passes the budget by at most one entry per stream), and 1 while no entry was seen
@@ -344,7 +445,7 @@ impl Reader {
     /// them).
     async fn ensure_groups(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut super::Conn,
         ready: &mut HashMap<Arc<str>, Inflight>,
         failed: &mut HashSet<Arc<str>>,
     ) -> RedisResult<()> {
@@ -482,7 +583,7 @@ impl Reader {
     /// Record again that this node consumes its queues, refresh the idle time of owned
     /// entries and claim those of dead nodes (no more than each stream's credit); `false`
     /// when the engine is gone.
-    async fn maintain(&self, conn: &mut MultiplexedConnection, seq: &mut u64) -> RedisResult<bool> {
+    async fn maintain(&self, conn: &mut super::Conn, seq: &mut u64) -> RedisResult<bool> {
         let streams: Vec<StreamToRead> = {
             let wanted = self.shared.wanted.lock();
             wanted

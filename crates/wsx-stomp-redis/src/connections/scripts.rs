@@ -126,7 +126,9 @@ redis.call('DEL', KEYS[1], KEYS[2])
 return 1";
 
 /// A topic SEND. `KEYS`: history stream, topic meta. `ARGV`: payload, channel, max messages,
-/// max bytes, writer field (`w:INCARNATION`), the SEND's sequence number. Gives the message
+/// max bytes, writer field (`w:INCARNATION`), the SEND's sequence number, the publish command
+/// (`PUBLISH`, or in cluster mode `SPUBLISH`: the channel is in the slot of the keys, so the
+/// message goes to that shard's subscribers only). Gives the message
 /// the next offset (`n` + 1), adds it to the history as entry `0-OFFSET` and trims the oldest
 /// entries past the bounds (a message larger than the byte bound, or history off, empties
 /// the history: it is contiguous), then publishes `oOFFSET:` + payload on the channel — all
@@ -163,7 +165,7 @@ else
   redis.call('HSET', KEYS[2], 'bytes', 0)
 end
 redis.call('HSET', KEYS[2], ARGV[5], seq .. ':' .. offset)
-redis.call('PUBLISH', ARGV[2], 'o' .. offset .. ':' .. ARGV[1])
+redis.call(ARGV[7] or 'PUBLISH', ARGV[2], 'o' .. offset .. ':' .. ARGV[1])
 return offset";
 
 /// Read a topic's history. `KEYS`: history stream, topic meta. `ARGV`: the first offset

@@ -44,7 +44,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Value};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -84,7 +83,7 @@ struct WriterConn<'a> {
     config: &'a Config,
     shared: &'a NodeState,
     timeout: Duration,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<super::Conn>,
     /// A connection was lost: the next one counts as a reconnect.
     lost: bool,
     /// When Redis last answered on `conn`.
@@ -98,10 +97,7 @@ struct WriterConn<'a> {
 
 impl WriterConn<'_> {
     /// The connection, connecting (with backoff) if need be; `None` once the engine is gone.
-    async fn get(
-        &mut self,
-        shutdown: &mut watch::Receiver<()>,
-    ) -> Option<&mut MultiplexedConnection> {
+    async fn get(&mut self, shutdown: &mut watch::Receiver<()>) -> Option<&mut super::Conn> {
         if self.conn.is_none() {
             self.epoch = self.shared.primary_epoch();
             let c = connect(
@@ -486,6 +482,12 @@ impl Writer {
         xadd_sha: Option<&str>,
     ) -> (redis::Pipeline, usize) {
         let config = &self.config;
+        // Sharded pub/sub in a cluster: a message goes to its channel's shard only.
+        let publish = if config.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         let mut n = 0;
@@ -566,12 +568,13 @@ impl Writer {
                         .arg(config.topic_history.max_messages)
                         .arg(config.topic_history.max_bytes)
                         .arg(format!("w:{}", self.incarnation))
-                        .arg(*seq);
+                        .arg(*seq)
+                        .arg(publish);
                 }
                 Cmd::Publish {
                     channel, payload, ..
                 } => {
-                    pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref());
+                    pipe.cmd(publish).arg(channel).arg(payload.as_ref());
                 }
                 Cmd::XAdd {
                     key, payload, seq, ..
@@ -667,7 +670,7 @@ fn log_chores(chores: &Chores, results: &[RedisResult<Value>]) {
 
 /// Clear the full mark of streams that have room again (consumers acknowledged entries).
 async fn recheck_full(
-    conn: &mut MultiplexedConnection,
+    conn: &mut super::Conn,
     config: &Config,
     shared: &NodeState,
 ) -> RedisResult<()> {

@@ -171,6 +171,148 @@ impl Drop for Sentinel {
     }
 }
 
+/// A Redis Cluster of the test's own (`redis-server --cluster-enabled yes`, joined with
+/// `redis-cli --cluster create`, both from PATH): `primaries` primaries with `replicas`
+/// replicas each, on free ports (each with its bus port, +10000, free too), a node timeout of
+/// 1 s; killed, and its directory removed, when dropped.
+pub struct RedisCluster {
+    /// The nodes, by port, in the order started (primaries first).
+    servers: Vec<(u16, RedisServer)>,
+    /// The ports of the nodes started as primaries.
+    pub primaries: Vec<u16>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    /// Whether `redis-server` and `redis-cli` are on PATH: `false` (after printing a skip
+    /// line) when missing outside CI; a panic when missing under `CI=true`.
+    pub fn available(test: &str) -> bool {
+        if !RedisServer::available(test) {
+            return false;
+        }
+        let found = Command::new("redis-cli")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            assert!(
+                !std::env::var("CI").is_ok_and(|v| v == "true"),
+                "redis-cli is missing under CI=true: {test} cannot run"
+            );
+            eprintln!("skipped {test}: redis-cli is not on PATH");
+        }
+        found
+    }
+
+    /// Start the nodes, create the cluster and wait until every node says it is ok.
+    pub fn start(primaries: usize, replicas: usize) -> RedisCluster {
+        let n = primaries * (1 + replicas);
+        let ports: Vec<u16> = (0..n).map(|_| cluster_port()).collect();
+        let dir =
+            std::env::temp_dir().join(format!("wsx-cluster-{}-{}", std::process::id(), ports[0]));
+        std::fs::create_dir_all(&dir).expect("a directory for the cluster");
+        let servers = ports
+            .iter()
+            .map(|port| {
+                let conf = dir.join(format!("nodes-{port}.conf"));
+                let dbfile = format!("wsx-cluster-{port}.rdb");
+                let server = RedisServer::start_with(
+                    *port,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        conf.to_str().expect("utf-8 path"),
+                        "--cluster-node-timeout",
+                        "1000",
+                        // A replica takes over however long ago it heard from its primary.
+                        "--cluster-replica-validity-factor",
+                        "0",
+                        "--dbfilename",
+                        &dbfile,
+                    ],
+                );
+                (*port, server)
+            })
+            .collect();
+        let cluster = RedisCluster {
+            servers,
+            primaries: ports[..primaries].to_vec(),
+            dir,
+        };
+        let status = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .expect("run redis-cli --cluster create");
+        assert!(status.success(), "redis-cli --cluster create: {status}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        for port in &ports {
+            while !cluster_ok(*port) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "cluster node {port} not ok in time"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        cluster
+    }
+
+    /// `redis-cluster://…` naming every node started as a primary.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .primaries
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis-cluster://{}", nodes.join(","))
+    }
+
+    /// Kill the node on `port` (SIGKILL).
+    pub fn kill(&mut self, port: u16) {
+        self.servers.retain(|(p, _)| *p != port);
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.servers.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A free port whose cluster bus port (+10000) is free too.
+fn cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Whether the node on `port` says `cluster_state:ok`.
+fn cluster_ok(port: u16) -> bool {
+    let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}")) else {
+        return false;
+    };
+    let Ok(mut conn) = client.get_connection() else {
+        return false;
+    };
+    redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query::<String>(&mut conn)
+        .is_ok_and(|info| info.contains("cluster_state:ok"))
+}
+
 /// A key prefix no other test run shares.
 pub fn unique_prefix(test: &str) -> String {
     let nanos = std::time::SystemTime::now()
