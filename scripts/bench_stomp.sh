@@ -37,6 +37,9 @@
 #   WORKLOADS      workload ids, space separated                               [all]
 #   BROKERS        "wsx rabbit" or one of them                                 [wsx rabbit]
 #   NODES          broker nodes per side (1 or 2)                              [2]
+#   REDIS_MODE     wsx's Redis: "single" (one redis-server) or "cluster" (SHARDS primaries
+#                  without replicas, `--broker redis-cluster://…`; its CPU is all of theirs) [single]
+#   SHARDS         primaries of REDIS_MODE=cluster                              [3]
 #   RABBIT_ERL_ARGS  extra Erlang VM flags of the RabbitMQ nodes: by default scheduler
 #                  busy-waiting is off, as RabbitMQ advises on shared CPUs (both nodes share
 #                  a core here; spinning would be billed as CPU per delivery)
@@ -75,6 +78,8 @@ FANOUT_RATE=${FANOUT_RATE:-10}
 QUEUE_WINDOW=${QUEUE_WINDOW:-1000}
 BROKERS=${BROKERS:-"wsx rabbit"}
 NODES=${NODES:-2}
+REDIS_MODE=${REDIS_MODE:-single}
+SHARDS=${SHARDS:-3}
 NICE=${NICE:-0}
 WORKLOADS=${WORKLOADS:-"fanout_100 fanout_1k fanout_rate queue_100 queue_1k"}
 
@@ -143,7 +148,8 @@ trap 'echo "terminated" >&2; exit 143' TERM
 section "install"
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-[[ -x "$RABBIT_SERVER" ]] || need+=(rabbitmq-server)
+[[ " $BROKERS " != *" rabbit "* || -x "$RABBIT_SERVER" ]] || need+=(rabbitmq-server)
+[[ "$REDIS_MODE" != cluster ]] || command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
 if ((${#need[@]})); then
@@ -200,23 +206,54 @@ child_of() {
     return 1
 }
 
+# start_redis_cluster: SHARDS cluster-enabled redis-servers (pids in WSX_AUX), joined into one
+# cluster without replicas; sets BROKER_URL.
+start_redis_cluster() {
+    local s rport ports=() dir="$RUN_DIR/cluster"
+    mkdir -p "$dir"
+    for ((s = 1; s <= SHARDS; s++)); do
+        # A cluster node's bus listens on its port + 10000.
+        rport=$(free_port)
+        while ((rport > 55535)); do rport=$(free_port); done
+        bg_start "$RUN_DIR/redis$s.log" 3000 "${BROKER_PIN[@]}" redis-server --port "$rport" \
+            --bind 127.0.0.1 --save "" --appendonly no --protected-mode no --cluster-enabled yes \
+            --cluster-config-file "$dir/nodes-$rport.conf" --dir "$dir"
+        WSX_AUX+=("$(child_of "$BG_PID")")
+        wait_port "$rport" 20 "$BG_PID" || { err "redis $s did not start"; tail_log "$RUN_DIR/redis$s.log"; return 1; }
+        ports+=("127.0.0.1:$rport")
+    done
+    redis-cli --cluster create "${ports[@]}" --cluster-replicas 0 --cluster-yes \
+        >"$RUN_DIR/cluster-create.log" 2>&1 || { err "redis-cli --cluster create failed"; tail_log "$RUN_DIR/cluster-create.log"; return 1; }
+    for ((s = 0; s < 100; s++)); do
+        redis-cli -p "${ports[0]##*:}" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+        sleep 0.1
+    done
+    BROKER_URL="redis-cluster://$(IFS=,; echo "${ports[*]}")"
+}
+
 start_wsx() {
     local i port rport
     if "$WSX" serve --help 2>/dev/null | grep -q -- '--broker'; then
-        rport=$(free_port)
-        bg_start "$RUN_DIR/redis.log" 3000 "${BROKER_PIN[@]}" redis-server --port "$rport" \
-            --bind 127.0.0.1 --save "" --appendonly no --protected-mode no
-        WSX_AUX+=("$(child_of "$BG_PID")")
-        wait_port "$rport" 20 "$BG_PID" || { err "redis did not start"; tail_log "$RUN_DIR/redis.log"; return 1; }
+        if [[ "$REDIS_MODE" == cluster ]]; then
+            start_redis_cluster || return 1
+            WSX_SETUP="$NODES × \`wsx serve --broker redis-cluster://…\` + a Redis Cluster of $SHARDS primaries (redis-server $REDIS_VERSION)"
+        else
+            rport=$(free_port)
+            bg_start "$RUN_DIR/redis.log" 3000 "${BROKER_PIN[@]}" redis-server --port "$rport" \
+                --bind 127.0.0.1 --save "" --appendonly no --protected-mode no
+            WSX_AUX+=("$(child_of "$BG_PID")")
+            wait_port "$rport" 20 "$BG_PID" || { err "redis did not start"; tail_log "$RUN_DIR/redis.log"; return 1; }
+            BROKER_URL="redis://127.0.0.1:$rport"
+            WSX_SETUP="$NODES × \`wsx serve --broker redis://…\` + 1 redis-server $REDIS_VERSION"
+        fi
         for ((i = 1; i <= NODES; i++)); do
             port=$(free_port)
             bg_start "$RUN_DIR/wsx$i.log" 3000 "${BROKER_PIN[@]}" "$WSX" serve \
-                --listen "127.0.0.1:$port" --broker "redis://127.0.0.1:$rport" --node-id "bench$i"
+                --listen "127.0.0.1:$port" --broker "$BROKER_URL" --node-id "bench$i"
             WSX_PIDS+=("$(child_of "$BG_PID")")
             wait_port "$port" 20 "$BG_PID" || { err "wsx node $i did not start"; tail_log "$RUN_DIR/wsx$i.log"; return 1; }
             WSX_URLS+=("ws://127.0.0.1:$port/stomp")
         done
-        WSX_SETUP="$NODES × \`wsx serve --broker redis://…\` + 1 redis-server $REDIS_VERSION"
     else
         warn "this wsx has no --broker flag: ONE node with the in-memory broker"
         port=$(free_port)
