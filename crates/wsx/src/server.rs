@@ -127,20 +127,30 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     max_header_bytes: usize,
 ) -> Result<(HttpRequest, BytesMut)> {
-    let mut buf = BytesMut::with_capacity(1024);
+    read_request_after(io, max_header_bytes, BytesMut::with_capacity(1024)).await
+}
+
+/// [`read_request`], with `buf` holding what was read of the head already.
+pub(crate) async fn read_request_after<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    max_header_bytes: usize,
+    mut buf: BytesMut,
+) -> Result<(HttpRequest, BytesMut)> {
     // Looks at each byte once, however the head is cut into reads.
     let mut head = RequestReader::new(max_header_bytes);
     loop {
+        if !buf.is_empty() {
+            match head.read(&buf) {
+                Ok(Some((req, used))) => {
+                    let _ = buf.split_to(used);
+                    return Ok((req, buf));
+                }
+                Ok(None) => {}
+                Err(e) => return refuse(io, e).await,
+            }
+        }
         if io.read_buf(&mut buf).await? == 0 {
             return Err(Error::ConnectionReset);
-        }
-        match head.read(&buf) {
-            Ok(Some((req, used))) => {
-                let _ = buf.split_to(used);
-                return Ok((req, buf));
-            }
-            Ok(None) => {}
-            Err(e) => return refuse(io, e).await,
         }
     }
 }

@@ -219,7 +219,10 @@ async fn wss_echo_with_ca_file_sni_and_alpn() {
         Some(ProtocolVersion::TLSv1_3),
         "TLS 1.3 is preferred"
     );
-    assert!(stream.tcp().nodelay().unwrap(), "TCP_NODELAY is set");
+    assert!(
+        stream.tcp().unwrap().nodelay().unwrap(),
+        "TCP_NODELAY is set"
+    );
 
     // The server saw the name from the URL as SNI, and agreed on http/1.1.
     let seen = server.next_seen().await;

@@ -54,6 +54,9 @@ fn reason_index(err: &HandshakeError) -> usize {
 pub struct Metrics {
     connections_active: AtomicU64,
     connections_total: AtomicU64,
+    /// Open / accepted WebSockets by HTTP version: `[HTTP/1.1, HTTP/2]`.
+    websockets_active: [AtomicU64; 2],
+    websockets_total: [AtomicU64; 2],
     messages_received: AtomicU64,
     messages_sent: AtomicU64,
     bytes_received: AtomicU64,
@@ -71,20 +74,28 @@ pub struct Metrics {
 
 /// Counts one open WebSocket connection while it lives (`wsx_connections_active`).
 #[derive(Debug)]
-pub struct ConnectionGuard<'a>(&'a Metrics);
+pub struct ConnectionGuard<'a>(&'a Metrics, usize);
 
 impl Drop for ConnectionGuard<'_> {
     fn drop(&mut self) {
         self.0.connections_active.fetch_sub(1, Ordering::Relaxed);
+        self.0.websockets_active[self.1].fetch_sub(1, Ordering::Relaxed);
     }
 }
 
+/// The `http` label of each version index.
+const HTTP_VERSIONS: [&str; 2] = ["1.1", "2"];
+
 impl Metrics {
-    /// Count a new WebSocket connection; it stays active until the guard is dropped.
-    pub fn connection_opened(&self) -> ConnectionGuard<'_> {
+    /// Count a new WebSocket connection (over HTTP/2 if `http2`, else HTTP/1.1); it stays
+    /// active until the guard is dropped.
+    pub fn connection_opened(&self, http2: bool) -> ConnectionGuard<'_> {
+        let version = usize::from(http2);
         self.connections_total.fetch_add(1, Ordering::Relaxed);
         self.connections_active.fetch_add(1, Ordering::Relaxed);
-        ConnectionGuard(self)
+        self.websockets_total[version].fetch_add(1, Ordering::Relaxed);
+        self.websockets_active[version].fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(self, version)
     }
 
     /// Count a data message received from a client, with its payload length.
@@ -161,6 +172,31 @@ impl Metrics {
             "WebSocket connections accepted since start.",
             get(&self.connections_total),
         );
+        for (name, kind, help, values) in [
+            (
+                "wsx_websockets_active",
+                "gauge",
+                "WebSocket connections currently open, by HTTP version.",
+                &self.websockets_active,
+            ),
+            (
+                "wsx_websockets_total",
+                "counter",
+                "WebSocket connections accepted since start, by HTTP version.",
+                &self.websockets_total,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (version, value) in HTTP_VERSIONS.iter().zip(values) {
+                let _ = writeln!(out, "{name}{{http=\"{version}\"}} {}", get(value));
+            }
+        }
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
         metric(
             "wsx_messages_received_total",
             "counter",
@@ -245,7 +281,7 @@ mod tests {
     fn renders_every_series() {
         let m = Metrics::default();
         {
-            let _c = m.connection_opened();
+            let _c = m.connection_opened(true);
             m.received(5);
             m.sent(7);
             m.handshake_failed(&HandshakeError::NotUpgrade);
@@ -258,5 +294,11 @@ mod tests {
         }
         assert!(m.render().contains("wsx_connections_active 0\n"));
         assert!(m.render().contains("wsx_connections_total 1\n"));
+        assert!(m.render().contains("wsx_websockets_total{http=\"2\"} 1\n"));
+        assert!(
+            m.render()
+                .contains("wsx_websockets_total{http=\"1.1\"} 0\n")
+        );
+        assert!(m.render().contains("wsx_websockets_active{http=\"2\"} 0\n"));
     }
 }

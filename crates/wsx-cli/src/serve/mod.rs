@@ -118,6 +118,16 @@ pub struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// HTTP/2 next to HTTP/1.1: with --tls-cert, ALPN offers `h2` then `http/1.1`; on the
+    /// plain listener, a client that starts with the HTTP/2 preface (h2c, prior knowledge) is
+    /// served HTTP/2. Every route (page, /healthz, /metrics, /api/…, WebSockets over RFC 8441
+    /// extended CONNECT) is served over it.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub http2: OnOff,
+    /// The most streams (requests and WebSockets) open at once on one HTTP/2 connection.
+    #[arg(long, value_name = "N", default_value_t = wsx::http2::DEFAULT_MAX_CONCURRENT_STREAMS,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub http2_max_streams: u32,
     /// The STOMP 1.2 endpoint `/stomp` (see --broker): on or off.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     pub stomp: OnOff,
@@ -302,6 +312,8 @@ impl Default for ServeArgs {
             max_connections: None,
             handshake_timeout: 10,
             max_header_bytes: 16 * 1024,
+            http2: OnOff::On,
+            http2_max_streams: wsx::http2::DEFAULT_MAX_CONCURRENT_STREAMS,
             ping_interval: None,
             idle_timeout: DEFAULT_IDLE_SECS,
             max_write_buffer: 1 << 20,
@@ -560,6 +572,11 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         });
     if let Some(tls) = tls {
         server = server.tls(tls);
+    }
+    if args.http2 == OnOff::On {
+        server = server.http2(
+            wsx::http2::Http2Limits::default().max_concurrent_streams(args.http2_max_streams),
+        );
     }
     let stop = server.shutdown_handle();
     let routes = {

@@ -15,7 +15,9 @@
 //! The server reads the request head (within `--handshake-timeout`, after the TLS handshake
 //! with `--tls-cert`), counts the connection against `--max-connections` and closes WebSockets
 //! with 1001 at shutdown; [`answer`] only routes. Plain responses close the connection
-//! (`Connection: close`). A request for a WebSocket path is answered with an upgrade even
+//! (`Connection: close`) over HTTP/1.1; over HTTP/2 (`--http2`, ALPN `h2` or h2c) the same
+//! routes answer each stream, WebSockets are RFC 8441 extended CONNECTs, and the connection
+//! stays open. A request for a WebSocket path is answered with an upgrade even
 //! without `Upgrade: websocket`, so that the server gives it the right error (426 with
 //! `Upgrade: websocket`, 400 …), counted by reason in the metrics.
 
@@ -126,9 +128,10 @@ where
 {
     let state = state.clone();
     Upgrade::new(move |ws, info| async move {
-        let _active = state.metrics.connection_opened();
+        let _active = state.metrics.connection_opened(ws.get_ref().is_http2());
         let (peer, path) = (info.peer, info.request.path().to_owned());
-        debug!(%peer, path = %Escaped(&path), compressed = ws.is_compressed(), "websocket open");
+        let http = if ws.get_ref().is_http2() { "2" } else { "1.1" };
+        debug!(%peer, path = %Escaped(&path), compressed = ws.is_compressed(), http, "websocket open");
         session(ws, info).await;
         debug!(%peer, path = %Escaped(&path), "websocket closed");
     })

@@ -21,7 +21,7 @@
 //! Flow control is the backpressure (see [`H2Stream`]); the connection's limits are
 //! [`Http2Limits`].
 
-mod server;
+pub(crate) mod server;
 mod stream;
 
 pub use crate::client::http2::{Http2Client, PreferHttp2Stream};

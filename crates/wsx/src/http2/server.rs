@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use h2::RecvStream;
 use h2::server::SendResponse;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -25,7 +26,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use wsx_proto::deflate::PerMessageDeflate;
-use wsx_proto::handshake::{AcceptResponse, HandshakeError, HttpRequest, validate_upgrade};
+use wsx_proto::handshake::{
+    AcceptResponse, HandshakeError, HttpRequest, WebSocketRequest, validate_upgrade,
+};
 use wsx_proto::{Connection, Role};
 
 use super::stream::H2Stream;
@@ -34,7 +37,7 @@ use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
 use crate::listener::ConnectionInfo;
 use crate::policy::Policy;
-use crate::server::Reject;
+use crate::server::{Accept, Reject};
 use crate::websocket::WebSocket;
 
 /// The `Sec-WebSocket-Key` put in the HTTP/1.1 form of an HTTP/2 request, which has none
@@ -113,58 +116,15 @@ impl Http2Server {
         H: FnOnce(H2WebSocket, ConnectionInfo) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let limits = &self.limits;
-        let mut builder = h2::server::Builder::new();
-        builder
-            .enable_connect_protocol()
-            .max_concurrent_streams(limits.max_concurrent_streams)
-            .initial_window_size(limits.initial_stream_window)
-            .initial_connection_window_size(limits.initial_connection_window)
-            .max_header_list_size(limits.max_header_list_size)
-            .max_send_buffer_size(limits.max_send_buffer);
-        let handshake = builder.handshake::<_, Bytes>(io);
-        let mut conn = tokio::time::timeout(self.policy.handshake_timeout, handshake)
-            .await
-            .map_err(|_| Error::Timeout("HTTP/2 preface"))?
-            .map_err(h2_error)?;
-        // A connection without a WebSocket for the handshake timeout is closed: an idle
-        // peer holds nothing for long.
-        let idle_limit = self.policy.handshake_timeout;
-        let mut idle_check = tokio::time::interval((idle_limit / 2).max(Duration::from_millis(1)));
-        idle_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut idle_since: Option<Instant> = None;
-        let mut going_away = false;
-        loop {
-            let shutdown = async {
-                match &self.shutdown {
-                    Some(token) if !going_away => token.cancelled().await,
-                    _ => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = shutdown => {
-                    going_away = true;
-                    conn.graceful_shutdown();
-                }
-                _ = idle_check.tick(), if !going_away => {
-                    if conn.has_streams() {
-                        idle_since = None;
-                    } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= idle_limit {
-                        debug!(%peer, "HTTP/2 connection idle: GOAWAY");
-                        going_away = true;
-                        conn.graceful_shutdown();
-                    }
-                }
-                accepted = conn.accept() => {
-                    let Some(accepted) = accepted else {
-                        return Ok(());
-                    };
-                    let (request, respond) = accepted.map_err(h2_error)?;
-                    idle_since = None;
-                    self.answer(request, respond, peer, &route);
-                }
-            }
-        }
+        drive(
+            io,
+            peer,
+            &self.limits,
+            self.policy.handshake_timeout,
+            self.shutdown.as_ref(),
+            |request, respond| self.answer(request, respond, peer, &route),
+        )
+        .await
     }
 
     /// Check one request, apply the policy and the route, answer it, start its session.
@@ -180,28 +140,14 @@ impl Http2Server {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let (head, body) = request.into_parts();
-        let is_websocket = head.method == Method::CONNECT
-            && head
-                .extensions
-                .get::<h2::ext::Protocol>()
-                .is_some_and(|p| p.as_str().eq_ignore_ascii_case(PROTOCOL));
-        if !is_websocket {
+        if !is_websocket_request(&head) {
             refuse(
                 &mut respond,
                 Reject::new(400, "only WebSocket requests (RFC 8441) are served here\n"),
             );
             return;
         }
-        let http1 = as_upgrade_request(&head.uri, &head.headers);
-        let info = ConnectionInfo {
-            peer,
-            request: HttpRequest {
-                // What the application sees is the request as sent, over HTTP/2.
-                version: 2,
-                method: head.method.as_str().to_owned(),
-                ..http1.clone()
-            },
-        };
+        let (http1, info) = websocket_request_info(&head, peer);
         // In the order of the HTTP/1.1 server: the route (404 …), the handshake checks (400 …),
         // then the policy (403, the auth hook's statuses).
         let session = match route(&info) {
@@ -220,37 +166,156 @@ impl Http2Server {
             Err(reject) => return refuse(&mut respond, reject),
         };
         let config = &self.config;
-        let mut conn = Connection::new(Role::Server, config.limits);
-        let mut extensions = None;
-        if let Some(deflate) = &config.compression
-            && let Some((params, header)) = deflate.server_accept(&ws_req.extensions)
-        {
-            conn = conn.with_deflate(PerMessageDeflate::new(Role::Server, params, deflate));
-            extensions = Some(header);
-        }
-        let accepted = AcceptResponse::new(
-            MAPPED_KEY,
-            accept.subprotocol.as_deref(),
-            extensions.as_deref(),
-            &accept.headers,
-        );
-        let mut response = Response::new(());
-        *response.status_mut() = StatusCode::OK;
-        copy_headers(accepted.headers(), response.headers_mut());
-        let send = match respond.send_response(response, false) {
-            Ok(send) => send,
-            Err(e) => {
-                debug!(%peer, error = %e, "HTTP/2 WebSocket response not sent");
-                return;
-            }
+        let Some((stream, conn, subprotocol)) =
+            accept_websocket(respond, body, &ws_req, config, accept, peer)
+        else {
+            return;
         };
-        let mut ws =
-            WebSocket::from_parts(H2Stream::new(send, body), conn, config, accept.subprotocol);
+        let mut ws = WebSocket::from_parts(stream, conn, config, subprotocol);
         if let Some(token) = &self.shutdown {
             ws.close_on(token.child_token());
         }
         tokio::spawn(session(ws, info));
     }
+}
+
+/// Drive one HTTP/2 server connection until it ends: the handshake (its SETTINGS advertise
+/// `SETTINGS_ENABLE_CONNECT_PROTOCOL` and `limits`) within `handshake_timeout`, then every
+/// request to `on_request`, which answers it through its [`SendResponse`] (without waiting:
+/// what takes time runs in a task). A connection without a stream for `handshake_timeout` is
+/// sent `GOAWAY`, as is every connection once `shutdown` is cancelled; either way it ends
+/// once its streams have.
+pub(crate) async fn drive<IO, F>(
+    io: IO,
+    peer: SocketAddr,
+    limits: &Http2Limits,
+    handshake_timeout: Duration,
+    shutdown: Option<&CancellationToken>,
+    mut on_request: F,
+) -> Result<()>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    F: FnMut(Request<RecvStream>, SendResponse<Bytes>),
+{
+    let mut builder = h2::server::Builder::new();
+    builder
+        .enable_connect_protocol()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .initial_window_size(limits.initial_stream_window)
+        .initial_connection_window_size(limits.initial_connection_window)
+        .max_header_list_size(limits.max_header_list_size)
+        .max_send_buffer_size(limits.max_send_buffer);
+    let handshake = builder.handshake::<_, Bytes>(io);
+    let mut conn = tokio::time::timeout(handshake_timeout, handshake)
+        .await
+        .map_err(|_| Error::Timeout("HTTP/2 preface"))?
+        .map_err(h2_error)?;
+    // A connection without a stream for the handshake timeout is closed: an idle peer holds
+    // nothing for long.
+    let idle_limit = handshake_timeout;
+    let mut idle_check = tokio::time::interval((idle_limit / 2).max(Duration::from_millis(1)));
+    idle_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut idle_since: Option<Instant> = None;
+    let mut going_away = false;
+    loop {
+        let shutting_down = async {
+            match shutdown {
+                Some(token) if !going_away => token.cancelled().await,
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutting_down => {
+                going_away = true;
+                conn.graceful_shutdown();
+            }
+            _ = idle_check.tick(), if !going_away => {
+                if conn.has_streams() {
+                    idle_since = None;
+                } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= idle_limit {
+                    debug!(%peer, "HTTP/2 connection idle: GOAWAY");
+                    going_away = true;
+                    conn.graceful_shutdown();
+                }
+            }
+            accepted = conn.accept() => {
+                let Some(accepted) = accepted else {
+                    return Ok(());
+                };
+                let (request, respond) = accepted.map_err(h2_error)?;
+                idle_since = None;
+                on_request(request, respond);
+            }
+        }
+    }
+}
+
+/// A WebSocket request as the HTTP/1.1 checks see it (RFC 8441 §5), and as the application
+/// sees it: the request as sent (`CONNECT`, version 2) with the same headers.
+pub(crate) fn websocket_request_info(
+    head: &http::request::Parts,
+    peer: SocketAddr,
+) -> (HttpRequest, ConnectionInfo) {
+    let http1 = as_upgrade_request(&head.uri, &head.headers);
+    let info = ConnectionInfo {
+        peer,
+        request: HttpRequest {
+            version: 2,
+            method: head.method.as_str().to_owned(),
+            ..http1.clone()
+        },
+    };
+    (http1, info)
+}
+
+/// Whether an HTTP/2 request is an RFC 8441 WebSocket request: `CONNECT` with
+/// `:protocol websocket`.
+pub(crate) fn is_websocket_request(head: &http::request::Parts) -> bool {
+    head.method == Method::CONNECT
+        && head
+            .extensions
+            .get::<h2::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case(PROTOCOL))
+}
+
+/// Accept a checked WebSocket request (its route, handshake checks and policy passed):
+/// negotiate permessage-deflate as over HTTP/1.1, answer `:status 200` with the chosen
+/// subprotocol and the `accept` headers: the parts of the WebSocket over the stream (the
+/// stream, the protocol state, the subprotocol), for [`WebSocket::from_parts`]. `None` if the
+/// client is gone already.
+pub(crate) fn accept_websocket(
+    mut respond: SendResponse<Bytes>,
+    body: RecvStream,
+    request: &WebSocketRequest,
+    config: &WebSocketConfig,
+    accept: Accept,
+    peer: SocketAddr,
+) -> Option<(H2Stream, Connection, Option<String>)> {
+    let mut conn = Connection::new(Role::Server, config.limits);
+    let mut extensions = None;
+    if let Some(deflate) = &config.compression
+        && let Some((params, header)) = deflate.server_accept(&request.extensions)
+    {
+        conn = conn.with_deflate(PerMessageDeflate::new(Role::Server, params, deflate));
+        extensions = Some(header);
+    }
+    let accepted = AcceptResponse::new(
+        MAPPED_KEY,
+        accept.subprotocol.as_deref(),
+        extensions.as_deref(),
+        &accept.headers,
+    );
+    let mut response = Response::new(());
+    *response.status_mut() = StatusCode::OK;
+    copy_headers(accepted.headers(), response.headers_mut());
+    let send = match respond.send_response(response, false) {
+        Ok(send) => send,
+        Err(e) => {
+            debug!(%peer, error = %e, "HTTP/2 WebSocket response not sent");
+            return None;
+        }
+    };
+    Some((H2Stream::new(send, body), conn, accept.subprotocol))
 }
 
 /// The HTTP/1.1 Upgrade request an extended CONNECT (its URI and headers) stands for
@@ -287,11 +352,15 @@ pub(crate) fn as_upgrade_request(
 }
 
 /// The refusal for a request that failed the handshake checks: the HTTP/1.1 status, except
-/// 426 (HTTP/2 has no Upgrade): a wrong version is 400 with `sec-websocket-version: 13`.
-fn handshake_refusal(err: &HandshakeError) -> Reject {
+/// 426 (HTTP/2 has no Upgrade), which is 400; a wrong version comes with
+/// `sec-websocket-version: 13`.
+pub(crate) fn handshake_refusal(err: &HandshakeError) -> Reject {
     let mut reject = Reject::new(err.status().unwrap_or(400), format!("{err}\n"));
-    if *err == HandshakeError::UnsupportedVersion {
+    if reject.status == 426 {
+        // A plain request for a WebSocket route, or a wrong version.
         reject.status = 400;
+    }
+    if *err == HandshakeError::UnsupportedVersion {
         reject
             .headers
             .push(("sec-websocket-version".into(), "13".into()));
@@ -300,7 +369,7 @@ fn handshake_refusal(err: &HandshakeError) -> Reject {
 }
 
 /// Answer a refused request: its status, headers and plain-text body, then `END_STREAM`.
-fn refuse(respond: &mut SendResponse<Bytes>, reject: Reject) {
+pub(crate) fn refuse(respond: &mut SendResponse<Bytes>, reject: Reject) {
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::from_u16(reject.status).unwrap_or(StatusCode::BAD_REQUEST);
     let headers = response.headers_mut();
@@ -323,7 +392,10 @@ fn refuse(respond: &mut SendResponse<Bytes>, reject: Reject) {
 
 /// Copy response headers into an HTTP/2 header map, without those HTTP/2 forbids or the
 /// handshake owns, and without values HTTP/2 cannot carry.
-fn copy_headers<'a>(from: impl Iterator<Item = (&'a str, &'a str)>, to: &mut http::HeaderMap) {
+pub(crate) fn copy_headers<'a>(
+    from: impl Iterator<Item = (&'a str, &'a str)>,
+    to: &mut http::HeaderMap,
+) {
     for (name, value) in from {
         let name = name.to_ascii_lowercase();
         if is_connection_specific(&name) || SET_BY_SERVER.contains(&name.as_str()) {

@@ -23,11 +23,17 @@
 //!   down" (except those whose session does it, see [`Upgrade::session_handles_shutdown`]), and
 //!   the server waits up to [`Policy::shutdown_timeout`] (or until
 //!   [`ShutdownHandle::abort`]) for their close handshakes before dropping what is left.
+//! - HTTP/2 ([`Server::http2`], feature `http2`): a connection that negotiates ALPN `h2`, or
+//!   starts with the HTTP/2 preface on plain TCP, is served by `http2` (this module's
+//!   submodule): each stream's request goes to the same route handler, WebSockets are RFC 8441
+//!   extended CONNECTs, and each counts against [`Policy::max_connections`].
 // Without the `rustls` feature, the docs still mention `Server::tls`.
 #![cfg_attr(not(feature = "rustls"), allow(rustdoc::broken_intra_doc_links))]
 
 mod answer;
 mod connection;
+#[cfg(feature = "http2")]
+mod http2;
 mod request_body;
 
 use std::future::Future;
@@ -104,6 +110,12 @@ struct Settings {
     #[cfg(feature = "rustls")]
     tls: Option<TlsAcceptor>,
     on_handshake_failure: Option<HandshakeFailureHook>,
+    /// Serve HTTP/2 too ([`Server::http2`]), with these limits.
+    #[cfg(feature = "http2")]
+    http2: Option<crate::http2::Http2Limits>,
+    /// The connections and HTTP/2 WebSockets being served.
+    #[cfg(feature = "http2")]
+    active: Arc<AtomicUsize>,
 }
 
 impl Settings {
@@ -198,6 +210,7 @@ impl Server {
 
     /// Serve on an existing listener.
     pub fn from_listener(listener: TcpListener) -> Server {
+        let active = Arc::new(AtomicUsize::new(0));
         Server {
             listener,
             settings: Settings {
@@ -207,9 +220,13 @@ impl Server {
                 #[cfg(feature = "rustls")]
                 tls: None,
                 on_handshake_failure: None,
+                #[cfg(feature = "http2")]
+                http2: None,
+                #[cfg(feature = "http2")]
+                active: active.clone(),
             },
             abort: CancellationToken::new(),
-            active: Arc::new(AtomicUsize::new(0)),
+            active,
         }
     }
 
@@ -251,6 +268,24 @@ impl Server {
     #[cfg(feature = "rustls")]
     pub fn tls(mut self, acceptor: TlsAcceptor) -> Self {
         self.settings.tls = Some(acceptor);
+        self
+    }
+
+    /// Serve HTTP/2 as well (feature `http2`), for [`Server::serve_routes`]: with
+    /// [`Server::tls`], ALPN offers `h2` then `http/1.1`
+    /// ([`TlsAcceptor::offer_http2`]); on plain TCP, a client that starts with the HTTP/2
+    /// preface (h2c with prior knowledge) is served HTTP/2. Over HTTP/2 every request goes to
+    /// the same route handler: plain answers become HTTP/2 responses on the stream (the
+    /// connection stays open for the next ones), and upgrades are served to RFC 8441 extended
+    /// CONNECT requests, with the same checks, policy and session; the session's
+    /// [`MaybeTlsStream`](crate::MaybeTlsStream) is then
+    /// [`Http2`](crate::MaybeTlsStream::Http2) and [`ConnectionInfo::request`] has version 2.
+    /// Each WebSocket on an HTTP/2 connection counts against [`Policy::max_connections`] as
+    /// a connection of its own (the connection counts once too); one past it is refused
+    /// with 503. The streams of one connection are bounded by `limits`.
+    #[cfg(feature = "http2")]
+    pub fn http2(mut self, limits: crate::http2::Http2Limits) -> Self {
+        self.settings.http2 = Some(limits);
         self
     }
 
@@ -312,6 +347,14 @@ impl Server {
             abort,
             active,
         } = self;
+        #[cfg(all(feature = "http2", feature = "rustls"))]
+        let settings = {
+            let mut settings = settings;
+            if settings.http2.is_some() && S::HTTP2 {
+                settings.tls = settings.tls.map(|tls| tls.offer_http2());
+            }
+            settings
+        };
         let (settings, route) = (Arc::new(settings), Arc::new(route));
         let mut tasks = JoinSet::new();
         loop {
@@ -378,14 +421,14 @@ fn report_panic(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// One counted connection; the count drops with it.
-struct Slot {
+/// One counted connection (or HTTP/2 WebSocket); the count drops with it.
+pub(super) struct Slot {
     active: Arc<AtomicUsize>,
-    count: usize,
+    pub(super) count: usize,
 }
 
 impl Slot {
-    fn take(active: &Arc<AtomicUsize>) -> Slot {
+    pub(super) fn take(active: &Arc<AtomicUsize>) -> Slot {
         let count = active.fetch_add(1, Ordering::Relaxed) + 1;
         Slot {
             active: active.clone(),

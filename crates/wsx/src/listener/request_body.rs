@@ -39,7 +39,7 @@ pub struct BodyRefused {
 }
 
 impl BodyRefused {
-    const fn new(status: u16, reason: &'static str) -> Self {
+    pub(crate) const fn new(status: u16, reason: &'static str) -> Self {
         BodyRefused { status, reason }
     }
 }
@@ -76,6 +76,20 @@ impl ReadBody {
     ) -> Result<HttpResponse> {
         let body = read(io, request, leftover, deadline, self.limit).await?;
         Ok((self.handler)(body).await)
+    }
+}
+
+impl ReadBody {
+    /// The most bytes of body the handler takes.
+    #[cfg(feature = "http2")]
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The handler's response to `body` (read by the caller, over HTTP/2).
+    #[cfg(feature = "http2")]
+    pub(crate) async fn answer(self, body: Result<Bytes, BodyRefused>) -> HttpResponse {
+        (self.handler)(body).await
     }
 }
 

@@ -27,27 +27,44 @@ pub enum MaybeTlsStream {
     /// The server side of TLS over TCP, with rustls (a server's accepted connection).
     #[cfg(feature = "rustls")]
     RustlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// A WebSocket over an HTTP/2 stream (RFC 8441), as a [`Server`](crate::Server) with
+    /// [`http2`](crate::Server::http2) hands it to its routes' sessions (feature `http2`).
+    #[cfg(feature = "http2")]
+    Http2(Box<crate::http2::H2Stream>),
 }
 
 impl MaybeTlsStream {
-    /// `true` when the connection runs over TLS.
+    /// `true` when the connection runs over TLS (for an HTTP/2 stream: unknown here, `false`).
     pub fn is_tls(&self) -> bool {
         match self {
             MaybeTlsStream::Plain(_) => false,
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(_) => false,
             #[cfg(feature = "rustls")]
             MaybeTlsStream::Rustls(_) | MaybeTlsStream::RustlsServer(_) => true,
         }
     }
 
+    /// `true` for a WebSocket over an HTTP/2 stream (RFC 8441).
+    pub fn is_http2(&self) -> bool {
+        #[cfg(feature = "http2")]
+        return matches!(self, MaybeTlsStream::Http2(_));
+        #[cfg(not(feature = "http2"))]
+        false
+    }
+
     /// The TCP socket underneath (for addresses and socket options; reading or writing it
-    /// directly would corrupt a TLS stream).
-    pub fn tcp(&self) -> &TcpStream {
+    /// directly would corrupt a TLS stream); `None` for an HTTP/2 stream, whose connection
+    /// is shared with other streams.
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            MaybeTlsStream::Plain(tcp) => tcp,
+            MaybeTlsStream::Plain(tcp) => Some(tcp),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(_) => None,
             #[cfg(feature = "rustls")]
-            MaybeTlsStream::Rustls(tls) => tls.get_ref().0,
+            MaybeTlsStream::Rustls(tls) => Some(tls.get_ref().0),
             #[cfg(feature = "rustls")]
-            MaybeTlsStream::RustlsServer(tls) => tls.get_ref().0,
+            MaybeTlsStream::RustlsServer(tls) => Some(tls.get_ref().0),
         }
     }
 
@@ -56,9 +73,9 @@ impl MaybeTlsStream {
     #[cfg(feature = "rustls")]
     pub fn tls_state(&self) -> Option<&rustls::CommonState> {
         match self {
-            MaybeTlsStream::Plain(_) => None,
             MaybeTlsStream::Rustls(tls) => Some(tls.get_ref().1),
             MaybeTlsStream::RustlsServer(tls) => Some(tls.get_ref().1),
+            _ => None,
         }
     }
 
@@ -116,6 +133,8 @@ impl AsyncRead for MaybeTlsStream {
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             #[cfg(feature = "rustls")]
             MaybeTlsStream::RustlsServer(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -132,6 +151,8 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             #[cfg(feature = "rustls")]
             MaybeTlsStream::RustlsServer(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -146,6 +167,8 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             #[cfg(feature = "rustls")]
             MaybeTlsStream::RustlsServer(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -156,6 +179,8 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Rustls(s) => s.is_write_vectored(),
             #[cfg(feature = "rustls")]
             MaybeTlsStream::RustlsServer(s) => s.is_write_vectored(),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => s.is_write_vectored(),
         }
     }
 
@@ -166,6 +191,8 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             #[cfg(feature = "rustls")]
             MaybeTlsStream::RustlsServer(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -176,6 +203,8 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             #[cfg(feature = "rustls")]
             MaybeTlsStream::RustlsServer(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            #[cfg(feature = "http2")]
+            MaybeTlsStream::Http2(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
