@@ -807,6 +807,9 @@ mod tests {
         room.command(Command::Leave { id: 2 });
         let events = drain(&slow);
         assert_eq!(events.len(), 1, "{events:?}");
-        assert_eq!(events[0], serde_json::json!({"type": "leave", "name": "m2"}));
+        assert_eq!(
+            events[0],
+            serde_json::json!({"type": "leave", "name": "m2"})
+        );
     }
 }
