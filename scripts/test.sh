@@ -92,11 +92,11 @@ install_build_deps() {
 }
 
 install_redis() {
-    # redis-server (Debian package) for the wsx-stomp-redis tests, when cargo test is selected
-    # and no WSX_TEST_REDIS_URL is given.
+    # redis-server (Debian package) for the Redis tests, when cargo test is selected. Needed
+    # even with WSX_TEST_REDIS_URL: the Sentinel and Cluster tests start processes of their own,
+    # and redis-cli (Debian redis-tools) joins the Cluster tests' nodes (--cluster create).
     selected "cargo test" || return 0
-    [[ -n "${WSX_TEST_REDIS_URL:-}" ]] && { info "redis: using WSX_TEST_REDIS_URL"; return 0; }
-    # redis-cli (Debian redis-tools) joins the Redis Cluster tests' nodes (--cluster create).
+    [[ -n "${WSX_TEST_REDIS_URL:-}" ]] && info "redis: the engine tests use WSX_TEST_REDIS_URL"
     if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
         info "redis: $(redis-server --version 2>/dev/null)"
         return 0

@@ -614,20 +614,7 @@ impl RedisServer {
     /// Whether `redis-server` is on PATH: `false` (after printing a skip line) when missing
     /// outside CI; a panic when missing under `CI=true`.
     pub fn available(test: &str) -> bool {
-        let found = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            assert!(
-                !under_ci(),
-                "redis-server is missing under CI=true: {test} cannot run"
-            );
-            eprintln!("skipped {test}: redis-server is not on PATH");
-        }
-        found
+        tool_available("redis-server", test)
     }
 
     /// Start `redis-server` on `port` (no persistence) and wait until it accepts connections.
@@ -724,23 +711,7 @@ impl RedisCluster {
     /// Whether `redis-server` and `redis-cli` are on PATH: `false` (after printing a skip
     /// line) when missing outside CI; a panic when missing under `CI=true`.
     pub fn available(test: &str) -> bool {
-        if !RedisServer::available(test) {
-            return false;
-        }
-        let found = Command::new("redis-cli")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            assert!(
-                !under_ci(),
-                "redis-cli is missing under CI=true: {test} cannot run"
-            );
-            eprintln!("skipped {test}: redis-cli is not on PATH");
-        }
-        found
+        RedisServer::available(test) && tool_available("redis-cli", test)
     }
 
     /// Start the nodes, create the cluster and wait until every node says it is ok.
@@ -840,4 +811,23 @@ fn cluster_ok(port: u16) -> bool {
     let mut reply = vec![0u8; 4096];
     let n = socket.read(&mut reply).unwrap_or(0);
     String::from_utf8_lossy(&reply[..n]).contains("cluster_state:ok")
+}
+
+/// Whether `tool --version` runs: `false` (after printing a skip line) when it does not outside
+/// CI; a panic when it does not under `CI=true`.
+fn tool_available(tool: &str, test: &str) -> bool {
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            !under_ci(),
+            "{tool} is missing under CI=true: {test} cannot run"
+        );
+        eprintln!("skipped {test}: {tool} is not on PATH");
+    }
+    found
 }
